@@ -1,0 +1,97 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "paywatch",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "paywatch", targets: ["paywatch"]),
+        .executable(name: "paywatch-bench", targets: ["paywatch-bench"]),
+        .executable(name: "fake-gateway", targets: ["fake-gateway"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
+    ],
+    targets: [
+        // Pure domain: statuses, ledger, planner, message texts. No I/O, no clock reads.
+        .target(name: "PaywatchCore", swiftSettings: strict),
+        // TOML -> typed configuration; errors name file, line and key.
+        .target(
+            name: "PaywatchConfig",
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: strict
+        ),
+        // OrderStore protocol and its SQLite implementation.
+        .target(
+            name: "PaywatchStore",
+            dependencies: ["PaywatchCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict
+        ),
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        // libcurl multi transport, retry classification.
+        .target(name: "PaywatchDelivery", dependencies: ["CCurl"], swiftSettings: strict),
+        // The service: sweep loop, delivery loop, logging.
+        .target(
+            name: "PaywatchDaemon",
+            dependencies: [
+                "PaywatchCore", "PaywatchConfig", "PaywatchStore", "PaywatchDelivery",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "paywatch",
+            dependencies: [
+                "PaywatchDaemon", "PaywatchCore", "PaywatchConfig", "PaywatchStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // Test support shared by tests and benchmarks: a real HTTP server on 127.0.0.1.
+        .target(name: "PaywatchTestSupport", swiftSettings: strict),
+        .executableTarget(name: "fake-gateway", dependencies: ["PaywatchTestSupport"], swiftSettings: strict),
+        .executableTarget(
+            name: "paywatch-bench",
+            dependencies: [
+                "PaywatchDaemon", "PaywatchCore", "PaywatchConfig", "PaywatchStore", "PaywatchDelivery",
+                "PaywatchTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "PaywatchCoreTests", dependencies: ["PaywatchCore"]),
+        .testTarget(name: "PaywatchConfigTests", dependencies: ["PaywatchConfig"]),
+        .testTarget(
+            name: "PaywatchStoreTests",
+            dependencies: ["PaywatchStore", "PaywatchCore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .testTarget(name: "PaywatchDeliveryTests", dependencies: ["PaywatchDelivery", "PaywatchTestSupport"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "paywatch", "PaywatchTestSupport", "PaywatchCore", "PaywatchDaemon", "PaywatchConfig",
+                "PaywatchStore", "PaywatchDelivery",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import PaywatchCore
+
+/// The daemon's only source of time. Business rules never read it: the loops read `now()` once
+/// per pass and hand the value to the planner.
+public protocol PaywatchClock: Sendable {
+    func now() -> Millis
+    /// Sleeps until the wall-clock instant `deadline` (or returns at once if it has passed).
+    func sleep(until deadline: Millis) async throws
+}
+
+/// Wall-clock time (CLOCK_REALTIME), as the order store's timestamps are.
+public struct SystemClock: PaywatchClock {
+    public init() {}
+
+    public func now() -> Millis {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Millis(spec.tv_sec) * 1000 + Millis(spec.tv_nsec) / 1_000_000
+    }
+
+    public func sleep(until deadline: Millis) async throws {
+        // Re-check after waking: the wall clock may be adjusted while we sleep.
+        while true {
+            let remaining = deadline - now()
+            if remaining <= 0 { return }
+            try await Task.sleep(for: .milliseconds(remaining))
+        }
+    }
+}
+
+/// A one-slot wake-up signal: `signal()` wakes the current or next `wait`.
+final class Wakeup: Sendable {
+    private let stream: AsyncStream<Void>
+    private let continuation: AsyncStream<Void>.Continuation
+
+    init() {
+        (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    func signal() { continuation.yield() }
+
+    /// Returns at `deadline`, on `signal()`, or on cancellation, whichever comes first.
+    func wait(until deadline: Millis, clock: any PaywatchClock) async {
+        let stream = self.stream
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await clock.sleep(until: deadline) }
+            group.addTask {
+                var iterator = stream.makeAsyncIterator()
+                _ = await iterator.next()
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+}

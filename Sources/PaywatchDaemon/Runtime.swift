@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import PaywatchConfig
+import PaywatchCore
+import PaywatchDelivery
+import PaywatchStore
+
+/// A configured channel as delivery needs it: where to POST and with which bearer token.
+public struct ChannelEndpoint: Sendable {
+    public var name: String
+    public var url: String
+    /// The token read from `token_file` at start; never logged.
+    var token: String?
+}
+
+/// Startup problems that are the configuration's fault (exit 78).
+public struct RuntimeConfigError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+}
+
+extension Policy {
+    /// The planner's parameters from the TOML configuration.
+    public init(_ config: PaywatchConfiguration) {
+        var fixed: [String: String] = [:]
+        for (name, channel) in config.channels {
+            if let to = channel.to { fixed[name] = to }
+        }
+        self.init(
+            unpaidHoldMs: config.unpaid.holdMs,
+            unpaidRemindersMs: config.unpaid.remindersMs,
+            unpaidChannels: config.unpaid.channels,
+            failedRemindersMs: config.failed.remindersMs,
+            failedChannels: config.failed.channels,
+            paidChannels: config.paid.channels,
+            fixedRecipients: fixed
+        )
+    }
+}
+
+/// Everything a running paywatch holds: built once from the configuration.
+public struct Runtime: Sendable {
+    public var config: PaywatchConfiguration
+    public var planner: Planner
+    public var store: any OrderStore
+    public var transport: HTTPTransport
+    public var channels: [String: ChannelEndpoint]
+    public var clock: any PaywatchClock
+    public var logger: Logger
+
+    public init(
+        config: PaywatchConfiguration, store: any OrderStore, clock: any PaywatchClock = SystemClock(),
+        logger: Logger, configPath: String = "paywatch.toml"
+    ) throws {
+        self.config = config
+        self.planner = Planner(policy: Policy(config))
+        self.store = store
+        self.clock = clock
+        self.logger = logger
+        self.transport = HTTPTransport(concurrency: config.delivery.concurrency, timeoutMs: config.delivery.timeoutMs)
+        self.channels = try Runtime.endpoints(config, configPath: configPath)
+    }
+
+    static func endpoints(_ config: PaywatchConfiguration, configPath: String) throws -> [String: ChannelEndpoint] {
+        var result: [String: ChannelEndpoint] = [:]
+        for (name, channel) in config.channels {
+            var token: String? = nil
+            if let file = channel.tokenFile {
+                guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+                    throw RuntimeConfigError(description: "\(configPath): [channels.\(name)] token_file: cannot read \(file)")
+                }
+                token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            result[name] = ChannelEndpoint(name: name, url: channel.url, token: token)
+        }
+        return result
+    }
+
+    /// Opens the store named by `[store] url`.
+    public static func openStore(_ config: PaywatchConfiguration) throws -> any OrderStore {
+        let url = config.store.url
+        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            throw RuntimeConfigError(description: "[store] url: PostgreSQL is not supported by this build yet; use sqlite://")
+        }
+        let path = try SQLiteOrderStore.path(fromURL: url)
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        return try SQLiteOrderStore(path: path, busyTimeoutMs: config.store.busyTimeoutMs)
+    }
+}
+
+extension Runtime {
+    /// Validates what the TOML parser cannot: that every `token_file` is readable.
+    public static func endpointsChecked(_ config: PaywatchConfiguration, configPath: String) throws -> Int {
+        try endpoints(config, configPath: configPath).count
+    }
+}

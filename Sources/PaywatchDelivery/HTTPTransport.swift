@@ -1,0 +1,564 @@
+import CCurl
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - Public value types
+
+/// One outgoing HTTP request. `id` is opaque to the transport and echoed back in the response.
+public struct HTTPRequest: Sendable {
+    /// Caller's id, echoed back in `HTTPResponse.id`.
+    public var id: Int64
+    /// Absolute `http://` or `https://` URL. Other schemes are rejected by curl.
+    public var url: String
+    /// HTTP method; `"POST"` by default. `"GET"`, `"HEAD"` and other tokens (`PUT`, `PATCH`, ...) are supported.
+    public var method: String
+    /// Request headers in order. Names/values must not contain CR or LF (such requests fail without being sent).
+    public var headers: [(String, String)]
+    /// Raw request body (sent for every method except GET/HEAD).
+    public var body: [UInt8]
+
+    public init(id: Int64, url: String, method: String = "POST", headers: [(String, String)] = [], body: [UInt8] = []) {
+        self.id = id
+        self.url = url
+        self.method = method
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// Result of one `HTTPRequest`.
+public struct HTTPResponse: Sendable, Equatable {
+    /// The request's `id`.
+    public var id: Int64
+    /// HTTP status; nil on transport error or when not attempted.
+    public var status: Int?
+    /// Raw `Retry-After` response header, if present.
+    public var retryAfter: String?
+    /// First 2 KiB of the response body, decoded as lossy UTF-8.
+    public var body: String
+    /// curl error text for transport errors (never contains request headers or bodies).
+    public var error: String?
+    /// False when the request was never started (cancelled / shut down).
+    public var attempted: Bool
+    /// Wall time from starting the transfer until it completed.
+    public var durationMs: Int64
+
+    public init(id: Int64, status: Int?, retryAfter: String? = nil, body: String = "", error: String? = nil,
+                attempted: Bool = true, durationMs: Int64 = 0) {
+        self.id = id
+        self.status = status
+        self.retryAfter = retryAfter
+        self.body = body
+        self.error = error
+        self.attempted = attempted
+        self.durationMs = durationMs
+    }
+
+    static func notAttempted(_ id: Int64, reason: String) -> HTTPResponse {
+        HTTPResponse(id: id, status: nil, error: reason, attempted: false, durationMs: 0)
+    }
+}
+
+// MARK: - Transport
+
+/// Initialised exactly once (Swift globals are lazily initialised in a thread-safe way).
+private let curlGlobalInitOK: Bool = ccurl_global_init_default() == CURLE_OK
+
+/// Maximum number of response-body bytes kept per response.
+let maxCapturedBodyBytes = 2048
+
+/// HTTP client built on one long-lived curl multi handle driven by a dedicated thread.
+///
+/// Connections are kept alive and reused across `perform` calls. At most `concurrency`
+/// transfers are in flight at any moment across all concurrent `perform` calls.
+public final class HTTPTransport: Sendable {
+    private let worker: CurlWorker
+
+    /// - Parameters:
+    ///   - concurrency: maximum transfers in flight (and connections kept open); clamped to >= 1.
+    ///   - timeoutMs: total per-transfer timeout.
+    ///   - connectTimeoutMs: TCP/TLS connect timeout.
+    public init(concurrency: Int, timeoutMs: Int64, connectTimeoutMs: Int64 = 5000) {
+        _ = curlGlobalInitOK
+        worker = CurlWorker(concurrency: max(1, concurrency), timeoutMs: max(1, timeoutMs),
+                            connectTimeoutMs: max(1, connectTimeoutMs))
+    }
+
+    deinit {
+        worker.shutdown()
+    }
+
+    /// Runs all requests with at most `concurrency` transfers in flight at once, on one long-lived
+    /// curl multi handle (connections are reused across calls: keep-alive). Returns one response per
+    /// request, in the same order as the input.
+    ///
+    /// curl runs on a dedicated thread; the calling task suspends without blocking the cooperative pool.
+    /// On task cancellation, transfers already in flight are finished (bounded by the timeout) and
+    /// requests not yet started come back with `attempted == false`, `error == "cancelled"`.
+    public func perform(_ requests: [HTTPRequest]) async -> [HTTPResponse] {
+        if requests.isEmpty { return [] }
+        let batch = Batch(requests: requests)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<[HTTPResponse], Never>) in
+                worker.submit(batch, continuation: continuation)
+            }
+        } onCancel: {
+            worker.cancel(batch)
+        }
+    }
+
+    /// Stops the worker thread: requests not yet started come back with `attempted == false`,
+    /// transfers in flight are aborted with a transport error. Later `perform` calls return
+    /// `attempted == false` immediately. Idempotent; blocks until the worker thread has exited.
+    public func shutdown() {
+        worker.shutdown()
+    }
+}
+
+// MARK: - Internals
+
+/// One `perform` call. Mutable progress fields are only touched by the worker thread;
+/// `cancelRequested` is guarded by the worker's lock.
+final class Batch: @unchecked Sendable {
+    let requests: [HTTPRequest]
+    var responses: [HTTPResponse]
+    var nextIndex = 0
+    var remaining: Int
+    var cancelRequested = false
+    var continuation: CheckedContinuation<[HTTPResponse], Never>?
+
+    init(requests: [HTTPRequest]) {
+        self.requests = requests
+        self.responses = requests.map { HTTPResponse.notAttempted($0.id, reason: "cancelled") }
+        self.remaining = requests.count
+    }
+
+    var hasPending: Bool { nextIndex < requests.count }
+
+    /// Stores a response; resumes the caller when the batch is complete. Worker thread only.
+    func complete(_ index: Int, _ response: HTTPResponse) {
+        responses[index] = response
+        remaining -= 1
+        if remaining == 0, let continuation {
+            self.continuation = nil
+            continuation.resume(returning: responses)
+        }
+    }
+
+    /// Completes every not-yet-started request as not attempted. Worker thread only.
+    func failPending(reason: String) {
+        while nextIndex < requests.count {
+            let index = nextIndex
+            nextIndex += 1
+            complete(index, .notAttempted(requests[index].id, reason: reason))
+        }
+    }
+}
+
+/// A pooled curl easy handle plus the state of the transfer currently running on it.
+final class EasyHandle {
+    let easy: UnsafeMutableRawPointer
+    let errorBuffer: UnsafeMutablePointer<CChar>
+    var batch: Batch?
+    var index = 0
+    var requestBody: UnsafeMutablePointer<UInt8>?
+    var headerList: UnsafeMutablePointer<curl_slist>?
+    var responseBody: [UInt8] = []
+    var retryAfter: String?
+    var startNs: UInt64 = 0
+
+    init?() {
+        guard let easy = curl_easy_init() else { return nil }
+        self.easy = easy
+        errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
+        responseBody.reserveCapacity(maxCapturedBodyBytes)
+    }
+
+    /// Frees per-transfer resources and resets the handle for reuse.
+    func recycle() {
+        if let headerList { curl_slist_free_all(headerList) }
+        headerList = nil
+        requestBody?.deallocate()
+        requestBody = nil
+        batch = nil
+        retryAfter = nil
+        responseBody.removeAll(keepingCapacity: true)
+        curl_easy_reset(easy)
+    }
+
+    deinit {
+        recycle()
+        curl_easy_cleanup(easy)
+        errorBuffer.deallocate()
+    }
+}
+
+private func monotonicNs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// CURLOPT_WRITEFUNCTION: keeps the first 2 KiB, accepts (and drops) the rest so the
+/// connection stays reusable.
+private func curlWriteCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ nmemb: Int,
+                               _ userdata: UnsafeMutableRawPointer?) -> Int {
+    let total = size * nmemb
+    guard let ptr, let userdata else { return total }
+    let handle = Unmanaged<EasyHandle>.fromOpaque(userdata).takeUnretainedValue()
+    let room = maxCapturedBodyBytes - handle.responseBody.count
+    if room > 0 {
+        let take = min(room, total)
+        ptr.withMemoryRebound(to: UInt8.self, capacity: take) {
+            handle.responseBody.append(contentsOf: UnsafeBufferPointer(start: $0, count: take))
+        }
+    }
+    return total
+}
+
+/// CURLOPT_HEADERFUNCTION: captures `Retry-After` of the final response.
+private func curlHeaderCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ nmemb: Int,
+                                _ userdata: UnsafeMutableRawPointer?) -> Int {
+    let total = size * nmemb
+    guard let ptr, let userdata else { return total }
+    let handle = Unmanaged<EasyHandle>.fromOpaque(userdata).takeUnretainedValue()
+    ptr.withMemoryRebound(to: UInt8.self, capacity: total) { base in
+        let line = UnsafeBufferPointer(start: base, count: total)
+        if line.starts(with: "HTTP/".utf8) {
+            handle.retryAfter = nil  // new (e.g. after 1xx) response: forget earlier headers
+            return
+        }
+        let name = "retry-after:".utf8
+        guard line.count > name.count else { return }
+        for (i, expected) in name.enumerated() {
+            var c = line[i]
+            if c >= 65 && c <= 90 { c += 32 }  // ASCII lowercase
+            if c != expected { return }
+        }
+        let value = String(decoding: line[name.count...], as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        handle.retryAfter = value
+    }
+    return total
+}
+
+/// Owns the curl multi handle and the thread that drives it.
+final class CurlWorker: @unchecked Sendable {
+    private let concurrency: Int
+    private let timeoutMs: Int64
+    private let connectTimeoutMs: Int64
+
+    // Guarded by `lock`.
+    private let lock = NSLock()
+    private var incoming: [Batch] = []
+    private var cancelRequested = false  // some batch was cancelled since the worker last looked
+    private var stopping = false
+    private var multi: UnsafeMutableRawPointer?  // nil once the worker has cleaned up
+    private var threadStarted = false
+    private let exited = DispatchSemaphore(value: 0)
+
+    // Worker-thread only.
+    private var active: [Batch] = []
+    private var pool: [EasyHandle] = []
+    private var inFlight = 0
+    private var handles: [EasyHandle] = []  // keeps every handle alive
+
+    init(concurrency: Int, timeoutMs: Int64, connectTimeoutMs: Int64) {
+        self.concurrency = concurrency
+        self.timeoutMs = timeoutMs
+        self.connectTimeoutMs = connectTimeoutMs
+        if curlGlobalInitOK, let m = curl_multi_init() {
+            _ = ccurl_multi_setopt_long(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, concurrency)
+            _ = ccurl_multi_setopt_long(m, CURLMOPT_MAXCONNECTS, concurrency)
+            multi = m
+        }
+    }
+
+    /// Hands a batch to the worker thread (starting it lazily).
+    func submit(_ batch: Batch, continuation: CheckedContinuation<[HTTPResponse], Never>) {
+        lock.lock()
+        guard let multi, !stopping else {
+            lock.unlock()
+            continuation.resume(returning: batch.requests.map { .notAttempted($0.id, reason: "transport shut down") })
+            return
+        }
+        batch.continuation = continuation
+        incoming.append(batch)
+        if !threadStarted {
+            threadStarted = true
+            let thread = Thread { [self] in run() }
+            thread.name = "paywatch-curl"
+            thread.start()
+        } else {
+            curl_multi_wakeup(multi)
+        }
+        lock.unlock()
+    }
+
+    /// Marks a batch cancelled; its unstarted requests will be completed as not attempted.
+    func cancel(_ batch: Batch) {
+        lock.lock()
+        batch.cancelRequested = true
+        cancelRequested = true
+        if let multi, threadStarted { curl_multi_wakeup(multi) }
+        lock.unlock()
+    }
+
+    func shutdown() {
+        lock.lock()
+        if stopping {
+            lock.unlock()
+            return
+        }
+        stopping = true
+        let started = threadStarted
+        if let multi, started { curl_multi_wakeup(multi) }
+        if !started, let m = multi {
+            multi = nil
+            curl_multi_cleanup(m)
+        }
+        lock.unlock()
+        if started && !Thread.current.isPaywatchCurlWorker {
+            exited.wait()
+        }
+    }
+
+    // MARK: Worker thread
+
+    private func run() {
+        Thread.current.threadDictionary[workerKey] = true
+        lock.lock()
+        let m = multi
+        lock.unlock()
+        guard let m else {
+            exited.signal()
+            return
+        }
+
+        while true {
+            // 1. Pick up new batches, cancellations and shutdown.
+            lock.lock()
+            let stop = stopping
+            if !incoming.isEmpty {
+                // A batch may have been cancelled before it reached the worker.
+                if incoming.contains(where: { $0.cancelRequested }) { cancelRequested = true }
+                active.append(contentsOf: incoming)
+                incoming.removeAll()
+            }
+            if cancelRequested {
+                cancelRequested = false
+                for batch in active where batch.cancelRequested {
+                    batch.failPending(reason: "cancelled")
+                }
+            }
+            lock.unlock()
+            if stop { break }
+
+            // 2. Start transfers up to the concurrency limit, FIFO across batches.
+            while inFlight < concurrency, let batch = active.first(where: { $0.hasPending }) {
+                let index = batch.nextIndex
+                batch.nextIndex += 1
+                start(batch, index, multi: m)
+            }
+            active.removeAll { $0.remaining == 0 }
+
+            // 3. Drive curl and collect finished transfers.
+            var running: Int32 = 0
+            _ = curl_multi_perform(m, &running)
+            var finished = 0
+            var queued: Int32 = 0
+            while let msg = curl_multi_info_read(m, &queued) {
+                guard msg.pointee.msg == CURLMSG_DONE, let easy = msg.pointee.easy_handle else { continue }
+                finish(easy, result: msg.pointee.data.result, multi: m)
+                finished += 1
+            }
+            if finished > 0 && active.contains(where: { $0.hasPending }) { continue }
+
+            // 4. Sleep until socket activity, a curl timeout, or a wakeup from submit/cancel/shutdown.
+            var numfds: Int32 = 0
+            _ = curl_multi_poll(m, nil, 0, 1000, &numfds)
+        }
+
+        // Shutdown: abort everything still outstanding.
+        for handle in handles where handle.batch != nil {
+            curl_multi_remove_handle(m, handle.easy)
+            if let batch = handle.batch {
+                let id = batch.requests[handle.index].id
+                batch.complete(handle.index, HTTPResponse(id: id, status: nil, error: "transport shut down",
+                                                          attempted: true, durationMs: elapsedMs(handle)))
+            }
+            handle.recycle()
+        }
+        lock.lock()
+        active.append(contentsOf: incoming)
+        incoming.removeAll()
+        multi = nil
+        curl_multi_cleanup(m)
+        lock.unlock()
+        for batch in active { batch.failPending(reason: "transport shut down") }
+        active.removeAll()
+        handles.removeAll()
+        pool.removeAll()
+        exited.signal()
+    }
+
+    private func elapsedMs(_ handle: EasyHandle) -> Int64 {
+        Int64((monotonicNs() &- handle.startNs) / 1_000_000)
+    }
+
+    private func acquireHandle() -> EasyHandle? {
+        if let handle = pool.popLast() { return handle }
+        guard let handle = EasyHandle() else { return nil }
+        handles.append(handle)
+        return handle
+    }
+
+    /// Configures a pooled easy handle for `batch.requests[index]` and adds it to the multi handle.
+    private func start(_ batch: Batch, _ index: Int, multi m: UnsafeMutableRawPointer) {
+        let request = batch.requests[index]
+        guard let handle = acquireHandle() else {
+            batch.complete(index, HTTPResponse(id: request.id, status: nil, error: "curl_easy_init failed"))
+            return
+        }
+        if let problem = configure(handle, request) {
+            handle.recycle()
+            pool.append(handle)
+            batch.complete(index, HTTPResponse(id: request.id, status: nil, error: problem))
+            return
+        }
+        handle.batch = batch
+        handle.index = index
+        handle.startNs = monotonicNs()
+        if curl_multi_add_handle(m, handle.easy) != CURLM_OK {
+            handle.recycle()
+            pool.append(handle)
+            batch.complete(index, HTTPResponse(id: request.id, status: nil, error: "curl_multi_add_handle failed"))
+            return
+        }
+        inFlight += 1
+    }
+
+    /// Sets all options; returns an error text (safe to log) if the request is invalid.
+    private func configure(_ handle: EasyHandle, _ request: HTTPRequest) -> String? {
+        let e = handle.easy
+        let opaque = Unmanaged.passUnretained(handle).toOpaque()
+        let method = request.method.uppercased()
+        guard !method.isEmpty, method.utf8.allSatisfy({ ($0 >= 65 && $0 <= 90) || $0 == 45 || $0 == 95 }) else {
+            return "invalid request: bad HTTP method"
+        }
+        guard !request.url.utf8.contains(0) else { return "invalid request: bad URL" }
+
+        handle.errorBuffer[0] = 0
+        _ = ccurl_easy_setopt_long(e, CURLOPT_NOSIGNAL, 1)
+        _ = ccurl_easy_setopt_pointer(e, CURLOPT_ERRORBUFFER, handle.errorBuffer)
+        _ = ccurl_easy_setopt_string(e, CURLOPT_PROTOCOLS_STR, "http,https")
+        _ = ccurl_easy_setopt_long(e, CURLOPT_FOLLOWLOCATION, 0)
+        _ = ccurl_easy_setopt_long(e, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
+        _ = ccurl_easy_setopt_long(e, CURLOPT_TIMEOUT_MS, Int(timeoutMs))
+        _ = ccurl_easy_setopt_long(e, CURLOPT_CONNECTTIMEOUT_MS, Int(connectTimeoutMs))
+        _ = ccurl_easy_setopt_pointer(e, CURLOPT_PRIVATE, opaque)
+        _ = ccurl_easy_setopt_callback(e, CURLOPT_WRITEFUNCTION, curlWriteCallback)
+        _ = ccurl_easy_setopt_pointer(e, CURLOPT_WRITEDATA, opaque)
+        _ = ccurl_easy_setopt_callback(e, CURLOPT_HEADERFUNCTION, curlHeaderCallback)
+        _ = ccurl_easy_setopt_pointer(e, CURLOPT_HEADERDATA, opaque)
+        if request.url.withCString({ ccurl_easy_setopt_string(e, CURLOPT_URL, $0) }) != CURLE_OK {
+            return "invalid request: bad URL"
+        }
+
+        switch method {
+        case "GET":
+            _ = ccurl_easy_setopt_long(e, CURLOPT_HTTPGET, 1)
+        case "HEAD":
+            _ = ccurl_easy_setopt_long(e, CURLOPT_NOBODY, 1)
+        default:
+            // POST-style upload from a stable copy of the body (never read from stdin).
+            let count = request.body.count
+            let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, count))
+            if count > 0 {
+                request.body.withUnsafeBufferPointer { src in
+                    if let base = src.baseAddress { buffer.update(from: base, count: count) }
+                }
+            }
+            handle.requestBody = buffer
+            _ = ccurl_easy_setopt_long(e, CURLOPT_POST, 1)
+            _ = ccurl_easy_setopt_off_t(e, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(count))
+            _ = ccurl_easy_setopt_pointer(e, CURLOPT_POSTFIELDS, buffer)
+            if method != "POST" {
+                _ = ccurl_easy_setopt_string(e, CURLOPT_CUSTOMREQUEST, method)
+            }
+        }
+
+        var list: UnsafeMutablePointer<curl_slist>?
+        var hasExpect = false
+        for (name, value) in request.headers {
+            let bad = name.isEmpty || name.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 58 || $0 == 0 })
+                || value.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 })
+            if bad {
+                if let list { curl_slist_free_all(list) }
+                return "invalid request: header name or value contains forbidden characters"
+            }
+            if name.caseInsensitiveCompare("Expect") == .orderedSame { hasExpect = true }
+            // "Name;" is curl's syntax for sending a header with an empty value.
+            let line = value.isEmpty ? "\(name);" : "\(name): \(value)"
+            guard let appended = curl_slist_append(list, line) else {
+                if let list { curl_slist_free_all(list) }
+                return "curl_slist_append failed"
+            }
+            list = appended
+        }
+        if !hasExpect, let appended = curl_slist_append(list, "Expect:") {
+            list = appended  // suppress "Expect: 100-continue" round trips for larger bodies
+        }
+        handle.headerList = list
+        if let list { _ = ccurl_easy_setopt_pointer(e, CURLOPT_HTTPHEADER, list) }
+        return nil
+    }
+
+    /// Builds the response for a finished transfer and returns its handle to the pool.
+    private func finish(_ easy: UnsafeMutableRawPointer, result: CURLcode, multi m: UnsafeMutableRawPointer) {
+        var raw: UnsafeMutableRawPointer?
+        _ = ccurl_easy_getinfo_pointer(easy, CURLINFO_PRIVATE, &raw)
+        curl_multi_remove_handle(m, easy)
+        guard let raw else { return }
+        let handle = Unmanaged<EasyHandle>.fromOpaque(raw).takeUnretainedValue()
+        inFlight -= 1
+        guard let batch = handle.batch else {
+            handle.recycle()
+            pool.append(handle)
+            return
+        }
+        let request = batch.requests[handle.index]
+        var status: Int?
+        var errorText: String?
+        if result == CURLE_OK {
+            var code = 0
+            _ = ccurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &code)
+            status = code
+        } else {
+            let detail = String(cString: handle.errorBuffer)
+            let summary = String(cString: curl_easy_strerror(result))
+            errorText = "curl error \(result.rawValue): " + (detail.isEmpty ? summary : detail)
+        }
+        let response = HTTPResponse(
+            id: request.id, status: status, retryAfter: handle.retryAfter,
+            body: String(decoding: handle.responseBody, as: UTF8.self),
+            error: errorText, attempted: true, durationMs: elapsedMs(handle))
+        let index = handle.index
+        handle.recycle()
+        pool.append(handle)
+        batch.complete(index, response)
+    }
+}
+
+private let workerKey = "paywatch.curl.worker"
+
+extension Thread {
+    /// True on the transport's own worker thread (shutdown from there must not wait for itself).
+    fileprivate var isPaywatchCurlWorker: Bool {
+        threadDictionary[workerKey] as? Bool ?? false
+    }
+}

@@ -1,0 +1,132 @@
+import PaywatchCore
+
+/// A message in the outbox, claimed for delivery.
+public struct OutboxMessage: Sendable, Hashable {
+    public var id: Int64
+    public var message: OutgoingMessage
+    /// Attempts made before this one.
+    public var attempts: Int
+}
+
+/// How one delivery attempt ended, as the store records it.
+public enum DeliveryDisposition: Sendable, Hashable {
+    case delivered
+    case retry(at: Millis, reason: String)
+    case dead(reason: String)
+    /// The transfer never started (shutdown): due again at once, no attempt counted.
+    case notAttempted
+}
+
+public struct DeliveryResult: Sendable, Hashable {
+    public var outboxID: Int64
+    public var startedAt: Millis
+    public var httpStatus: Int?
+    public var error: String?
+    public var durationMs: Int64
+    public var disposition: DeliveryDisposition
+    /// An ops message to decide with this result (`delivery_dead`), idempotent by its key.
+    public var followUp: OutgoingMessage?
+
+    public init(
+        outboxID: Int64, startedAt: Millis, httpStatus: Int?, error: String?, durationMs: Int64,
+        disposition: DeliveryDisposition, followUp: OutgoingMessage? = nil
+    ) {
+        self.outboxID = outboxID
+        self.startedAt = startedAt
+        self.httpStatus = httpStatus
+        self.error = error
+        self.durationMs = durationMs
+        self.disposition = disposition
+        self.followUp = followUp
+    }
+}
+
+/// What one delivery claim returned.
+public struct DeliveryClaim: Sendable {
+    /// Leased to the caller until `now + lease`; record a result for each.
+    public var messages: [OutboxMessage]
+    /// Dropped because the order moved on (a reminder for an order now paid): recorded as
+    /// superseded on the timeline, never sent.
+    public var superseded: [OutboxMessage]
+}
+
+/// One sweep's outcome.
+public struct SweepResult: Sendable {
+    public var plans: [Plan]
+    /// Orders claimed; when it equals the limit there may be more due right now.
+    public var claimed: Int
+}
+
+/// Summary row for `paywatch orders list`.
+public struct OrderSummary: Sendable, Hashable, Codable {
+    public var id: String
+    public var status: String
+    public var amountDue: Int64?
+    public var amountPaid: Int64
+    public var currency: String
+    public var nextDueAt: Millis?
+    public var quarantine: String?
+}
+
+public struct TimelineEntry: Sendable, Hashable, Codable {
+    public var at: Millis
+    public var event: String
+    public var detail: String
+}
+
+public struct AttemptRecord: Sendable, Hashable, Codable {
+    public var attempt: Int
+    public var at: Millis
+    public var httpStatus: Int?
+    public var error: String?
+    public var durationMs: Int64
+    public var outcome: String
+}
+
+public struct DeliveryRecord: Sendable, Hashable, Codable {
+    public var idempotencyKey: String
+    public var kind: String
+    public var step: Int
+    public var channel: String
+    /// Masked address.
+    public var to: String
+    public var state: String
+    public var createdAt: Millis
+    public var dueAt: Millis
+    public var lastError: String?
+    public var attempts: [AttemptRecord]
+}
+
+/// Everything `paywatch orders show` prints about one order.
+public struct OrderDetail: Sendable {
+    public var orderID: String
+    public var snapshot: OrderSnapshot
+    public var trackedStatus: OrderStatus?
+    public var amountPaid: Int64
+    public var nextDueAt: Millis?
+    public var quarantine: String?
+    public var timeline: [TimelineEntry]
+    public var deliveries: [DeliveryRecord]
+}
+
+/// The order store: the only place that knows SQL. The SQLite implementation is the embedded
+/// default; a PostgreSQL one satisfies the same protocol for several replicas on one database.
+///
+/// Claim semantics: `sweep` takes the orders whose next due time has come or that changed since
+/// they were last planned (writers mark them through triggers), plans each with `plan`, and applies
+/// every plan's status, marks, outbox rows, events and next due time in one transaction.
+public protocol OrderStore: Sendable {
+    /// Creates or upgrades the schema; safe to repeat.
+    func migrate() async throws
+    func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan) async throws -> SweepResult
+    /// The earliest time an order is due for planning (0 when one changed), or nil.
+    func nextPlanningAt() async throws -> Millis?
+    /// Makes messages leased by a run that ended (crash, kill -9) due again at once.
+    func releaseLeases(now: Millis) async throws -> Int
+    func claimDeliveries(now: Millis, limit: Int, leaseMs: Millis) async throws -> DeliveryClaim
+    func recordDeliveries(_ results: [DeliveryResult], now: Millis) async throws
+    func nextDeliveryAt() async throws -> Millis?
+    func order(id: String) async throws -> OrderDetail?
+    func orders(status: String?, limit: Int) async throws -> [OrderSummary]
+    func close() async throws
+}

@@ -1,0 +1,375 @@
+import Foundation
+import GRDB
+import PaywatchCore
+
+/// Errors of the store, free of SQL arguments and personal data.
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public static func badURL(_ url: String) -> StoreError {
+        StoreError(description: "store url must be sqlite:///absolute/path.db or sqlite://relative/path.db, got \"\(url.prefix(12))…\"")
+    }
+    public static func cannotOpen(_ path: String, _ reason: String) -> StoreError {
+        StoreError(description: "cannot open the SQLite database \(path): \(reason)")
+    }
+}
+
+/// The embedded order store on SQLite (WAL, busy timeout, IMMEDIATE write transactions).
+/// One paywatch process per database file; several replicas share PostgreSQL instead.
+public final class SQLiteOrderStore: OrderStore {
+    public let path: String
+    private let pool: DatabasePool
+
+    /// `sqlite:///abs/path.db` → `/abs/path.db`; `sqlite://rel.db` → `rel.db`.
+    public static func path(fromURL url: String) throws -> String {
+        guard url.hasPrefix("sqlite://") else { throw StoreError.badURL(url) }
+        let path = String(url.dropFirst("sqlite://".count))
+        guard !path.isEmpty else { throw StoreError.badURL(url) }
+        return path
+    }
+
+    public init(path: String, busyTimeoutMs: Int64 = 5000, readonly: Bool = false) throws {
+        self.path = path
+        var config = Configuration()
+        config.busyMode = .timeout(Double(busyTimeoutMs) / 1000)
+        config.readonly = readonly
+        config.label = "paywatch"
+        config.prepareDatabase { db in
+            if !db.configuration.readonly {
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            }
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+        } catch let error as DatabaseError {
+            throw StoreError.cannotOpen(path, error.message ?? "error \(error.resultCode)")
+        }
+    }
+
+    public func migrate() async throws {
+        try SQLiteSchema.migrator().migrate(pool)
+    }
+
+    private func writeImmediate<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await pool.writeWithoutTransaction { db in
+            var result: T?
+            try db.inTransaction(.immediate) {
+                result = try work(db)
+                return .commit
+            }
+            return result!
+        }
+    }
+
+    // MARK: Planning
+
+    public func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan) async throws -> SweepResult {
+        try await writeImmediate { db in
+            let states = try Row.fetchAll(db, sql: """
+                SELECT order_id, status, marks, first_seen_at FROM pw_order_state
+                WHERE next_due_at IS NOT NULL AND next_due_at <= ? ORDER BY next_due_at LIMIT ?
+                """, arguments: [now, limit])
+            guard !states.isEmpty else { return SweepResult(plans: [], claimed: 0) }
+            let snapshots = try Self.loadSnapshots(db, states: states)
+            var plans: [Plan] = []
+            plans.reserveCapacity(snapshots.count)
+            for snapshot in snapshots {
+                let decided = plan(snapshot)
+                try Self.apply(decided, firstSeen: snapshot.state.firstSeenAt == nil, db: db, now: now)
+                plans.append(decided)
+            }
+            return SweepResult(plans: plans, claimed: states.count)
+        }
+    }
+
+    private static func loadSnapshots(_ db: Database, states: [Row]) throws -> [OrderSnapshot] {
+        let ids: [String] = states.map { $0["order_id"] }
+        let placeholders = databaseQuestionMarks(count: ids.count)
+        let args = StatementArguments(ids)
+        var orders: [String: OrderRecord] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT * FROM orders WHERE id IN (\(placeholders))", arguments: args) {
+            let record = orderRecord(row)
+            orders[record.id] = record
+        }
+        var payments: [String: [PaymentRecord]] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT * FROM payments WHERE order_id IN (\(placeholders))", arguments: args) {
+            let record = paymentRecord(row)
+            payments[record.orderID, default: []].append(record)
+        }
+        var installments: [String: [InstallmentRecord]] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT * FROM installments WHERE order_id IN (\(placeholders))", arguments: args) {
+            let orderID: String = row["order_id"]
+            installments[orderID, default: []].append(
+                InstallmentRecord(seq: int(row["seq"]) ?? 0, amount: int(row["amount"]), dueAt: int(row["due_at"])))
+        }
+        var refunds: [String: [RefundRecord]] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT * FROM refunds WHERE order_id IN (\(placeholders))", arguments: args) {
+            let orderID: String = row["order_id"]
+            refunds[orderID, default: []].append(RefundRecord(
+                id: text(row["id"]) ?? "", amount: int(row["amount"]), status: text(row["status"]) ?? "",
+                requestedAt: int(row["requested_at"])))
+        }
+        return states.map { state in
+            let id: String = state["order_id"]
+            let tracked = TrackedState(
+                status: (state["status"] as String?).flatMap(OrderStatus.init(rawValue:)),
+                marks: MarksCodec.decode(state["marks"]),
+                firstSeenAt: state["first_seen_at"]
+            )
+            return OrderSnapshot(
+                orderID: id, order: orders[id], payments: payments[id] ?? [], installments: installments[id] ?? [],
+                refunds: refunds[id] ?? [], state: tracked
+            )
+        }
+    }
+
+    private static func apply(_ plan: Plan, firstSeen: Bool, db: Database, now: Millis) throws {
+        if let reason = plan.quarantine {
+            try db.execute(sql: """
+                UPDATE pw_order_state SET quarantine = ?, next_due_at = NULL, updated_at = ? WHERE order_id = ?
+                """, arguments: [reason, now, plan.orderID])
+            try insertEvent(db, orderID: plan.orderID, at: now, event: "quarantined", detail: reason)
+            return
+        }
+        try db.execute(sql: """
+            UPDATE pw_order_state SET status = ?, amount_paid = ?, marks = ?, next_due_at = ?, quarantine = NULL,
+                first_seen_at = COALESCE(first_seen_at, ?), updated_at = ?
+            WHERE order_id = ?
+            """, arguments: [plan.status.rawValue, plan.amountPaid, MarksCodec.encode(plan.marks), plan.nextDueAt,
+                             now, now, plan.orderID])
+        if plan.statusChanged {
+            // Only when it differs, so the shop's view changes exactly when paywatch decides.
+            try db.execute(sql: "UPDATE orders SET status = ? WHERE id = ? AND status IS NOT ?",
+                           arguments: [plan.status.rawValue, plan.orderID, plan.status.rawValue])
+        }
+        for message in plan.messages {
+            try db.execute(sql: """
+                INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, due_at, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING
+                """, arguments: [message.idempotencyKey, message.orderID, message.kind.rawValue, message.step,
+                                 message.channel, message.recipient, message.body, now, now, now])
+        }
+        for event in plan.events {
+            try insertEvent(db, orderID: plan.orderID, at: now, event: event.event, detail: event.detail)
+        }
+    }
+
+    private static func insertEvent(_ db: Database, orderID: String, at: Millis, event: String, detail: String) throws {
+        try db.execute(sql: "INSERT INTO pw_events(order_id, at, event, detail) VALUES (?, ?, ?, ?)",
+                       arguments: [orderID, at, event, detail])
+    }
+
+    public func nextPlanningAt() async throws -> Millis? {
+        try await pool.read { db in
+            try Millis.fetchOne(db, sql: "SELECT MIN(next_due_at) FROM pw_order_state WHERE next_due_at IS NOT NULL")
+        }
+    }
+
+    // MARK: Delivery
+
+    public func releaseLeases(now: Millis) async throws -> Int {
+        try await writeImmediate { db in
+            try db.execute(sql: "UPDATE pw_outbox SET in_flight = 0, due_at = ? WHERE state = 'pending' AND in_flight = 1",
+                           arguments: [now])
+            return db.changesCount
+        }
+    }
+
+    public func claimDeliveries(now: Millis, limit: Int, leaseMs: Millis) async throws -> DeliveryClaim {
+        try await writeImmediate { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT o.id, o.idempotency_key, o.order_id, o.kind, o.step, o.channel, o.recipient, o.body, o.attempts,
+                       s.status AS order_status
+                FROM pw_outbox o LEFT JOIN pw_order_state s ON s.order_id = o.order_id
+                WHERE o.state = 'pending' AND o.due_at <= ? ORDER BY o.due_at LIMIT ?
+                """, arguments: [now, limit])
+            var claimed: [OutboxMessage] = []
+            var superseded: [OutboxMessage] = []
+            for row in rows {
+                guard let kind = NotificationKind(rawValue: row["kind"]) else { continue }
+                let message = OutboxMessage(
+                    id: row["id"],
+                    message: OutgoingMessage(
+                        idempotencyKey: row["idempotency_key"], orderID: row["order_id"], kind: kind, step: row["step"],
+                        channel: row["channel"], recipient: row["recipient"], body: row["body"]),
+                    attempts: row["attempts"])
+                let status = (row["order_status"] as String?).flatMap(OrderStatus.init(rawValue:))
+                if kind.stillApplies(to: status) {
+                    claimed.append(message)
+                } else {
+                    superseded.append(message)
+                }
+            }
+            if !claimed.isEmpty {
+                let ids = claimed.map(\.id)
+                try db.execute(sql: """
+                    UPDATE pw_outbox SET in_flight = 1, due_at = ?, updated_at = ? WHERE id IN (\(databaseQuestionMarks(count: ids.count)))
+                    """, arguments: StatementArguments([now + leaseMs, now]) + StatementArguments(ids))
+            }
+            for item in superseded {
+                try db.execute(sql: "UPDATE pw_outbox SET state = 'superseded', updated_at = ? WHERE id = ?",
+                               arguments: [now, item.id])
+                try Self.insertEvent(db, orderID: item.message.orderID, at: now, event: "superseded",
+                                     detail: "\(item.message.kind.rawValue) step \(item.message.step) on \(item.message.channel) dropped: the order moved on")
+            }
+            return DeliveryClaim(messages: claimed, superseded: superseded)
+        }
+    }
+
+    public func recordDeliveries(_ results: [DeliveryResult], now: Millis) async throws {
+        guard !results.isEmpty else { return }
+        try await writeImmediate { db in
+            let attempt = try db.makeStatement(sql: """
+                INSERT INTO pw_attempts(outbox_id, attempt, at, http_status, error, duration_ms, outcome)
+                SELECT ?, attempts + 1, ?, ?, ?, ?, ? FROM pw_outbox WHERE id = ?
+                """)
+            for result in results {
+                let state: String
+                var dueAt = now
+                var counted = true
+                let outcome: String
+                switch result.disposition {
+                case .delivered:
+                    state = "delivered"; outcome = "delivered"
+                case .retry(let at, _):
+                    state = "pending"; dueAt = at; outcome = "retry"
+                case .dead:
+                    state = "dead"; outcome = "dead"
+                case .notAttempted:
+                    state = "pending"; counted = false; outcome = "not_attempted"
+                }
+                if counted {
+                    try attempt.execute(arguments: [result.outboxID, result.startedAt, result.httpStatus, result.error,
+                                                    result.durationMs, outcome, result.outboxID])
+                }
+                let lastError: String? = {
+                    switch result.disposition {
+                    case .retry(_, let reason), .dead(let reason): return reason
+                    default: return nil
+                    }
+                }()
+                try db.execute(sql: """
+                    UPDATE pw_outbox SET state = ?, attempts = attempts + ?, in_flight = 0, due_at = ?, updated_at = ?,
+                        last_error = COALESCE(?, last_error)
+                    WHERE id = ?
+                    """, arguments: [state, counted ? 1 : 0, dueAt, now, lastError, result.outboxID])
+                if case .dead(let reason) = result.disposition,
+                   let orderID = try String.fetchOne(db, sql: "SELECT order_id FROM pw_outbox WHERE id = ?", arguments: [result.outboxID]) {
+                    try Self.insertEvent(db, orderID: orderID, at: now, event: "delivery_dead", detail: reason)
+                }
+                if let followUp = result.followUp {
+                    try db.execute(sql: """
+                        INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, due_at, created_at, updated_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING
+                        """, arguments: [followUp.idempotencyKey, followUp.orderID, followUp.kind.rawValue, followUp.step,
+                                         followUp.channel, followUp.recipient, followUp.body, now, now, now])
+                }
+            }
+        }
+    }
+
+    public func nextDeliveryAt() async throws -> Millis? {
+        try await pool.read { db in
+            try Millis.fetchOne(db, sql: "SELECT MIN(due_at) FROM pw_outbox WHERE state = 'pending'")
+        }
+    }
+
+    // MARK: Inspection
+
+    public func order(id: String) async throws -> OrderDetail? {
+        try await pool.read { db in
+            let state = try Row.fetchOne(db, sql: "SELECT * FROM pw_order_state WHERE order_id = ?", arguments: [id])
+            let exists = try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM orders WHERE id = ?)", arguments: [id]) ?? false
+            guard let state = state ?? (exists ? Row(["order_id": id]) : nil) else { return nil }
+            guard let snapshot = try Self.loadSnapshots(db, states: [state]).first else { return nil }
+            let timeline = try Row.fetchAll(db, sql: "SELECT at, event, detail FROM pw_events WHERE order_id = ? ORDER BY at, id",
+                                            arguments: [id]).map {
+                TimelineEntry(at: $0["at"], event: $0["event"], detail: $0["detail"])
+            }
+            var attempts: [Int64: [AttemptRecord]] = [:]
+            for row in try Row.fetchAll(db, sql: """
+                SELECT a.* FROM pw_attempts a JOIN pw_outbox o ON o.id = a.outbox_id WHERE o.order_id = ? ORDER BY a.attempt
+                """, arguments: [id]) {
+                attempts[row["outbox_id"], default: []].append(AttemptRecord(
+                    attempt: row["attempt"], at: row["at"], httpStatus: row["http_status"], error: row["error"],
+                    durationMs: row["duration_ms"], outcome: row["outcome"]))
+            }
+            let deliveries = try Row.fetchAll(db, sql: "SELECT * FROM pw_outbox WHERE order_id = ? ORDER BY created_at, id",
+                                              arguments: [id]).map { row -> DeliveryRecord in
+                let channel: String = row["channel"]
+                return DeliveryRecord(
+                    idempotencyKey: row["idempotency_key"], kind: row["kind"], step: row["step"], channel: channel,
+                    to: Redact.address(row["recipient"], channel: channel), state: row["state"], createdAt: row["created_at"],
+                    dueAt: row["due_at"], lastError: row["last_error"], attempts: attempts[row["id"]] ?? [])
+            }
+            return OrderDetail(
+                orderID: id, snapshot: snapshot,
+                trackedStatus: (state["status"] as String?).flatMap(OrderStatus.init(rawValue:)),
+                amountPaid: state["amount_paid"] ?? 0, nextDueAt: state["next_due_at"], quarantine: state["quarantine"],
+                timeline: timeline, deliveries: deliveries)
+        }
+    }
+
+    public func orders(status: String?, limit: Int) async throws -> [OrderSummary] {
+        try await pool.read { db in
+            var sql = """
+                SELECT s.order_id, COALESCE(s.status, o.status, '?') AS status, o.amount_due, s.amount_paid,
+                       COALESCE(o.currency, '') AS currency, s.next_due_at, s.quarantine
+                FROM pw_order_state s LEFT JOIN orders o ON o.id = s.order_id
+                """
+            var arguments: StatementArguments = []
+            if let status {
+                if status == "quarantined" {
+                    sql += " WHERE s.quarantine IS NOT NULL"
+                } else {
+                    sql += " WHERE s.status = ? AND s.quarantine IS NULL"
+                    arguments += [status]
+                }
+            }
+            sql += " ORDER BY s.order_id LIMIT ?"
+            arguments += [limit]
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                OrderSummary(id: row["order_id"], status: row["status"], amountDue: int(row["amount_due"]),
+                             amountPaid: row["amount_paid"], currency: row["currency"], nextDueAt: row["next_due_at"],
+                             quarantine: row["quarantine"])
+            }
+        }
+    }
+
+    public func close() async throws {
+        try pool.close()
+    }
+
+    // MARK: Lenient decoding (bad content becomes nil, which the validator quarantines)
+
+    static func orderRecord(_ row: Row) -> OrderRecord {
+        OrderRecord(
+            id: text(row["id"]) ?? "", amountDue: int(row["amount_due"]), currency: text(row["currency"]) ?? "",
+            createdAt: int(row["created_at"]), expiresAt: int(row["expires_at"]), email: text(row["email"]),
+            phone: text(row["phone"]), pushToken: text(row["push_token"]), locale: text(row["locale"]),
+            timeZone: text(row["time_zone"]), payURL: text(row["pay_url"]), customerName: text(row["customer_name"]))
+    }
+
+    static func paymentRecord(_ row: Row) -> PaymentRecord {
+        PaymentRecord(
+            id: text(row["id"]) ?? "", orderID: text(row["order_id"]) ?? "", amount: int(row["amount"]),
+            status: text(row["status"]) ?? "", providerRef: text(row["provider_ref"]), method: text(row["method"]),
+            failureReason: text(row["failure_reason"]), createdAt: int(row["created_at"]))
+    }
+}
+
+/// An integer column, or nil for NULL, text, blobs and non-integral reals.
+func int(_ value: DatabaseValue) -> Int64? {
+    switch value.storage {
+    case .int64(let v): return v
+    case .double(let d) where d.rounded() == d && abs(d) < 9e15: return Int64(d)
+    default: return nil
+    }
+}
+
+func text(_ value: DatabaseValue) -> String? {
+    switch value.storage {
+    case .string(let s): return s
+    case .int64(let v): return String(v)
+    default: return nil
+    }
+}

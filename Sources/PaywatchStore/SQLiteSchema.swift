@@ -1,0 +1,143 @@
+import GRDB
+
+/// The SQLite schema: the contract tables the shop writes (created only if missing, so a shop
+/// that already has them keeps its data) and paywatch's own tables, all prefixed `pw_`.
+enum SQLiteSchema {
+    /// `now` in integer milliseconds, as an SQL expression usable in a DEFAULT clause.
+    static let nowMs = "(CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))"
+
+    static func migrator() -> DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE IF NOT EXISTS orders (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    amount_due INTEGER NOT NULL,
+                    currency TEXT NOT NULL DEFAULT 'CNY',
+                    created_at INTEGER NOT NULL DEFAULT \(nowMs),
+                    expires_at INTEGER,
+                    email TEXT,
+                    phone TEXT,
+                    push_token TEXT,
+                    locale TEXT,
+                    time_zone TEXT,
+                    pay_url TEXT,
+                    customer_name TEXT,
+                    status TEXT NOT NULL DEFAULT 'unpaid'
+                );
+                CREATE TABLE IF NOT EXISTS payments (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    order_id TEXT NOT NULL,
+                    amount INTEGER NOT NULL,
+                    status TEXT NOT NULL DEFAULT 'pending',
+                    provider_ref TEXT,
+                    method TEXT,
+                    failure_reason TEXT,
+                    created_at INTEGER NOT NULL DEFAULT \(nowMs)
+                );
+                CREATE TABLE IF NOT EXISTS installments (
+                    order_id TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    amount INTEGER NOT NULL,
+                    due_at INTEGER NOT NULL,
+                    PRIMARY KEY (order_id, seq)
+                );
+                CREATE TABLE IF NOT EXISTS refunds (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    order_id TEXT NOT NULL,
+                    amount INTEGER NOT NULL,
+                    status TEXT NOT NULL DEFAULT 'requested',
+                    requested_at INTEGER NOT NULL DEFAULT \(nowMs)
+                );
+                """)
+            // A shop whose orders table predates paywatch gets the status column paywatch owns.
+            if try !db.columns(in: "orders").contains(where: { $0.name == "status" }) {
+                try db.execute(sql: "ALTER TABLE orders ADD COLUMN status TEXT NOT NULL DEFAULT 'unpaid'")
+            }
+            try db.execute(sql: """
+                CREATE INDEX IF NOT EXISTS payments_order_id ON payments(order_id);
+                CREATE INDEX IF NOT EXISTS refunds_order_id ON refunds(order_id);
+
+                -- One row per order paywatch tracks. next_due_at = 0 means "changed: plan now".
+                CREATE TABLE pw_order_state (
+                    order_id TEXT PRIMARY KEY NOT NULL,
+                    status TEXT,
+                    amount_paid INTEGER NOT NULL DEFAULT 0,
+                    marks TEXT NOT NULL DEFAULT '',
+                    next_due_at INTEGER,
+                    first_seen_at INTEGER,
+                    quarantine TEXT,
+                    updated_at INTEGER
+                ) WITHOUT ROWID;
+                CREATE INDEX pw_order_state_due ON pw_order_state(next_due_at) WHERE next_due_at IS NOT NULL;
+
+                -- Durable outbox: one row per decided message, keyed by its idempotency key.
+                CREATE TABLE pw_outbox (
+                    id INTEGER PRIMARY KEY,
+                    idempotency_key TEXT NOT NULL UNIQUE,
+                    order_id TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    step INTEGER NOT NULL,
+                    channel TEXT NOT NULL,
+                    recipient TEXT NOT NULL,
+                    body TEXT NOT NULL,
+                    state TEXT NOT NULL DEFAULT 'pending',   -- pending | delivered | dead | superseded
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    in_flight INTEGER NOT NULL DEFAULT 0,
+                    due_at INTEGER NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    last_error TEXT
+                );
+                CREATE INDEX pw_outbox_pending ON pw_outbox(due_at) WHERE state = 'pending';
+                CREATE INDEX pw_outbox_order ON pw_outbox(order_id);
+
+                CREATE TABLE pw_attempts (
+                    outbox_id INTEGER NOT NULL,
+                    attempt INTEGER NOT NULL,
+                    at INTEGER NOT NULL,
+                    http_status INTEGER,
+                    error TEXT,
+                    duration_ms INTEGER NOT NULL,
+                    outcome TEXT NOT NULL
+                );
+                CREATE INDEX pw_attempts_outbox ON pw_attempts(outbox_id);
+
+                -- The order's timeline: transitions, decisions, supersessions, quarantine.
+                CREATE TABLE pw_events (
+                    id INTEGER PRIMARY KEY,
+                    order_id TEXT NOT NULL,
+                    at INTEGER NOT NULL,
+                    event TEXT NOT NULL,
+                    detail TEXT NOT NULL DEFAULT ''
+                );
+                CREATE INDEX pw_events_order ON pw_events(order_id, at);
+                """)
+            // Any write by the shop marks the order as changed. The UPDATE trigger on orders
+            // leaves out `status`, the one column paywatch writes itself.
+            let mark = { (id: String) in
+                "INSERT INTO pw_order_state(order_id, next_due_at) VALUES (\(id), 0) ON CONFLICT(order_id) DO UPDATE SET next_due_at = 0;"
+            }
+            try db.execute(sql: """
+                CREATE TRIGGER pw_orders_insert AFTER INSERT ON orders BEGIN \(mark("NEW.id")) END;
+                CREATE TRIGGER pw_orders_update AFTER UPDATE OF id, amount_due, currency, created_at, expires_at,
+                    email, phone, push_token, locale, time_zone, pay_url, customer_name ON orders
+                    BEGIN \(mark("NEW.id")) END;
+                CREATE TRIGGER pw_orders_delete AFTER DELETE ON orders BEGIN \(mark("OLD.id")) END;
+                """)
+            for table in ["payments", "installments", "refunds"] {
+                try db.execute(sql: """
+                    CREATE TRIGGER pw_\(table)_insert AFTER INSERT ON \(table) BEGIN \(mark("NEW.order_id")) END;
+                    CREATE TRIGGER pw_\(table)_update AFTER UPDATE ON \(table) BEGIN \(mark("NEW.order_id")) \(mark("OLD.order_id")) END;
+                    CREATE TRIGGER pw_\(table)_delete AFTER DELETE ON \(table) BEGIN \(mark("OLD.order_id")) END;
+                    """)
+            }
+            // Orders that were there before paywatch: plan them all on the first sweep.
+            try db.execute(sql: """
+                INSERT INTO pw_order_state(order_id, next_due_at) SELECT id, 0 FROM orders WHERE true
+                ON CONFLICT(order_id) DO NOTHING
+                """)
+        }
+        return migrator
+    }
+}

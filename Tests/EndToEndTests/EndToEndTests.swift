@@ -1,0 +1,175 @@
+import Foundation
+import GRDB
+import PaywatchTestSupport
+import Testing
+
+/// The real binary, a real SQLite file, a real HTTP gateway on 127.0.0.1, real time in seconds.
+@Suite(.serialized) struct EndToEndTests {
+    static func config(_ base: String, concurrency: Int = 32, extra: String = "") -> String {
+        """
+        [daemon]
+        poll_interval = "200ms"
+
+        [delivery]
+        concurrency = \(concurrency)
+        timeout = "3s"
+        retry_base = "100ms"
+        retry_max = "500ms"
+
+        [unpaid]
+        hold = "4s"
+        reminders = ["1s", "2s"]
+        channels = ["sms"]
+
+        [paid]
+        channels = ["sms"]
+
+        [channels.sms]
+        provider = "webhook"
+        url = "\(base)/sms"
+
+        [channels.ops]
+        provider = "webhook"
+        url = "\(base)/ops"
+        to = "oncall"
+        \(extra)
+        """
+    }
+
+    func kinds(_ requests: [FakeGateway.Request], order: String) -> [(kind: String, at: Int64, key: String)] {
+        requests.compactMap { request in
+            guard let json = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any],
+                  json["order_id"] as? String == order, let kind = json["kind"] as? String else { return nil }
+            return (kind, request.receivedAtMs, request.headers["idempotency-key"] ?? "")
+        }
+    }
+
+    @Test func remindsOnScheduleCancelsOnTimeAndConfirmsPaymentsOnce() throws {
+        let h = try Harness { Self.config($0) }
+        #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+        try h.start()
+        let shop = try h.shop()
+        let created = Harness.nowMs()
+        try shop.write { db in
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone, locale) VALUES ('UNPAID', 12900, ?, '+8613800000000', 'zh-CN')", arguments: [created])
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('PAYS', 5000, ?, '+8613900000000')", arguments: [created])
+        }
+        // The PAYS customer pays at 1.5 s.
+        usleep(1_500_000)
+        try shop.write { db in
+            try db.execute(sql: "INSERT INTO payments(id, order_id, amount, status, created_at) VALUES ('P1', 'PAYS', 5000, 'succeeded', ?)", arguments: [Harness.nowMs()])
+        }
+        let done = Harness.eventually(8) {
+            kinds(h.gateway.requests(), order: "UNPAID").contains { $0.kind == "order_cancelled" }
+        }
+        #expect(done)
+        usleep(500_000)  // anything wrongly sent after the cancel would show up now
+        #expect(h.stop() == 0)  // SIGTERM: clean exit
+
+        let unpaid = kinds(h.gateway.requests(), order: "UNPAID")
+        #expect(unpaid.map(\.kind) == ["unpaid_reminder", "unpaid_reminder", "order_cancelled"])
+        if unpaid.count == 3 {
+            // Never early; on time within the poll interval.
+            #expect(unpaid[0].at >= created + 1000)
+            #expect(unpaid[1].at >= created + 2000)
+            #expect(unpaid[2].at >= created + 4000)
+            #expect(unpaid[2].at < created + 4000 + 1500)
+            #expect(unpaid[0].key == "pw1:UNPAID:unpaid_reminder:1:sms")
+        }
+        let pays = kinds(h.gateway.requests(), order: "PAYS")
+        #expect(pays.map(\.kind) == ["unpaid_reminder", "payment_confirmed"])
+
+        let statuses = try shop.read { db in
+            try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT id, status FROM orders").map { ($0["id"] as String, $0["status"] as String) })
+        }
+        #expect(statuses == ["UNPAID": "cancelled", "PAYS": "paid"])
+
+        // `orders show` tells the story, with the phone masked.
+        let show = try h.run(["orders", "show", "UNPAID", "--config", h.configPath])
+        #expect(show.code == 0)
+        #expect(show.out.contains("status: cancelled"))
+        #expect(show.out.contains("+86138****0000"))
+        #expect(!show.out.contains("+8613800000000"))
+        #expect(show.out.contains("order_cancelled"))
+        let json = try h.run(["orders", "show", "PAYS", "--json", "--config", h.configPath])
+        let parsed = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any]
+        #expect(parsed?["status"] as? String == "paid")
+        #expect(parsed?["amount_paid"] as? Int == 5000)
+        // The log names orders and events, and masks phones.
+        let log = try String(contentsOfFile: h.stderrPath, encoding: .utf8)
+        #expect(log.contains("order_id=UNPAID"))
+        #expect(log.contains("event=order_cancelled"))
+        #expect(!log.contains("+8613800000000"))
+    }
+
+    @Test func killNineMidRunLosesNothing() throws {
+        let h = try Harness { Self.config($0, concurrency: 2) }
+        h.gateway.setResponder { _ in FakeGateway.Response(status: 200, delayMs: 40) }
+        #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+        let shop = try h.shop()
+        // 60 orders whose first reminder is already due: 60 messages to send, slowly.
+        // Both reminder steps have passed: they collapse into step 2, one message per order.
+        let created = Harness.nowMs() - 2_500
+        try shop.write { db in
+            for i in 0..<60 {
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, expires_at, phone) VALUES (?, 100, ?, ?, '+8613800000000')",
+                               arguments: ["K\(i)", created, created + 600_000])
+            }
+        }
+        try h.start()
+        #expect(Harness.eventually(10) { h.gateway.requestCount >= 10 })
+        _ = h.stop(signal: SIGKILL)
+        let beforeRestart = h.gateway.requestCount
+        #expect(beforeRestart < 60)
+        try h.start()
+        let allDelivered = try Harness.eventually(20) {
+            try shop.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox WHERE state != 'delivered'") } == 0
+        }
+        #expect(allDelivered)
+        #expect(h.stop() == 0)
+        let outboxKeys = try Set(shop.read { try String.fetchAll($0, sql: "SELECT idempotency_key FROM pw_outbox") })
+        let receivedKeys = Set(h.gateway.requests().compactMap { $0.headers["idempotency-key"] })
+        #expect(outboxKeys.count == 60)
+        // Every decided message arrived, and only with its original key.
+        #expect(receivedKeys == outboxKeys)
+    }
+
+    @Test func badConfigurationStopsTheStartWithExit78() throws {
+        let h = try Harness { base in
+            """
+            [unpaid]
+            hodl = "30m"
+            """
+        }
+        let result = try h.run(["run", "--config", h.configPath])
+        #expect(result.code == 78)
+        #expect(result.err.contains("paywatch.toml:4: [unpaid] hodl: unknown key"))  // line 1-2 are [store]
+        let missing = try h.run(["check-config", "--config", h.directory.appendingPathComponent("nope.toml").path])
+        #expect(missing.code == 78)
+    }
+
+    @Test func checkConfigAndUnknownOrders() throws {
+        let h = try Harness { Self.config($0) }
+        let check = try h.run(["check-config", "--config", h.configPath])
+        #expect(check.code == 0)
+        #expect(check.out.contains("hold = \"4s\""))
+        #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+        let unknown = try h.run(["orders", "show", "NOPE", "--config", h.configPath])
+        #expect(unknown.code != 0)
+        #expect(unknown.err.contains("no order with id \"NOPE\""))
+        let list = try h.run(["orders", "list", "--status", "bogus", "--config", h.configPath])
+        #expect(list.code != 0)
+    }
+
+    @Test func runOnceDeliversWhatIsDueAndExits() throws {
+        let h = try Harness { Self.config($0) }
+        #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+        try h.shop().write { db in
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('OLD', 100, ?, '+8613800000000')", arguments: [Harness.nowMs() - 60_000])
+        }
+        let result = try h.run(["run", "--once", "--config", h.configPath])
+        #expect(result.code == 0)
+        // First seen after its hold: cancelled, with one notice (no burst of missed reminders).
+        #expect(kinds(h.gateway.requests(), order: "OLD").map(\.kind) == ["order_cancelled"])
+    }
+}

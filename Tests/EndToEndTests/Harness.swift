@@ -1,0 +1,103 @@
+import Foundation
+import GRDB
+import PaywatchTestSupport
+
+/// Runs the real `paywatch` binary against a temp SQLite database and a fake gateway.
+final class Harness: @unchecked Sendable {
+    let directory: URL
+    let dbPath: String
+    let configPath: String
+    let gateway: FakeGateway
+    var process: Process?
+    var stderrPath: String { directory.appendingPathComponent("paywatch.log").path }
+
+    static var binary: String {
+        if let path = ProcessInfo.processInfo.environment["PAYWATCH_BIN"] { return path }
+        // The test bundle sits in the build products folder, next to the paywatch executable.
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var dir = exe.deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("paywatch").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return ".build/debug/paywatch"
+    }
+
+    init(config: (String) -> String) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        dbPath = directory.appendingPathComponent("paywatch.db").path
+        configPath = directory.appendingPathComponent("paywatch.toml").path
+        gateway = try FakeGateway()
+        let text = """
+            [store]
+            url = "sqlite://\(dbPath)"
+
+            """ + config(gateway.baseURL)
+        try text.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    deinit {
+        if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        gateway.stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Runs a paywatch command to completion; returns exit code, stdout and stderr.
+    @discardableResult
+    func run(_ arguments: [String]) throws -> (code: Int32, out: String, err: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Harness.binary)
+        process.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    }
+
+    /// Starts `paywatch run` in the background, logging to `paywatch.log`.
+    func start() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Harness.binary)
+        process.arguments = ["run", "--config", configPath]
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        log.seekToEndOfFile()
+        process.standardError = log
+        process.standardOutput = log
+        try process.run()
+        self.process = process
+    }
+
+    func stop(signal: Int32 = SIGTERM) -> Int32 {
+        guard let process else { return -1 }
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        self.process = nil
+        return process.terminationStatus
+    }
+
+    func shop() throws -> DatabaseQueue {
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        return try DatabaseQueue(path: dbPath, configuration: config)
+    }
+
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// Polls `condition` every 20 ms for at most `seconds`.
+    static func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try condition() { return true }
+            usleep(20_000)
+        }
+        return try condition()
+    }
+}

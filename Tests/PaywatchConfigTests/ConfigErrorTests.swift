@@ -1,0 +1,198 @@
+import PaywatchConfig
+import Testing
+
+/// Parses `text` as "x.toml" and returns the error's description, or a note that it parsed.
+private func failure(_ text: String) -> String {
+    do {
+        _ = try PaywatchConfiguration.parse(text, fileName: "x.toml")
+        return "parsed without error"
+    } catch {
+        return error.description
+    }
+}
+
+private let channelSections = """
+    [channels.push]
+    provider = "webhook"
+    url = "http://127.0.0.1:8025/push"
+
+    [channels.sms]
+    provider = "webhook"
+    url = "http://127.0.0.1:8025/sms"
+
+    [channels.email]
+    provider = "webhook"
+    url = "http://127.0.0.1:8025/email"
+    """
+
+@Suite struct ConfigErrorTests {
+    @Test func descriptionFormat() {
+        #expect(ConfigError(file: "a/b.toml", line: 5, key: "[unpaid] hodl", message: "unknown key").description
+            == "a/b.toml:5: [unpaid] hodl: unknown key")
+        #expect(ConfigError(file: "b.toml", line: 3, key: "", message: "invalid TOML").description == "b.toml:3: invalid TOML")
+        #expect(ConfigError(file: "b.toml", line: nil, key: "", message: "gone").description == "b.toml: gone")
+    }
+
+    @Test func unknownKeyNamesFileLineAndKey() {
+        let text = """
+            # paywatch
+            [daemon]
+            batch_size = 10
+            [unpaid]
+            hodl = "30m"
+            hold = "30m"
+            """
+        #expect(failure(text) == "x.toml:5: [unpaid] hodl: unknown key")
+    }
+
+    @Test func unknownTopLevelKeyAndSection() {
+        #expect(failure("\n\nfoo = 1\n") == "x.toml:3: foo: unknown key")
+        #expect(failure("[daemon]\nbatch_size = 1\n\n[deamon]\nbatch_size = 2\n") == "x.toml:4: [deamon]: unknown section")
+        #expect(failure("[unpaid]\nhold = \"1m\"\n[unpaid.extra]\na = 1\n") == "x.toml:3: [unpaid.extra]: unknown section")
+        #expect(failure("[channels.sms]\nprovider = \"webhook\"\nurl = \"http://h/\"\ntoken = \"abc\"\n")
+            == "x.toml:4: [channels.sms] token: unknown key")
+    }
+
+    @Test func tomlSyntaxErrorUsesTOMLKitPosition() {
+        let description = failure("[daemon]\nbatch_size = 10\nlog_level = \"info\n")
+        #expect(description.hasPrefix("x.toml:3: invalid TOML at column "), "\(description)")
+        let duplicate = failure("[daemon]\nbatch_size = 10\n\nbatch_size = 20\n")
+        #expect(duplicate.hasPrefix("x.toml:4: invalid TOML"), "\(duplicate)")
+    }
+
+    @Test func wrongTypes() {
+        #expect(failure("[unpaid]\nhold = 30\n")
+            == "x.toml:2: [unpaid] hold: expected a duration string such as \"30m\", got integer 30")
+        #expect(failure("[daemon]\n\nbatch_size = \"500\"\n")
+            == "x.toml:3: [daemon] batch_size: expected an integer, got string \"500\"")
+        #expect(failure("[delivery]\nconcurrency = 1.5\n")
+            == "x.toml:2: [delivery] concurrency: expected an integer, got floating-point number 1.5")
+        #expect(failure("[daemon]\nlog_level = true\n") == "x.toml:2: [daemon] log_level: expected a string, got boolean true")
+        #expect(failure("store = \"sqlite://x.db\"\n")
+            == "x.toml:1: store: expected a [store] section (a table), got string \"sqlite://x.db\"")
+        #expect(failure("[unpaid]\nreminders = \"10m\"\n")
+            == "x.toml:2: [unpaid] reminders: expected a list of duration strings such as [\"10m\", \"25m\"], got string \"10m\"")
+        #expect(failure("[failed]\nreminders = [\"10m\", 20]\n")
+            == "x.toml:2: [failed] reminders: entry 2: expected a duration string such as \"30m\", got integer 20")
+        #expect(failure("\(channelSections)\n[paid]\nchannels = \"sms\"\n").hasSuffix(
+            "[paid] channels: expected a list of channel names such as [\"sms\", \"email\"], got string \"sms\""))
+    }
+
+    @Test func badDurations() {
+        #expect(failure("[delivery]\ntimeout = \"10x\"\n")
+            == "x.toml:2: [delivery] timeout: invalid duration \"10x\": expected a positive whole number and a unit (ms, s, m, h, d), e.g. \"30m\" or \"1h30m\"")
+        #expect(failure("[paying]\nstall_after = \"0s\"\n") == "x.toml:2: [paying] stall_after: duration \"0s\" must be greater than zero")
+        #expect(failure("[refunding]\nstall_after = \"-5s\"\n").hasPrefix("x.toml:2: [refunding] stall_after: invalid duration \"-5s\""))
+        #expect(failure("[unpaid]\nreminders = [\"10m\", \"\"]\n").hasPrefix("x.toml:2: [unpaid] reminders: entry 2: invalid duration \"\""))
+    }
+
+    @Test func nonPositiveIntegers() {
+        #expect(failure("[delivery]\nconcurrency = 0\n") == "x.toml:2: [delivery] concurrency: must be at least 1, got 0")
+        #expect(failure("[daemon]\nbatch_size = -1\n") == "x.toml:2: [daemon] batch_size: must be at least 1, got -1")
+        #expect(failure("[delivery]\nmax_attempts = 0\n") == "x.toml:2: [delivery] max_attempts: must be at least 1, got 0")
+        #expect(failure("[partially_paid]\noverdue_max = 0\n") == "x.toml:2: [partially_paid] overdue_max: must be at least 1, got 0")
+    }
+
+    @Test func unknownEnumValues() {
+        #expect(failure("[daemon]\nlog_level = \"verbose\"\n")
+            == "x.toml:2: [daemon] log_level: unknown log level \"verbose\": expected one of trace, debug, info, notice, warning, error, critical")
+        #expect(failure("[partially_paid]\non_overdue = \"refund\"\n")
+            == "x.toml:2: [partially_paid] on_overdue: unknown value \"refund\": expected \"escalate\" or \"cancel\"")
+        #expect(failure("[channels.sms]\nprovider = \"twilio\"\nurl = \"https://h/sms\"\n")
+            == "x.toml:2: [channels.sms] provider: unknown provider \"twilio\": only \"webhook\" is supported")
+    }
+
+    @Test func storeURL() {
+        #expect(failure("[store]\nurl = \"mysql://root:hunter2@db/x\"\n")
+            == "x.toml:2: [store] url: expected a url starting with sqlite://, postgres:// or postgresql://")
+        #expect(failure("[store]\nurl = \"sqlite://\"\n").hasPrefix("x.toml:2: [store] url: the sqlite url has no database path"))
+        #expect(failure("[store]\nurl = \"\"\n") == "x.toml:2: [store] url: must not be empty")
+        #expect(failure("[store]\nurl = \"postgresql://u@h/db\"\n") == "parsed without error")
+    }
+
+    @Test func channelSectionProblems() {
+        #expect(failure("[daemon]\n\n[channels.sms]\nprovider = \"webhook\"\n")
+            == "x.toml:3: [channels.sms] url: missing required key (the http:// or https:// endpoint)")
+        #expect(failure("[channels.sms]\nurl = \"http://h/sms\"\n")
+            == "x.toml:1: [channels.sms] provider: missing required key (only \"webhook\" is supported)")
+        #expect(failure("[channels.sms]\nprovider = \"webhook\"\nurl = \"ftp://h/sms\"\n")
+            == "x.toml:3: [channels.sms] url: expected an http:// or https:// url")
+        #expect(failure("[channels.Sms]\nprovider = \"webhook\"\nurl = \"http://h/sms\"\n").hasPrefix("x.toml:1: [channels.Sms]: invalid channel name"))
+        #expect(failure("[channels]\nsms = 1\n") == "x.toml:2: [channels] sms: expected a [channels.sms] section (a table), got integer 1")
+    }
+
+    @Test func channelListNamesUndefinedChannel() {
+        let text = """
+            [unpaid]
+            hold = "30m"
+            channels = ["push", "sms"]
+
+            [channels.push]
+            provider = "webhook"
+            url = "http://127.0.0.1:8025/push"
+            """
+        #expect(failure(text) == "x.toml:3: [unpaid] channels: channel \"sms\" has no [channels.sms] section")
+        #expect(failure("\(channelSections)\n[refunding]\nchannels = [\"email\", \"email\"]\n")
+            .hasSuffix("[refunding] channels: channel \"email\" is listed twice"))
+        #expect(failure("[paid]\nchannels = [\"ops\"]\n") == "x.toml:2: [paid] channels: channel \"ops\" has no [channels.ops] section")
+    }
+
+    @Test func reminderListOrder() {
+        #expect(failure("[unpaid]\nreminders = [\"25m\", \"10m\"]\n")
+            == "x.toml:2: [unpaid] reminders: must be in ascending (shortest first) order: \"10m\" comes after \"25m\"")
+        #expect(failure("[failed]\nreminders = [\"10m\", \"10m\"]\n") == "x.toml:2: [failed] reminders: duplicate entry \"10m\"")
+        #expect(failure("[partially_paid]\nreminders = [\"1d\", \"24h\"]\n")
+            == "x.toml:2: [partially_paid] reminders: duplicate entry \"24h\" (the same as \"1d\")")
+        #expect(failure("[partially_paid]\ninstallment_reminders = [\"1d\", \"3d\"]\n")
+            == "x.toml:2: [partially_paid] installment_reminders: must be in descending (longest before the due date first) order: \"3d\" comes after \"1d\"")
+    }
+
+    @Test func retryBaseLongerThanRetryMax() {
+        #expect(failure("[delivery]\nretry_base = \"2h\"\n")
+            == "x.toml:2: [delivery] retry_base: retry_base (2h) must not be longer than retry_max (1h)")
+    }
+
+    @Test func earliestLineWins() {
+        let text = """
+            [refunding]
+            stall_after = 5
+            [daemon]
+            batch_size = 0
+            """
+        #expect(failure(text) == "x.toml:2: [refunding] stall_after: expected a duration string such as \"30m\", got integer 5")
+    }
+
+    @Test func linesForDottedKeysInlineTablesAndQuotedKeys() {
+        #expect(failure("# c\nunpaid.hodl = \"30m\"\n") == "x.toml:2: [unpaid] hodl: unknown key")
+        #expect(failure("[channels]\n\nsms = { provider = \"webhook\", url = 5 }\n")
+            == "x.toml:3: [channels.sms] url: expected a string, got integer 5")
+        #expect(failure("[channels]\nsms = { provider = \"webhook\" }\n")
+            == "x.toml:2: [channels.sms] url: missing required key (the http:// or https:// endpoint)")
+        #expect(failure("[unpaid]\n\"ho ld\" = \"30m\"\n") == "x.toml:2: [unpaid] \"ho ld\": unknown key")
+        let multiline = """
+            [unpaid]
+            reminders = [
+              "10m", # first
+              "25m",
+            ]
+            note = \"\"\"
+            hodl = "x"
+            \"\"\"
+            """
+        #expect(failure(multiline) == "x.toml:6: [unpaid] note: unknown key")
+    }
+
+    @Test func missingAndUnreadableFiles() {
+        #expect(throws: ConfigError(file: "/nonexistent/paywatch.toml", line: nil, key: "",
+                                    message: "cannot open the configuration file: No such file or directory")) {
+            try PaywatchConfiguration.load(path: "/nonexistent/paywatch.toml")
+        }
+        do {
+            _ = try PaywatchConfiguration.load(path: "/")
+            Issue.record("a directory loaded")
+        } catch {
+            #expect(error.line == nil)
+            #expect(error.description.hasPrefix("/: cannot read the configuration file: "))
+        }
+    }
+}

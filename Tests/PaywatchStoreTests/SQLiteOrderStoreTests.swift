@@ -1,0 +1,229 @@
+import Foundation
+import GRDB
+import PaywatchCore
+import Testing
+@testable import PaywatchStore
+
+/// A fresh SQLite file in a temp directory, removed at the end.
+final class TempDatabase {
+    let directory: URL
+    let path: String
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-store-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        path = directory.appendingPathComponent("paywatch.db").path
+    }
+
+    /// A second, independent connection: the shop's writer.
+    func shop() throws -> DatabaseQueue {
+        var config = Configuration()
+        config.busyMode = .timeout(5)
+        return try DatabaseQueue(path: path, configuration: config)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: directory) }
+}
+
+let minute: Millis = 60_000
+let t0: Millis = 1_790_000_000_000
+let planner = Planner(policy: Policy(unpaidHoldMs: 30 * minute, unpaidRemindersMs: [10 * minute, 25 * minute],
+                                     unpaidChannels: ["sms", "email"], fixedRecipients: ["ops": "oncall"]))
+
+func sweepAll(_ store: SQLiteOrderStore, now: Millis) async throws -> [Plan] {
+    try await store.sweep(now: now, limit: 500) { planner.plan($0, now: now) }.plans
+}
+
+@Suite struct SQLiteOrderStoreTests {
+    @Test func migrationsAreRepeatableAndKeepData() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        try await temp.shop().write { db in
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('A1', 100, ?, '+8613800000000')", arguments: [t0])
+        }
+        try await store.migrate()
+        let again = try SQLiteOrderStore(path: temp.path)
+        try await again.migrate()
+        let count = try await temp.shop().read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM orders") }
+        #expect(count == 1)
+        // WAL mode on the file.
+        let mode = try await temp.shop().read { try String.fetchOne($0, sql: "PRAGMA journal_mode") }
+        #expect(mode == "wal")
+    }
+
+    @Test func adoptsAShopsExistingOrdersTable() async throws {
+        let temp = try TempDatabase()
+        try await temp.shop().write { db in
+            try db.execute(sql: "CREATE TABLE orders(id TEXT PRIMARY KEY, amount_due INTEGER NOT NULL, currency TEXT NOT NULL DEFAULT 'CNY', created_at INTEGER NOT NULL, expires_at INTEGER, email TEXT, phone TEXT, push_token TEXT, locale TEXT, time_zone TEXT, pay_url TEXT, customer_name TEXT)")
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at) VALUES ('OLD', 100, ?)", arguments: [t0])
+        }
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        let plans = try await sweepAll(store, now: t0 + 31 * minute)
+        #expect(plans.map(\.orderID) == ["OLD"])
+        let status = try await temp.shop().read { try String.fetchOne($0, sql: "SELECT status FROM orders WHERE id = 'OLD'") }
+        #expect(status == "cancelled")
+    }
+
+    @Test func noticesWritesFromAnotherConnection() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        #expect(try await sweepAll(store, now: t0).isEmpty)
+        let shop = try temp.shop()
+        try await shop.write { db in
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('A1', 100, ?, '+8613800000000')", arguments: [t0])
+        }
+        #expect(try await store.nextPlanningAt() == 0)
+        let first = try await sweepAll(store, now: t0 + 1)
+        #expect(first.map(\.status) == [.unpaid])
+        #expect(try await store.nextPlanningAt() == t0 + 10 * minute)
+        // Nothing due: nothing claimed.
+        #expect(try await sweepAll(store, now: t0 + 2).isEmpty)
+        // The shop records a payment: the order is due again at once, and becomes paid.
+        try await shop.write { db in
+            try db.execute(sql: "INSERT INTO payments(id, order_id, amount, status, created_at) VALUES ('P1', 'A1', 100, 'pending', ?)", arguments: [t0 + 5])
+        }
+        #expect(try await sweepAll(store, now: t0 + 6).map(\.status) == [.paying])
+        try await shop.write { db in
+            try db.execute(sql: "UPDATE payments SET status = 'succeeded' WHERE id = 'P1'")
+        }
+        let paid = try await sweepAll(store, now: t0 + 7)
+        #expect(paid.map(\.status) == [.paid])
+        let row = try await shop.read { try Row.fetchOne($0, sql: "SELECT status FROM orders WHERE id = 'A1'") }
+        #expect(row?["status"] == "paid")
+        // paywatch's own status update did not mark the order changed again.
+        #expect(try await sweepAll(store, now: t0 + 8).isEmpty)
+    }
+
+    @Test func claimsInBatchesAndAppliesPlansAtomically() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        try await temp.shop().write { db in
+            for i in 0..<25 {
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES (?, 100, ?, '+8613800000000')",
+                               arguments: ["O\(i)", t0])
+            }
+        }
+        let now = t0 + 10 * minute
+        let first = try await store.sweep(now: now, limit: 10) { planner.plan($0, now: now) }
+        #expect(first.claimed == 10)
+        let second = try await store.sweep(now: now, limit: 10) { planner.plan($0, now: now) }
+        let third = try await store.sweep(now: now, limit: 10) { planner.plan($0, now: now) }
+        #expect(second.claimed == 10)
+        #expect(third.claimed == 5)
+        #expect(Set((first.plans + second.plans + third.plans).map(\.orderID)).count == 25)
+        let outbox = try await temp.shop().read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox WHERE state = 'pending'") }
+        #expect(outbox == 25)  // one sms reminder each; no e-mail address
+        // A planner that throws away nothing: re-planning at the same time decides nothing again.
+        try await temp.shop().write { try $0.execute(sql: "UPDATE pw_order_state SET next_due_at = 0") }
+        _ = try await sweepAll(store, now: now)
+        let again = try await temp.shop().read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox") }
+        #expect(again == 25)
+    }
+
+    @Test func quarantinesBadRowsAndGoesOn() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        try await temp.shop().write { db in
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at) VALUES ('NEG', -1, ?)", arguments: [t0])
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('PHONE', 100, ?, '12345')", arguments: [t0])
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at) VALUES ('TEXT', 'lots', ?)", arguments: [t0])
+            try db.execute(sql: "INSERT INTO payments(id, order_id, amount, status, created_at) VALUES ('P1', 'GHOST', 100, 'succeeded', ?)", arguments: [t0])
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('GOOD', 100, ?, '+8613800000000')", arguments: [t0])
+        }
+        let plans = try await sweepAll(store, now: t0 + 10 * minute)
+        let quarantined = Dictionary(uniqueKeysWithValues: plans.compactMap { p in p.quarantine.map { (p.orderID, $0) } })
+        #expect(quarantined.keys.sorted() == ["GHOST", "NEG", "PHONE", "TEXT"])
+        #expect(quarantined["GHOST"] == "payment P1 points to no order GHOST")
+        #expect(plans.first { $0.orderID == "GOOD" }?.messages.count == 1)
+        // Quarantined rows are not planned again until they change ("logged once").
+        #expect(try await sweepAll(store, now: t0 + 20 * minute).allSatisfy { $0.quarantine == nil })
+        let detail = try #require(try await store.order(id: "NEG"))
+        #expect(detail.quarantine?.contains("negative") == true)
+        #expect(try await store.orders(status: "quarantined", limit: 10).count == 4)
+        // Fixing the row releases it.
+        try await temp.shop().write { try $0.execute(sql: "UPDATE orders SET amount_due = 100 WHERE id = 'NEG'") }
+        let fixed = try await sweepAll(store, now: t0 + 40 * minute)
+        #expect(fixed.first { $0.orderID == "NEG" }?.status == .cancelled)
+        #expect(try await store.order(id: "NEG")?.quarantine == nil)
+    }
+
+    @Test func deliveriesAreLeasedRecordedAndSuperseded() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        let shop = try temp.shop()
+        try await shop.write { db in
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone, email) VALUES ('A1', 100, ?, '+8613800000000', 'a@shop.example')", arguments: [t0])
+        }
+        _ = try await sweepAll(store, now: t0 + 10 * minute)
+        let now = t0 + 10 * minute
+        let claim = try await store.claimDeliveries(now: now, limit: 10, leaseMs: 60_000)
+        #expect(claim.messages.count == 2)
+        // Leased: not claimable again until the lease ends...
+        #expect(try await store.claimDeliveries(now: now + 1, limit: 10, leaseMs: 60_000).messages.isEmpty)
+        // ...or until a restart releases it (kill -9 recovery).
+        #expect(try await store.releaseLeases(now: now + 2) == 2)
+        let reclaimed = try await store.claimDeliveries(now: now + 2, limit: 10, leaseMs: 60_000)
+        #expect(reclaimed.messages.map(\.message.idempotencyKey).sorted() == claim.messages.map(\.message.idempotencyKey).sorted())
+
+        let sms = try #require(reclaimed.messages.first { $0.message.channel == "sms" })
+        let email = try #require(reclaimed.messages.first { $0.message.channel == "email" })
+        try await store.recordDeliveries([
+            DeliveryResult(outboxID: sms.id, startedAt: now, httpStatus: 200, error: nil, durationMs: 3, disposition: .delivered),
+            DeliveryResult(outboxID: email.id, startedAt: now, httpStatus: 503, error: nil, durationMs: 4,
+                           disposition: .retry(at: now + 5_000, reason: "HTTP 503")),
+        ], now: now + 3)
+        #expect(try await store.nextDeliveryAt() == now + 5_000)
+
+        // The customer pays before the retry: the pending reminder is superseded, never sent.
+        try await shop.write { db in
+            try db.execute(sql: "INSERT INTO payments(id, order_id, amount, status, created_at) VALUES ('P1', 'A1', 100, 'succeeded', ?)", arguments: [now + 4])
+        }
+        _ = try await sweepAll(store, now: now + 4)
+        let later = try await store.claimDeliveries(now: now + 5_000, limit: 10, leaseMs: 60_000)
+        #expect(later.superseded.map(\.id) == [email.id])
+        #expect(later.messages.allSatisfy { $0.message.kind == .paymentConfirmed })
+
+        let detail = try #require(try await store.order(id: "A1"))
+        let smsRecord = try #require(detail.deliveries.first { $0.idempotencyKey == sms.message.idempotencyKey })
+        #expect(smsRecord.state == "delivered")
+        #expect(smsRecord.attempts.map(\.httpStatus) == [200])
+        #expect(smsRecord.to == "+86138****0000")
+        #expect(detail.deliveries.first { $0.idempotencyKey == email.message.idempotencyKey }?.state == "superseded")
+        #expect(detail.timeline.contains { $0.event == "superseded" })
+        #expect(detail.timeline.contains { $0.event == "status" && $0.detail.contains("paid") })
+    }
+
+    @Test func deadMessagesEscalateOnce() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        try await temp.shop().write { db in
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('A1', 100, ?, '+8613800000000')", arguments: [t0])
+        }
+        let now = t0 + 10 * minute
+        _ = try await sweepAll(store, now: now)
+        let item = try #require(try await store.claimDeliveries(now: now, limit: 10, leaseMs: 1000).messages.first)
+        let ops = planner.deliveryDeadMessage(for: item.message, reason: "HTTP 400")
+        let result = DeliveryResult(outboxID: item.id, startedAt: now, httpStatus: 400, error: nil, durationMs: 1,
+                                    disposition: .dead(reason: "HTTP 400"), followUp: ops)
+        try await store.recordDeliveries([result], now: now)
+        try await store.recordDeliveries([result], now: now)  // recorded twice: still one ops message
+        let rows = try await temp.shop().read { try Row.fetchAll($0, sql: "SELECT kind, state, recipient FROM pw_outbox ORDER BY id") }
+        #expect(rows.map { $0["kind"] as String } == ["unpaid_reminder", "delivery_dead"])
+        #expect(rows[0]["state"] as String == "dead")
+        #expect(rows[1]["recipient"] as String == "oncall")
+    }
+
+    @Test func unknownOrderHasNoDetail() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        #expect(try await store.order(id: "NOPE") == nil)
+    }
+}
