@@ -14,12 +14,20 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
 fi
 
-swift build -c release --product paywatch
+swift build -c release --product paywatch --product fake-gateway
 mkdir -p var
 # The example config, with the database in ./var instead of /var/lib/paywatch.
 sed 's|^url = "sqlite:///var/lib/paywatch/paywatch.db"|url = "sqlite://var/paywatch.db"|' config/paywatch.toml > var/paywatch.toml
 bin=.build/release/paywatch
 $bin check-config --config var/paywatch.toml >/dev/null
 $bin migrate --config var/paywatch.toml
+# The example channels POST to a webhook gateway on 127.0.0.1:8025. Without a real one, start the
+# bundled loopback sink there so messages have somewhere to go (it accepts everything).
+if ! (exec 3<>/dev/tcp/127.0.0.1/8025) 2>/dev/null; then
+  .build/release/fake-gateway 8025 --no-stdin > var/gateway.log 2>&1 &
+  gateway=$!
+  trap 'kill $gateway 2>/dev/null' EXIT
+  echo "started a loopback webhook sink on 127.0.0.1:8025 (pid $gateway)"
+fi
 echo "paywatch: database var/paywatch.db, config var/paywatch.toml; insert rows into 'orders' to see it act (Ctrl-C stops)."
-exec $bin run --config var/paywatch.toml
+$bin run --config var/paywatch.toml

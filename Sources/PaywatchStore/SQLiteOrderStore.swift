@@ -124,29 +124,25 @@ public final class SQLiteOrderStore: OrderStore {
 
     private static func apply(_ plan: Plan, firstSeen: Bool, db: Database, now: Millis) throws {
         if let reason = plan.quarantine {
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 UPDATE pw_order_state SET quarantine = ?, next_due_at = NULL, updated_at = ? WHERE order_id = ?
-                """, arguments: [reason, now, plan.orderID])
+                """).execute(arguments: [reason, now, plan.orderID])
             try insertEvent(db, orderID: plan.orderID, at: now, event: "quarantined", detail: reason)
             return
         }
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             UPDATE pw_order_state SET status = ?, amount_paid = ?, marks = ?, next_due_at = ?, quarantine = NULL,
                 first_seen_at = COALESCE(first_seen_at, ?), updated_at = ?
             WHERE order_id = ?
-            """, arguments: [plan.status.rawValue, plan.amountPaid, MarksCodec.encode(plan.marks), plan.nextDueAt,
+            """).execute(arguments: [plan.status.rawValue, plan.amountPaid, MarksCodec.encode(plan.marks), plan.nextDueAt,
                              now, now, plan.orderID])
         if plan.statusChanged {
             // Only when it differs, so the shop's view changes exactly when paywatch decides.
-            try db.execute(sql: "UPDATE orders SET status = ? WHERE id = ? AND status IS NOT ?",
-                           arguments: [plan.status.rawValue, plan.orderID, plan.status.rawValue])
+            try db.cachedStatement(sql: "UPDATE orders SET status = ? WHERE id = ? AND status IS NOT ?")
+                .execute(arguments: [plan.status.rawValue, plan.orderID, plan.status.rawValue])
         }
         for message in plan.messages {
-            try db.execute(sql: """
-                INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, due_at, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING
-                """, arguments: [message.idempotencyKey, message.orderID, message.kind.rawValue, message.step,
-                                 message.channel, message.recipient, message.body, now, now, now])
+            try insertOutbox(db, message, now: now)
         }
         for event in plan.events {
             try insertEvent(db, orderID: plan.orderID, at: now, event: event.event, detail: event.detail)
@@ -154,8 +150,17 @@ public final class SQLiteOrderStore: OrderStore {
     }
 
     private static func insertEvent(_ db: Database, orderID: String, at: Millis, event: String, detail: String) throws {
-        try db.execute(sql: "INSERT INTO pw_events(order_id, at, event, detail) VALUES (?, ?, ?, ?)",
-                       arguments: [orderID, at, event, detail])
+        try db.cachedStatement(sql: "INSERT INTO pw_events(order_id, at, event, detail) VALUES (?, ?, ?, ?)")
+            .execute(arguments: [orderID, at, event, detail])
+    }
+
+    /// Decides a message: a new outbox row, or nothing if its key was decided before.
+    private static func insertOutbox(_ db: Database, _ message: OutgoingMessage, now: Millis) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, due_at, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING
+            """).execute(arguments: [message.idempotencyKey, message.orderID, message.kind.rawValue, message.step,
+                                     message.channel, message.recipient, message.body, now, now, now])
     }
 
     public func nextPlanningAt() async throws -> Millis? {
@@ -218,7 +223,7 @@ public final class SQLiteOrderStore: OrderStore {
     public func recordDeliveries(_ results: [DeliveryResult], now: Millis) async throws {
         guard !results.isEmpty else { return }
         try await writeImmediate { db in
-            let attempt = try db.makeStatement(sql: """
+            let attempt = try db.cachedStatement(sql: """
                 INSERT INTO pw_attempts(outbox_id, attempt, at, http_status, error, duration_ms, outcome)
                 SELECT ?, attempts + 1, ?, ?, ?, ?, ? FROM pw_outbox WHERE id = ?
                 """)
@@ -247,21 +252,17 @@ public final class SQLiteOrderStore: OrderStore {
                     default: return nil
                     }
                 }()
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     UPDATE pw_outbox SET state = ?, attempts = attempts + ?, in_flight = 0, due_at = ?, updated_at = ?,
                         last_error = COALESCE(?, last_error)
                     WHERE id = ?
-                    """, arguments: [state, counted ? 1 : 0, dueAt, now, lastError, result.outboxID])
+                    """).execute(arguments: [state, counted ? 1 : 0, dueAt, now, lastError, result.outboxID])
                 if case .dead(let reason) = result.disposition,
                    let orderID = try String.fetchOne(db, sql: "SELECT order_id FROM pw_outbox WHERE id = ?", arguments: [result.outboxID]) {
                     try Self.insertEvent(db, orderID: orderID, at: now, event: "delivery_dead", detail: reason)
                 }
                 if let followUp = result.followUp {
-                    try db.execute(sql: """
-                        INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, due_at, created_at, updated_at)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING
-                        """, arguments: [followUp.idempotencyKey, followUp.orderID, followUp.kind.rawValue, followUp.step,
-                                         followUp.channel, followUp.recipient, followUp.body, now, now, now])
+                    try Self.insertOutbox(db, followUp, now: now)
                 }
             }
         }

@@ -1,4 +1,4 @@
-// fake-gateway [PORT]
+// fake-gateway [PORT] [--no-stdin]
 //
 // Starts a FakeGateway (bodies and requests not recorded) on 127.0.0.1:PORT (ephemeral if
 // omitted), prints the port, and prints the number of requests received on SIGTERM/SIGINT or
@@ -11,7 +11,7 @@ import Glibc
 #endif
 
 func runGateway() -> Never {
-    let args = CommandLine.arguments.dropFirst()
+    let args = CommandLine.arguments.dropFirst().filter { $0 != "--no-stdin" }
     var port = 0
     if let arg = args.first {
         guard let p = Int(arg), (0...65535).contains(p) else {
@@ -53,7 +53,8 @@ func runGateway() -> Never {
         }
         finish()
     }
-    stdinReader.start()
+    // With --no-stdin (a background sink) only SIGTERM/SIGINT stop it.
+    if !CommandLine.arguments.contains("--no-stdin") { stdinReader.start() }
     withExtendedLifetime(sources) {
         dispatchMain()
     }

@@ -65,7 +65,7 @@ func populate(path: String, count: Int, phone: Bool = true, _ times: @escaping @
 }
 
 func config(db: String, gateway: String, hold: String = "30m", reminders: String = "[\"10m\", \"25m\"]",
-            concurrency: Int = 32, poll: String = "1s", logLevel: String = "warning") -> String {
+            concurrency: Int = 32, poll: String = "1s", logLevel: String = "info") -> String {
     """
     [store]
     url = "sqlite://\(db)"

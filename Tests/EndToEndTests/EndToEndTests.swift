@@ -5,13 +5,14 @@ import Testing
 
 /// The real binary, a real SQLite file, a real HTTP gateway on 127.0.0.1, real time in seconds.
 @Suite(.serialized) struct EndToEndTests {
-    static func config(_ base: String, concurrency: Int = 32, extra: String = "") -> String {
+    static func config(_ base: String, concurrency: Int = 32, maxAttempts: Int = 8, extra: String = "") -> String {
         """
         [daemon]
         poll_interval = "200ms"
 
         [delivery]
         concurrency = \(concurrency)
+        max_attempts = \(maxAttempts)
         timeout = "3s"
         retry_base = "100ms"
         retry_max = "500ms"
@@ -171,5 +172,70 @@ import Testing
         #expect(result.code == 0)
         // First seen after its hold: cancelled, with one notice (no burst of missed reminders).
         #expect(kinds(h.gateway.requests(), order: "OLD").map(\.kind) == ["order_cancelled"])
+    }
+
+    @Test func retriesWithTheSameKeyThenDeadLettersToOps() throws {
+        let h = try Harness { Self.config($0, maxAttempts: 3) }
+        let counter = Counter()
+        h.gateway.setResponder { request in
+            if request.path == "/ops" { return FakeGateway.Response(status: 200) }
+            if request.bodyString.contains("\"order_id\":\"BAD\"") { return FakeGateway.Response(status: 400, body: "{\"error\":\"invalid number\"}") }
+            // FLAKY: 503, then 429 with Retry-After, then accepted.
+            switch counter.next() {
+            case 1: return FakeGateway.Response(status: 503)
+            case 2: return FakeGateway.Response(status: 429, headers: ["Retry-After": "1"])
+            default: return FakeGateway.Response(status: 200)
+            }
+        }
+        #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+        let shop = try h.shop()
+        let created = Harness.nowMs() - 1_500
+        try shop.write { db in
+            for id in ["FLAKY", "BAD"] {
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, expires_at, phone) VALUES (?, 100, ?, ?, '+8613800000000')",
+                               arguments: [id, created, created + 600_000])
+            }
+        }
+        try h.start()
+        let settled = try Harness.eventually(15) {
+            try shop.read { db in
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pw_outbox WHERE state = 'pending'") == 0
+                    && Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pw_outbox WHERE kind = 'delivery_dead' AND state = 'delivered'") == 1
+            }
+        }
+        #expect(settled)
+        #expect(h.stop() == 0)
+
+        let flaky = kinds(h.gateway.requests(), order: "FLAKY")
+        #expect(flaky.count == 3)
+        #expect(Set(flaky.map(\.key)) == ["pw1:FLAKY:unpaid_reminder:1:sms"])
+        if flaky.count == 3 {
+            #expect(flaky[2].at - flaky[1].at >= 1000)  // Retry-After: 1 honoured
+        }
+        let bad = kinds(h.gateway.requests(), order: "BAD")
+        #expect(bad.map(\.kind) == ["unpaid_reminder", "delivery_dead"])  // one attempt, then ops is told
+        let opsBody = h.gateway.requests().first { $0.path == "/ops" }?.bodyString ?? ""
+        #expect(opsBody.contains("\"dead_idempotency_key\":\"pw1:BAD:unpaid_reminder:1:sms\""))
+        #expect(opsBody.contains("\"to\":\"oncall\""))
+
+        let show = try h.run(["orders", "show", "FLAKY", "--config", h.configPath])
+        #expect(show.out.contains("attempt 1"))
+        #expect(show.out.contains("HTTP 503"))
+        #expect(show.out.contains("HTTP 429"))
+        #expect(show.out.contains("delivered"))
+        let badShow = try h.run(["orders", "show", "BAD", "--config", h.configPath])
+        #expect(badShow.out.contains("dead"))
+        #expect(badShow.out.contains("HTTP 400"))
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func next() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        value += 1
+        return value
     }
 }
