@@ -38,7 +38,8 @@ public struct RetryPolicy: Sendable, Equatable {
 /// - 2xx → `.delivered`.
 /// - 408, 429, 5xx and transport errors (`status == nil`) → `.retry` after
 ///   `baseDelayMs * 2^(attempt-1)` capped at `maxDelayMs` and jittered; a parsable `Retry-After`
-///   overrides this (`now + retryAfter`, capped at `maxDelayMs`, no jitter). When
+///   overrides this (`now + retryAfter`, no jitter): the gateway knows best, so it may exceed
+///   `maxDelayMs`, but never ``retryAfterCapMs`` (a day), which guards against absurd values. When
 ///   `attempt >= maxAttempts` the outcome is `.dead("gave up after N attempts: <reason>")`.
 /// - Any other status (1xx, 3xx, other 4xx, ≥600) → `.dead` at once.
 /// - `attempted == false` (cancelled before sending) → `.retry(atMs: nowMs)`.
@@ -68,13 +69,15 @@ public func classifyDelivery(_ response: HTTPResponse, attempt: Int, policy: Ret
         return .dead(reason: "gave up after \(attempt) attempts: \(reason)")
     }
 
-    let cap = max(0, policy.maxDelayMs)
     if let header = response.retryAfter, let requested = parseRetryAfter(header, nowMs: nowMs) {
-        return .retry(atMs: saturatingAdd(nowMs, min(requested, cap)), reason: reason)
+        return .retry(atMs: saturatingAdd(nowMs, min(max(0, requested), retryAfterCapMs)), reason: reason)
     }
     let delay = backoffDelayMs(attempt: attempt, policy: policy, jitter: jitter)
     return .retry(atMs: saturatingAdd(nowMs, delay), reason: reason)
 }
+
+/// The longest wait a `Retry-After` header can impose: one day.
+public let retryAfterCapMs: Int64 = 86_400_000
 
 /// `baseDelayMs * 2^(attempt-1)`, capped at `maxDelayMs`, then scaled by `0.5 + 0.5 * jitter`.
 func backoffDelayMs(attempt: Int, policy: RetryPolicy, jitter: Double) -> Int64 {

@@ -189,7 +189,8 @@ import Testing
         }
         #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
         let shop = try h.shop()
-        let created = Harness.nowMs() - 1_500
+        // Both reminder steps have passed: one message per order (step 2).
+        let created = Harness.nowMs() - 2_500
         try shop.write { db in
             for id in ["FLAKY", "BAD"] {
                 try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, expires_at, phone) VALUES (?, 100, ?, ?, '+8613800000000')",
@@ -208,14 +209,14 @@ import Testing
 
         let flaky = kinds(h.gateway.requests(), order: "FLAKY")
         #expect(flaky.count == 3)
-        #expect(Set(flaky.map(\.key)) == ["pw1:FLAKY:unpaid_reminder:1:sms"])
+        #expect(Set(flaky.map(\.key)) == ["pw1:FLAKY:unpaid_reminder:2:sms"])
         if flaky.count == 3 {
             #expect(flaky[2].at - flaky[1].at >= 1000)  // Retry-After: 1 honoured
         }
         let bad = kinds(h.gateway.requests(), order: "BAD")
         #expect(bad.map(\.kind) == ["unpaid_reminder", "delivery_dead"])  // one attempt, then ops is told
         let opsBody = h.gateway.requests().first { $0.path == "/ops" }?.bodyString ?? ""
-        #expect(opsBody.contains("\"dead_idempotency_key\":\"pw1:BAD:unpaid_reminder:1:sms\""))
+        #expect(opsBody.contains("\"dead_idempotency_key\":\"pw1:BAD:unpaid_reminder:2:sms\""))
         #expect(opsBody.contains("\"to\":\"oncall\""))
 
         let show = try h.run(["orders", "show", "FLAKY", "--config", h.configPath])

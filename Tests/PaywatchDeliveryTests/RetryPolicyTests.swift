@@ -67,8 +67,11 @@ import Testing
         let policy = RetryPolicy(maxAttempts: 5, baseDelayMs: 1000, maxDelayMs: 60_000)
         #expect(classifyDelivery(response(status: 429, retryAfter: "7"), attempt: 1, policy: policy, nowMs: 10, jitter: 0.7)
             == .retry(atMs: 7010, reason: "HTTP 429"))
-        #expect(classifyDelivery(response(status: 503, retryAfter: "86400"), attempt: 2, policy: policy, nowMs: 10, jitter: 0.7)
-            == .retry(atMs: 60_010, reason: "HTTP 503"))
+        // Honoured beyond retry_max (the gateway asked), but never more than a day.
+        #expect(classifyDelivery(response(status: 503, retryAfter: "120"), attempt: 2, policy: policy, nowMs: 10, jitter: 0.7)
+            == .retry(atMs: 120_010, reason: "HTTP 503"))
+        #expect(classifyDelivery(response(status: 503, retryAfter: "999999"), attempt: 2, policy: policy, nowMs: 10, jitter: 0.7)
+            == .retry(atMs: 86_400_010, reason: "HTTP 503"))
         // Unparsable Retry-After falls back to backoff.
         #expect(classifyDelivery(response(status: 503, retryAfter: "soon"), attempt: 1, policy: policy, nowMs: 0, jitter: 0)
             == .retry(atMs: 500, reason: "HTTP 503"))
