@@ -14,7 +14,7 @@ import ServiceLifecycle
 /// → send over libcurl → record each attempt → sleep until the next retry or a wake-up.
 public struct PaywatchService: Service {
     let runtime: Runtime
-    let planningWakeup = Wakeup()
+    /// Planning wakes delivery as soon as it decided messages.
     let deliveryWakeup = Wakeup()
 
     public init(runtime: Runtime) {
@@ -59,7 +59,7 @@ public struct PaywatchService: Service {
                 try await planDue()
                 let now = runtime.clock.now()
                 let next = try await runtime.store.nextPlanningAt() ?? (now + poll)
-                await planningWakeup.wait(until: min(next, now + poll), clock: runtime.clock)
+                try await runtime.clock.sleep(until: min(next, now + poll))
             } catch is CancellationError {
                 return
             } catch {
@@ -157,12 +157,7 @@ public struct PaywatchService: Service {
                     followUp: followUp(for: item, reason: "no [channels.\(item.message.channel)] section is configured")))
                 continue
             }
-            var headers: [(String, String)] = [
-                ("Content-Type", "application/json"),
-                ("Idempotency-Key", item.message.idempotencyKey),
-                ("User-Agent", "paywatch/0.1"),
-            ]
-            if let token = endpoint.token { headers.append(("Authorization", "Bearer \(token)")) }
+            let headers = endpoint.headers(idempotencyKey: item.message.idempotencyKey)
             requests.append(HTTPRequest(id: item.id, url: endpoint.url, method: "POST", headers: headers,
                                         body: Array(item.message.body.utf8)))
         }

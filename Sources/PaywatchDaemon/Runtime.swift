@@ -11,6 +11,17 @@ public struct ChannelEndpoint: Sendable {
     public var url: String
     /// The token read from `token_file` at start; never logged.
     var token: String?
+
+    /// The webhook request headers for one message.
+    public func headers(idempotencyKey: String) -> [(String, String)] {
+        var headers: [(String, String)] = [
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", idempotencyKey),
+            ("User-Agent", "paywatch/0.1"),
+        ]
+        if let token { headers.append(("Authorization", "Bearer \(token)")) }
+        return headers
+    }
 }
 
 /// Startup problems that are the configuration's fault (exit 78).
@@ -60,7 +71,8 @@ public struct Runtime: Sendable {
         self.channels = try Runtime.endpoints(config, configPath: configPath)
     }
 
-    static func endpoints(_ config: PaywatchConfiguration, configPath: String) throws -> [String: ChannelEndpoint] {
+    /// The configured channels with their tokens read; an unreadable `token_file` is a configuration error.
+    public static func endpoints(_ config: PaywatchConfiguration, configPath: String) throws -> [String: ChannelEndpoint] {
         var result: [String: ChannelEndpoint] = [:]
         for (name, channel) in config.channels {
             var token: String? = nil
@@ -87,12 +99,5 @@ public struct Runtime: Sendable {
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
         return try SQLiteOrderStore(path: path, busyTimeoutMs: config.store.busyTimeoutMs)
-    }
-}
-
-extension Runtime {
-    /// Validates what the TOML parser cannot: that every `token_file` is readable.
-    public static func endpointsChecked(_ config: PaywatchConfiguration, configPath: String) throws -> Int {
-        try endpoints(config, configPath: configPath).count
     }
 }

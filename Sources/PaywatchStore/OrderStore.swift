@@ -109,6 +109,28 @@ public struct OrderDetail: Sendable {
     public var deliveries: [DeliveryRecord]
 }
 
+/// What `paywatch report` shows: the state of the orders and what was sent over a period.
+public struct Report: Sendable, Hashable, Codable {
+    public struct MessageCount: Sendable, Hashable, Codable {
+        public var kind: String
+        public var channel: String
+        public var state: String
+        public var count: Int
+    }
+    public var since: Millis
+    public var now: Millis
+    /// Tracked orders by status (quarantined ones counted apart).
+    public var ordersByStatus: [String: Int]
+    public var quarantined: Int
+    /// Messages decided since `since`, by kind, channel and current state.
+    public var messages: [MessageCount]
+    /// Delivery attempts since `since`, by outcome (delivered, retry, dead).
+    public var attempts: [String: Int]
+    /// Messages due now and not yet delivered (a backlog), and the oldest due time among them.
+    public var backlog: Int
+    public var oldestBacklogDueAt: Millis?
+}
+
 /// The order store: the only place that knows SQL. The SQLite implementation is the embedded
 /// default; a PostgreSQL one satisfies the same protocol for several replicas on one database.
 ///
@@ -128,5 +150,6 @@ public protocol OrderStore: Sendable {
     func nextDeliveryAt() async throws -> Millis?
     func order(id: String) async throws -> OrderDetail?
     func orders(status: String?, limit: Int) async throws -> [OrderSummary]
+    func report(since: Millis, now: Millis) async throws -> Report
     func close() async throws
 }

@@ -336,6 +336,34 @@ public final class SQLiteOrderStore: OrderStore {
         }
     }
 
+    public func report(since: Millis, now: Millis) async throws -> Report {
+        try await pool.read { db in
+            var byStatus: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: """
+                SELECT COALESCE(status, 'new') AS status, COUNT(*) AS n FROM pw_order_state WHERE quarantine IS NULL GROUP BY 1
+                """) {
+                byStatus[row["status"]] = row["n"]
+            }
+            let quarantined = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pw_order_state WHERE quarantine IS NOT NULL") ?? 0
+            let messages = try Row.fetchAll(db, sql: """
+                SELECT kind, channel, state, COUNT(*) AS n FROM pw_outbox WHERE created_at >= ?
+                GROUP BY kind, channel, state ORDER BY kind, channel, state
+                """, arguments: [since]).map {
+                Report.MessageCount(kind: $0["kind"], channel: $0["channel"], state: $0["state"], count: $0["n"])
+            }
+            var attempts: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT outcome, COUNT(*) AS n FROM pw_attempts WHERE at >= ? GROUP BY outcome",
+                                        arguments: [since]) {
+                attempts[row["outcome"]] = row["n"]
+            }
+            let backlog = try Row.fetchOne(db, sql: """
+                SELECT COUNT(*) AS n, MIN(due_at) AS oldest FROM pw_outbox WHERE state = 'pending' AND due_at <= ?
+                """, arguments: [now])
+            return Report(since: since, now: now, ordersByStatus: byStatus, quarantined: quarantined, messages: messages,
+                          attempts: attempts, backlog: backlog?["n"] ?? 0, oldestBacklogDueAt: backlog?["oldest"])
+        }
+    }
+
     public func close() async throws {
         try pool.close()
     }

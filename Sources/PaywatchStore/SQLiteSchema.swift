@@ -91,6 +91,7 @@ enum SQLiteSchema {
                 );
                 CREATE INDEX pw_outbox_pending ON pw_outbox(due_at) WHERE state = 'pending';
                 CREATE INDEX pw_outbox_order ON pw_outbox(order_id);
+                CREATE INDEX pw_outbox_created ON pw_outbox(created_at);
 
                 CREATE TABLE pw_attempts (
                     outbox_id INTEGER NOT NULL,
@@ -102,6 +103,7 @@ enum SQLiteSchema {
                     outcome TEXT NOT NULL
                 );
                 CREATE INDEX pw_attempts_outbox ON pw_attempts(outbox_id);
+                CREATE INDEX pw_attempts_at ON pw_attempts(at);
 
                 -- The order's timeline: transitions, decisions, supersessions, quarantine.
                 CREATE TABLE pw_events (

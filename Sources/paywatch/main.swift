@@ -4,6 +4,7 @@ import Logging
 import PaywatchConfig
 import PaywatchCore
 import PaywatchDaemon
+import PaywatchDelivery
 import PaywatchStore
 import ServiceLifecycle
 import UnixSignals
@@ -60,7 +61,7 @@ struct Paywatch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "paywatch",
         abstract: "Acts on time when an order's payment is not finished: reminds, cancels, confirms.",
-        subcommands: [Run.self, Migrate.self, CheckConfig.self, Orders.self]
+        subcommands: [Run.self, Migrate.self, CheckConfig.self, Orders.self, ReportCommand.self, SendTest.self]
     )
 }
 
@@ -119,7 +120,8 @@ struct CheckConfig: AsyncParsableCommand {
     func run() async throws {
         let config = try options.load()
         do {
-            _ = try Runtime.endpointsChecked(config, configPath: options.path)
+            // What the TOML parser cannot check: every token_file is readable.
+            _ = try Runtime.endpoints(config, configPath: options.path)
         } catch {
             printError("paywatch: \(error)")
             throw Exit.config
@@ -193,4 +195,93 @@ struct Orders: AsyncParsableCommand {
 
 func pad(_ text: String, _ width: Int) -> String {
     text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+}
+
+struct ReportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Orders by status, messages by kind/channel/outcome, delivery attempts, backlog.")
+    @OptionGroup var options: ConfigOption
+    @Option(help: "The period to count messages and attempts over, as a duration (\"24h\", \"7d\").")
+    var since = "24h"
+    @Flag(help: "Machine-readable output.") var json = false
+
+    func validate() throws {
+        if parseDuration(since) == nil { throw ValidationError("--since: \"\(since)\" is not a duration such as \"24h\"") }
+    }
+
+    func run() async throws {
+        let config = try options.load()
+        let store = try openStore(config)
+        let now = SystemClock().now()
+        let report = try await store.report(since: now - (parseDuration(since) ?? 0), now: now)
+        try await store.close()
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            return
+        }
+        print("Orders (\(report.ordersByStatus.values.reduce(0, +) + report.quarantined) tracked):")
+        for status in OrderStatus.allCases {
+            if let count = report.ordersByStatus[status.rawValue] { print("  " + pad(status.rawValue, 16) + "\(count)") }
+        }
+        if report.quarantined > 0 { print("  " + pad("quarantined", 16) + "\(report.quarantined)") }
+        print("Messages decided since \(Timestamp.iso8601(report.since)):")
+        if report.messages.isEmpty { print("  none") }
+        for row in report.messages {
+            print("  " + pad(row.kind, 22) + pad(row.channel, 10) + pad(row.state, 12) + "\(row.count)")
+        }
+        print("Delivery attempts: " + (report.attempts.isEmpty ? "none" :
+            report.attempts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
+        if let oldest = report.oldestBacklogDueAt {
+            print("Backlog: \(report.backlog) message(s) due and not delivered, oldest due \(Timestamp.iso8601(oldest))")
+        } else {
+            print("Backlog: none")
+        }
+    }
+}
+
+struct SendTest: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send-test", abstract: "Send one real test message through a configured channel.")
+    @OptionGroup var options: ConfigOption
+    @Option(help: "A channel configured as [channels.NAME].") var channel: String
+    @Option(help: "The address: E.164 phone, e-mail, push token, or anything the ops gateway takes.") var to: String
+
+    func run() async throws {
+        let config = try options.load()
+        let endpoints: [String: ChannelEndpoint]
+        do {
+            endpoints = try Runtime.endpoints(config, configPath: options.path)
+        } catch {
+            printError("paywatch: \(error)")
+            throw Exit.config
+        }
+        guard let endpoint = endpoints[channel] else {
+            printError("paywatch: no [channels.\(channel)] in \(options.path) (configured: \(endpoints.keys.sorted().joined(separator: ", ")))")
+            throw Exit.config
+        }
+        let now = SystemClock().now()
+        let key = "pw1:test:\(now):\(channel)"
+        var body = JSONObjectWriter()
+        body.add("idempotency_key", key)
+        body.add("kind", "test")
+        body.add("channel", channel)
+        body.add("to", to)
+        body.add("subject", "paywatch test message")
+        body.add("body", "This is a test message from paywatch (send-test) at \(Timestamp.iso8601(now)).")
+        let transport = HTTPTransport(concurrency: 1, timeoutMs: config.delivery.timeoutMs)
+        defer { transport.shutdown() }
+        let request = HTTPRequest(id: 1, url: endpoint.url, headers: endpoint.headers(idempotencyKey: key),
+                                  body: Array(body.finish().utf8))
+        let response = await transport.perform([request])[0]
+        let masked = Redact.address(to, channel: channel)
+        if let status = response.status, (200...299).contains(status) {
+            print("sent: channel=\(channel) to=\(masked) HTTP \(status) in \(response.durationMs) ms (key \(key))")
+        } else {
+            let why = response.status.map { "HTTP \($0) \(response.body.prefix(200))" } ?? (response.error ?? "no answer")
+            printError("paywatch: send-test failed: channel=\(channel) to=\(masked): \(why)")
+            throw ExitCode.failure
+        }
+    }
 }

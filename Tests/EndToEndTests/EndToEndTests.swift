@@ -96,6 +96,18 @@ import Testing
         let parsed = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any]
         #expect(parsed?["status"] as? String == "paid")
         #expect(parsed?["amount_paid"] as? Int == 5000)
+        // `report` counts orders by status and messages by kind/channel/state.
+        let report = try h.run(["report", "--since", "1h", "--json", "--config", h.configPath])
+        #expect(report.code == 0)
+        let counts = try JSONSerialization.jsonObject(with: Data(report.out.utf8)) as? [String: Any]
+        #expect(counts?["ordersByStatus"] as? [String: Int] == ["cancelled": 1, "paid": 1])
+        let rows = counts?["messages"] as? [[String: Any]] ?? []
+        let delivered = rows.filter { $0["state"] as? String == "delivered" }.reduce(0) { $0 + ($1["count"] as? Int ?? 0) }
+        #expect(delivered == 5)
+        #expect((counts?["attempts"] as? [String: Int])?["delivered"] == 5)
+        let text = try h.run(["report", "--config", h.configPath])
+        #expect(text.out.contains("unpaid_reminder"))
+        #expect(text.out.contains("Backlog: none"))
         // The log names orders and events, and masks phones.
         let log = try String(contentsOfFile: h.stderrPath, encoding: .utf8)
         #expect(log.contains("order_id=UNPAID"))
@@ -160,6 +172,24 @@ import Testing
         #expect(unknown.err.contains("no order with id \"NOPE\""))
         let list = try h.run(["orders", "list", "--status", "bogus", "--config", h.configPath])
         #expect(list.code != 0)
+    }
+
+    @Test func sendTestSendsOneRealMessage() throws {
+        let h = try Harness { Self.config($0) }
+        let sent = try h.run(["send-test", "--channel", "sms", "--to", "+8613800000000", "--config", h.configPath])
+        #expect(sent.code == 0)
+        #expect(sent.out.contains("HTTP 200"))
+        #expect(sent.out.contains("+86138****0000"))
+        let request = try #require(h.gateway.requests().first)
+        #expect(request.path == "/sms")
+        #expect(request.bodyString.contains("\"kind\":\"test\""))
+        #expect(request.headers["idempotency-key"]?.hasPrefix("pw1:test:") == true)
+        let unknown = try h.run(["send-test", "--channel", "fax", "--to", "x", "--config", h.configPath])
+        #expect(unknown.code == 78)
+        h.gateway.setResponder { _ in FakeGateway.Response(status: 401, body: "bad token") }
+        let refused = try h.run(["send-test", "--channel", "sms", "--to", "+8613800000000", "--config", h.configPath])
+        #expect(refused.code == 1)
+        #expect(refused.err.contains("HTTP 401"))
     }
 
     @Test func runOnceDeliversWhatIsDueAndExits() throws {
