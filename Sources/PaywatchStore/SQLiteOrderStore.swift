@@ -5,6 +5,9 @@ import PaywatchCore
 /// Errors of the store, free of SQL arguments and personal data.
 public struct StoreError: Error, CustomStringConvertible, Sendable {
     public let description: String
+    public init(description: String) {
+        self.description = description
+    }
     public static func badURL(_ url: String) -> StoreError {
         StoreError(description: "store url must be sqlite:///absolute/path.db or sqlite://relative/path.db, got \"\(url.prefix(12))…\"")
     }

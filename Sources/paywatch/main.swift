@@ -79,6 +79,14 @@ struct Run: AsyncParsableCommand {
             logger.warning("\(warning)")
         }
         let store = try openStore(config)
+        // One daemon per SQLite file.
+        let lock: RunLock?
+        do {
+            lock = try (store as? SQLiteOrderStore).map { try RunLock(path: $0.path + ".lock") }
+        } catch {
+            printError("paywatch: \(error)")
+            throw ExitCode.failure
+        }
         try await store.migrate()
         let runtime: Runtime
         do {
@@ -96,6 +104,7 @@ struct Run: AsyncParsableCommand {
             try await group.run()
         }
         try await store.close()
+        withExtendedLifetime(lock) {}
     }
 }
 

@@ -49,6 +49,11 @@ import Testing
         let h = try Harness { Self.config($0) }
         #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
         try h.start()
+        // A second daemon on the same SQLite file refuses to start.
+        #expect(h.waitUntilStarted())
+        let second = try h.run(["run", "--config", h.configPath])
+        #expect(second.code == 1)
+        #expect(second.err.contains("another paywatch is already running"))
         let shop = try h.shop()
         let created = Harness.nowMs()
         try shop.write { db in

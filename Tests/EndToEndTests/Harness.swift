@@ -55,6 +55,11 @@ final class Harness: @unchecked Sendable {
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        // A command that should finish but hangs is killed, so the suite fails instead of hanging.
+        let pid = process.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
+        defer { watchdog.cancel() }
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         let errData = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
@@ -73,6 +78,13 @@ final class Harness: @unchecked Sendable {
         process.standardOutput = log
         try process.run()
         self.process = process
+    }
+
+    /// Waits until the daemon logged that it runs (it holds its lock and has migrated).
+    func waitUntilStarted() -> Bool {
+        Harness.eventually(10) {
+            (try? String(contentsOfFile: stderrPath, encoding: .utf8))?.contains("paywatch started") ?? false
+        }
     }
 
     func stop(signal: Int32 = SIGTERM) -> Int32 {
