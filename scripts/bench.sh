@@ -8,7 +8,7 @@ runs=${1:-3}
 swift build -c release --product paywatch --product paywatch-bench >/dev/null
 out=$(mktemp)
 for i in $(seq "$runs"); do
-  for args in "plan 100000" "plan 1000000" "burst 20000" "cancels 10000 60" "rss 1000000" "crash 20000"; do
+  for args in "plan 100000" "plan 1000000" "burst 20000" "deliver 20000" "cancels 10000 60" "rss 1000000" "crash 20000"; do
     .build/release/paywatch-bench $args | tee -a "$out"
   done
 done

@@ -9,7 +9,7 @@ import PaywatchTestSupport
 // paywatch-bench: figures for docs/BENCHMARKS.md. Build in release and run:
 //   swift build -c release --product paywatch --product paywatch-bench
 //   .build/release/paywatch-bench all
-// Subcommands: plan N | burst N | cancels N SECONDS | rss N | crash N | all
+// Subcommands: plan N | burst N | deliver N | cancels N SECONDS | rss N | crash N | all
 // Every run uses a fresh SQLite file in a temp directory and a loopback HTTP sink.
 
 
@@ -246,6 +246,32 @@ func benchRSS(_ count: Int) async throws {
                  count, sweepSeconds, Double(count) / sweepSeconds, Double(peak) / 1024, daemon.terminationStatus))
 }
 
+/// Delivery alone: `count` messages already decided (outbox full), then the daemon starts.
+func benchDeliver(_ count: Int) async throws {
+    let dir = tempDirectory("deliver")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let path = dir.appendingPathComponent("bench.db").path
+    let gateway = try FakeGateway(recordBodies: false)
+    defer { gateway.stop() }
+    let created = nowMs() - 60_000
+    try await populate(path: path, count: count) { _ in (created, created + 3_600_000) }
+    let store = try SQLiteOrderStore(path: path)
+    let planner = Planner(policy: Policy(unpaidRemindersMs: [30_000], unpaidChannels: ["sms"]))
+    let now = nowMs()
+    while try await store.sweep(now: now, limit: 500, plan: { planner.plan($0, now: now) }).claimed == 500 {}
+    try await store.close()
+    let started = monotonicSeconds()
+    let daemon = try startDaemon(dir: dir, configText: config(db: path, gateway: gateway.baseURL, reminders: "[\"30s\"]"))
+    let ok = waitUntil(120) { gateway.requestCount >= count }
+    let seconds = monotonicSeconds() - started
+    daemon.terminate()
+    daemon.waitUntilExit()
+    let arrivals = gateway.requests().map(\.receivedAtMs)
+    let span = Double((arrivals.max() ?? 0) - (arrivals.min() ?? 0)) / 1000
+    print(String(format: "deliver messages=%d complete=%@ rate=%.0f msg/s (first to last arrival) start_to_done=%.2fs connections=%d",
+                 gateway.requestCount, ok ? "yes" : "NO", Double(count) / max(span, 0.001), seconds, gateway.connectionsAccepted))
+}
+
 /// kill -9 in the middle of a burst, restart: how many decided messages were stranded.
 func benchCrash(_ count: Int) async throws {
     let dir = tempDirectory("crash")
@@ -289,14 +315,16 @@ case "burst": try await benchBurst(arg(1, 20_000))
 case "cancels": try await benchCancels(arg(1, 10_000), spread: arg(2, 60))
 case "rss": try await benchRSS(arg(1, 1_000_000))
 case "crash": try await benchCrash(arg(1, 20_000))
+case "deliver": try await benchDeliver(arg(1, 20_000))
 case "all":
     try await benchPlan(100_000)
     try await benchPlan(1_000_000)
     try await benchBurst(20_000)
+    try await benchDeliver(20_000)
     try await benchCancels(10_000, spread: 60)
     try await benchRSS(1_000_000)
     try await benchCrash(20_000)
 default:
-    print("usage: paywatch-bench [plan N | burst N | cancels N SECONDS | rss N | crash N | all]")
+    print("usage: paywatch-bench [plan N | burst N | deliver N | cancels N SECONDS | rss N | crash N | all]")
     exit(64)
 }
