@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-swift build -c release --product paywatch --product paywatch-bench >/dev/null
+swift build -c release --product paywatch >/dev/null
+swift build -c release --product paywatch-bench >/dev/null
 out=$(mktemp)
 for i in $(seq "$runs"); do
   for args in "plan 100000" "plan 1000000" "burst 20000" "deliver 20000" "cancels 10000 60" "rss 1000000" "crash 20000"; do

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in libsqlite3-dev libcurl4-openssl-dev libsystemd-dev pkg-config; do
+for pkg in libsqlite3-dev libcurl4-openssl-dev libsystemd-dev pkg-config sqlite3; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -14,7 +14,8 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
 fi
 
-swift build -c release --product paywatch --product fake-gateway
+swift build -c release --product paywatch
+swift build -c release --product fake-gateway
 mkdir -p var
 # The example config, with the database in ./var instead of /var/lib/paywatch.
 sed 's|^url = "sqlite:///var/lib/paywatch/paywatch.db"|url = "sqlite://var/paywatch.db"|' config/paywatch.toml > var/paywatch.toml

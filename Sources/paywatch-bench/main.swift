@@ -7,7 +7,7 @@ import PaywatchStore
 import PaywatchTestSupport
 
 // paywatch-bench: figures for docs/BENCHMARKS.md. Build in release and run:
-//   swift build -c release --product paywatch --product paywatch-bench
+//   swift build -c release --product paywatch && swift build -c release --product paywatch-bench
 //   .build/release/paywatch-bench all
 // Subcommands: plan N | burst N | deliver N | cancels N SECONDS | rss N | crash N | all
 // Every run uses a fresh SQLite file in a temp directory and a loopback HTTP sink.
