@@ -69,8 +69,10 @@ public struct Planner: Sendable {
             Messages.Context(order: order, ledger: ledger, expiresAt: expiresAt, failureReason: failureReason)
         }
         func send(_ kind: NotificationKind, step: Int, channels: [String], context: Messages.Context) {
+            var used: [String] = []
             for channel in channels {
                 guard let to = recipient(of: order, channel: channel) else { continue }
+                used.append(channel)
                 let key = OutgoingMessage.key(orderID: order.id, kind: kind, step: step, channel: channel)
                 let body = Messages.webhookBody(key: key, kind: kind, channel: channel, to: to, context: context)
                 messages.append(OutgoingMessage(
@@ -78,7 +80,10 @@ public struct Planner: Sendable {
                     recipient: to, body: body
                 ))
             }
-            events.append(PlanEvent(kind.rawValue, "step \(step) decided for \(channels.joined(separator: ","))"))
+            let detail = used.isEmpty
+                ? "step \(step) decided; no address for \(channels.joined(separator: ","))"
+                : "step \(step) decided for \(used.joined(separator: ","))"
+            events.append(PlanEvent(kind.rawValue, detail))
         }
 
         /// Sends the latest step whose time has come and that was not decided yet (earlier
@@ -153,7 +158,9 @@ public struct Planner: Sendable {
         }
 
         if previous != status {
-            events.append(PlanEvent("status", "\(previous?.rawValue ?? "new") → \(status.rawValue)"))
+            // The transition first (after "tracked"), then what it caused.
+            let transition = PlanEvent("status", "\(previous?.rawValue ?? "new") → \(status.rawValue)")
+            events.insert(transition, at: previous == nil ? 1 : 0)
         }
         return Plan(
             orderID: order.id, quarantine: nil, previousStatus: previous, status: status, amountPaid: ledger.amountPaid,

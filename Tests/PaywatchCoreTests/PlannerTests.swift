@@ -52,6 +52,7 @@ struct Run {
         #expect(Set(reminder.messages.map(\.channel)) == ["sms", "email"])
         #expect(reminder.messages.allSatisfy { $0.step == 1 })
         #expect(reminder.nextDueAt == t0 + 25 * minute)
+        #expect(reminder.events.map(\.detail) == ["step 1 decided for sms,email"])
 
         // Planning again at the same instant decides nothing new.
         #expect(run.at(t0 + 10 * minute).messages.isEmpty)
@@ -80,6 +81,7 @@ struct Run {
         #expect(cancel.statusChanged)
         #expect(cancel.messages.map(\.kind) == [.orderCancelled, .orderCancelled])
         #expect(cancel.nextDueAt == nil)
+        #expect(cancel.events.map(\.event) == ["status", "order_cancelled"])
         // No reminder is sent once cancelled, and the cancel notice goes once.
         #expect(run.at(t0 + 40 * minute).messages.isEmpty)
         #expect(run.sent.filter { $0.kind == .orderCancelled }.count == 2)
