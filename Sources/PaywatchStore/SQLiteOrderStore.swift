@@ -76,8 +76,20 @@ public final class SQLiteOrderStore: OrderStore {
             var plans: [Plan] = []
             plans.reserveCapacity(snapshots.count)
             for snapshot in snapshots {
-                let decided = plan(snapshot)
-                try Self.apply(decided, firstSeen: snapshot.state.firstSeenAt == nil, db: db, now: now)
+                var decided = plan(snapshot)
+                do {
+                    // A savepoint per order: one order whose plan cannot be written (a shop trigger
+                    // or constraint rejects it) is quarantined instead of blocking every other.
+                    try db.inSavepoint {
+                        try Self.apply(decided, db: db, now: now)
+                        return .commit
+                    }
+                } catch let error as DatabaseError where error.resultCode != .SQLITE_BUSY && error.resultCode != .SQLITE_FULL
+                    && error.resultCode != .SQLITE_IOERR {
+                    decided.quarantine = "the plan could not be written: SQLite error \(error.resultCode.rawValue) (\(error.message ?? "no message"))"
+                    decided.messages = []
+                    try Self.apply(decided, db: db, now: now)
+                }
                 plans.append(decided)
             }
             return SweepResult(plans: plans, claimed: states.count)
@@ -125,7 +137,7 @@ public final class SQLiteOrderStore: OrderStore {
         }
     }
 
-    private static func apply(_ plan: Plan, firstSeen: Bool, db: Database, now: Millis) throws {
+    private static func apply(_ plan: Plan, db: Database, now: Millis) throws {
         if let reason = plan.quarantine {
             try db.cachedStatement(sql: """
                 UPDATE pw_order_state SET quarantine = ?, next_due_at = NULL, updated_at = ? WHERE order_id = ?

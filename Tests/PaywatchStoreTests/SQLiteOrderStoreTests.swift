@@ -152,6 +152,31 @@ func sweepAll(_ store: SQLiteOrderStore, now: Millis) async throws -> [Plan] {
         #expect(try await store.order(id: "NEG")?.quarantine == nil)
     }
 
+    @Test func anOrderWhosePlanCannotBeWrittenIsQuarantinedAlone() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        try await temp.shop().write { db in
+            // The shop's own guard rejects any status change of LOCKED.
+            try db.execute(sql: """
+                CREATE TRIGGER shop_guard BEFORE UPDATE OF status ON orders WHEN NEW.id = 'LOCKED'
+                BEGIN SELECT RAISE(ABORT, 'order is locked'); END
+                """)
+            for id in ["LOCKED", "GOOD"] {
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES (?, 100, ?, '+8613800000000')",
+                               arguments: [id, t0])
+            }
+        }
+        let plans = try await sweepAll(store, now: t0 + 31 * minute)
+        #expect(plans.first { $0.orderID == "GOOD" }?.status == .cancelled)
+        let locked = try #require(plans.first { $0.orderID == "LOCKED" })
+        #expect(locked.quarantine?.contains("order is locked") == true)
+        #expect(locked.messages.isEmpty)
+        let outbox = try await temp.shop().read { try String.fetchAll($0, sql: "SELECT order_id FROM pw_outbox") }
+        #expect(outbox == ["GOOD"])
+        #expect(try await store.order(id: "LOCKED")?.quarantine != nil)
+    }
+
     @Test func deliveriesAreLeasedRecordedAndSuperseded() async throws {
         let temp = try TempDatabase()
         let store = try SQLiteOrderStore(path: temp.path)
