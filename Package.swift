@@ -86,12 +86,9 @@ let package = Package(
         .testTarget(name: "PaywatchDeliveryTests", dependencies: ["PaywatchDelivery", "PaywatchTestSupport"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: [
-                "paywatch", "PaywatchTestSupport", "PaywatchCore", "PaywatchDaemon", "PaywatchConfig",
-                "PaywatchStore", "PaywatchDelivery",
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
+            // Runs the real `paywatch` binary (built because of this dependency) against a
+            // fake gateway, and reads the SQLite file as the shop would.
+            dependencies: ["paywatch", "PaywatchTestSupport", .product(name: "GRDB", package: "GRDB.swift")]
         ),
     ]
 )

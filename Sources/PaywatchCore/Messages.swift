@@ -7,7 +7,6 @@ public enum Messages {
         public var ledger: Ledger
         public var expiresAt: Millis
         public var failureReason: String?
-        public var extra: [(String, String)] = []
         public init(order: OrderRecord, ledger: Ledger, expiresAt: Millis, failureReason: String? = nil) {
             self.order = order
             self.ledger = ledger
@@ -87,9 +86,6 @@ public enum Messages {
         case (.latePayment, _):
             return ("Late payment on cancelled order \(id)",
                     "Order \(id) was cancelled, but \(paid) arrived afterwards: refund it or reinstate the order.")
-        case (.deliveryDead, _):
-            let what = c.extra.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
-            return ("A message for order \(id) could not be delivered", "Delivery gave up: \(what)")
         default:
             return ("Order \(id): \(kind.rawValue)", "Order \(id): \(kind.rawValue)")
         }
@@ -116,7 +112,6 @@ public enum Messages {
         json.add("expires_at", Timestamp.iso8601(c.expiresAt))
         json.add("pay_url", c.order.payURL)
         if kind == .paymentFailed { json.add("failure_reason", c.failureReason ?? "") }
-        for (field, value) in c.extra { json.add(field, value) }
         return json.finish()
     }
 }

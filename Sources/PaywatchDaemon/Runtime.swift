@@ -87,13 +87,16 @@ public struct Runtime: Sendable {
         return result
     }
 
-    /// Opens the store named by `[store] url`.
-    public static func openStore(_ config: PaywatchConfiguration) throws -> any OrderStore {
-        let url = config.store.url
-        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+    /// Opens the store named by `[store] url`. With `mustExist` (the inspection commands) a
+    /// missing database is an error instead of being created empty.
+    public static func openStore(_ config: PaywatchConfiguration, mustExist: Bool = false) throws -> any OrderStore {
+        // The configuration allows only sqlite:// and postgres:// URLs.
+        guard let path = config.store.sqlitePath else {
             throw RuntimeConfigError(description: "[store] url: PostgreSQL is not supported by this build yet; use sqlite://")
         }
-        let path = try SQLiteOrderStore.path(fromURL: url)
+        if mustExist, !FileManager.default.fileExists(atPath: path) {
+            throw StoreError(description: "no database at \(path): run `paywatch migrate` (or start the service) first")
+        }
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -8,9 +8,6 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     public init(description: String) {
         self.description = description
     }
-    public static func badURL(_ url: String) -> StoreError {
-        StoreError(description: "store url must be sqlite:///absolute/path.db or sqlite://relative/path.db, got \"\(url.prefix(12))…\"")
-    }
     public static func cannotOpen(_ path: String, _ reason: String) -> StoreError {
         StoreError(description: "cannot open the SQLite database \(path): \(reason)")
     }
@@ -21,14 +18,6 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 public final class SQLiteOrderStore: OrderStore {
     public let path: String
     private let pool: DatabasePool
-
-    /// `sqlite:///abs/path.db` → `/abs/path.db`; `sqlite://rel.db` → `rel.db`.
-    public static func path(fromURL url: String) throws -> String {
-        guard url.hasPrefix("sqlite://") else { throw StoreError.badURL(url) }
-        let path = String(url.dropFirst("sqlite://".count))
-        guard !path.isEmpty else { throw StoreError.badURL(url) }
-        return path
-    }
 
     public init(path: String, busyTimeoutMs: Int64 = 5000, readonly: Bool = false) throws {
         self.path = path

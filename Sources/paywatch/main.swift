@@ -44,9 +44,9 @@ func makeLogger(_ config: PaywatchConfiguration) -> Logger {
     return Logger(label: "paywatch") { label in LineLogHandler(label: label, level: level) }
 }
 
-func openStore(_ config: PaywatchConfiguration) throws -> any OrderStore {
+func openStore(_ config: PaywatchConfiguration, mustExist: Bool = false) throws -> any OrderStore {
     do {
-        return try Runtime.openStore(config)
+        return try Runtime.openStore(config, mustExist: mustExist)
     } catch let error as RuntimeConfigError {
         printError("paywatch: \(error)")
         throw Exit.config
@@ -156,7 +156,7 @@ struct Orders: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let store = try openStore(config)
+            let store = try openStore(config, mustExist: true)
             guard let detail = try await store.order(id: id) else {
                 printError("paywatch: no order with id \"\(id)\" (neither in orders nor tracked by paywatch)")
                 throw Exit.notFound
@@ -183,7 +183,7 @@ struct Orders: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let store = try openStore(config)
+            let store = try openStore(config, mustExist: true)
             let rows = try await store.orders(status: status, limit: limit)
             if json {
                 let encoder = JSONEncoder()
@@ -220,7 +220,7 @@ struct ReportCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        let store = try openStore(config)
+        let store = try openStore(config, mustExist: true)
         let now = SystemClock().now()
         let report = try await store.report(since: now - (parseDuration(since) ?? 0), now: now)
         try await store.close()

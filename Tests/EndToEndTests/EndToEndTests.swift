@@ -181,6 +181,11 @@ import Testing
         let check = try h.run(["check-config", "--config", h.configPath])
         #expect(check.code == 0)
         #expect(check.out.contains("hold = \"4s\""))
+        // Inspecting before the database exists says so, and creates nothing.
+        let early = try h.run(["orders", "list", "--config", h.configPath])
+        #expect(early.code == 1)
+        #expect(early.err.contains("no database at"))
+        #expect(!FileManager.default.fileExists(atPath: h.dbPath))
         #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
         let unknown = try h.run(["orders", "show", "NOPE", "--config", h.configPath])
         #expect(unknown.code != 0)
