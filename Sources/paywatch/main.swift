@@ -44,11 +44,11 @@ func makeLogger(_ config: PaywatchConfiguration) -> Logger {
     return Logger(label: "paywatch") { label in LineLogHandler(label: label, level: level) }
 }
 
-func openStore(_ config: PaywatchConfiguration, mustExist: Bool = false) throws -> any OrderStore {
+func openStore(_ config: PaywatchConfiguration, configPath: String, mustExist: Bool = false) throws -> any OrderStore {
     do {
         return try Runtime.openStore(config, mustExist: mustExist)
     } catch let error as RuntimeConfigError {
-        printError("paywatch: \(error)")
+        printError("paywatch: \(configPath): \(error)")
         throw Exit.config
     } catch {
         printError("paywatch: \(error)")
@@ -78,7 +78,7 @@ struct Run: AsyncParsableCommand {
         for warning in config.warnings {
             logger.warning("\(warning)")
         }
-        let store = try openStore(config)
+        let store = try openStore(config, configPath: options.path)
         // One daemon per SQLite file.
         let lock: RunLock?
         do {
@@ -114,7 +114,7 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        let store = try openStore(config)
+        let store = try openStore(config, configPath: options.path)
         try await store.migrate()
         try await store.close()
         print("schema is up to date: \(config.store.url)")
@@ -156,7 +156,7 @@ struct Orders: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let store = try openStore(config, mustExist: true)
+            let store = try openStore(config, configPath: options.path, mustExist: true)
             guard let detail = try await store.order(id: id) else {
                 printError("paywatch: no order with id \"\(id)\" (neither in orders nor tracked by paywatch)")
                 throw Exit.notFound
@@ -183,7 +183,7 @@ struct Orders: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let store = try openStore(config, mustExist: true)
+            let store = try openStore(config, configPath: options.path, mustExist: true)
             let rows = try await store.orders(status: status, limit: limit)
             if json {
                 let encoder = JSONEncoder()
@@ -220,7 +220,7 @@ struct ReportCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        let store = try openStore(config, mustExist: true)
+        let store = try openStore(config, configPath: options.path, mustExist: true)
         let now = SystemClock().now()
         let report = try await store.report(since: now - (parseDuration(since) ?? 0), now: now)
         try await store.close()

@@ -174,6 +174,12 @@ import Testing
         #expect(result.err.contains("paywatch.toml:4: [unpaid] hodl: unknown key"))  // line 1-2 are [store]
         let missing = try h.run(["check-config", "--config", h.directory.appendingPathComponent("nope.toml").path])
         #expect(missing.code == 78)
+        // PostgreSQL is a later release: said plainly, as a configuration error.
+        let pg = h.directory.appendingPathComponent("pg.toml").path
+        try "[store]\nurl = \"postgres://pw@127.0.0.1:5432/pw\"\n".write(toFile: pg, atomically: true, encoding: .utf8)
+        let postgres = try h.run(["run", "--config", pg])
+        #expect(postgres.code == 78)
+        #expect(postgres.err.contains("pg.toml: [store] url: PostgreSQL is not supported by this build yet"))
     }
 
     @Test func checkConfigAndUnknownOrders() throws {
