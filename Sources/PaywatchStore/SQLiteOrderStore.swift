@@ -62,24 +62,29 @@ public final class SQLiteOrderStore: OrderStore {
                 """, arguments: [now, limit])
             guard !states.isEmpty else { return SweepResult(plans: [], claimed: 0) }
             let snapshots = try Self.loadSnapshots(db, states: states)
-            var plans: [Plan] = []
-            plans.reserveCapacity(snapshots.count)
-            for snapshot in snapshots {
-                var decided = plan(snapshot)
-                do {
-                    // A savepoint per order: one order whose plan cannot be written (a shop trigger
-                    // or constraint rejects it) is quarantined instead of blocking every other.
-                    try db.inSavepoint {
-                        try Self.apply(decided, db: db, now: now)
-                        return .commit
-                    }
-                } catch let error as DatabaseError where error.resultCode != .SQLITE_BUSY && error.resultCode != .SQLITE_FULL
-                    && error.resultCode != .SQLITE_IOERR {
-                    decided.quarantine = "the plan could not be written: SQLite error \(error.resultCode.rawValue) (\(error.message ?? "no message"))"
-                    decided.messages = []
-                    try Self.apply(decided, db: db, now: now)
+            var plans = snapshots.map(plan)
+            do {
+                // Fast path: the whole batch at once.
+                try db.inSavepoint {
+                    for decided in plans { try Self.apply(decided, db: db, now: now) }
+                    return .commit
                 }
-                plans.append(decided)
+            } catch let error as DatabaseError where !Self.isTransient(error) {
+                // Something in the batch cannot be written (a shop trigger or constraint rejects
+                // it): apply order by order, and quarantine the ones that fail instead of
+                // letting one order block every other.
+                for index in plans.indices {
+                    do {
+                        try db.inSavepoint {
+                            try Self.apply(plans[index], db: db, now: now)
+                            return .commit
+                        }
+                    } catch let error as DatabaseError where !Self.isTransient(error) {
+                        plans[index].quarantine = "the plan could not be written: SQLite error \(error.resultCode.rawValue) (\(error.message ?? "no message"))"
+                        plans[index].messages = []
+                        try Self.apply(plans[index], db: db, now: now)
+                    }
+                }
             }
             return SweepResult(plans: plans, claimed: states.count)
         }
@@ -124,6 +129,12 @@ public final class SQLiteOrderStore: OrderStore {
                 refunds: refunds[id] ?? [], state: tracked
             )
         }
+    }
+
+    /// Errors that say nothing about the rows (lock, disk, I/O): the sweep fails and is retried.
+    private static func isTransient(_ error: DatabaseError) -> Bool {
+        [.SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_FULL, .SQLITE_IOERR, .SQLITE_NOMEM, .SQLITE_READONLY, .SQLITE_CANTOPEN]
+            .contains(error.resultCode)
     }
 
     private static func apply(_ plan: Plan, db: Database, now: Millis) throws {
