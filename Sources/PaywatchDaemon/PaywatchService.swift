@@ -151,10 +151,10 @@ public struct PaywatchService: Service {
         var unroutable: [DeliveryResult] = []
         for item in claim.messages {
             guard let endpoint = runtime.channels[item.message.channel] else {
+                let reason = "no [channels.\(item.message.channel)] section is configured"
                 unroutable.append(DeliveryResult(
                     outboxID: item.id, startedAt: now, httpStatus: nil, error: nil, durationMs: 0,
-                    disposition: .dead(reason: "no [channels.\(item.message.channel)] section is configured"),
-                    followUp: followUp(for: item, reason: "no [channels.\(item.message.channel)] section is configured")))
+                    disposition: .dead(reason: reason), followUp: followUp(for: item, reason: reason)))
                 continue
             }
             let headers = endpoint.headers(idempotencyKey: item.message.idempotencyKey)

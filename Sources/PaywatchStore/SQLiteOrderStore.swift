@@ -19,16 +19,14 @@ public final class SQLiteOrderStore: OrderStore {
     public let path: String
     private let pool: DatabasePool
 
-    public init(path: String, busyTimeoutMs: Int64 = 5000, readonly: Bool = false) throws {
+    public init(path: String, busyTimeoutMs: Int64 = 5000) throws {
         self.path = path
         var config = Configuration()
         config.busyMode = .timeout(Double(busyTimeoutMs) / 1000)
-        config.readonly = readonly
         config.label = "paywatch"
         config.prepareDatabase { db in
-            if !db.configuration.readonly {
-                try db.execute(sql: "PRAGMA synchronous = NORMAL")
-            }
+            // WAL + NORMAL: durable across process crashes; a power loss may undo the last commits.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
         do {
             pool = try DatabasePool(path: path, configuration: config)

@@ -5,7 +5,7 @@ import Testing
 
 /// The real binary, a real SQLite file, a real HTTP gateway on 127.0.0.1, real time in seconds.
 @Suite(.serialized) struct EndToEndTests {
-    static func config(_ base: String, concurrency: Int = 32, maxAttempts: Int = 8, extra: String = "") -> String {
+    static func config(_ base: String, concurrency: Int = 32, maxAttempts: Int = 8, ops: Bool = true, extra: String = "") -> String {
         """
         [daemon]
         poll_interval = "200ms"
@@ -29,10 +29,7 @@ import Testing
         provider = "webhook"
         url = "\(base)/sms"
 
-        [channels.ops]
-        provider = "webhook"
-        url = "\(base)/ops"
-        to = "oncall"
+        \(ops ? "[channels.ops]\nprovider = \"webhook\"\nurl = \"\(base)/ops\"\nto = \"oncall\"" : "")
         \(extra)
         """
     }
@@ -200,6 +197,25 @@ import Testing
         #expect(list.code != 0)
     }
 
+    @Test func withoutAnOpsChannelDeadMessagesAreKeptAndLogged() throws {
+        let h = try Harness { Self.config($0, ops: false) }
+        h.gateway.setResponder { _ in FakeGateway.Response(status: 400) }
+        #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+        try h.shop().write { db in
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, expires_at, phone) VALUES ('NOOPS', 100, ?, ?, '+8613800000000')",
+                           arguments: [Harness.nowMs() - 2_500, Harness.nowMs() + 600_000])
+        }
+        #expect(try h.run(["run", "--once", "--config", h.configPath]).code == 0)
+        let rows = try h.shop().read { db in
+            try Row.fetchAll(db, sql: "SELECT kind, state, last_error FROM pw_outbox ORDER BY id").map {
+                ($0["kind"] as String, $0["state"] as String, $0["last_error"] as String?)
+            }
+        }
+        #expect(rows.map(\.0) == ["unpaid_reminder", "delivery_dead"])
+        #expect(rows.allSatisfy { $0.1 == "dead" })
+        #expect(rows.last?.2 == "no [channels.ops] section is configured")
+    }
+
     @Test func sendTestSendsOneRealMessage() throws {
         let h = try Harness { Self.config($0) }
         let sent = try h.run(["send-test", "--channel", "sms", "--to", "+8613800000000", "--config", h.configPath])
@@ -224,10 +240,22 @@ import Testing
         try h.shop().write { db in
             try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('OLD', 100, ?, '+8613800000000')", arguments: [Harness.nowMs() - 60_000])
         }
+        try h.shop().write { db in
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('FRESH', 100, ?, '+8613800000000')", arguments: [Harness.nowMs()])
+        }
         let result = try h.run(["run", "--once", "--config", h.configPath])
         #expect(result.code == 0)
         // First seen after its hold: cancelled, with one notice (no burst of missed reminders).
         #expect(kinds(h.gateway.requests(), order: "OLD").map(\.kind) == ["order_cancelled"])
+        // Nothing due yet for FRESH; `orders show` names the next planned action.
+        #expect(kinds(h.gateway.requests(), order: "FRESH").isEmpty)
+        let show = try h.run(["orders", "show", "FRESH", "--config", h.configPath])
+        #expect(show.out.contains("status: unpaid"))
+        #expect(show.out.contains("unpaid_reminder step 1 on sms"))
+        // SIGINT stops the service cleanly too.
+        try h.start()
+        #expect(h.waitUntilStarted())
+        #expect(h.stop(signal: SIGINT) == 0)
     }
 
     @Test func retriesWithTheSameKeyThenDeadLettersToOps() throws {
@@ -237,7 +265,7 @@ import Testing
             if request.path == "/ops" { return FakeGateway.Response(status: 200) }
             if request.bodyString.contains("\"order_id\":\"BAD\"") { return FakeGateway.Response(status: 400, body: "{\"error\":\"invalid number\"}") }
             // FLAKY: 503, then 429 with Retry-After, then accepted.
-            switch counter.next() {
+            switch counter.increment() {
             case 1: return FakeGateway.Response(status: 503)
             case 2: return FakeGateway.Response(status: 429, headers: ["Retry-After": "1"])
             default: return FakeGateway.Response(status: 200)
@@ -283,16 +311,5 @@ import Testing
         let badShow = try h.run(["orders", "show", "BAD", "--config", h.configPath])
         #expect(badShow.out.contains("dead"))
         #expect(badShow.out.contains("HTTP 400"))
-    }
-}
-
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-    func next() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        value += 1
-        return value
     }
 }

@@ -300,17 +300,3 @@ import Testing
         #expect(gateway.requestCount == 1)
     }
 }
-
-/// Thread-safe counter for responders.
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-
-    /// Increments and returns the new value.
-    func increment() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        value += 1
-        return value
-    }
-}
