@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-collections", exact: "1.6.0"),
     ],
     targets: [
         // Pure domain: statuses, ledger, planner, message texts. No I/O, no clock reads.
@@ -41,8 +42,13 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
-        // libcurl multi transport, retry classification.
-        .target(name: "PaywatchDelivery", dependencies: ["CCurl"], swiftSettings: strict),
+        // libcurl multi transport (completions one by one), retry classification, and the pure
+        // delivery state machine (slots, lanes, group commit, leases).
+        .target(
+            name: "PaywatchDelivery",
+            dependencies: ["CCurl", "PaywatchCore", .product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: strict
+        ),
         // The service: sweep loop, delivery loop, logging.
         .target(
             name: "PaywatchDaemon",
@@ -83,7 +89,15 @@ let package = Package(
             name: "PaywatchStoreTests",
             dependencies: ["PaywatchStore", "PaywatchCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
-        .testTarget(name: "PaywatchDeliveryTests", dependencies: ["PaywatchDelivery", "PaywatchTestSupport"]),
+        .testTarget(name: "PaywatchDeliveryTests", dependencies: ["PaywatchDelivery", "PaywatchCore", "PaywatchTestSupport"]),
+        .testTarget(
+            name: "PaywatchDaemonTests",
+            // The whole service in-process: a real SQLite file, a real HTTP gateway, a fake clock.
+            dependencies: [
+                "PaywatchDaemon", "PaywatchCore", "PaywatchConfig", "PaywatchStore", "PaywatchDelivery", "PaywatchTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "EndToEndTests",
             // Runs the real `paywatch` binary (built because of this dependency) against a

@@ -484,7 +484,7 @@ struct ConfigReader {
                     fail(section: s, key: nil, "invalid channel name: expected lowercase letters, digits and _, starting with a letter")
                     continue
                 }
-                if let channel = readChannel(name, entries) { config.channels[name] = channel }
+                if let channel = readChannel(name, entries, deliveryConcurrency: config.delivery.concurrency) { config.channels[name] = channel }
             }
         }
 
@@ -518,9 +518,9 @@ struct ConfigReader {
         return config
     }
 
-    private mutating func readChannel(_ name: String, _ table: [String: TOMLNode]) -> PaywatchConfiguration.Channel? {
+    private mutating func readChannel(_ name: String, _ table: [String: TOMLNode], deliveryConcurrency: Int) -> PaywatchConfiguration.Channel? {
         let s = ["channels", name]
-        rejectUnknown(table, section: s, known: ["provider", "url", "token_file", "to"])
+        rejectUnknown(table, section: s, known: ["provider", "url", "token_file", "to", "concurrency"])
         var ok = true
         var provider: String?
         if table["provider"] == nil {
@@ -548,8 +548,16 @@ struct ConfigReader {
         if table["token_file"] != nil, tokenFile == nil { ok = false }
         let to = string(table, s, "to")
         if table["to"] != nil, to == nil { ok = false }
+        let concurrency = positiveInt(table, s, "concurrency")
+        if table["concurrency"] != nil, concurrency == nil { ok = false }
+        if let concurrency, concurrency > deliveryConcurrency {
+            fail(section: s, key: "concurrency",
+                 "\(concurrency) is more than [delivery] concurrency (\(deliveryConcurrency)): a channel's share cannot exceed every slot")
+            ok = false
+        }
         guard ok, let provider, let url else { return nil }
-        return PaywatchConfiguration.Channel(name: name, provider: provider, url: url, tokenFile: tokenFile, to: to)
+        return PaywatchConfiguration.Channel(name: name, provider: provider, url: url, tokenFile: tokenFile, to: to,
+                                             concurrency: concurrency)
     }
 
     private mutating func addWarnings(_ config: PaywatchConfiguration) {

@@ -36,6 +36,7 @@
 /// | `[channels.NAME] url` | required, http(s) URL | — |
 /// | `[channels.NAME] token_file` | path; its trimmed content is sent as `Authorization: Bearer` | not set |
 /// | `[channels.NAME] to` | fixed recipient (the ops channel) | not set |
+/// | `[channels.NAME] concurrency` | integer 1 … `[delivery] concurrency`: the slots this channel is sure to get while it has messages due (it may borrow idle ones) | a fair share |
 ///
 /// `NAME` matches `[a-z][a-z0-9_]*`. Every name in a `channels` list written in the file must have a
 /// `[channels.NAME]` section. When `[unpaid] channels` is not written, its default keeps only the
@@ -185,13 +186,18 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         public var tokenFile: String?
         /// A fixed recipient (used by the ops channel).
         public var to: String?
+        /// The delivery slots this channel is sure to get while it has messages due (it may borrow
+        /// idle ones beyond it); nil: a fair share of `[delivery] concurrency`.
+        public var concurrency: Int?
 
-        public init(name: String, provider: String = "webhook", url: String, tokenFile: String? = nil, to: String? = nil) {
+        public init(name: String, provider: String = "webhook", url: String, tokenFile: String? = nil, to: String? = nil,
+                    concurrency: Int? = nil) {
             self.name = name
             self.provider = provider
             self.url = url
             self.tokenFile = tokenFile
             self.to = to
+            self.concurrency = concurrency
         }
     }
 

@@ -80,6 +80,11 @@ extension PaywatchConfiguration {
             } else {
                 out.append("# to is not set")
             }
+            if let concurrency = channel.concurrency {
+                key("concurrency", "\(concurrency)")
+            } else {
+                out.append("# concurrency is not set: a fair share of [delivery] concurrency")
+            }
         }
         return out.joined(separator: "\n") + "\n"
     }

@@ -32,29 +32,3 @@ public struct SystemClock: PaywatchClock {
         }
     }
 }
-
-/// A one-slot wake-up signal: `signal()` wakes the current or next `wait`.
-final class Wakeup: Sendable {
-    private let stream: AsyncStream<Void>
-    private let continuation: AsyncStream<Void>.Continuation
-
-    init() {
-        (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-    }
-
-    func signal() { continuation.yield() }
-
-    /// Returns at `deadline`, on `signal()`, or on cancellation, whichever comes first.
-    func wait(until deadline: Millis, clock: any PaywatchClock) async {
-        let stream = self.stream
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await clock.sleep(until: deadline) }
-            group.addTask {
-                var iterator = stream.makeAsyncIterator()
-                _ = await iterator.next()
-            }
-            await group.next()
-            group.cancelAll()
-        }
-    }
-}

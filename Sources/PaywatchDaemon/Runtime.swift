@@ -48,7 +48,9 @@ extension Policy {
     }
 }
 
-/// Everything a running paywatch holds: built once from the configuration.
+/// Everything a running paywatch holds, wired once: the factory of the daemon. The CLI builds it
+/// from the configuration file; tests build it in-process with their own clock, store and
+/// transport and run ``PaywatchService`` on it.
 public struct Runtime: Sendable {
     public var config: PaywatchConfiguration
     public var planner: Planner
@@ -57,18 +59,28 @@ public struct Runtime: Sendable {
     public var channels: [String: ChannelEndpoint]
     public var clock: any PaywatchClock
     public var logger: Logger
+    /// Every channel a message can name: the configured ones, those the rules list, and `ops`.
+    /// Delivery keeps a lane for each.
+    public var knownChannels: [String]
 
+    /// - Parameters:
+    ///   - transport: the HTTP transport; by default one sized by `[delivery]`.
+    ///   - configPath: named in configuration errors (an unreadable `token_file`).
     public init(
         config: PaywatchConfiguration, store: any OrderStore, clock: any PaywatchClock = SystemClock(),
-        logger: Logger, configPath: String = "paywatch.toml"
+        transport: HTTPTransport? = nil, logger: Logger, configPath: String = "paywatch.toml"
     ) throws {
+        let policy = Policy(config)
         self.config = config
-        self.planner = Planner(policy: Policy(config))
+        self.planner = Planner(policy: policy)
         self.store = store
         self.clock = clock
         self.logger = logger
-        self.transport = HTTPTransport(concurrency: config.delivery.concurrency, timeoutMs: config.delivery.timeoutMs)
+        self.transport = transport ?? HTTPTransport(concurrency: config.delivery.concurrency, timeoutMs: config.delivery.timeoutMs)
         self.channels = try Runtime.endpoints(config, configPath: configPath)
+        let named = config.unpaid.channels + config.failed.channels + config.partiallyPaid.channels + config.paid.channels
+            + config.refunding.channels + [policy.opsChannel]
+        self.knownChannels = Set(named).union(config.channels.keys).sorted()
     }
 
     /// The configured channels with their tokens read; an unreadable `token_file` is a configuration error.

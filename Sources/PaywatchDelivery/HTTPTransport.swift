@@ -1,4 +1,5 @@
 import CCurl
+import DequeModule
 import Foundation
 
 #if canImport(Glibc)
@@ -70,10 +71,15 @@ private let curlGlobalInitOK: Bool = ccurl_global_init_default() == CURLE_OK
 /// Maximum number of response-body bytes kept per response.
 let maxCapturedBodyBytes = 2048
 
+/// Called once per request with its response, on the transport's worker thread: keep it short
+/// (hand the response over, e.g. by yielding it into an `AsyncStream`).
+public typealias HTTPCompletion = @Sendable (HTTPResponse) -> Void
+
 /// HTTP client built on one long-lived curl multi handle driven by a dedicated thread.
 ///
-/// Connections are kept alive and reused across `perform` calls. At most `concurrency`
-/// transfers are in flight at any moment across all concurrent `perform` calls.
+/// Connections are kept alive and reused. At most `concurrency` transfers are in flight at any
+/// moment; further requests wait in FIFO order. Every request gets exactly one completion, as soon
+/// as its own transfer ends (`curl_multi_info_read`): a slow answer delays nothing but itself.
 public final class HTTPTransport: Sendable {
     private let worker: CurlWorker
 
@@ -91,28 +97,37 @@ public final class HTTPTransport: Sendable {
         worker.shutdown()
     }
 
-    /// Runs all requests with at most `concurrency` transfers in flight at once, on one long-lived
-    /// curl multi handle (connections are reused across calls: keep-alive). Returns one response per
-    /// request, in the same order as the input.
+    /// Starts one request (or queues it while `concurrency` transfers are in flight) and returns at
+    /// once. `completion` runs exactly once, on the worker thread, when the transfer ends — or with
+    /// `attempted == false` if the transport shuts down before it started.
+    public func send(_ request: HTTPRequest, completion: @escaping HTTPCompletion) {
+        worker.submit([Job(request: request, completion: completion, cancellation: nil)])
+    }
+
+    /// Runs all requests with at most `concurrency` transfers in flight at once and returns one
+    /// response per request, in the same order as the input.
     ///
-    /// curl runs on a dedicated thread; the calling task suspends without blocking the cooperative pool.
-    /// On task cancellation, transfers already in flight are finished (bounded by the timeout) and
-    /// requests not yet started come back with `attempted == false`, `error == "cancelled"`.
+    /// The calling task suspends without blocking the cooperative pool. On task cancellation,
+    /// transfers already in flight are finished (bounded by the timeout) and requests not yet
+    /// started come back with `attempted == false`, `error == "cancelled"`.
     public func perform(_ requests: [HTTPRequest]) async -> [HTTPResponse] {
         if requests.isEmpty { return [] }
-        let batch = Batch(requests: requests)
+        let collector = Collector(requests: requests)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<[HTTPResponse], Never>) in
-                worker.submit(batch, continuation: continuation)
+                collector.continuation = continuation
+                worker.submit(requests.enumerated().map { index, request in
+                    Job(request: request, completion: { collector.complete(index, $0) }, cancellation: collector.cancellation)
+                })
             }
         } onCancel: {
-            worker.cancel(batch)
+            worker.cancel(collector.cancellation)
         }
     }
 
-    /// Stops the worker thread: requests not yet started come back with `attempted == false`,
-    /// transfers in flight are aborted with a transport error. Later `perform` calls return
-    /// `attempted == false` immediately. Idempotent; blocks until the worker thread has exited.
+    /// Stops the worker thread: requests not yet started complete with `attempted == false`,
+    /// transfers in flight are aborted with a transport error. Later requests complete with
+    /// `attempted == false` at once. Idempotent; blocks until the worker thread has exited.
     public func shutdown() {
         worker.shutdown()
     }
@@ -120,41 +135,41 @@ public final class HTTPTransport: Sendable {
 
 // MARK: - Internals
 
-/// One `perform` call. Mutable progress fields are only touched by the worker thread;
-/// `cancelRequested` is guarded by the worker's lock.
-final class Batch: @unchecked Sendable {
-    let requests: [HTTPRequest]
-    var responses: [HTTPResponse]
-    var nextIndex = 0
-    var remaining: Int
-    var cancelRequested = false
+/// One request waiting for, or holding, a transfer slot.
+struct Job: @unchecked Sendable {
+    let request: HTTPRequest
+    let completion: HTTPCompletion
+    /// Set for `perform` calls: cancelling the calling task drops the requests not yet started.
+    let cancellation: Cancellation?
+}
+
+/// A cancellation flag shared by the jobs of one `perform` call; guarded by the worker's lock.
+final class Cancellation: @unchecked Sendable {
+    var requested = false
+}
+
+/// Gathers the responses of one `perform` call and resumes it when the last one arrives.
+final class Collector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var responses: [HTTPResponse]
+    private var remaining: Int
+    let cancellation = Cancellation()
     var continuation: CheckedContinuation<[HTTPResponse], Never>?
 
     init(requests: [HTTPRequest]) {
-        self.requests = requests
-        self.responses = requests.map { HTTPResponse.notAttempted($0.id, reason: "cancelled") }
-        self.remaining = requests.count
+        responses = requests.map { HTTPResponse.notAttempted($0.id, reason: "cancelled") }
+        remaining = requests.count
     }
 
-    var hasPending: Bool { nextIndex < requests.count }
-
-    /// Stores a response; resumes the caller when the batch is complete. Worker thread only.
     func complete(_ index: Int, _ response: HTTPResponse) {
+        lock.lock()
         responses[index] = response
         remaining -= 1
-        if remaining == 0, let continuation {
-            self.continuation = nil
-            continuation.resume(returning: responses)
-        }
-    }
-
-    /// Completes every not-yet-started request as not attempted. Worker thread only.
-    func failPending(reason: String) {
-        while nextIndex < requests.count {
-            let index = nextIndex
-            nextIndex += 1
-            complete(index, .notAttempted(requests[index].id, reason: reason))
-        }
+        let done = remaining == 0 ? continuation : nil
+        if done != nil { continuation = nil }
+        let result = responses
+        lock.unlock()
+        done?.resume(returning: result)
     }
 }
 
@@ -162,8 +177,7 @@ final class Batch: @unchecked Sendable {
 final class EasyHandle {
     let easy: UnsafeMutableRawPointer
     let errorBuffer: UnsafeMutablePointer<CChar>
-    var batch: Batch?
-    var index = 0
+    var job: Job?
     var requestBody: UnsafeMutablePointer<UInt8>?
     var headerList: UnsafeMutablePointer<curl_slist>?
     var responseBody: [UInt8] = []
@@ -184,7 +198,7 @@ final class EasyHandle {
         headerList = nil
         requestBody?.deallocate()
         requestBody = nil
-        batch = nil
+        job = nil
         retryAfter = nil
         responseBody.removeAll(keepingCapacity: true)
         curl_easy_reset(easy)
@@ -254,15 +268,15 @@ final class CurlWorker: @unchecked Sendable {
 
     // Guarded by `lock`.
     private let lock = NSLock()
-    private var incoming: [Batch] = []
-    private var cancelRequested = false  // some batch was cancelled since the worker last looked
+    private var incoming: [Job] = []
+    private var cancelRequested = false  // some perform call was cancelled since the worker last looked
     private var stopping = false
     private var multi: UnsafeMutableRawPointer?  // nil once the worker has cleaned up
     private var threadStarted = false
     private let exited = DispatchSemaphore(value: 0)
 
     // Worker-thread only.
-    private var active: [Batch] = []
+    private var waiting = Deque<Job>()
     private var pool: [EasyHandle] = []
     private var inFlight = 0
     private var handles: [EasyHandle] = []  // keeps every handle alive
@@ -278,16 +292,15 @@ final class CurlWorker: @unchecked Sendable {
         }
     }
 
-    /// Hands a batch to the worker thread (starting it lazily).
-    func submit(_ batch: Batch, continuation: CheckedContinuation<[HTTPResponse], Never>) {
+    /// Hands jobs to the worker thread (starting it lazily).
+    func submit(_ jobs: [Job]) {
         lock.lock()
         guard let multi, !stopping else {
             lock.unlock()
-            continuation.resume(returning: batch.requests.map { .notAttempted($0.id, reason: "transport shut down") })
+            for job in jobs { job.completion(.notAttempted(job.request.id, reason: "transport shut down")) }
             return
         }
-        batch.continuation = continuation
-        incoming.append(batch)
+        incoming.append(contentsOf: jobs)
         if !threadStarted {
             threadStarted = true
             let thread = Thread { [self] in run() }
@@ -299,10 +312,10 @@ final class CurlWorker: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Marks a batch cancelled; its unstarted requests will be completed as not attempted.
-    func cancel(_ batch: Batch) {
+    /// Marks a `perform` call cancelled; its unstarted requests complete as not attempted.
+    func cancel(_ cancellation: Cancellation) {
         lock.lock()
-        batch.cancelRequested = true
+        cancellation.requested = true
         cancelRequested = true
         if let multi, threadStarted { curl_multi_wakeup(multi) }
         lock.unlock()
@@ -340,33 +353,33 @@ final class CurlWorker: @unchecked Sendable {
         }
 
         while true {
-            // 1. Pick up new batches, cancellations and shutdown.
+            // 1. Pick up new jobs, cancellations and shutdown.
             lock.lock()
             let stop = stopping
-            if !incoming.isEmpty {
-                // A batch may have been cancelled before it reached the worker.
-                if incoming.contains(where: { $0.cancelRequested }) { cancelRequested = true }
-                active.append(contentsOf: incoming)
-                incoming.removeAll()
-            }
-            if cancelRequested {
+            let arrived = incoming
+            incoming.removeAll()
+            var cancelled: [Job] = []
+            if cancelRequested || arrived.contains(where: { $0.cancellation?.requested == true }) {
                 cancelRequested = false
-                for batch in active where batch.cancelRequested {
-                    batch.failPending(reason: "cancelled")
+                waiting.append(contentsOf: arrived)
+                var kept = Deque<Job>()
+                for job in waiting {
+                    if job.cancellation?.requested == true { cancelled.append(job) } else { kept.append(job) }
                 }
+                waiting = kept
+            } else {
+                waiting.append(contentsOf: arrived)
             }
             lock.unlock()
+            for job in cancelled { job.completion(.notAttempted(job.request.id, reason: "cancelled")) }
             if stop { break }
 
-            // 2. Start transfers up to the concurrency limit, FIFO across batches.
-            while inFlight < concurrency, let batch = active.first(where: { $0.hasPending }) {
-                let index = batch.nextIndex
-                batch.nextIndex += 1
-                start(batch, index, multi: m)
+            // 2. Start transfers up to the concurrency limit, in arrival order.
+            while inFlight < concurrency, let job = waiting.popFirst() {
+                start(job, multi: m)
             }
-            active.removeAll { $0.remaining == 0 }
 
-            // 3. Drive curl and collect finished transfers.
+            // 3. Drive curl and hand over each finished transfer at once.
             var running: Int32 = 0
             _ = curl_multi_perform(m, &running)
             var finished = 0
@@ -376,33 +389,34 @@ final class CurlWorker: @unchecked Sendable {
                 finish(easy, result: msg.pointee.data.result, multi: m)
                 finished += 1
             }
-            if finished > 0 && active.contains(where: { $0.hasPending }) { continue }
+            if finished > 0 && !waiting.isEmpty { continue }
 
             // 4. Sleep until socket activity, a curl timeout, or a wakeup from submit/cancel/shutdown.
+            // curl shortens the wait for its own timers; idle, the thread wakes every 10 s at most.
             var numfds: Int32 = 0
-            _ = curl_multi_poll(m, nil, 0, 1000, &numfds)
+            _ = curl_multi_poll(m, nil, 0, 10_000, &numfds)
         }
 
         // Shutdown: abort everything still outstanding.
-        for handle in handles where handle.batch != nil {
+        var completions: [(Job, HTTPResponse)] = []
+        for handle in handles {
+            guard let job = handle.job else { continue }
             curl_multi_remove_handle(m, handle.easy)
-            if let batch = handle.batch {
-                let id = batch.requests[handle.index].id
-                batch.complete(handle.index, HTTPResponse(id: id, status: nil, error: "transport shut down",
-                                                          attempted: true, durationMs: elapsedMs(handle)))
-            }
+            completions.append((job, HTTPResponse(id: job.request.id, status: nil, error: "transport shut down",
+                                                  attempted: true, durationMs: elapsedMs(handle))))
             handle.recycle()
         }
         lock.lock()
-        active.append(contentsOf: incoming)
+        waiting.append(contentsOf: incoming)
         incoming.removeAll()
         multi = nil
         curl_multi_cleanup(m)
         lock.unlock()
-        for batch in active { batch.failPending(reason: "transport shut down") }
-        active.removeAll()
+        for job in waiting { completions.append((job, .notAttempted(job.request.id, reason: "transport shut down"))) }
+        waiting.removeAll()
         handles.removeAll()
         pool.removeAll()
+        for (job, response) in completions { job.completion(response) }
         exited.signal()
     }
 
@@ -417,26 +431,25 @@ final class CurlWorker: @unchecked Sendable {
         return handle
     }
 
-    /// Configures a pooled easy handle for `batch.requests[index]` and adds it to the multi handle.
-    private func start(_ batch: Batch, _ index: Int, multi m: UnsafeMutableRawPointer) {
-        let request = batch.requests[index]
+    /// Configures a pooled easy handle for `job` and adds it to the multi handle.
+    private func start(_ job: Job, multi m: UnsafeMutableRawPointer) {
+        let request = job.request
         guard let handle = acquireHandle() else {
-            batch.complete(index, HTTPResponse(id: request.id, status: nil, error: "curl_easy_init failed"))
+            job.completion(HTTPResponse(id: request.id, status: nil, error: "curl_easy_init failed"))
             return
         }
         if let problem = configure(handle, request) {
             handle.recycle()
             pool.append(handle)
-            batch.complete(index, HTTPResponse(id: request.id, status: nil, error: problem))
+            job.completion(HTTPResponse(id: request.id, status: nil, error: problem))
             return
         }
-        handle.batch = batch
-        handle.index = index
+        handle.job = job
         handle.startNs = monotonicNs()
         if curl_multi_add_handle(m, handle.easy) != CURLM_OK {
             handle.recycle()
             pool.append(handle)
-            batch.complete(index, HTTPResponse(id: request.id, status: nil, error: "curl_multi_add_handle failed"))
+            job.completion(HTTPResponse(id: request.id, status: nil, error: "curl_multi_add_handle failed"))
             return
         }
         inFlight += 1
@@ -526,12 +539,11 @@ final class CurlWorker: @unchecked Sendable {
         guard let raw else { return }
         let handle = Unmanaged<EasyHandle>.fromOpaque(raw).takeUnretainedValue()
         inFlight -= 1
-        guard let batch = handle.batch else {
+        guard let job = handle.job else {
             handle.recycle()
             pool.append(handle)
             return
         }
-        let request = batch.requests[handle.index]
         var status: Int?
         var errorText: String?
         if result == CURLE_OK {
@@ -544,13 +556,12 @@ final class CurlWorker: @unchecked Sendable {
             errorText = "curl error \(result.rawValue): " + (detail.isEmpty ? summary : detail)
         }
         let response = HTTPResponse(
-            id: request.id, status: status, retryAfter: handle.retryAfter,
+            id: job.request.id, status: status, retryAfter: handle.retryAfter,
             body: String(decoding: handle.responseBody, as: UTF8.self),
             error: errorText, attempted: true, durationMs: elapsedMs(handle))
-        let index = handle.index
         handle.recycle()
         pool.append(handle)
-        batch.complete(index, response)
+        job.completion(response)
     }
 }
 

@@ -1,12 +1,4 @@
-/// What to do with a delivery after one attempt.
-public enum DeliveryOutcome: Sendable, Equatable {
-    /// The gateway accepted the message (2xx).
-    case delivered
-    /// Try again at `atMs` (same clock as `nowMs`).
-    case retry(atMs: Int64, reason: String)
-    /// Permanent failure; do not retry.
-    case dead(reason: String)
-}
+import PaywatchCore
 
 /// Exponential-backoff retry policy.
 public struct RetryPolicy: Sendable, Equatable {
@@ -42,15 +34,15 @@ public struct RetryPolicy: Sendable, Equatable {
 ///   `maxDelayMs`, but never ``retryAfterCapMs`` (a day), which guards against absurd values. When
 ///   `attempt >= maxAttempts` the outcome is `.dead("gave up after N attempts: <reason>")`.
 /// - Any other status (1xx, 3xx, other 4xx, ≥600) → `.dead` at once.
-/// - `attempted == false` (cancelled before sending) → `.retry(atMs: nowMs)`.
-///   **The caller must not count this as an attempt** (the request never left the process).
+/// - `attempted == false` (cancelled before sending) → `.notAttempted`: due again at once, not
+///   counted as an attempt (the request never left the process).
 ///
 /// Reasons contain the status and at most 200 characters of the response body, never request
 /// headers or bodies.
 public func classifyDelivery(_ response: HTTPResponse, attempt: Int, policy: RetryPolicy, nowMs: Int64,
                              jitter: Double) -> DeliveryOutcome {
     if !response.attempted {
-        return .retry(atMs: nowMs, reason: "not attempted: \(response.error ?? "cancelled")")
+        return .notAttempted
     }
 
     let reason: String

@@ -6,48 +6,62 @@ public struct OutboxMessage: Sendable, Hashable {
     public var message: OutgoingMessage
     /// Attempts made before this one.
     public var attempts: Int
+
+    public init(id: Int64, message: OutgoingMessage, attempts: Int) {
+        self.id = id
+        self.message = message
+        self.attempts = attempts
+    }
 }
 
-/// How one delivery attempt ended, as the store records it.
-public enum DeliveryDisposition: Sendable, Hashable {
-    case delivered
-    case retry(at: Millis, reason: String)
-    case dead(reason: String)
-    /// The transfer never started (shutdown): due again at once, no attempt counted.
-    case notAttempted
-}
-
+/// One delivery attempt's result, as the store records it.
 public struct DeliveryResult: Sendable, Hashable {
     public var outboxID: Int64
     public var startedAt: Millis
     public var httpStatus: Int?
     public var error: String?
     public var durationMs: Int64
-    public var disposition: DeliveryDisposition
+    public var outcome: DeliveryOutcome
     /// An ops message to decide with this result (`delivery_dead`), idempotent by its key.
     public var followUp: OutgoingMessage?
 
     public init(
         outboxID: Int64, startedAt: Millis, httpStatus: Int?, error: String?, durationMs: Int64,
-        disposition: DeliveryDisposition, followUp: OutgoingMessage? = nil
+        outcome: DeliveryOutcome, followUp: OutgoingMessage? = nil
     ) {
         self.outboxID = outboxID
         self.startedAt = startedAt
         self.httpStatus = httpStatus
         self.error = error
         self.durationMs = durationMs
-        self.disposition = disposition
+        self.outcome = outcome
         self.followUp = followUp
     }
 }
 
 /// What one delivery claim returned.
 public struct DeliveryClaim: Sendable {
-    /// Leased to the caller until `now + lease`; record a result for each.
+    /// Leased to the caller until `now + leaseMs`; record a result (or release) for each.
     public var messages: [OutboxMessage]
     /// Dropped because the order moved on (a reminder for an order now paid): recorded as
     /// superseded on the timeline, never sent.
     public var superseded: [OutboxMessage]
+    /// Channels whose claim came back full: more may be due now.
+    public var saturatedChannels: Set<String>
+    /// Whether the claim among unknown channels came back full.
+    public var othersSaturated: Bool
+    /// Per known channel, the earliest `due_at` among its pending messages after the operation
+    /// (leased ones count with their lease expiry); absent when it has none.
+    public var nextDueAt: [String: Millis]
+
+    public init(messages: [OutboxMessage] = [], superseded: [OutboxMessage] = [], saturatedChannels: Set<String> = [],
+                othersSaturated: Bool = false, nextDueAt: [String: Millis] = [:]) {
+        self.messages = messages
+        self.superseded = superseded
+        self.saturatedChannels = saturatedChannels
+        self.othersSaturated = othersSaturated
+        self.nextDueAt = nextDueAt
+    }
 }
 
 /// One sweep's outcome.
@@ -143,13 +157,33 @@ public protocol OrderStore: Sendable {
     func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan) async throws -> SweepResult
     /// The earliest time an order is due for planning (0 when one changed), or nil.
     func nextPlanningAt() async throws -> Millis?
-    /// Makes messages leased by a run that ended (crash, kill -9) due again at once.
+    /// Makes every leased message due again at once: the messages a run that ended (crash,
+    /// kill -9) had claimed. Only safe while no other process delivers from this store (the
+    /// SQLite store's run lock guarantees it).
     func releaseLeases(now: Millis) async throws -> Int
-    func claimDeliveries(now: Millis, limit: Int, leaseMs: Millis) async throws -> DeliveryClaim
-    func recordDeliveries(_ results: [DeliveryResult], now: Millis) async throws
-    func nextDeliveryAt() async throws -> Millis?
+    /// One delivery round trip, in one transaction, in this order: record `results` (attempt rows,
+    /// new state, follow-ups such as `delivery_dead`), make `released` messages due again at once
+    /// without counting an attempt, then claim what `claim` asks for — per channel the earliest
+    /// due pending messages up to its limit, each leased until `now + claim.leaseMs` (a message
+    /// whose lease expired is due again and may be claimed anew). Messages whose order moved on
+    /// are marked superseded instead of claimed. With `claim` nil nothing is claimed, but
+    /// `nextDueAt` is still reported. Throws on storage errors; then nothing of it was applied.
+    func exchangeDeliveries(recording results: [DeliveryResult], releasing released: [Int64], claiming claim: DeliveryClaimRequest?,
+                            now: Millis) async throws -> DeliveryClaim
     func order(id: String) async throws -> OrderDetail?
     func orders(status: String?, limit: Int) async throws -> [OrderSummary]
     func report(since: Millis, now: Millis) async throws -> Report
     func close() async throws
+}
+
+extension OrderStore {
+    /// Claims due messages without recording anything.
+    public func claimDeliveries(_ request: DeliveryClaimRequest, now: Millis) async throws -> DeliveryClaim {
+        try await exchangeDeliveries(recording: [], releasing: [], claiming: request, now: now)
+    }
+
+    /// Records delivery results without claiming anything.
+    public func recordDeliveries(_ results: [DeliveryResult], now: Millis) async throws {
+        _ = try await exchangeDeliveries(recording: results, releasing: [], claiming: nil, now: now)
+    }
 }

@@ -192,98 +192,117 @@ public final class SQLiteOrderStore: OrderStore {
         }
     }
 
-    public func claimDeliveries(now: Millis, limit: Int, leaseMs: Millis) async throws -> DeliveryClaim {
+    public func exchangeDeliveries(recording results: [DeliveryResult], releasing released: [Int64], claiming claim: DeliveryClaimRequest?,
+                                   now: Millis) async throws -> DeliveryClaim {
         try await writeImmediate { db in
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT o.id, o.idempotency_key, o.order_id, o.kind, o.step, o.channel, o.recipient, o.body, o.attempts,
-                       s.status AS order_status
-                FROM pw_outbox o LEFT JOIN pw_order_state s ON s.order_id = o.order_id
-                WHERE o.state = 'pending' AND o.due_at <= ? ORDER BY o.due_at LIMIT ?
-                """, arguments: [now, limit])
-            var claimed: [OutboxMessage] = []
-            var superseded: [OutboxMessage] = []
-            for row in rows {
-                guard let kind = NotificationKind(rawValue: row["kind"]) else { continue }
-                let message = OutboxMessage(
-                    id: row["id"],
-                    message: OutgoingMessage(
-                        idempotencyKey: row["idempotency_key"], orderID: row["order_id"], kind: kind, step: row["step"],
-                        channel: row["channel"], recipient: row["recipient"], body: row["body"]),
-                    attempts: row["attempts"])
-                let status = (row["order_status"] as String?).flatMap(OrderStatus.init(rawValue:))
-                if kind.stillApplies(to: status) {
-                    claimed.append(message)
-                } else {
-                    superseded.append(message)
-                }
+            try Self.record(results, db: db, now: now)
+            if !released.isEmpty {
+                let release = try db.cachedStatement(sql: """
+                    UPDATE pw_outbox SET in_flight = 0, due_at = ?, updated_at = ? WHERE id = ? AND state = 'pending'
+                    """)
+                for id in released { try release.execute(arguments: [now, now, id]) }
             }
-            if !claimed.isEmpty {
-                let ids = claimed.map(\.id)
-                try db.execute(sql: """
-                    UPDATE pw_outbox SET in_flight = 1, due_at = ?, updated_at = ? WHERE id IN (\(databaseQuestionMarks(count: ids.count)))
-                    """, arguments: StatementArguments([now + leaseMs, now]) + StatementArguments(ids))
+            var result = DeliveryClaim()
+            if let claim {
+                try Self.claim(claim, db: db, now: now, into: &result)
             }
-            for item in superseded {
-                try db.execute(sql: "UPDATE pw_outbox SET state = 'superseded', updated_at = ? WHERE id = ?",
-                               arguments: [now, item.id])
-                try Self.insertEvent(db, orderID: item.message.orderID, at: now, event: "superseded",
-                                     detail: "\(item.message.kind.rawValue) step \(item.message.step) on \(item.message.channel) dropped: the order moved on")
+            // Where each channel stands after this operation: when delivery should look again.
+            let next = try db.cachedStatement(sql: "SELECT MIN(due_at) FROM pw_outbox WHERE state = 'pending' AND channel = ?")
+            for channel in claim?.knownChannels ?? [] {
+                if let at = try Millis.fetchOne(next, arguments: [channel]) { result.nextDueAt[channel] = at }
             }
-            return DeliveryClaim(messages: claimed, superseded: superseded)
+            return result
         }
     }
 
-    public func recordDeliveries(_ results: [DeliveryResult], now: Millis) async throws {
+    /// Claims per channel, earliest due first: leases what is still right to send, supersedes the rest.
+    private static func claim(_ request: DeliveryClaimRequest, db: Database, now: Millis, into result: inout DeliveryClaim) throws {
+        let columns = """
+            SELECT o.id, o.idempotency_key, o.order_id, o.kind, o.step, o.channel, o.recipient, o.body, o.attempts,
+                   s.status AS order_status
+            FROM pw_outbox o LEFT JOIN pw_order_state s ON s.order_id = o.order_id
+            """
+        var rows: [Row] = []
+        for (channel, limit) in request.perChannel.sorted(by: { $0.key < $1.key }) where limit > 0 {
+            let found = try Row.fetchAll(db.cachedStatement(sql: columns + """
+                 WHERE o.state = 'pending' AND o.channel = ? AND o.due_at <= ? ORDER BY o.due_at LIMIT ?
+                """), arguments: [channel, now, limit])
+            if found.count == limit { result.saturatedChannels.insert(channel) }
+            rows += found
+        }
+        if request.others > 0 {
+            let known = request.knownChannels
+            let found = try Row.fetchAll(db, sql: columns + """
+                 WHERE o.state = 'pending' AND o.due_at <= ? AND o.channel NOT IN (\(databaseQuestionMarks(count: known.count)))
+                 ORDER BY o.due_at LIMIT ?
+                """, arguments: StatementArguments([now]) + StatementArguments(known) + StatementArguments([request.others]))
+            result.othersSaturated = found.count == request.others
+            rows += found
+        }
+        let lease = try db.cachedStatement(sql: "UPDATE pw_outbox SET in_flight = 1, due_at = ?, updated_at = ? WHERE id = ?")
+        let leaseUntil = now.addingReportingOverflow(request.leaseMs).overflow ? Millis.max : now + request.leaseMs
+        for row in rows {
+            let id: Int64 = row["id"]
+            guard let kind = (row["kind"] as String?).flatMap(NotificationKind.init(rawValue:)) else {
+                // Not a kind this version knows (written by hand or by a newer release): it would
+                // be claimed again forever. Dead, with the reason, instead.
+                try db.execute(sql: "UPDATE pw_outbox SET state = 'dead', last_error = ?, updated_at = ? WHERE id = ?",
+                               arguments: ["unknown message kind: not sent", now, id])
+                continue
+            }
+            let message = OutboxMessage(
+                id: id,
+                message: OutgoingMessage(
+                    idempotencyKey: row["idempotency_key"], orderID: row["order_id"], kind: kind, step: row["step"],
+                    channel: row["channel"], recipient: row["recipient"], body: row["body"]),
+                attempts: row["attempts"])
+            let status = (row["order_status"] as String?).flatMap(OrderStatus.init(rawValue:))
+            if kind.stillApplies(to: status) {
+                try lease.execute(arguments: [leaseUntil, now, id])
+                result.messages.append(message)
+            } else {
+                try db.execute(sql: "UPDATE pw_outbox SET state = 'superseded', updated_at = ? WHERE id = ?", arguments: [now, id])
+                try insertEvent(db, orderID: message.message.orderID, at: now, event: "superseded",
+                                detail: "\(kind.rawValue) step \(message.message.step) on \(message.message.channel) dropped: the order moved on")
+                result.superseded.append(message)
+            }
+        }
+    }
+
+    /// Writes one attempt row per counted result and moves each message to its new state.
+    private static func record(_ results: [DeliveryResult], db: Database, now: Millis) throws {
         guard !results.isEmpty else { return }
-        try await writeImmediate { db in
-            let attempt = try db.cachedStatement(sql: """
-                INSERT INTO pw_attempts(outbox_id, attempt, at, http_status, error, duration_ms, outcome)
-                SELECT ?, attempts + 1, ?, ?, ?, ?, ? FROM pw_outbox WHERE id = ?
-                """)
-            for result in results {
-                let state: String
-                var dueAt = now
-                var counted = true
-                let outcome: String
-                switch result.disposition {
-                case .delivered:
-                    state = "delivered"; outcome = "delivered"
-                case .retry(let at, _):
-                    state = "pending"; dueAt = at; outcome = "retry"
-                case .dead:
-                    state = "dead"; outcome = "dead"
-                case .notAttempted:
-                    state = "pending"; counted = false; outcome = "not_attempted"
-                }
-                if counted {
-                    try attempt.execute(arguments: [result.outboxID, result.startedAt, result.httpStatus, result.error,
-                                                    result.durationMs, outcome, result.outboxID])
-                }
-                let lastError: String? = {
-                    switch result.disposition {
-                    case .retry(_, let reason), .dead(let reason): return reason
-                    default: return nil
-                    }
-                }()
-                try db.cachedStatement(sql: """
-                    UPDATE pw_outbox SET state = ?, attempts = attempts + ?, in_flight = 0, due_at = ?, updated_at = ?,
-                        last_error = COALESCE(?, last_error)
-                    WHERE id = ?
-                    """).execute(arguments: [state, counted ? 1 : 0, dueAt, now, lastError, result.outboxID])
-                if case .dead(let reason) = result.disposition,
-                   let orderID = try String.fetchOne(db, sql: "SELECT order_id FROM pw_outbox WHERE id = ?", arguments: [result.outboxID]) {
-                    try Self.insertEvent(db, orderID: orderID, at: now, event: "delivery_dead", detail: reason)
-                }
-                if let followUp = result.followUp {
-                    try Self.insertOutbox(db, followUp, now: now)
-                }
+        let attempt = try db.cachedStatement(sql: """
+            INSERT INTO pw_attempts(outbox_id, attempt, at, http_status, error, duration_ms, outcome)
+            SELECT ?, attempts + 1, ?, ?, ?, ?, ? FROM pw_outbox WHERE id = ?
+            """)
+        let update = try db.cachedStatement(sql: """
+            UPDATE pw_outbox SET state = ?, attempts = attempts + ?, in_flight = 0, due_at = ?, updated_at = ?,
+                last_error = COALESCE(?, last_error)
+            WHERE id = ?
+            """)
+        for result in results {
+            let state: String
+            var dueAt = now
+            var counted = true
+            switch result.outcome {
+            case .delivered: state = "delivered"
+            case .retry(let at, _): state = "pending"; dueAt = at
+            case .dead: state = "dead"
+            case .notAttempted: state = "pending"; counted = false
             }
-        }
-    }
-
-    public func nextDeliveryAt() async throws -> Millis? {
-        try await pool.read { db in
-            try Millis.fetchOne(db, sql: "SELECT MIN(due_at) FROM pw_outbox WHERE state = 'pending'")
+            if counted {
+                try attempt.execute(arguments: [result.outboxID, result.startedAt, result.httpStatus, result.error,
+                                                result.durationMs, result.outcome.name, result.outboxID])
+            }
+            try update.execute(arguments: [state, counted ? 1 : 0, dueAt, now, result.outcome.reason, result.outboxID])
+            if case .dead(let reason) = result.outcome,
+               let orderID = try String.fetchOne(db, sql: "SELECT order_id FROM pw_outbox WHERE id = ?", arguments: [result.outboxID]) {
+                try insertEvent(db, orderID: orderID, at: now, event: "delivery_dead", detail: reason)
+            }
+            if let followUp = result.followUp {
+                try insertOutbox(db, followUp, now: now)
+            }
         }
     }
 

@@ -140,6 +140,12 @@ enum SQLiteSchema {
                 ON CONFLICT(order_id) DO NOTHING
                 """)
         }
+        migrator.registerMigration("v2: per-channel delivery lanes") { db in
+            // Delivery claims each channel's earliest due messages on its own (fair lanes).
+            try db.execute(sql: """
+                CREATE INDEX IF NOT EXISTS pw_outbox_channel_due ON pw_outbox(channel, due_at) WHERE state = 'pending'
+                """)
+        }
         return migrator
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import PaywatchCore
 import PaywatchDelivery
 import PaywatchTestSupport
 import Testing
@@ -240,8 +241,7 @@ import Testing
         #expect(responses.filter(\.attempted).count >= 2)
         // Unattempted responses are retried immediately and must not count as an attempt.
         let first = try #require(notAttempted.first)
-        #expect(classifyDelivery(first, attempt: 8, policy: RetryPolicy(), nowMs: 55, jitter: 0.3)
-            == .retry(atMs: 55, reason: "not attempted: cancelled"))
+        #expect(classifyDelivery(first, attempt: 8, policy: RetryPolicy(), nowMs: 55, jitter: 0.3) == .notAttempted)
     }
 
     @Test func alreadyCancelledTaskSendsNothing() async throws {

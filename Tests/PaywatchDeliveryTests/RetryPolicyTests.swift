@@ -1,3 +1,4 @@
+import PaywatchCore
 import PaywatchDelivery
 import Testing
 
@@ -118,7 +119,6 @@ import Testing
 
     @Test func notAttemptedRetriesNow() {
         let cancelled = HTTPResponse(id: 1, status: nil, error: "cancelled", attempted: false)
-        #expect(classifyDelivery(cancelled, attempt: 99, policy: RetryPolicy(), nowMs: 123, jitter: 0.5)
-            == .retry(atMs: 123, reason: "not attempted: cancelled"))
+        #expect(classifyDelivery(cancelled, attempt: 99, policy: RetryPolicy(), nowMs: 123, jitter: 0.5) == .notAttempted)
     }
 }

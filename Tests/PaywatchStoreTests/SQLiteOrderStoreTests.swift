@@ -177,6 +177,15 @@ func sweepAll(_ store: SQLiteOrderStore, now: Millis) async throws -> [Plan] {
         #expect(try await store.order(id: "LOCKED")?.quarantine != nil)
     }
 
+    /// A claim of up to `limit` messages on each of the usual channels.
+    func claimAll(_ store: SQLiteOrderStore, now: Millis, limit: Int, leaseMs: Millis = 60_000) async throws -> DeliveryClaim {
+        let channels = ["email", "ops", "push", "sms"]
+        return try await store.claimDeliveries(
+            DeliveryClaimRequest(perChannel: Dictionary(uniqueKeysWithValues: channels.map { ($0, limit) }), knownChannels: channels,
+                                 leaseMs: leaseMs),
+            now: now)
+    }
+
     @Test func deliveriesAreLeasedRecordedAndSuperseded() async throws {
         let temp = try TempDatabase()
         let store = try SQLiteOrderStore(path: temp.path)
@@ -187,30 +196,32 @@ func sweepAll(_ store: SQLiteOrderStore, now: Millis) async throws -> [Plan] {
         }
         _ = try await sweepAll(store, now: t0 + 10 * minute)
         let now = t0 + 10 * minute
-        let claim = try await store.claimDeliveries(now: now, limit: 10, leaseMs: 60_000)
+        let claim = try await claimAll(store, now: now, limit: 10)
         #expect(claim.messages.count == 2)
         // Leased: not claimable again until the lease ends...
-        #expect(try await store.claimDeliveries(now: now + 1, limit: 10, leaseMs: 60_000).messages.isEmpty)
+        #expect(try await claimAll(store, now: now + 1, limit: 10).messages.isEmpty)
         // ...or until a restart releases it (kill -9 recovery).
         #expect(try await store.releaseLeases(now: now + 2) == 2)
-        let reclaimed = try await store.claimDeliveries(now: now + 2, limit: 10, leaseMs: 60_000)
+        let reclaimed = try await claimAll(store, now: now + 2, limit: 10)
         #expect(reclaimed.messages.map(\.message.idempotencyKey).sorted() == claim.messages.map(\.message.idempotencyKey).sorted())
 
         let sms = try #require(reclaimed.messages.first { $0.message.channel == "sms" })
         let email = try #require(reclaimed.messages.first { $0.message.channel == "email" })
         try await store.recordDeliveries([
-            DeliveryResult(outboxID: sms.id, startedAt: now, httpStatus: 200, error: nil, durationMs: 3, disposition: .delivered),
+            DeliveryResult(outboxID: sms.id, startedAt: now, httpStatus: 200, error: nil, durationMs: 3, outcome: .delivered),
             DeliveryResult(outboxID: email.id, startedAt: now, httpStatus: 503, error: nil, durationMs: 4,
-                           disposition: .retry(at: now + 5_000, reason: "HTTP 503")),
+                           outcome: .retry(atMs: now + 5_000, reason: "HTTP 503")),
         ], now: now + 3)
-        #expect(try await store.nextDeliveryAt() == now + 5_000)
+        // Where each channel stands: the email retry is due in 5 s; sms has nothing pending.
+        let standing = try await claimAll(store, now: now + 3, limit: 0)
+        #expect(standing.nextDueAt == ["email": now + 5_000])
 
         // The customer pays before the retry: the pending reminder is superseded, never sent.
         try await shop.write { db in
             try db.execute(sql: "INSERT INTO payments(id, order_id, amount, status, created_at) VALUES ('P1', 'A1', 100, 'succeeded', ?)", arguments: [now + 4])
         }
         _ = try await sweepAll(store, now: now + 4)
-        let later = try await store.claimDeliveries(now: now + 5_000, limit: 10, leaseMs: 60_000)
+        let later = try await claimAll(store, now: now + 5_000, limit: 10)
         #expect(later.superseded.map(\.id) == [email.id])
         #expect(later.messages.allSatisfy { $0.message.kind == .paymentConfirmed })
 
@@ -233,16 +244,66 @@ func sweepAll(_ store: SQLiteOrderStore, now: Millis) async throws -> [Plan] {
         }
         let now = t0 + 10 * minute
         _ = try await sweepAll(store, now: now)
-        let item = try #require(try await store.claimDeliveries(now: now, limit: 10, leaseMs: 1000).messages.first)
+        let item = try #require(try await claimAll(store, now: now, limit: 10, leaseMs: 1000).messages.first)
         let ops = planner.deliveryDeadMessage(for: item.message, reason: "HTTP 400")
         let result = DeliveryResult(outboxID: item.id, startedAt: now, httpStatus: 400, error: nil, durationMs: 1,
-                                    disposition: .dead(reason: "HTTP 400"), followUp: ops)
+                                    outcome: .dead(reason: "HTTP 400"), followUp: ops)
         try await store.recordDeliveries([result], now: now)
         try await store.recordDeliveries([result], now: now)  // recorded twice: still one ops message
         let rows = try await temp.shop().read { try Row.fetchAll($0, sql: "SELECT kind, state, recipient FROM pw_outbox ORDER BY id") }
         #expect(rows.map { $0["kind"] as String } == ["unpaid_reminder", "delivery_dead"])
         #expect(rows[0]["state"] as String == "dead")
         #expect(rows[1]["recipient"] as String == "oncall")
+    }
+
+    @Test func claimsAreBoundedPerChannelAndReportWhereEachChannelStands() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        let shop = try temp.shop()
+        // 20 orders with a phone and e-mail, 5 more with only e-mail... then one message of a
+        // channel no longer configured (fax) and one of a kind this version does not know.
+        try await shop.write { db in
+            for i in 0..<20 {
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES (?, 100, ?, '+8613800000000')", arguments: ["S\(i)", t0])
+            }
+            for i in 0..<5 {
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, email) VALUES (?, 100, ?, 'a@shop.example')", arguments: ["E\(i)", t0])
+            }
+        }
+        let now = t0 + 10 * minute
+        _ = try await sweepAll(store, now: now)
+        try await shop.write { db in
+            try db.execute(sql: """
+                INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, due_at, created_at, updated_at)
+                VALUES ('k-fax', 'S0', 'unpaid_reminder', 9, 'fax', 'x', '{}', ?, ?, ?),
+                       ('k-odd', 'S1', 'carrier_pigeon', 9, 'sms', 'x', '{}', ?, ?, ?)
+                """, arguments: [now, now, now, now - 1, now, now])
+        }
+        let known = ["email", "ops", "push", "sms"]
+        let first = try await store.claimDeliveries(
+            DeliveryClaimRequest(perChannel: ["sms": 4, "email": 10], others: 5, knownChannels: known, leaseMs: 60_000), now: now)
+        // The unknown kind is dead, not claimed over and over; it took one of sms's 4 rows.
+        #expect(first.messages.filter { $0.message.channel == "sms" }.count == 3)
+        #expect(first.messages.filter { $0.message.channel == "email" }.count == 5)
+        #expect(first.messages.filter { $0.message.channel == "fax" }.map(\.message.idempotencyKey) == ["k-fax"])
+        #expect(first.saturatedChannels == ["sms"])
+        #expect(first.othersSaturated == false)
+        #expect(first.nextDueAt["sms"] == now)  // 17 more due now
+        #expect(first.nextDueAt["email"] == now + 60_000)  // only leased ones left: their lease expiry
+        #expect(first.nextDueAt["push"] == nil)
+        let odd = try await shop.read { try Row.fetchOne($0, sql: "SELECT state, last_error FROM pw_outbox WHERE idempotency_key = 'k-odd'") }
+        #expect(odd?["state"] as String? == "dead")
+        #expect(odd?["last_error"] as String? == "unknown message kind: not sent")
+
+        // Releasing claimed messages makes them due at once, without an attempt.
+        let released = first.messages.filter { $0.message.channel == "email" }.map(\.id)
+        let second = try await store.exchangeDeliveries(
+            recording: [], releasing: released,
+            claiming: DeliveryClaimRequest(perChannel: ["email": 10], knownChannels: known, leaseMs: 60_000), now: now + 1)
+        #expect(Set(second.messages.map(\.id)) == Set(released))
+        let attempts = try await shop.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_attempts") }
+        #expect(attempts == 0)
     }
 
     @Test func unknownOrderHasNoDetail() async throws {

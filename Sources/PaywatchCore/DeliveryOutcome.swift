@@ -1,0 +1,52 @@
+/// How one delivery attempt of an outbox message ended: what delivery decides and the store
+/// records. One type from the transport's classification to the database row.
+public enum DeliveryOutcome: Sendable, Hashable {
+    /// The gateway accepted the message (2xx).
+    case delivered
+    /// Try again at `atMs` (same clock as the attempt's `now`).
+    case retry(atMs: Millis, reason: String)
+    /// Permanent failure: never retried; `delivery_dead` goes to ops for customer messages.
+    case dead(reason: String)
+    /// The request never left the process (shutdown, or released before it started): due again
+    /// at once, and not counted as an attempt.
+    case notAttempted
+
+    /// The word stored in `pw_attempts.outcome` and logged as `outcome=`.
+    public var name: String {
+        switch self {
+        case .delivered: return "delivered"
+        case .retry: return "retry"
+        case .dead: return "dead"
+        case .notAttempted: return "not_attempted"
+        }
+    }
+
+    /// The reason of a retry or dead outcome.
+    public var reason: String? {
+        switch self {
+        case .retry(_, let reason), .dead(let reason): return reason
+        case .delivered, .notAttempted: return nil
+        }
+    }
+}
+
+/// What one delivery claim asks the store for: a bounded number of due messages per channel, so
+/// that a channel with a large backlog cannot crowd the others out of the claim.
+public struct DeliveryClaimRequest: Sendable, Hashable {
+    /// Most messages to claim per channel; channels not listed are not claimed from.
+    public var perChannel: [String: Int]
+    /// Most messages to claim among channels that are not in `knownChannels` (rows left by an
+    /// older configuration; delivery marks them dead, naming the missing section). 0: none.
+    public var others: Int
+    /// The channels delivery has lanes for (every configured channel, every channel a rule names, `ops`).
+    public var knownChannels: [String]
+    /// How long a claimed message stays leased to the claimer.
+    public var leaseMs: Millis
+
+    public init(perChannel: [String: Int], others: Int = 0, knownChannels: [String], leaseMs: Millis) {
+        self.perChannel = perChannel
+        self.others = others
+        self.knownChannels = knownChannels
+        self.leaseMs = leaseMs
+    }
+}

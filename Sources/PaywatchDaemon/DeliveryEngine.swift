@@ -1,0 +1,265 @@
+import Foundation
+import Logging
+import PaywatchConfig
+import PaywatchCore
+import PaywatchDelivery
+import PaywatchStore
+
+/// An outbox message travelling in its channel's lane.
+struct Outbound: DeliveryWork {
+    let item: OutboxMessage
+    var id: Int64 { item.id }
+    var lane: String { item.message.channel }
+}
+
+/// Counts the daemon's loop passes. An idle daemon's counters stand still: the in-process tests
+/// read them to prove that nothing spins.
+public final class LoopStats: @unchecked Sendable {
+    private let lock = NSLock()
+    private var planning = 0
+    private var delivery = 0
+    private var storeOps = 0
+    private var sends = 0
+
+    public init() {}
+
+    /// Passes of the planning loop (one sweep of everything due, then a sleep).
+    public var planningPasses: Int { lock.withLock { planning } }
+    /// Events handled by the delivery engine (wake-ups, timers, completions, store results).
+    public var deliveryEvents: Int { lock.withLock { delivery } }
+    /// Store operations (claim and/or record) the delivery engine ran.
+    public var storeOperations: Int { lock.withLock { storeOps } }
+    /// Transfers the delivery engine started.
+    public var transfersStarted: Int { lock.withLock { sends } }
+
+    func planningPass() { lock.withLock { planning += 1 } }
+    func deliveryEvent() { lock.withLock { delivery += 1 } }
+    func storeOperation() { lock.withLock { storeOps += 1 } }
+    func transferStarted() { lock.withLock { sends += 1 } }
+}
+
+/// The I/O edge of ``DeliveryStateMachine``: it turns the machine's actions into libcurl transfers,
+/// store operations and one timer, and feeds every completion, store result, timer, wake-up and
+/// shutdown back to it as events, one at a time, from a single `AsyncStream`.
+///
+/// The stream has one consumer for the life of the engine and nobody cancels it; completions are
+/// yielded into it from the curl thread as each transfer ends. When nothing happens, nothing runs:
+/// the engine waits for the next event, and the only event it schedules itself is the timer the
+/// machine asks for (the next due message, the poll, a store retry).
+final class DeliveryEngine: Sendable {
+    enum Event: Sendable {
+        case wakeup
+        case timer(generation: UInt64)
+        case completed(Outbound, HTTPResponse)
+        case unroutable(Outbound, reason: String)
+        case stored(DeliveryClaim)
+        case storeFailed(String)
+        case shutdown
+    }
+
+    typealias Machine = DeliveryStateMachine<Outbound, DeliveryResult>
+
+    private let runtime: Runtime
+    private let stats: LoopStats
+    private let events: AsyncStream<Event>
+    private let continuation: AsyncStream<Event>.Continuation
+
+    init(runtime: Runtime, stats: LoopStats) {
+        self.runtime = runtime
+        self.stats = stats
+        (events, continuation) = AsyncStream.makeStream(of: Event.self)
+    }
+
+    /// New messages were decided: look for them now.
+    func wake() { continuation.yield(.wakeup) }
+
+    /// Stop starting transfers; finish and record the ones in flight; then `run` returns.
+    func shutdown() { continuation.yield(.shutdown) }
+
+    static func configuration(_ runtime: Runtime, finishWhenIdle: Bool) -> Machine.Configuration {
+        let delivery = runtime.config.delivery
+        // A claimed message starts within two transfer timeouts or is released and claimed again,
+        // so its lease covers that wait, the transfer itself and a margin for recording.
+        let maxQueueWait = delivery.timeoutMs * 2
+        return Machine.Configuration(
+            concurrency: delivery.concurrency,
+            laneConcurrency: runtime.config.channels.compactMapValues(\.concurrency),
+            knownLanes: runtime.knownChannels,
+            leaseMs: maxQueueWait + delivery.timeoutMs + 30_000,
+            maxQueueWaitMs: maxQueueWait,
+            pollIntervalMs: runtime.config.daemon.pollIntervalMs,
+            storeRetryMs: min(runtime.config.daemon.pollIntervalMs, 1000),
+            finishWhenIdle: finishWhenIdle)
+    }
+
+    /// Runs until `shutdown()` (or, with `finishWhenIdle`, until nothing is due) and everything
+    /// in flight is recorded. Call once per engine.
+    func run(finishWhenIdle: Bool) async {
+        var machine = Machine(configuration: Self.configuration(runtime, finishWhenIdle: finishWhenIdle))
+        var timer = TimerSlot()
+        var iterator = events.makeAsyncIterator()
+        await withDiscardingTaskGroup { group in
+            var actions = machine.start(now: runtime.clock.now())
+            while !perform(actions, timer: &timer, group: &group) {
+                guard let event = await iterator.next() else { break }
+                stats.deliveryEvent()
+                actions = handle(event, machine: &machine, timer: &timer)
+            }
+            timer.cancel()
+        }
+        continuation.finish()
+    }
+
+    private func handle(_ event: Event, machine: inout Machine, timer: inout TimerSlot) -> [Machine.Action] {
+        let now = runtime.clock.now()
+        switch event {
+        case .wakeup:
+            return machine.wakeup(now: now)
+        case .timer(let generation):
+            guard timer.fired(generation) else { return [] }
+            return machine.timer(now: now)
+        case .completed(let work, let response):
+            let result = self.result(for: work.item, response: response, now: now)
+            logDelivery(work.item, result)
+            return machine.completed(id: work.id, record: result, now: now)
+        case .unroutable(let work, let reason):
+            let result = DeliveryResult(outboxID: work.id, startedAt: now, httpStatus: nil, error: nil, durationMs: 0,
+                                        outcome: .dead(reason: reason), followUp: followUp(for: work.item, reason: reason))
+            logDelivery(work.item, result)
+            return machine.completed(id: work.id, record: result, now: now)
+        case .stored(let claim):
+            for item in claim.superseded {
+                runtime.logger.info("message superseded", metadata: [
+                    "order_id": "\(item.message.orderID)", "event": "\(item.message.kind.rawValue)",
+                    "channel": "\(item.message.channel)", "outcome": "superseded",
+                ])
+            }
+            return machine.stored(
+                Machine.ClaimResult(works: claim.messages.map(Outbound.init), saturatedLanes: claim.saturatedChannels,
+                                    othersSaturated: claim.othersSaturated, nextDueAt: claim.nextDueAt),
+                now: now)
+        case .storeFailed(let error):
+            // The store is unavailable (a lock held too long, a full disk): every outcome is kept
+            // and recorded on the next try; sending pauses once the commit budget is used up.
+            runtime.logger.error("recording deliveries failed; retrying", metadata: ["error": "\(error)"])
+            return machine.storeFailed(now: now)
+        case .shutdown:
+            return machine.shutdown(now: now)
+        }
+    }
+
+    /// Performs the machine's actions; returns true once it is finished.
+    private func perform(_ actions: [Machine.Action], timer: inout TimerSlot, group: inout DiscardingTaskGroup) -> Bool {
+        for action in actions {
+            switch action {
+            case .send(let work):
+                send(work)
+            case .store(let operation):
+                stats.storeOperation()
+                let store = runtime.store
+                let clock = runtime.clock
+                let continuation = self.continuation
+                group.addTask {
+                    do {
+                        let claim = try await store.exchangeDeliveries(
+                            recording: operation.records, releasing: operation.release.map(\.id), claiming: operation.claim,
+                            now: clock.now())
+                        continuation.yield(.stored(claim))
+                    } catch {
+                        continuation.yield(.storeFailed("\(error)"))
+                    }
+                }
+            case .sleep(let deadline):
+                timer.schedule(deadline, clock: runtime.clock, continuation: continuation)
+            case .finished:
+                return true
+            }
+        }
+        return false
+    }
+
+    private func send(_ work: Outbound) {
+        stats.transferStarted()
+        let message = work.item.message
+        guard let endpoint = runtime.channels[message.channel] else {
+            continuation.yield(.unroutable(work, reason: "no [channels.\(message.channel)] section is configured"))
+            return
+        }
+        let request = HTTPRequest(id: work.id, url: endpoint.url, method: "POST",
+                                  headers: endpoint.headers(idempotencyKey: message.idempotencyKey),
+                                  body: Array(message.body.utf8))
+        let continuation = self.continuation
+        runtime.transport.send(request) { response in continuation.yield(.completed(work, response)) }
+    }
+
+    private func result(for item: OutboxMessage, response: HTTPResponse, now: Millis) -> DeliveryResult {
+        let delivery = runtime.config.delivery
+        let policy = RetryPolicy(maxAttempts: delivery.maxAttempts, baseDelayMs: delivery.retryBaseMs, maxDelayMs: delivery.retryMaxMs)
+        let outcome = classifyDelivery(response, attempt: item.attempts + 1, policy: policy, nowMs: now,
+                                       jitter: Double.random(in: 0..<1))
+        var follow: OutgoingMessage?
+        if case .dead(let reason) = outcome { follow = followUp(for: item, reason: reason) }
+        return DeliveryResult(outboxID: item.id, startedAt: now - response.durationMs, httpStatus: response.status,
+                              error: response.error, durationMs: response.durationMs, outcome: outcome, followUp: follow)
+    }
+
+    private func followUp(for item: OutboxMessage, reason: String) -> OutgoingMessage? {
+        // A dead ops message is only logged: escalating it again would go to the same dead channel.
+        guard !item.message.kind.isOps else { return nil }
+        return runtime.planner.deliveryDeadMessage(for: item.message, reason: reason)
+    }
+
+    private func logDelivery(_ item: OutboxMessage, _ result: DeliveryResult) {
+        var metadata: Logger.Metadata = [
+            "order_id": "\(item.message.orderID)", "event": "\(item.message.kind.rawValue)",
+            "channel": "\(item.message.channel)", "to": "\(Redact.address(item.message.recipient, channel: item.message.channel))",
+            "attempt": "\(item.attempts + 1)", "outcome": "\(result.outcome.name)",
+        ]
+        if let status = result.httpStatus { metadata["http_status"] = "\(status)" }
+        switch result.outcome {
+        case .delivered:
+            runtime.logger.info("message delivered", metadata: metadata)
+        case .retry(let at, let reason):
+            metadata["reason"] = "\(reason)"
+            metadata["retry_at"] = "\(Timestamp.iso8601(at))"
+            runtime.logger.warning("delivery failed; will retry", metadata: metadata)
+        case .dead(let reason):
+            metadata["reason"] = "\(reason)"
+            let level: Logger.Level = item.message.kind.isOps ? .critical : .error
+            runtime.logger.log(level: level, "message is dead", metadata: metadata)
+        case .notAttempted:
+            runtime.logger.debug("delivery not attempted (shutting down)", metadata: metadata)
+        }
+    }
+}
+
+/// The engine's one timer: a task sleeping until the earliest instant the machine asked for.
+/// A later request while an earlier one is pending is left to the earlier one (the machine asks
+/// again when it fires); each timer carries a generation so a replaced one is ignored.
+private struct TimerSlot {
+    private var deadline: Millis?
+    private var generation: UInt64 = 0
+    private var task: Task<Void, Never>?
+
+    mutating func schedule(_ at: Millis, clock: any PaywatchClock, continuation: AsyncStream<DeliveryEngine.Event>.Continuation) {
+        if let deadline, deadline <= at { return }
+        task?.cancel()
+        generation &+= 1
+        deadline = at
+        let current = generation
+        task = Task {
+            do { try await clock.sleep(until: at) } catch { return }
+            continuation.yield(.timer(generation: current))
+        }
+    }
+
+    /// Whether a timer event is the current one (and clears it if so).
+    mutating func fired(_ generation: UInt64) -> Bool {
+        guard generation == self.generation, deadline != nil else { return false }
+        deadline = nil
+        task = nil
+        return true
+    }
+
+    func cancel() { task?.cancel() }
+}

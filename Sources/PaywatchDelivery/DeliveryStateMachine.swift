@@ -1,0 +1,380 @@
+import DequeModule
+import PaywatchCore
+
+/// One outbox message as the delivery state machine sees it: an id and the lane (channel) it
+/// travels in. Everything else about it is the edge's business.
+public protocol DeliveryWork: Sendable {
+    var id: Int64 { get }
+    var lane: String { get }
+}
+
+/// The rules of streaming delivery as a pure state machine, in the manner of postgres-nio's
+/// `PoolStateMachine`: every event (`start`, `claimed`, `completed`, `stored`, `timer`, …) returns
+/// the actions to perform (`send`, `store`, `sleep`, `finished`); the caller does the I/O and
+/// reports back with the next event. No clock is read, no task is started, nothing sleeps here.
+///
+/// - **Slots.** At most `concurrency` transfers are in flight. As each completes its slot is
+///   refilled at once: a slow answer holds one slot and nothing else.
+/// - **Lanes.** Each channel is a lane with a share of the slots: its `laneConcurrency`, else a
+///   fair share of what the explicit shares leave, split among the lanes that have work. A free
+///   slot goes to the lane furthest below its share (least recently served on a tie), so a slow or
+///   failing gateway cannot starve the others; lanes are work-conserving — a lane alone may use
+///   every slot. Claims are per lane too, bounded by the lane's share, so one channel's backlog
+///   never fills the queue.
+/// - **Recording.** Completed outcomes are committed by the next store operation; one operation
+///   runs at a time, and each takes everything completed meanwhile (group commit), together with
+///   the next claim when one is due. A completed transfer is thus committed as soon as the store
+///   is free — within milliseconds.
+/// - **Bounded repeats.** Transfers are started only while `in flight + completed but uncommitted`
+///   stays below `concurrency + recordGroup`: if the store stalls (a held lock, a full disk),
+///   sending stops instead of piling up results. A crash at any instant can therefore repeat at
+///   most `concurrency + recordGroup` messages — the ones in flight or not yet committed.
+/// - **Leases.** A claimed message is sent only while its lease still covers a whole transfer
+///   (`maxQueueWaitMs` after the claim); one that waited longer is released, due again at once,
+///   and claimed afresh. A claim that returns a message this machine already holds (its lease ran
+///   out while queued, in flight or being recorded) is ignored.
+/// - **Store failures** keep every outcome and retry the operation after `storeRetryMs`; nothing is dropped.
+public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendable {
+    public struct Configuration: Sendable {
+        /// Transfers in flight at most (`[delivery].concurrency`).
+        public var concurrency: Int
+        /// Explicit per-lane shares (`[channels.NAME].concurrency`).
+        public var laneConcurrency: [String: Int]
+        /// The lanes claimed by name: every channel that rules or the configuration name.
+        public var knownLanes: [String]
+        /// How many completed outcomes may wait for their commit before sending pauses.
+        public var recordGroup: Int
+        /// The lease asked for with each claim.
+        public var leaseMs: Millis
+        /// How long a claimed message may wait in its lane before it must be released and
+        /// claimed again (the lease minus a transfer's timeout and a margin for recording).
+        public var maxQueueWaitMs: Millis
+        /// The longest sleep: every lane is looked at again after it (changes made by hand).
+        public var pollIntervalMs: Millis
+        /// The wait before a failed store operation is tried again.
+        public var storeRetryMs: Millis
+        /// `paywatch run --once`: finish as soon as nothing is due, in flight or uncommitted.
+        public var finishWhenIdle: Bool
+
+        public init(
+            concurrency: Int, laneConcurrency: [String: Int] = [:], knownLanes: [String], recordGroup: Int = 32,
+            leaseMs: Millis, maxQueueWaitMs: Millis, pollIntervalMs: Millis, storeRetryMs: Millis = 1000,
+            finishWhenIdle: Bool = false
+        ) {
+            self.concurrency = max(1, concurrency)
+            self.laneConcurrency = laneConcurrency.mapValues { max(1, $0) }
+            self.knownLanes = knownLanes
+            self.recordGroup = max(1, recordGroup)
+            self.leaseMs = leaseMs
+            self.maxQueueWaitMs = maxQueueWaitMs
+            self.pollIntervalMs = max(1, pollIntervalMs)
+            self.storeRetryMs = max(1, storeRetryMs)
+            self.finishWhenIdle = finishWhenIdle
+        }
+    }
+
+    /// One store operation: commit outcomes, release unsent claims, then claim more. Atomic.
+    public struct StoreOperation: Sendable {
+        public var records: [Record]
+        /// Claimed but never sent: due again at once, no attempt counted.
+        public var release: [Work]
+        public var claim: DeliveryClaimRequest?
+    }
+
+    /// What a claim found, lane by lane.
+    public struct ClaimResult: Sendable {
+        public var works: [Work]
+        /// Lanes whose claim came back full: more may be due right now.
+        public var saturatedLanes: Set<String>
+        /// Whether the claim among unknown channels came back full.
+        public var othersSaturated: Bool
+        /// Per known lane, the earliest due time of its pending messages after the operation
+        /// (absent: nothing pending).
+        public var nextDueAt: [String: Millis]
+
+        public init(works: [Work], saturatedLanes: Set<String> = [], othersSaturated: Bool = false, nextDueAt: [String: Millis] = [:]) {
+            self.works = works
+            self.saturatedLanes = saturatedLanes
+            self.othersSaturated = othersSaturated
+            self.nextDueAt = nextDueAt
+        }
+    }
+
+    public enum Action: Sendable {
+        /// Start this transfer now; report its end with `completed`.
+        case send(Work)
+        /// Run this store operation; report with `stored` or `storeFailed`. Never two at once.
+        case store(StoreOperation)
+        /// Call `timer` at this instant unless another event comes first.
+        case sleep(until: Millis)
+        /// Nothing is in flight or uncommitted: the caller may return.
+        case finished
+    }
+
+    private struct Queued: Sendable {
+        var work: Work
+        var claimedAt: Millis
+    }
+
+    private struct Lane: Sendable {
+        var queue = Deque<Queued>()
+        var inFlight = 0
+        /// When the lane may have due messages to claim; nil: none known (the poll looks again).
+        var readyAt: Millis?
+        var lastServed: UInt64 = 0
+        var active: Bool { !queue.isEmpty || inFlight > 0 }
+    }
+
+    private enum Phase: Sendable { case idle, running, draining, finished }
+
+    /// The store operation running now, kept until it reports back.
+    private struct Commit: Sendable {
+        var completed: [(id: Int64, record: Record)]
+        var release: [Work]
+        var claim: DeliveryClaimRequest?
+    }
+
+    public let configuration: Configuration
+    private var phase = Phase.idle
+    private var lanes: [String: Lane] = [:]
+    private let known: Set<String>
+    private var othersReadyAt: Millis?
+    /// Every message held: queued, in flight, or awaiting its commit.
+    private var held: Set<Int64> = []
+    private var inFlight: [Int64: String] = [:]
+    private var completed: [(id: Int64, record: Record)] = []
+    private var toRelease: [Work] = []
+    private var committing: Commit?
+    private var storeRetryAt: Millis?
+    private var pollAt: Millis = 0
+    private var served: UInt64 = 0
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+        known = Set(configuration.knownLanes)
+        for name in configuration.knownLanes { lanes[name] = Lane() }
+    }
+
+    // MARK: Introspection (tests, status)
+
+    /// Transfers started and not yet completed.
+    public var inFlightCount: Int { inFlight.count }
+    /// Outcomes completed and not yet committed (waiting, or in the running store operation).
+    public var uncommittedCount: Int { completed.count + (committing?.completed.count ?? 0) }
+    /// Claimed messages waiting for a slot.
+    public var queuedCount: Int { lanes.values.reduce(0) { $0 + $1.queue.count } }
+    public var isFinished: Bool { phase == .finished }
+
+    /// The share of the slots `lane` gets while it has work (it may borrow idle ones beyond it).
+    public func share(of lane: String) -> Int {
+        if let explicit = configuration.laneConcurrency[lane] { return explicit }
+        var explicitSum = 0
+        var implicitCount = 1  // `lane` itself
+        for (name, other) in lanes where name != lane && other.active {
+            if let explicit = configuration.laneConcurrency[name] { explicitSum += explicit } else { implicitCount += 1 }
+        }
+        return max(1, (configuration.concurrency - explicitSum) / implicitCount)
+    }
+
+    // MARK: Events
+
+    /// The first event: every lane is claimed from at once.
+    public mutating func start(now: Millis) -> [Action] {
+        guard phase == .idle else { return [] }
+        phase = .running
+        for name in lanes.keys { lanes[name]!.readyAt = now }
+        othersReadyAt = now
+        pollAt = now + configuration.pollIntervalMs
+        return step(now: now)
+    }
+
+    /// New messages were decided (the planner committed them): claim from every lane.
+    public mutating func wakeup(now: Millis) -> [Action] {
+        for name in known { lanes[name]!.readyAt = min(lanes[name]!.readyAt ?? now, now) }
+        return step(now: now)
+    }
+
+    /// The instant of the last `sleep` came (or a spurious wake-up: nothing happens before its time).
+    public mutating func timer(now: Millis) -> [Action] {
+        if now >= pollAt {
+            for name in known { lanes[name]!.readyAt = now }
+            othersReadyAt = now
+            pollAt = now + configuration.pollIntervalMs
+        }
+        return step(now: now)
+    }
+
+    /// The transfer of message `id` ended; `record` is what to commit for it.
+    public mutating func completed(id: Int64, record: Record, now: Millis) -> [Action] {
+        guard let lane = inFlight.removeValue(forKey: id) else { return step(now: now) }
+        lanes[lane]!.inFlight -= 1
+        completed.append((id, record))
+        return step(now: now)
+    }
+
+    /// The running store operation committed; `claim` is what its claim found (nil if it had none).
+    public mutating func stored(_ claim: ClaimResult?, now: Millis) -> [Action] {
+        guard let op = committing else { return step(now: now) }
+        committing = nil
+        storeRetryAt = nil
+        for item in op.completed { held.remove(item.id) }
+        for work in op.release { held.remove(work.id) }
+        if let request = op.claim, let claim {
+            for work in claim.works where !held.contains(work.id) {
+                held.insert(work.id)
+                lanes[work.lane, default: Lane()].queue.append(Queued(work: work, claimedAt: now))
+            }
+            for name in request.perChannel.keys {
+                if claim.saturatedLanes.contains(name) {
+                    lanes[name]?.readyAt = now
+                } else if let next = claim.nextDueAt[name] {
+                    // A claim that found less than it asked for leaves nothing due; a due time in
+                    // the past would be rows it cannot take (guarded, so it never spins).
+                    lanes[name]?.readyAt = next > now ? next : now + configuration.pollIntervalMs
+                } else {
+                    lanes[name]?.readyAt = nil
+                }
+            }
+            if request.others > 0 { othersReadyAt = claim.othersSaturated ? now : nil }
+        }
+        if let claim {
+            // Outcomes committed by this operation may have made messages due in other lanes
+            // (a message released or retried at once, a `delivery_dead` to ops).
+            for (name, next) in claim.nextDueAt where op.claim?.perChannel[name] == nil && known.contains(name) {
+                lanes[name]!.readyAt = min(lanes[name]!.readyAt ?? next, next)
+            }
+        }
+        return step(now: now)
+    }
+
+    /// The running store operation failed: everything it carried is kept and tried again after
+    /// `storeRetryMs` (sending pauses once the commit budget is used up).
+    public mutating func storeFailed(now: Millis) -> [Action] {
+        guard let op = committing else { return step(now: now) }
+        committing = nil
+        completed.insert(contentsOf: op.completed, at: 0)
+        toRelease.insert(contentsOf: op.release, at: 0)
+        storeRetryAt = now + configuration.storeRetryMs
+        return step(now: now)
+    }
+
+    /// Graceful shutdown: nothing new starts; claimed messages are released; transfers in flight
+    /// finish and are committed; then `finished`.
+    public mutating func shutdown(now: Millis) -> [Action] {
+        guard phase == .running || phase == .idle else { return [] }
+        phase = .draining
+        for name in lanes.keys {
+            toRelease.append(contentsOf: lanes[name]!.queue.map(\.work))
+            lanes[name]!.queue.removeAll()
+        }
+        return step(now: now)
+    }
+
+    // MARK: Decisions
+
+    private mutating func step(now: Millis) -> [Action] {
+        var actions: [Action] = []
+        if phase == .running {
+            fillSlots(now: now, into: &actions)
+        }
+        if committing == nil, storeRetryAt.map({ now >= $0 }) ?? true {
+            // While running, every operation carries a claim request, if only to learn where each
+            // lane stands afterwards (its limits are empty when nothing needs claiming).
+            let claim = phase == .running ? claimRequest(now: now) : nil
+            let claims = claim.map { !$0.perChannel.isEmpty || $0.others > 0 } ?? false
+            if !completed.isEmpty || !toRelease.isEmpty || claims {
+                committing = Commit(completed: completed, release: toRelease, claim: claim)
+                actions.append(.store(StoreOperation(records: completed.map(\.record), release: toRelease, claim: claim)))
+                completed.removeAll()
+                toRelease.removeAll()
+            }
+        }
+        let idle = inFlight.isEmpty && completed.isEmpty && toRelease.isEmpty && committing == nil
+        if phase == .draining && idle {
+            phase = .finished
+        } else if phase == .running && configuration.finishWhenIdle && idle && queuedCount == 0 && storeRetryAt == nil {
+            phase = .finished
+        }
+        if phase == .finished {
+            actions.append(.finished)
+            return actions
+        }
+        actions.append(.sleep(until: nextDeadline(now: now)))
+        return actions
+    }
+
+    /// Starts transfers while slots and the commit budget allow, lane furthest below its share first.
+    private mutating func fillSlots(now: Millis, into actions: inout [Action]) {
+        let budget = configuration.concurrency + configuration.recordGroup
+        while inFlight.count < configuration.concurrency, inFlight.count + uncommittedCount < budget,
+              let name = nextLane() {
+            let queued = lanes[name]!.queue.removeFirst()
+            if now - queued.claimedAt > configuration.maxQueueWaitMs {
+                // Its lease may no longer cover a transfer: release it; it is claimed afresh.
+                toRelease.append(queued.work)
+                continue
+            }
+            served += 1
+            lanes[name]!.inFlight += 1
+            lanes[name]!.lastServed = served
+            inFlight[queued.work.id] = name
+            actions.append(.send(queued.work))
+        }
+    }
+
+    /// The lane with queued work that is furthest below its share.
+    private func nextLane() -> String? {
+        var best: (name: String, inFlight: Int, share: Int, served: UInt64)?
+        for (name, lane) in lanes where !lane.queue.isEmpty {
+            let share = self.share(of: name)
+            guard let current = best else {
+                best = (name, lane.inFlight, share, lane.lastServed)
+                continue
+            }
+            // inFlight / share, compared without division.
+            let lhs = lane.inFlight * current.share
+            let rhs = current.inFlight * share
+            if lhs < rhs || (lhs == rhs && lane.lastServed < current.served) {
+                best = (name, lane.inFlight, share, lane.lastServed)
+            }
+        }
+        return best?.name
+    }
+
+    /// What to claim now: for each lane that may have due messages, up to its share minus what it
+    /// holds in its queue — when its queue ran low, or alongside a commit that runs anyway.
+    private func claimRequest(now: Millis) -> DeliveryClaimRequest {
+        var perChannel: [String: Int] = [:]
+        for name in known {
+            let lane = lanes[name]!
+            guard let readyAt = lane.readyAt, readyAt <= now else { continue }
+            let target = share(of: name)
+            let deficit = target - lane.queue.count
+            guard deficit > 0 else { continue }
+            if lane.queue.isEmpty || deficit * 2 >= target || !completed.isEmpty || !toRelease.isEmpty {
+                perChannel[name] = deficit
+            }
+        }
+        var others = 0
+        if let readyAt = othersReadyAt, readyAt <= now {
+            let queuedOthers = lanes.filter { !known.contains($0.key) }.reduce(0) { $0 + $1.value.queue.count }
+            others = max(0, configuration.concurrency - queuedOthers)
+        }
+        return DeliveryClaimRequest(perChannel: perChannel, others: others, knownChannels: configuration.knownLanes.sorted(),
+                                    leaseMs: configuration.leaseMs)
+    }
+
+    /// The next instant anything is due: a lane's messages, the poll, a store retry. Always
+    /// after `now`: what is due now was done by this step or waits for an event.
+    private func nextDeadline(now: Millis) -> Millis {
+        var deadline = pollAt > now ? pollAt : now + configuration.pollIntervalMs
+        if phase == .running {
+            for lane in lanes.values {
+                if let at = lane.readyAt, at > now { deadline = min(deadline, at) }
+            }
+            if let at = othersReadyAt, at > now { deadline = min(deadline, at) }
+        }
+        if committing == nil, let at = storeRetryAt, at > now { deadline = min(deadline, at) }
+        return deadline
+    }
+}
