@@ -40,10 +40,11 @@ public final class LoopStats: @unchecked Sendable {
 
 /// The I/O edge of ``DeliveryStateMachine``: it turns the machine's actions into libcurl transfers,
 /// store operations and one timer, and feeds every completion, store result, timer, wake-up and
-/// shutdown back to it as events, one at a time, from a single `AsyncStream`.
+/// shutdown back to it as events, one at a time, from a single ``EventQueue``.
 ///
-/// The stream has one consumer for the life of the engine and nobody cancels it; completions are
-/// yielded into it from the curl thread as each transfer ends. When nothing happens, nothing runs:
+/// The queue has one consumer for the life of the engine, and its wait ignores cancellation, so a
+/// cancelled engine still drains; completions are pushed into it from the curl thread as each
+/// transfer ends. When nothing happens, nothing runs:
 /// the engine waits for the next event, and the only event it schedules itself is the timer the
 /// machine asks for (the next due message, the poll, a store retry).
 final class DeliveryEngine: Sendable {
@@ -61,20 +62,18 @@ final class DeliveryEngine: Sendable {
 
     private let runtime: Runtime
     private let stats: LoopStats
-    private let events: AsyncStream<Event>
-    private let continuation: AsyncStream<Event>.Continuation
+    private let events = EventQueue<Event>()
 
     init(runtime: Runtime, stats: LoopStats) {
         self.runtime = runtime
         self.stats = stats
-        (events, continuation) = AsyncStream.makeStream(of: Event.self)
     }
 
     /// New messages were decided: look for them now.
-    func wake() { continuation.yield(.wakeup) }
+    func wake() { events.push(.wakeup) }
 
     /// Stop starting transfers; finish and record the ones in flight; then `run` returns.
-    func shutdown() { continuation.yield(.shutdown) }
+    func shutdown() { events.push(.shutdown) }
 
     static func configuration(_ runtime: Runtime, finishWhenIdle: Bool) -> Machine.Configuration {
         let delivery = runtime.config.delivery
@@ -97,17 +96,16 @@ final class DeliveryEngine: Sendable {
     func run(finishWhenIdle: Bool) async {
         var machine = Machine(configuration: Self.configuration(runtime, finishWhenIdle: finishWhenIdle))
         var timer = TimerSlot()
-        var iterator = events.makeAsyncIterator()
         await withDiscardingTaskGroup { group in
             var actions = machine.start(now: runtime.clock.now())
             while !perform(actions, timer: &timer, group: &group) {
-                guard let event = await iterator.next() else { break }
+                let event = await events.next()
                 stats.deliveryEvent()
                 actions = handle(event, machine: &machine, timer: &timer)
             }
             timer.cancel()
         }
-        continuation.finish()
+        events.close()
     }
 
     private func handle(_ event: Event, machine: inout Machine, timer: inout TimerSlot) -> [Machine.Action] {
@@ -158,19 +156,23 @@ final class DeliveryEngine: Sendable {
                 stats.storeOperation()
                 let store = runtime.store
                 let clock = runtime.clock
-                let continuation = self.continuation
+                let events = self.events
+                // Unstructured, so a cancelled engine still records what it sent (the group only
+                // waits for it); the engine waits for its result before it returns.
                 group.addTask {
-                    do {
-                        let claim = try await store.exchangeDeliveries(
-                            recording: operation.records, releasing: operation.release.map(\.id), claiming: operation.claim,
-                            now: clock.now())
-                        continuation.yield(.stored(claim))
-                    } catch {
-                        continuation.yield(.storeFailed("\(error)"))
-                    }
+                    let result = await Task {
+                        do {
+                            return Event.stored(try await store.exchangeDeliveries(
+                                recording: operation.records, releasing: operation.release.map(\.id),
+                                claiming: operation.claim, now: clock.now()))
+                        } catch {
+                            return Event.storeFailed("\(error)")
+                        }
+                    }.value
+                    events.push(result)
                 }
             case .sleep(let deadline):
-                timer.schedule(deadline, clock: runtime.clock, continuation: continuation)
+                timer.schedule(deadline, clock: runtime.clock, events: events)
             case .finished:
                 return true
             }
@@ -182,14 +184,14 @@ final class DeliveryEngine: Sendable {
         stats.transferStarted()
         let message = work.item.message
         guard let endpoint = runtime.channels[message.channel] else {
-            continuation.yield(.unroutable(work, reason: "no [channels.\(message.channel)] section is configured"))
+            events.push(.unroutable(work, reason: "no [channels.\(message.channel)] section is configured"))
             return
         }
         let request = HTTPRequest(id: work.id, url: endpoint.url, method: "POST",
                                   headers: endpoint.headers(idempotencyKey: message.idempotencyKey),
                                   body: Array(message.body.utf8))
-        let continuation = self.continuation
-        runtime.transport.send(request) { response in continuation.yield(.completed(work, response)) }
+        let events = self.events
+        runtime.transport.send(request) { response in events.push(.completed(work, response)) }
     }
 
     private func result(for item: OutboxMessage, response: HTTPResponse, now: Millis) -> DeliveryResult {
@@ -241,7 +243,7 @@ private struct TimerSlot {
     private var generation: UInt64 = 0
     private var task: Task<Void, Never>?
 
-    mutating func schedule(_ at: Millis, clock: any PaywatchClock, continuation: AsyncStream<DeliveryEngine.Event>.Continuation) {
+    mutating func schedule(_ at: Millis, clock: any PaywatchClock, events: EventQueue<DeliveryEngine.Event>) {
         if let deadline, deadline <= at { return }
         task?.cancel()
         generation &+= 1
@@ -249,7 +251,7 @@ private struct TimerSlot {
         let current = generation
         task = Task {
             do { try await clock.sleep(until: at) } catch { return }
-            continuation.yield(.timer(generation: current))
+            events.push(.timer(generation: current))
         }
     }
 

@@ -18,9 +18,9 @@ public protocol DeliveryWork: Sendable {
 /// - **Lanes.** Each channel is a lane with a share of the slots: its `laneConcurrency`, else a
 ///   fair share of what the explicit shares leave, split among the lanes that have work. A free
 ///   slot goes to the lane furthest below its share (least recently served on a tie), so a slow or
-///   failing gateway cannot starve the others; lanes are work-conserving — a lane alone may use
-///   every slot. Claims are per lane too, bounded by the lane's share, so one channel's backlog
-///   never fills the queue.
+///   failing gateway cannot starve the others; lanes are work-conserving — a lane may use the
+///   slots no other lane is waiting for, and a lane alone uses every slot. Claims are per lane
+///   too, bounded by the lane's share, so one channel's backlog never fills the queue.
 /// - **Recording.** Completed outcomes are committed by the next store operation; one operation
 ///   runs at a time, and each takes everything completed meanwhile (group commit), together with
 ///   the next claim when one is due. A completed transfer is thus committed as soon as the store
@@ -122,7 +122,10 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         /// When the lane may have due messages to claim; nil: none known (the poll looks again).
         var readyAt: Millis?
         var lastServed: UInt64 = 0
-        var active: Bool { !queue.isEmpty || inFlight > 0 }
+
+        /// Messages waiting in the lane, or known to be due and not yet claimed.
+        func hasDemand(now: Millis) -> Bool { !queue.isEmpty || (readyAt.map { $0 <= now } ?? false) }
+        func isActive(now: Millis) -> Bool { inFlight > 0 || hasDemand(now: now) }
     }
 
     private enum Phase: Sendable { case idle, running, draining, finished }
@@ -148,6 +151,8 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
     private var storeRetryAt: Millis?
     private var pollAt: Millis = 0
     private var served: UInt64 = 0
+    /// The `now` of the latest event.
+    private var now: Millis = 0
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -170,7 +175,7 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         if let explicit = configuration.laneConcurrency[lane] { return explicit }
         var explicitSum = 0
         var implicitCount = 1  // `lane` itself
-        for (name, other) in lanes where name != lane && other.active {
+        for (name, other) in lanes where name != lane && other.isActive(now: now) {
             if let explicit = configuration.laneConcurrency[name] { explicitSum += explicit } else { implicitCount += 1 }
         }
         return max(1, (configuration.concurrency - explicitSum) / implicitCount)
@@ -273,6 +278,7 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
     // MARK: Decisions
 
     private mutating func step(now: Millis) -> [Action] {
+        self.now = max(self.now, now)
         var actions: [Action] = []
         if phase == .running {
             fillSlots(now: now, into: &actions)
@@ -322,7 +328,9 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         }
     }
 
-    /// The lane with queued work that is furthest below its share.
+    /// The lane with queued work that is furthest below its share. A lane already at its share
+    /// borrows a free slot only when no lane below its share is waiting for a claim to return:
+    /// otherwise a slow lane would take every slot a fast one frees between two of its claims.
     private func nextLane() -> String? {
         var best: (name: String, inFlight: Int, share: Int, served: UInt64)?
         for (name, lane) in lanes where !lane.queue.isEmpty {
@@ -338,7 +346,14 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
                 best = (name, lane.inFlight, share, lane.lastServed)
             }
         }
-        return best?.name
+        guard let best else { return nil }
+        if best.inFlight >= best.share {
+            for (name, lane) in lanes where name != best.name && lane.queue.isEmpty && lane.hasDemand(now: now)
+                && lane.inFlight < share(of: name) {
+                return nil
+            }
+        }
+        return best.name
     }
 
     /// What to claim now: for each lane that may have due messages, up to its share minus what it

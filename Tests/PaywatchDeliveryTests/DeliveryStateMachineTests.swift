@@ -40,11 +40,12 @@ import Testing
         var m = Self.machine()
         let first = m.start(now: 0)
         let claim = try #require(store(first)?.claim)
-        // Alone, a lane's share is every slot: each asks for that much.
-        #expect(claim.perChannel == ["sms": 2, "email": 2])
+        // Each lane may have messages due: each asks for its share of the slots.
+        #expect(claim.perChannel == ["sms": 1, "email": 1])
         #expect(claim.others == 2)
+        // Only sms had some (email is idle now): sms may use both slots.
         let started = m.stored(.init(works: Self.works("sms", 1...4)), now: 1)
-        #expect(sends(started) == [1, 2])  // two slots
+        #expect(sends(started) == [1, 2])
         // One transfer ends: its slot is refilled at once and its outcome goes to the store.
         let next = m.completed(id: 1, record: 1, now: 2)
         #expect(sends(next) == [3])
@@ -107,10 +108,22 @@ import Testing
         #expect(inFlight.filter { $0 < 100 }.count == 4)
     }
 
+    @Test func aLaneAtItsShareDoesNotBorrowASlotAnotherLaneIsWaitingToClaimFor() throws {
+        var m = Self.machine(concurrency: 4, recordGroup: 8)
+        _ = m.start(now: 0)
+        // Email came back full: more email is due, beyond the two it holds.
+        let first = m.stored(.init(works: Self.works("sms", 1...8) + Self.works("email", 101...102), saturatedLanes: ["email"]), now: 0)
+        #expect(sends(first).sorted() == [1, 2, 101, 102])
+        #expect(try #require(store(first)?.claim).perChannel["email"] != nil)
+        // An email transfer ends while email's claim is still running: the slot waits for it
+        // instead of going to sms, whose transfers may take seconds.
+        #expect(sends(m.completed(id: 101, record: 101, now: 1)).isEmpty)
+        #expect(sends(m.stored(.init(works: Self.works("email", 103...104), saturatedLanes: ["email"]), now: 2)) == [103])
+    }
+
     @Test func lanesAlternateFairlyAndExplicitSharesCount() {
         var m = Self.machine(concurrency: 6, shares: ["sms": 1], recordGroup: 16)
         _ = m.start(now: 0)
-        #expect(m.share(of: "email") == 6)  // alone, email would take every slot
         let actions = m.stored(.init(works: Self.works("sms", 1...10) + Self.works("email", 101...110)), now: 0)
         #expect(m.share(of: "sms") == 1)
         #expect(m.share(of: "email") == 5)
@@ -150,7 +163,7 @@ import Testing
         #expect(store(early) == nil)
         #expect(sleep(early) == 5_000)
         // The planner decided messages: every lane is claimed from at once.
-        #expect(store(m.wakeup(now: 2_001))?.claim?.perChannel == ["sms": 2, "email": 2])
+        #expect(store(m.wakeup(now: 2_001))?.claim?.perChannel == ["sms": 1, "email": 1])
         _ = m.stored(.init(works: []), now: 2_002)
         // The poll looks at every lane again, and at channels no longer configured.
         let polled = try #require(store(m.timer(now: 5_000))?.claim)
