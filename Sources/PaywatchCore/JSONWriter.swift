@@ -33,6 +33,12 @@ public struct JSONObjectWriter: Sendable {
 
     public static func appendString(_ value: String, to out: inout String) {
         out += "\""
+        // Fast path: most values (ids, amounts, addresses, texts) need no escaping at all.
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            out += value
+            out += "\""
+            return
+        }
         for scalar in value.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""

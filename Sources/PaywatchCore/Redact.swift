@@ -2,6 +2,12 @@
 public enum Redact {
     /// `+8613800000000` → `+86138****0000`: keeps the first 6 and last 4 characters.
     public static func phone(_ phone: String) -> String {
+        let bytes = phone.utf8
+        if bytes.allSatisfy({ $0 < 0x80 }) {
+            // ASCII, as an E.164 number is: no grapheme breaking needed (this runs per log line).
+            guard bytes.count > 10 else { return String(decoding: bytes.prefix(3), as: UTF8.self) + "****" }
+            return String(decoding: bytes.prefix(6), as: UTF8.self) + "****" + String(decoding: bytes.suffix(4), as: UTF8.self)
+        }
         let chars = Array(phone)
         guard chars.count > 10 else { return String(chars.prefix(3)) + "****" }
         return String(chars.prefix(6)) + "****" + String(chars.suffix(4))

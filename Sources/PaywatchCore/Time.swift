@@ -9,18 +9,51 @@ import Darwin
 public enum Timestamp {
     /// `2026-11-25T08:30:00Z`, or with milliseconds when they are not zero: `…:00.250Z`.
     public static func iso8601(_ ms: Millis) -> String {
-        var seconds = time_t(ms.floorDiv(1000))
         let millis = Int(ms - ms.floorDiv(1000) * 1000)
+        return format(ms, date: "-", separator: "T", seconds: true, millis: millis, suffix: "Z")
+    }
+
+    /// Formats the UTC calendar fields of `ms` into bytes: this runs for every message and log
+    /// line, so no intermediate strings. Years outside 0…9999 are written as they are.
+    static func format(_ ms: Millis, date: String, separator: String, seconds: Bool, millis: Int, suffix: String) -> String {
+        var time = time_t(ms.floorDiv(1000))
         var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
+        gmtime_r(&time, &parts)
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        func put(_ value: Int32, _ width: Int) {
+            if value < 0 || width == 4 && value > 9999 {
+                out.append(contentsOf: String(value).utf8)
+                return
+            }
+            var divisor: Int32 = 1
+            for _ in 1..<width { divisor *= 10 }
+            var rest = value
+            while divisor > 0 {
+                out.append(UInt8(48 + (rest / divisor) % 10))
+                rest %= divisor
+                divisor /= 10
+            }
         }
-        var text = "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))"
-        text += "T\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))"
-        if millis != 0 { text += "." + pad(Int32(millis), 3) }
-        return text + "Z"
+        put(parts.tm_year + 1900, 4)
+        out.append(contentsOf: date.utf8)
+        put(parts.tm_mon + 1, 2)
+        out.append(contentsOf: date.utf8)
+        put(parts.tm_mday, 2)
+        out.append(contentsOf: separator.utf8)
+        put(parts.tm_hour, 2)
+        out.append(58)  // ":"
+        put(parts.tm_min, 2)
+        if seconds {
+            out.append(58)
+            put(parts.tm_sec, 2)
+            if millis != 0 {
+                out.append(46)  // "."
+                put(Int32(millis), 3)
+            }
+        }
+        out.append(contentsOf: suffix.utf8)
+        return String(decoding: out, as: UTF8.self)
     }
 }
 
@@ -42,10 +75,8 @@ extension Timestamp {
         return minutePrecision(ms) + " UTC"
     }
 
+    /// `YYYY-MM-DD HH:MM`.
     private static func minutePrecision(_ ms: Millis) -> String {
-        let full = iso8601(ms.floorDiv(60_000) * 60_000)
-        // "YYYY-MM-DDTHH:MM:00Z" → "YYYY-MM-DD HH:MM"
-        let chars = Array(full)
-        return String(chars[0..<10]) + " " + String(chars[11..<16])
+        format(ms, date: "-", separator: " ", seconds: false, millis: 0, suffix: "")
     }
 }

@@ -20,6 +20,7 @@ public final class LoopStats: @unchecked Sendable {
     private var delivery = 0
     private var storeOps = 0
     private var sends = 0
+    private var storeNs: UInt64 = 0
 
     public init() {}
 
@@ -31,10 +32,12 @@ public final class LoopStats: @unchecked Sendable {
     public var storeOperations: Int { lock.withLock { storeOps } }
     /// Transfers the delivery engine started.
     public var transfersStarted: Int { lock.withLock { sends } }
+    /// Wall time the engine's store operations took, waiting for the write lock included.
+    public var storeMilliseconds: UInt64 { lock.withLock { storeNs / 1_000_000 } }
 
     func planningPass() { lock.withLock { planning += 1 } }
     func deliveryEvent() { lock.withLock { delivery += 1 } }
-    func storeOperation() { lock.withLock { storeOps += 1 } }
+    func storeOperation(ns: UInt64) { lock.withLock { storeOps += 1; storeNs += ns } }
     func transferStarted() { lock.withLock { sends += 1 } }
 }
 
@@ -93,18 +96,23 @@ final class DeliveryEngine: Sendable {
 
     /// Runs until `shutdown()` (or, with `finishWhenIdle`, until nothing is due) and everything
     /// in flight is recorded. Call once per engine.
+    ///
+    /// Each wake-up handles every event that has arrived, then acts once: the transfers to start go
+    /// to the transport in one hand-over (one wake-up of the curl thread), the timer is set to the
+    /// machine's latest deadline. Under load this keeps thread hand-offs per message low.
     func run(finishWhenIdle: Bool) async {
         var machine = Machine(configuration: Self.configuration(runtime, finishWhenIdle: finishWhenIdle))
         var timer = TimerSlot()
-        await withDiscardingTaskGroup { group in
-            var actions = machine.start(now: runtime.clock.now())
-            while !perform(actions, timer: &timer, group: &group) {
-                let event = await events.next()
+        var pending = machine.start(now: runtime.clock.now())
+        while !perform(pending, timer: &timer) {
+            let first = await events.next()
+            pending = []
+            for event in [first] + events.drain() {
                 stats.deliveryEvent()
-                actions = handle(event, machine: &machine, timer: &timer)
+                pending += handle(event, machine: &machine, timer: &timer)
             }
-            timer.cancel()
         }
+        timer.cancel()
         events.close()
     }
 
@@ -147,51 +155,64 @@ final class DeliveryEngine: Sendable {
     }
 
     /// Performs the machine's actions; returns true once it is finished.
-    private func perform(_ actions: [Machine.Action], timer: inout TimerSlot, group: inout DiscardingTaskGroup) -> Bool {
+    private func perform(_ actions: [Machine.Action], timer: inout TimerSlot) -> Bool {
+        var sends: [Outbound] = []
+        var deadline: Millis?
+        var finished = false
         for action in actions {
             switch action {
             case .send(let work):
-                send(work)
+                sends.append(work)
             case .store(let operation):
-                stats.storeOperation()
                 let store = runtime.store
                 let clock = runtime.clock
+                let stats = self.stats
                 let events = self.events
-                // Unstructured, so a cancelled engine still records what it sent (the group only
-                // waits for it); the engine waits for its result before it returns.
-                group.addTask {
-                    let result = await Task {
-                        do {
-                            return Event.stored(try await store.exchangeDeliveries(
-                                recording: operation.records, releasing: operation.release.map(\.id),
-                                claiming: operation.claim, now: clock.now()))
-                        } catch {
-                            return Event.storeFailed("\(error)")
-                        }
-                    }.value
+                // Unstructured, so that a cancelled engine still records what it sent; the machine
+                // finishes only after this operation reported back, so nothing outlives the engine.
+                Task {
+                    let started = DispatchTime.now().uptimeNanoseconds
+                    let result: Event
+                    do {
+                        result = .stored(try await store.exchangeDeliveries(
+                            recording: operation.records, releasing: operation.release.map(\.id),
+                            claiming: operation.claim, now: clock.now()))
+                    } catch {
+                        result = .storeFailed("\(error)")
+                    }
+                    stats.storeOperation(ns: DispatchTime.now().uptimeNanoseconds - started)
                     events.push(result)
                 }
-            case .sleep(let deadline):
-                timer.schedule(deadline, clock: runtime.clock, events: events)
+            case .sleep(let at):
+                deadline = at  // the last step's deadline reflects the machine's final state
             case .finished:
-                return true
+                finished = true
             }
         }
+        send(sends)
+        if finished { return true }
+        if let deadline { timer.schedule(deadline, clock: runtime.clock, events: events) }
         return false
     }
 
-    private func send(_ work: Outbound) {
-        stats.transferStarted()
-        let message = work.item.message
-        guard let endpoint = runtime.channels[message.channel] else {
-            events.push(.unroutable(work, reason: "no [channels.\(message.channel)] section is configured"))
-            return
-        }
-        let request = HTTPRequest(id: work.id, url: endpoint.url, method: "POST",
-                                  headers: endpoint.headers(idempotencyKey: message.idempotencyKey),
-                                  body: Array(message.body.utf8))
+    private func send(_ works: [Outbound]) {
+        guard !works.isEmpty else { return }
+        var batch: [(HTTPRequest, HTTPCompletion)] = []
+        batch.reserveCapacity(works.count)
         let events = self.events
-        runtime.transport.send(request) { response in events.push(.completed(work, response)) }
+        for work in works {
+            stats.transferStarted()
+            let message = work.item.message
+            guard let endpoint = runtime.channels[message.channel] else {
+                events.push(.unroutable(work, reason: "no [channels.\(message.channel)] section is configured"))
+                continue
+            }
+            let request = HTTPRequest(id: work.id, url: endpoint.url, method: "POST",
+                                      headers: endpoint.headers(idempotencyKey: message.idempotencyKey),
+                                      body: Array(message.body.utf8))
+            batch.append((request, { response in events.push(.completed(work, response)) }))
+        }
+        runtime.transport.send(batch)
     }
 
     private func result(for item: OutboxMessage, response: HTTPResponse, now: Millis) -> DeliveryResult {

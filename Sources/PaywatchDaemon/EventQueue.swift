@@ -44,6 +44,15 @@ final class EventQueue<Element: Sendable>: @unchecked Sendable {
         }
     }
 
+    /// Every event buffered now, without waiting.
+    func drain() -> [Element] {
+        lock.withLock {
+            let all = Array(buffer)
+            buffer.removeAll(keepingCapacity: true)
+            return all
+        }
+    }
+
     /// Drops what is buffered and every later event.
     func close() {
         lock.lock()

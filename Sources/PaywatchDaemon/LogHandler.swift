@@ -28,17 +28,30 @@ public struct LineLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var line = Timestamp.iso8601(clock.now())
-        line += " " + event.level.rawValue.uppercased() + " " + event.message.description
+        line.reserveCapacity(256)
+        line += " "
+        line += event.level.rawValue.uppercased()
+        line += " "
+        line += event.message.description
         var merged = metadata
-        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        if let extra = event.metadata {
+            if merged.isEmpty { merged = extra } else { merged.merge(extra) { $1 } }
+        }
         for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
             let text = value.description
-            let quoted = text.contains(" ") || text.isEmpty ? "\"\(text)\"" : text
-            line += " \(key)=\(quoted)"
+            line += " "
+            line += key
+            line += "="
+            if text.isEmpty || text.utf8.contains(32) {
+                line += "\""
+                line += text
+                line += "\""
+            } else {
+                line += text
+            }
         }
         line += "\n"
         // One write(2) per line, so lines from concurrent loops never interleave.
-        var bytes = Array(line.utf8)
-        _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+        line.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
     }
 }

@@ -48,7 +48,10 @@ public struct PaywatchService: Service {
             }
         }
         runtime.transport.shutdown()
-        runtime.logger.notice("paywatch stopped")
+        runtime.logger.notice("paywatch stopped", metadata: [
+            "planning_passes": "\(stats.planningPasses)", "transfers": "\(stats.transfersStarted)",
+            "store_operations": "\(stats.storeOperations)", "store_ms": "\(stats.storeMilliseconds)",
+        ])
     }
 
     /// One sweep, then delivery of everything due now, then return (`paywatch run --once`).
@@ -92,13 +95,11 @@ public struct PaywatchService: Service {
         while !Task.isCancelled {
             let now = runtime.clock.now()
             let planner = runtime.planner
-            let result = try await runtime.store.sweep(now: now, limit: batch) { planner.plan($0, now: now) }
-            var decided = 0
-            for plan in result.plans {
-                decided += plan.messages.count
-                log(plan)
+            let result = try await runtime.store.sweep(now: now, limit: batch, plan: { planner.plan($0, now: now) }) { plans in
+                // Each written chunk goes out at once, while the rest of the batch is planned.
+                if plans.contains(where: { !$0.messages.isEmpty }) { engine.wake() }
             }
-            if decided > 0 { engine.wake() }
+            for plan in result.plans { log(plan) }
             if result.claimed < batch { return }
         }
     }

@@ -20,7 +20,7 @@ public protocol DeliveryWork: Sendable {
 ///   slot goes to the lane furthest below its share (least recently served on a tie), so a slow or
 ///   failing gateway cannot starve the others; lanes are work-conserving — a lane may use the
 ///   slots no other lane is waiting for, and a lane alone uses every slot. Claims are per lane
-///   too, bounded by the lane's share, so one channel's backlog never fills the queue.
+///   too, bounded by twice the lane's share, so one channel's backlog never fills the queue.
 /// - **Recording.** Completed outcomes are committed by the next store operation; one operation
 ///   runs at a time, and each takes everything completed meanwhile (group commit), together with
 ///   the next claim when one is due. A completed transfer is thus committed as soon as the store
@@ -356,14 +356,15 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         return best.name
     }
 
-    /// What to claim now: for each lane that may have due messages, up to its share minus what it
-    /// holds in its queue — when its queue ran low, or alongside a commit that runs anyway.
+    /// What to claim now: for each lane that may have due messages, up to two shares (one to keep
+    /// its slots busy, one waiting) minus what its queue holds — when the queue ran low, or
+    /// alongside a commit that runs anyway.
     private func claimRequest(now: Millis) -> DeliveryClaimRequest {
         var perChannel: [String: Int] = [:]
         for name in known {
             let lane = lanes[name]!
             guard let readyAt = lane.readyAt, readyAt <= now else { continue }
-            let target = share(of: name)
+            let target = 2 * share(of: name)
             let deficit = target - lane.queue.count
             guard deficit > 0 else { continue }
             if lane.queue.isEmpty || deficit * 2 >= target || !completed.isEmpty || !toRelease.isEmpty {

@@ -104,6 +104,12 @@ public final class HTTPTransport: Sendable {
         worker.submit([Job(request: request, completion: completion, cancellation: nil)])
     }
 
+    /// Starts several requests in one hand-over to the worker thread (one wake-up), in order.
+    public func send(_ requests: [(HTTPRequest, HTTPCompletion)]) {
+        guard !requests.isEmpty else { return }
+        worker.submit(requests.map { Job(request: $0.0, completion: $0.1, cancellation: nil) })
+    }
+
     /// Runs all requests with at most `concurrency` transfers in flight at once and returns one
     /// response per request, in the same order as the input.
     ///
@@ -280,6 +286,7 @@ final class CurlWorker: @unchecked Sendable {
     private var pool: [EasyHandle] = []
     private var inFlight = 0
     private var handles: [EasyHandle] = []  // keeps every handle alive
+    private var done: [(Job, HTTPResponse)] = []  // finished in the current pass, not yet handed over
 
     init(concurrency: Int, timeoutMs: Int64, connectTimeoutMs: Int64) {
         self.concurrency = concurrency
@@ -389,6 +396,10 @@ final class CurlWorker: @unchecked Sendable {
                 finish(easy, result: msg.pointee.data.result, multi: m)
                 finished += 1
             }
+            // Hand over everything that ended in this pass back to back, so a consumer that was
+            // woken by the first finds the others waiting.
+            for (job, response) in done { job.completion(response) }
+            done.removeAll(keepingCapacity: true)
             if finished > 0 && !waiting.isEmpty { continue }
 
             // 4. Sleep until socket activity, a curl timeout, or a wakeup from submit/cancel/shutdown.
@@ -561,7 +572,7 @@ final class CurlWorker: @unchecked Sendable {
             error: errorText, attempted: true, durationMs: elapsedMs(handle))
         handle.recycle()
         pool.append(handle)
-        job.completion(response)
+        done.append((job, response))
     }
 }
 

@@ -150,11 +150,17 @@ public struct Report: Sendable, Hashable, Codable {
 ///
 /// Claim semantics: `sweep` takes the orders whose next due time has come or that changed since
 /// they were last planned (writers mark them through triggers), plans each with `plan`, and applies
-/// every plan's status, marks, outbox rows, events and next due time in one transaction.
+/// each plan's status, marks, outbox rows, events and next due time in one transaction.
 public protocol OrderStore: Sendable {
     /// Creates or upgrades the schema; safe to repeat.
     func migrate() async throws
-    func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan) async throws -> SweepResult
+    /// Plans and applies up to `limit` orders that are due (`next_due_at <= now`) or changed.
+    /// An order is applied only if it did not change between reading it and writing its plan
+    /// (otherwise it stays marked changed and is planned again at the next sweep). Plans may be
+    /// written in several transactions; `applied` is called after each with the plans it wrote,
+    /// so that delivery can start before the whole batch is done. Throws on storage errors.
+    func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan,
+               applied: @escaping @Sendable ([Plan]) -> Void) async throws -> SweepResult
     /// The earliest time an order is due for planning (0 when one changed), or nil.
     func nextPlanningAt() async throws -> Millis?
     /// Makes every leased message due again at once: the messages a run that ended (crash,
@@ -177,6 +183,11 @@ public protocol OrderStore: Sendable {
 }
 
 extension OrderStore {
+    /// A sweep without progress reports.
+    public func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan) async throws -> SweepResult {
+        try await sweep(now: now, limit: limit, plan: plan, applied: { _ in })
+    }
+
     /// Claims due messages without recording anything.
     public func claimDeliveries(_ request: DeliveryClaimRequest, now: Millis) async throws -> DeliveryClaim {
         try await exchangeDeliveries(recording: [], releasing: [], claiming: request, now: now)

@@ -52,19 +52,53 @@ public final class SQLiteOrderStore: OrderStore {
 
     // MARK: Planning
 
-    public func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan) async throws -> SweepResult {
-        try await writeImmediate { db in
+    /// Reads what is due and plans it on a reader connection, outside the write lock (so delivery's
+    /// commits are not held up by the planner's work), then applies the plans in short `IMMEDIATE`
+    /// transactions of ``writeChunk`` orders (each order's status, outbox rows, timeline and next
+    /// due time in one of them). Optimistic: an order the shop changed in between (its `version`,
+    /// bumped by the triggers, moved) is not applied; it is marked changed and planned again at
+    /// the next sweep.
+    public func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan,
+                      applied onApplied: @escaping @Sendable ([Plan]) -> Void) async throws -> SweepResult {
+        let (snapshots, versions) = try await pool.read { db -> ([OrderSnapshot], [String: Int64]) in
             let states = try Row.fetchAll(db, sql: """
-                SELECT order_id, status, marks, first_seen_at FROM pw_order_state
+                SELECT order_id, status, marks, first_seen_at, version FROM pw_order_state
                 WHERE next_due_at IS NOT NULL AND next_due_at <= ? ORDER BY next_due_at LIMIT ?
                 """, arguments: [now, limit])
-            guard !states.isEmpty else { return SweepResult(plans: [], claimed: 0) }
-            let snapshots = try Self.loadSnapshots(db, states: states)
-            var plans = snapshots.map(plan)
+            var versions: [String: Int64] = [:]
+            for state in states { versions[state["order_id"]] = state["version"] }
+            return (try Self.loadSnapshots(db, states: states), versions)
+        }
+        guard !snapshots.isEmpty else { return SweepResult(plans: [], claimed: 0) }
+        // Planned and written in chunks, one transaction each, so the write lock is never held
+        // for long (delivery's commits and the shop's own writes get their turn in between), and
+        // the first messages can leave while the rest of the batch is still being planned.
+        var applied: [Plan] = []
+        var start = 0
+        while start < snapshots.count {
+            let chunk = snapshots[start..<min(start + Self.writeChunk, snapshots.count)].map(plan)
+            start += chunk.count
+            let written = try await apply(chunk, versions: versions, now: now)
+            onApplied(written)
+            applied += written
+        }
+        return SweepResult(plans: applied, claimed: snapshots.count)
+    }
+
+    /// Plans applied per write transaction.
+    static let writeChunk = 100
+
+    /// Applies `decided` in one `IMMEDIATE` transaction; returns the plans that were applied.
+    private func apply(_ decided: [Plan], versions: [String: Int64], now: Millis) async throws -> [Plan] {
+        try await writeImmediate { db -> [Plan] in
+            var plans = decided
+            var applied = [Bool](repeating: false, count: plans.count)
             do {
                 // Fast path: the whole batch at once.
                 try db.inSavepoint {
-                    for decided in plans { try Self.apply(decided, db: db, now: now) }
+                    for index in plans.indices {
+                        applied[index] = try Self.apply(plans[index], version: versions[plans[index].orderID] ?? 0, db: db, now: now)
+                    }
                     return .commit
                 }
             } catch let error as DatabaseError where !Self.isTransient(error) {
@@ -72,19 +106,20 @@ public final class SQLiteOrderStore: OrderStore {
                 // it): apply order by order, and quarantine the ones that fail instead of
                 // letting one order block every other.
                 for index in plans.indices {
+                    let version = versions[plans[index].orderID] ?? 0
                     do {
                         try db.inSavepoint {
-                            try Self.apply(plans[index], db: db, now: now)
+                            applied[index] = try Self.apply(plans[index], version: version, db: db, now: now)
                             return .commit
                         }
                     } catch let error as DatabaseError where !Self.isTransient(error) {
                         plans[index].quarantine = "the plan could not be written: SQLite error \(error.resultCode.rawValue) (\(error.message ?? "no message"))"
                         plans[index].messages = []
-                        try Self.apply(plans[index], db: db, now: now)
+                        applied[index] = try Self.apply(plans[index], version: version, db: db, now: now)
                     }
                 }
             }
-            return SweepResult(plans: plans, claimed: states.count)
+            return plans.indices.filter { applied[$0] }.map { plans[$0] }
         }
     }
 
@@ -93,13 +128,17 @@ public final class SQLiteOrderStore: OrderStore {
         let placeholders = databaseQuestionMarks(count: ids.count)
         let args = StatementArguments(ids)
         var orders: [String: OrderRecord] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT * FROM orders WHERE id IN (\(placeholders))", arguments: args) {
-            let record = orderRecord(row)
+        let orderRows = try Row.fetchAll(db, sql: "SELECT * FROM orders WHERE id IN (\(placeholders))", arguments: args)
+        let orderColumns = ColumnMap(orderRows.first)
+        for row in orderRows {
+            let record = orderRecord(row, orderColumns)
             orders[record.id] = record
         }
         var payments: [String: [PaymentRecord]] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT * FROM payments WHERE order_id IN (\(placeholders))", arguments: args) {
-            let record = paymentRecord(row)
+        let paymentRows = try Row.fetchAll(db, sql: "SELECT * FROM payments WHERE order_id IN (\(placeholders))", arguments: args)
+        let paymentColumns = ColumnMap(paymentRows.first)
+        for row in paymentRows {
+            let record = paymentRecord(row, paymentColumns)
             payments[record.orderID, default: []].append(record)
         }
         var installments: [String: [InstallmentRecord]] = [:]
@@ -135,20 +174,24 @@ public final class SQLiteOrderStore: OrderStore {
             .contains(error.resultCode)
     }
 
-    private static func apply(_ plan: Plan, db: Database, now: Millis) throws {
+    /// Applies one plan if the order is still at `version`; returns whether it was applied.
+    private static func apply(_ plan: Plan, version: Int64, db: Database, now: Millis) throws -> Bool {
         if let reason = plan.quarantine {
             try db.cachedStatement(sql: """
-                UPDATE pw_order_state SET quarantine = ?, next_due_at = NULL, updated_at = ? WHERE order_id = ?
-                """).execute(arguments: [reason, now, plan.orderID])
+                UPDATE pw_order_state SET quarantine = ?, next_due_at = NULL, updated_at = ? WHERE order_id = ? AND version = ?
+                """).execute(arguments: [reason, now, plan.orderID, version])
+            guard db.changesCount > 0 else { return false }
             try insertEvent(db, orderID: plan.orderID, at: now, event: "quarantined", detail: reason)
-            return
+            return true
         }
         try db.cachedStatement(sql: """
             UPDATE pw_order_state SET status = ?, amount_paid = ?, marks = ?, next_due_at = ?, quarantine = NULL,
                 first_seen_at = COALESCE(first_seen_at, ?), updated_at = ?
-            WHERE order_id = ?
+            WHERE order_id = ? AND version = ?
             """).execute(arguments: [plan.status.rawValue, plan.amountPaid, MarksCodec.encode(plan.marks), plan.nextDueAt,
-                             now, now, plan.orderID])
+                             now, now, plan.orderID, version])
+        // The shop changed the order since it was read: it is marked changed, planned again next.
+        guard db.changesCount > 0 else { return false }
         if plan.statusChanged {
             // Only when it differs, so the shop's view changes exactly when paywatch decides.
             try db.cachedStatement(sql: "UPDATE orders SET status = ? WHERE id = ? AND status IS NOT ?")
@@ -160,6 +203,7 @@ public final class SQLiteOrderStore: OrderStore {
         for event in plan.events {
             try insertEvent(db, orderID: plan.orderID, at: now, event: event.event, detail: event.detail)
         }
+        return true
     }
 
     private static func insertEvent(_ db: Database, orderID: String, at: Millis, event: String, detail: String) throws {
@@ -241,9 +285,10 @@ public final class SQLiteOrderStore: OrderStore {
         }
         let lease = try db.cachedStatement(sql: "UPDATE pw_outbox SET in_flight = 1, due_at = ?, updated_at = ? WHERE id = ?")
         let leaseUntil = now.addingReportingOverflow(request.leaseMs).overflow ? Millis.max : now + request.leaseMs
+        // Read by position, in the order of `columns`.
         for row in rows {
-            let id: Int64 = row["id"]
-            guard let kind = (row["kind"] as String?).flatMap(NotificationKind.init(rawValue:)) else {
+            let id: Int64 = row[0]
+            guard let kind = (row[3] as String?).flatMap(NotificationKind.init(rawValue:)) else {
                 // Not a kind this version knows (written by hand or by a newer release): it would
                 // be claimed again forever. Dead, with the reason, instead.
                 try db.execute(sql: "UPDATE pw_outbox SET state = 'dead', last_error = ?, updated_at = ? WHERE id = ?",
@@ -253,10 +298,10 @@ public final class SQLiteOrderStore: OrderStore {
             let message = OutboxMessage(
                 id: id,
                 message: OutgoingMessage(
-                    idempotencyKey: row["idempotency_key"], orderID: row["order_id"], kind: kind, step: row["step"],
-                    channel: row["channel"], recipient: row["recipient"], body: row["body"]),
-                attempts: row["attempts"])
-            let status = (row["order_status"] as String?).flatMap(OrderStatus.init(rawValue:))
+                    idempotencyKey: row[1], orderID: row[2], kind: kind, step: row[4], channel: row[5], recipient: row[6],
+                    body: row[7]),
+                attempts: row[8])
+            let status = (row[9] as String?).flatMap(OrderStatus.init(rawValue:))
             if kind.stillApplies(to: status) {
                 try lease.execute(arguments: [leaseUntil, now, id])
                 result.messages.append(message)
@@ -402,19 +447,38 @@ public final class SQLiteOrderStore: OrderStore {
 
     // MARK: Lenient decoding (bad content becomes nil, which the validator quarantines)
 
-    static func orderRecord(_ row: Row) -> OrderRecord {
+    static func orderRecord(_ row: Row, _ c: ColumnMap) -> OrderRecord {
         OrderRecord(
-            id: text(row["id"]) ?? "", amountDue: int(row["amount_due"]), currency: text(row["currency"]) ?? "",
-            createdAt: int(row["created_at"]), expiresAt: int(row["expires_at"]), email: text(row["email"]),
-            phone: text(row["phone"]), pushToken: text(row["push_token"]), locale: text(row["locale"]),
-            timeZone: text(row["time_zone"]), payURL: text(row["pay_url"]), customerName: text(row["customer_name"]))
+            id: text(c[row, "id"]) ?? "", amountDue: int(c[row, "amount_due"]), currency: text(c[row, "currency"]) ?? "",
+            createdAt: int(c[row, "created_at"]), expiresAt: int(c[row, "expires_at"]), email: text(c[row, "email"]),
+            phone: text(c[row, "phone"]), pushToken: text(c[row, "push_token"]), locale: text(c[row, "locale"]),
+            timeZone: text(c[row, "time_zone"]), payURL: text(c[row, "pay_url"]), customerName: text(c[row, "customer_name"]))
     }
 
-    static func paymentRecord(_ row: Row) -> PaymentRecord {
+    static func paymentRecord(_ row: Row, _ c: ColumnMap) -> PaymentRecord {
         PaymentRecord(
-            id: text(row["id"]) ?? "", orderID: text(row["order_id"]) ?? "", amount: int(row["amount"]),
-            status: text(row["status"]) ?? "", providerRef: text(row["provider_ref"]), method: text(row["method"]),
-            failureReason: text(row["failure_reason"]), createdAt: int(row["created_at"]))
+            id: text(c[row, "id"]) ?? "", orderID: text(c[row, "order_id"]) ?? "", amount: int(c[row, "amount"]),
+            status: text(c[row, "status"]) ?? "", providerRef: text(c[row, "provider_ref"]), method: text(c[row, "method"]),
+            failureReason: text(c[row, "failure_reason"]), createdAt: int(c[row, "created_at"]))
+    }
+}
+
+/// Column positions of one result set, looked up once: GRDB's lookup by name lowercases the
+/// name on every access, which showed in profiles of the planning path. A column the shop's
+/// table lacks reads as NULL.
+struct ColumnMap {
+    private var positions: [String: Int] = [:]
+
+    init(_ row: Row?) {
+        guard let row else { return }
+        for (index, name) in row.columnNames.enumerated() where positions[name.lowercased()] == nil {
+            positions[name.lowercased()] = index
+        }
+    }
+
+    subscript(_ row: Row, _ name: String) -> DatabaseValue {
+        guard let index = positions[name] else { return .null }
+        return row[index]
     }
 }
 

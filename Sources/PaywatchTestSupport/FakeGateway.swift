@@ -7,6 +7,7 @@ import Glibc
 /// Error raised when the gateway cannot bind its listening socket.
 public struct FakeGatewayError: Error, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
 /// A real HTTP/1.1 server on 127.0.0.1 used as a fake SMS/webhook gateway in tests and as a

@@ -1,8 +1,13 @@
-// fake-gateway [PORT] [--no-stdin]
+// fake-gateway [PORT] [--no-stdin] [--delay-ms N] [--slow-every N --slow-ms M] [--record FILE]
 //
-// Starts a FakeGateway (bodies and requests not recorded) on 127.0.0.1:PORT (ephemeral if
-// omitted), prints the port, and prints the number of requests received on SIGTERM/SIGINT or
-// when stdin reaches EOF.
+// Starts a FakeGateway on 127.0.0.1:PORT (ephemeral if omitted), prints the port, and on
+// SIGTERM/SIGINT (or when stdin reaches EOF, unless --no-stdin) prints the number of requests
+// received and exits. A loopback sink in its own process: the quickstart's webhook gateway and
+// the benchmarks' external sink.
+//
+//   --delay-ms N                 every answer waits N ms (a provider's usual latency)
+//   --slow-every N --slow-ms M   every Nth request (the 1st, N+1th, …) is answered after M ms instead
+//   --record FILE                at exit, writes one line per request: "RECEIVED_MS IDEMPOTENCY_KEY"
 import Foundation
 import PaywatchTestSupport
 
@@ -10,27 +15,72 @@ import PaywatchTestSupport
 import Glibc
 #endif
 
-func runGateway() -> Never {
-    let args = CommandLine.arguments.dropFirst().filter { $0 != "--no-stdin" }
+struct Options {
     var port = 0
-    if let arg = args.first {
-        guard let p = Int(arg), (0...65535).contains(p) else {
-            FileHandle.standardError.write(Data("usage: fake-gateway [PORT]\n".utf8))
-            exit(2)
-        }
-        port = p
+    var readStdin = true
+    var delayMs = 0
+    var slowEvery = 0
+    var slowMs = 0
+    var record: String?
+}
+
+func fail(_ text: String) -> Never {
+    FileHandle.standardError.write(Data("fake-gateway: \(text)\nusage: fake-gateway [PORT] [--no-stdin] [--delay-ms N] [--slow-every N --slow-ms M] [--record FILE]\n".utf8))
+    exit(2)
+}
+
+func parseOptions() -> Options {
+    var options = Options()
+    var args = Array(CommandLine.arguments.dropFirst())[...]
+    func number(_ flag: String) -> Int {
+        guard let text = args.popFirst(), let n = Int(text), n >= 0 else { fail("\(flag) takes a whole number") }
+        return n
     }
+    while let arg = args.popFirst() {
+        switch arg {
+        case "--no-stdin": options.readStdin = false
+        case "--delay-ms": options.delayMs = number(arg)
+        case "--slow-every": options.slowEvery = number(arg)
+        case "--slow-ms": options.slowMs = number(arg)
+        case "--record":
+            guard let path = args.popFirst() else { fail("--record takes a file") }
+            options.record = path
+        default:
+            guard let p = Int(arg), (0...65535).contains(p) else { fail("unknown argument \(arg)") }
+            options.port = p
+        }
+    }
+    return options
+}
+
+func runGateway() -> Never {
+    let options = parseOptions()
     let gateway: FakeGateway
     do {
-        gateway = try FakeGateway(recordBodies: false, recordRequests: false, port: port)
+        gateway = try FakeGateway(recordBodies: false, recordRequests: options.record != nil, port: options.port)
     } catch {
         FileHandle.standardError.write(Data("fake-gateway: \(error)\n".utf8))
         exit(1)
+    }
+    if options.delayMs > 0 || options.slowEvery > 0 {
+        let counter = Counter()
+        gateway.setResponder { _ in
+            let n = counter.increment()
+            let slow = options.slowEvery > 0 && (n - 1) % options.slowEvery == 0
+            return FakeGateway.Response(status: 200, delayMs: slow ? options.slowMs : options.delayMs)
+        }
     }
     print(gateway.port)
     fflush(nil)
 
     let finish: @Sendable () -> Void = {
+        if let path = options.record {
+            var text = ""
+            for request in gateway.requests() {
+                text += "\(request.receivedAtMs) \(request.headers["idempotency-key"] ?? "-")\n"
+            }
+            FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        }
         print("requests: \(gateway.requestCount)")
         fflush(nil)
         gateway.stop()
@@ -54,7 +104,7 @@ func runGateway() -> Never {
         finish()
     }
     // With --no-stdin (a background sink) only SIGTERM/SIGINT stop it.
-    if !CommandLine.arguments.contains("--no-stdin") { stdinReader.start() }
+    if options.readStdin { stdinReader.start() }
     withExtendedLifetime(sources) {
         dispatchMain()
     }

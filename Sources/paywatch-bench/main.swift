@@ -7,10 +7,19 @@ import PaywatchStore
 import PaywatchTestSupport
 
 // paywatch-bench: figures for docs/BENCHMARKS.md. Build in release and run:
-//   swift build -c release --product paywatch && swift build -c release --product paywatch-bench
+//   swift build -c release --product paywatch && swift build -c release --product paywatch-bench \
+//     && swift build -c release --product fake-gateway
 //   .build/release/paywatch-bench all
-// Subcommands: plan N | burst N | deliver N | cancels N SECONDS | rss N | crash N | all
-// Every run uses a fresh SQLite file in a temp directory and a loopback HTTP sink.
+// Subcommands (each prints one line of figures):
+//   plan N | deliver N | rss N                      in-process sink
+//   burst N [ext] [slow]                            N reminders due at one instant; ext: the sink is the
+//                                                   fake-gateway binary in its own process; slow: 1 % of
+//                                                   its answers take 2 s
+//   cancels N SECONDS [ext]                         N cancels spread evenly over SECONDS
+//   crash N [ext] [DELAY_MS]                        kill -9 mid-burst, restart: repeats, time to drain
+//   idle N SECONDS                                  CPU time of the idle daemon with N open orders
+//   all
+// Every run uses a fresh SQLite file in a temp directory and a loopback HTTP sink on 127.0.0.1.
 
 
 func nowMs() -> Int64 {
@@ -35,7 +44,15 @@ func percentile(_ values: [Int64], _ p: Double) -> Int64 {
 func tempDirectory(_ name: String) -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-bench-\(name)-\(UUID().uuidString)")
     try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    if keepFiles { print("files kept in \(url.path)") }
     return url
+}
+
+/// `PAYWATCH_BENCH_KEEP=1`: leave each run's database, log and sink record behind for a look.
+let keepFiles = ProcessInfo.processInfo.environment["PAYWATCH_BENCH_KEEP"] == "1"
+
+func removeUnlessKept(_ url: URL) {
+    if !keepFiles { try? FileManager.default.removeItem(at: url) }
 }
 
 /// The paywatch binary next to this one.
@@ -65,13 +82,13 @@ func populate(path: String, count: Int, phone: Bool = true, _ times: @escaping @
 }
 
 func config(db: String, gateway: String, hold: String = "30m", reminders: String = "[\"10m\", \"25m\"]",
-            concurrency: Int = 32, poll: String = "1s", logLevel: String = "info") -> String {
+            concurrency: Int = 32, poll: String = "1s", logLevel: String = ProcessInfo.processInfo.environment["PAYWATCH_BENCH_LOG"] ?? "info") -> String {
     """
     [store]
     url = "sqlite://\(db)"
     [daemon]
     poll_interval = "\(poll)"
-    batch_size = 500
+    batch_size = \(ProcessInfo.processInfo.environment["PAYWATCH_BENCH_BATCH"] ?? "500")
     log_level = "\(logLevel)"
     [delivery]
     concurrency = \(concurrency)
@@ -117,18 +134,114 @@ func waitUntil(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bo
     let deadline = monotonicSeconds() + seconds
     while monotonicSeconds() < deadline {
         if try condition() { return true }
-        usleep(5_000)
+        usleep(20_000)  // cheap queries, but not so often that the bench takes a core from the daemon
     }
     return false
 }
 
-/// Body fields of the requests the sink received (kind, order id) with arrival time.
-func received(_ gateway: FakeGateway) -> [(kind: String, order: String, at: Int64)] {
-    gateway.requests().compactMap { request in
-        guard let json = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any],
-              let kind = json["kind"] as? String, let order = json["order_id"] as? String else { return nil }
-        return (kind, order, request.receivedAtMs)
+/// Where the daemon's messages go: the in-process FakeGateway (sharing this process's cores) or
+/// the `fake-gateway` binary in its own process, as a real provider would be.
+protocol Sink {
+    var baseURL: String { get }
+    /// What arrived: (idempotency key, arrival ms). For an external sink, after `stop()`.
+    func arrivals() -> [(key: String, at: Int64)]
+    func stop()
+}
+
+final class InProcessSink: Sink {
+    let gateway: FakeGateway
+    init(delayMs: Int = 0) throws {
+        gateway = try FakeGateway(recordBodies: false)
+        if delayMs > 0 { gateway.setResponder { _ in FakeGateway.Response(status: 200, delayMs: delayMs) } }
     }
+    var baseURL: String { gateway.baseURL }
+    func arrivals() -> [(key: String, at: Int64)] {
+        gateway.requests().map { ($0.headers["idempotency-key"] ?? "", $0.receivedAtMs) }
+    }
+    func stop() { gateway.stop() }
+}
+
+final class ExternalSink: Sink {
+    let process = Process()
+    let record: String
+    let port: Int
+    private var stopped = false
+
+    /// Starts `fake-gateway` (next to this binary) on an ephemeral port.
+    init(dir: URL, arguments: [String] = []) throws {
+        record = dir.appendingPathComponent("sink.txt").path
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        process.executableURL = me.deletingLastPathComponent().appendingPathComponent("fake-gateway")
+        process.arguments = ["0", "--no-stdin", "--record", record] + arguments
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        var line = Data()
+        while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) {
+            line.append(byte)
+        }
+        guard let port = Int(String(decoding: line, as: UTF8.self)) else {
+            throw FakeGatewayError(description: "fake-gateway did not print its port")
+        }
+        self.port = port
+    }
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+    func stop() {
+        guard !stopped else { return }
+        stopped = true
+        process.terminate()
+        process.waitUntilExit()
+    }
+    func arrivals() -> [(key: String, at: Int64)] {
+        stop()
+        guard let text = try? String(contentsOfFile: record, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, let at = Int64(parts[0]) else { return nil }
+            return (String(parts[1]), at)
+        }
+    }
+}
+
+func makeSink(_ external: Bool, dir: URL, delayMs: Int = 0, slow: Bool = false) throws -> any Sink {
+    guard external else { return try InProcessSink(delayMs: delayMs) }
+    var arguments: [String] = []
+    if delayMs > 0 { arguments += ["--delay-ms", "\(delayMs)"] }
+    if slow { arguments += ["--slow-every", "100", "--slow-ms", "2000"] }
+    return try ExternalSink(dir: dir, arguments: arguments)
+}
+
+/// `pw1:ORDER:KIND:STEP:CHANNEL` → (order, kind).
+func orderAndKind(_ key: String) -> (order: String, kind: String)? {
+    let parts = key.split(separator: ":")
+    guard parts.count == 5 else { return nil }
+    return (String(parts[1]), String(parts[2]))
+}
+
+/// A read-only view of the daemon's database, for progress.
+func reader(_ path: String) throws -> DatabaseQueue {
+    var config = Configuration()
+    config.readonly = true
+    config.busyMode = .timeout(10)
+    return try DatabaseQueue(path: path, configuration: config)
+}
+
+func benchCount(_ queue: DatabaseQueue, _ sql: String) -> Int {
+    (try? queue.unsafeReentrantRead { try Int.fetchOne($0, sql: sql) }) ?? -1
+}
+
+/// `count` messages were decided and none is pending any more (two index look-ups, not a scan).
+func settled(_ queue: DatabaseQueue, _ count: Int) -> Bool {
+    benchCount(queue, "SELECT COALESCE(MAX(id), 0) FROM pw_outbox") >= count
+        && benchCount(queue, "SELECT EXISTS(SELECT 1 FROM pw_outbox WHERE state = 'pending')") == 0
+}
+
+/// utime + stime of a process in seconds, from /proc/PID/stat.
+func cpuSeconds(_ pid: Int32) -> Double {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return 0 }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    return ((Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
 // MARK: Benchmarks
@@ -136,7 +249,7 @@ func received(_ gateway: FakeGateway) -> [(kind: String, order: String, at: Int6
 /// Planning throughput: orders planned and committed per second, in-process on the store.
 func benchPlan(_ count: Int) async throws {
     let dir = tempDirectory("plan")
-    defer { try? FileManager.default.removeItem(at: dir) }
+    defer { removeUnlessKept(dir) }
     let path = dir.appendingPathComponent("bench.db").path
     let created = nowMs()
     var start = monotonicSeconds()
@@ -172,36 +285,43 @@ func benchPlan(_ count: Int) async throws {
 }
 
 /// A burst of `count` reminders due at one instant, through the real daemon to a loopback sink.
-func benchBurst(_ count: Int) async throws {
+func benchBurst(_ count: Int, external: Bool, slow: Bool) async throws {
     let dir = tempDirectory("burst")
-    defer { try? FileManager.default.removeItem(at: dir) }
+    defer { removeUnlessKept(dir) }
     let path = dir.appendingPathComponent("bench.db").path
-    let gateway = try FakeGateway()
-    defer { gateway.stop() }
+    let sink = try makeSink(external, dir: dir, slow: slow)
+    defer { sink.stop() }
     // Orders created now with a reminder at +8 s: the daemon plans them first (first sight),
     // then all their reminders come due at the same instant.
     let created = nowMs()
     try await populate(path: path, count: count) { _ in (created, created + 3_600_000) }
-    let daemon = try startDaemon(dir: dir, configText: config(db: path, gateway: gateway.baseURL, reminders: "[\"8s\"]"))
+    let daemon = try startDaemon(dir: dir, configText: config(db: path, gateway: sink.baseURL, reminders: "[\"8s\"]"))
     let due = created + 8_000
-    let ok = waitUntil(120) { gateway.requestCount >= count }
+    let db = try reader(path)
+    usleep(UInt32(max(0, due - 500 - nowMs())) * 1000)
+    let cpuBefore = cpuSeconds(daemon.processIdentifier)
+    let ok = waitUntil(slow ? 300 : 120) {
+        settled(db, count)
+    }
+    let cpu = cpuSeconds(daemon.processIdentifier) - cpuBefore
     daemon.terminate()
     daemon.waitUntilExit()
-    let arrivals = received(gateway).filter { $0.kind == "unpaid_reminder" }.map { $0.at - due }
+    let arrivals = sink.arrivals().compactMap { a in orderAndKind(a.key).flatMap { $0.kind == "unpaid_reminder" ? a.at - due : nil } }
     let early = arrivals.filter { $0 < 0 }.count
     let span = Double((arrivals.max() ?? 0) - max(0, arrivals.min() ?? 0)) / 1000
-    print(String(format: "burst messages=%d complete=%@ rate=%.0f msg/s lateness p50=%dms p99=%dms max=%dms early=%d",
-                 arrivals.count, ok ? "yes" : "NO", Double(arrivals.count) / max(span, 0.001),
-                 percentile(arrivals, 0.5), percentile(arrivals, 0.99), arrivals.max() ?? 0, early))
+    print(String(format: "burst messages=%d sink=%@%@ complete=%@ rate=%.0f msg/s lateness p50=%dms p99=%dms max=%dms early=%d daemon_cpu=%.2fs",
+                 arrivals.count, external ? "external" : "in-process", slow ? " slow_tail=1%/2s" : "", ok ? "yes" : "NO",
+                 Double(arrivals.count) / max(span, 0.001),
+                 percentile(arrivals, 0.5), percentile(arrivals, 0.99), arrivals.max() ?? 0, early, cpu))
 }
 
 /// `count` cancels spread evenly over `spread` seconds (light load): lateness of the notice.
-func benchCancels(_ count: Int, spread: Int) async throws {
+func benchCancels(_ count: Int, spread: Int, external: Bool) async throws {
     let dir = tempDirectory("cancels")
-    defer { try? FileManager.default.removeItem(at: dir) }
+    defer { removeUnlessKept(dir) }
     let path = dir.appendingPathComponent("bench.db").path
-    let gateway = try FakeGateway()
-    defer { gateway.stop() }
+    let sink = try makeSink(external, dir: dir)
+    defer { sink.stop() }
     let start = nowMs() + 5_000
     var expiries: [String: Int64] = [:]
     try await populate(path: path, count: count) { i in
@@ -209,21 +329,25 @@ func benchCancels(_ count: Int, spread: Int) async throws {
         return (start - 60_000, expires)
     }
     for i in 0..<count { expiries["B\(i)"] = start + Int64(i) * Int64(spread) * 1000 / Int64(count) }
-    let daemon = try startDaemon(dir: dir, configText: config(db: path, gateway: gateway.baseURL, reminders: "[]", poll: "5s"))
-    _ = waitUntil(Double(spread) + 60) { gateway.requestCount >= count }
+    let daemon = try startDaemon(dir: dir, configText: config(db: path, gateway: sink.baseURL, reminders: "[]", poll: "5s"))
+    let db = try reader(path)
+    _ = waitUntil(Double(spread) + 60) { settled(db, count) }
     let peak = peakRSSKiB(pid: daemon.processIdentifier)
     daemon.terminate()
     daemon.waitUntilExit()
-    let lateness = received(gateway).filter { $0.kind == "order_cancelled" }.compactMap { r in expiries[r.order].map { r.at - $0 } }
-    print(String(format: "cancels orders=%d spread=%ds delivered=%d lateness p50=%dms p99=%dms max=%dms early=%d peak_rss=%.1fMiB",
-                 count, spread, lateness.count, percentile(lateness, 0.5), percentile(lateness, 0.99), lateness.max() ?? 0,
-                 lateness.filter { $0 < 0 }.count, Double(peak) / 1024))
+    let lateness = sink.arrivals().compactMap { a -> Int64? in
+        guard let (order, kind) = orderAndKind(a.key), kind == "order_cancelled", let expiry = expiries[order] else { return nil }
+        return a.at - expiry
+    }
+    print(String(format: "cancels orders=%d spread=%ds sink=%@ delivered=%d lateness p50=%dms p99=%dms max=%dms early=%d peak_rss=%.1fMiB",
+                 count, spread, external ? "external" : "in-process", lateness.count, percentile(lateness, 0.5),
+                 percentile(lateness, 0.99), lateness.max() ?? 0, lateness.filter { $0 < 0 }.count, Double(peak) / 1024))
 }
 
 /// Peak RSS of the daemon holding `count` open orders (first sweep of all, then idle).
 func benchRSS(_ count: Int) async throws {
     let dir = tempDirectory("rss")
-    defer { try? FileManager.default.removeItem(at: dir) }
+    defer { removeUnlessKept(dir) }
     let path = dir.appendingPathComponent("bench.db").path
     let gateway = try FakeGateway(recordBodies: false)
     defer { gateway.stop() }
@@ -249,7 +373,7 @@ func benchRSS(_ count: Int) async throws {
 /// Delivery alone: `count` messages already decided (outbox full), then the daemon starts.
 func benchDeliver(_ count: Int) async throws {
     let dir = tempDirectory("deliver")
-    defer { try? FileManager.default.removeItem(at: dir) }
+    defer { removeUnlessKept(dir) }
     let path = dir.appendingPathComponent("bench.db").path
     let gateway = try FakeGateway(recordBodies: false)
     defer { gateway.stop() }
@@ -272,59 +396,91 @@ func benchDeliver(_ count: Int) async throws {
                  gateway.requestCount, ok ? "yes" : "NO", Double(count) / max(span, 0.001), seconds, gateway.connectionsAccepted))
 }
 
-/// kill -9 in the middle of a burst, restart: how many decided messages were stranded.
-func benchCrash(_ count: Int) async throws {
+/// kill -9 in the middle of a burst, restart: how many messages were sent twice, how long the rest took.
+func benchCrash(_ count: Int, external: Bool, delayMs: Int) async throws {
     let dir = tempDirectory("crash")
-    defer { try? FileManager.default.removeItem(at: dir) }
+    defer { removeUnlessKept(dir) }
     let path = dir.appendingPathComponent("bench.db").path
-    let gateway = try FakeGateway()
-    defer { gateway.stop() }
+    let sink = try makeSink(external, dir: dir, delayMs: delayMs)
+    defer { sink.stop() }
     let created = nowMs() - 60_000
     try await populate(path: path, count: count) { _ in (created, created + 3_600_000) }
-    let text = config(db: path, gateway: gateway.baseURL, reminders: "[\"30s\"]")
+    let text = config(db: path, gateway: sink.baseURL, reminders: "[\"30s\"]")
     var daemon = try startDaemon(dir: dir, configText: text)
-    _ = waitUntil(60) { gateway.requestCount >= count / 3 }
+    let db = try reader(path)
+    _ = waitUntil(60) { benchCount(db, "SELECT COUNT(*) FROM pw_outbox WHERE state = 'delivered'") >= count / 3 }
     kill(daemon.processIdentifier, SIGKILL)
     daemon.waitUntilExit()
-    let atKill = gateway.requestCount
+    let killedAt = nowMs()
     let restart = monotonicSeconds()
     daemon = try startDaemon(dir: dir, configText: text)
-    var reader = Configuration()
-    reader.readonly = true
-    let queue = try DatabaseQueue(path: path, configuration: reader)
-    let drained = try waitUntil(120) {
-        try queue.unsafeReentrantRead { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox WHERE state != 'delivered'") } == 0
-            && queue.unsafeReentrantRead { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox") } == count
+    let drained = waitUntil(120) {
+        settled(db, count)
     }
     let drainSeconds = monotonicSeconds() - restart
     daemon.terminate()
     daemon.waitUntilExit()
-    let keys = gateway.requests().compactMap { $0.headers["idempotency-key"] }
+    let arrivals = sink.arrivals()
+    let keys = arrivals.map(\.key)
     let unique = Set(keys).count
-    let stranded = try queue.unsafeReentrantRead { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox WHERE state != 'delivered'") } ?? -1
-    print(String(format: "crash messages=%d sent_before_kill=%d drained_after_restart=%@ in %.1fs stranded=%d unique_keys=%d repeats_same_key=%d",
-                 count, atKill, drained ? "yes" : "NO", drainSeconds, stranded, unique, keys.count - unique))
+    let stranded = benchCount(db, "SELECT COUNT(*) FROM pw_outbox WHERE state != 'delivered'")
+    print(String(format: "crash messages=%d sink=%@ answer=%dms sent_before_kill=%d drained_after_restart=%@ in %.2fs stranded=%d unique_keys=%d repeats_same_key=%d",
+                 count, external ? "external" : "in-process", delayMs, arrivals.filter { $0.at <= killedAt }.count,
+                 drained ? "yes" : "NO", drainSeconds, stranded, unique, keys.count - unique))
+}
+
+/// CPU time of the idle daemon: `count` open orders with nothing due for an hour, measured over
+/// `seconds` after its first sweep, with the sink in its own process.
+func benchIdle(_ count: Int, seconds: Int) async throws {
+    let dir = tempDirectory("idle")
+    defer { removeUnlessKept(dir) }
+    let path = dir.appendingPathComponent("bench.db").path
+    let sink = try makeSink(true, dir: dir)
+    defer { sink.stop() }
+    let created = nowMs()
+    try await populate(path: path, count: count) { _ in (created, created + 7_200_000) }
+    let daemon = try startDaemon(dir: dir, configText: config(db: path, gateway: sink.baseURL, hold: "2h", reminders: "[\"1h\"]"))
+    let db = try reader(path)
+    _ = waitUntil(600) { benchCount(db, "SELECT COUNT(*) FROM pw_order_state WHERE next_due_at = 0") == 0 }
+    sleep(5)
+    let before = cpuSeconds(daemon.processIdentifier)
+    sleep(UInt32(seconds))
+    let used = cpuSeconds(daemon.processIdentifier) - before
+    daemon.terminate()
+    daemon.waitUntilExit()
+    print(String(format: "idle open_orders=%d seconds=%d poll=1s cpu=%.2fs cpu_per_minute=%.3fs",
+                 count, seconds, used, used * 60 / Double(seconds)))
 }
 
 let args = Array(CommandLine.arguments.dropFirst())
-func arg(_ index: Int, _ fallback: Int) -> Int { args.count > index ? Int(args[index]) ?? fallback : fallback }
+/// The numbers after the subcommand, in order (words such as `ext` and `slow` aside).
+let numbers = args.dropFirst().compactMap { Int($0) }
+func arg(_ index: Int, _ fallback: Int) -> Int { numbers.count > index - 1 ? numbers[index - 1] : fallback }
+let external = args.contains("ext")
+let slow = args.contains("slow")
 
 switch args.first ?? "all" {
 case "plan": try await benchPlan(arg(1, 100_000))
-case "burst": try await benchBurst(arg(1, 20_000))
-case "cancels": try await benchCancels(arg(1, 10_000), spread: arg(2, 60))
+case "burst": try await benchBurst(arg(1, 20_000), external: external, slow: slow)
+case "cancels": try await benchCancels(arg(1, 10_000), spread: arg(2, 60), external: external)
 case "rss": try await benchRSS(arg(1, 1_000_000))
-case "crash": try await benchCrash(arg(1, 20_000))
+case "crash": try await benchCrash(arg(1, 20_000), external: external, delayMs: arg(2, 0))
 case "deliver": try await benchDeliver(arg(1, 20_000))
+case "idle": try await benchIdle(arg(1, 100_000), seconds: arg(2, 60))
 case "all":
     try await benchPlan(100_000)
     try await benchPlan(1_000_000)
-    try await benchBurst(20_000)
+    try await benchBurst(20_000, external: false, slow: false)
+    try await benchBurst(20_000, external: true, slow: false)
+    try await benchBurst(20_000, external: true, slow: true)
     try await benchDeliver(20_000)
-    try await benchCancels(10_000, spread: 60)
+    try await benchCancels(10_000, spread: 60, external: false)
+    try await benchCancels(10_000, spread: 60, external: true)
     try await benchRSS(1_000_000)
-    try await benchCrash(20_000)
+    try await benchCrash(20_000, external: false, delayMs: 0)
+    try await benchCrash(600, external: true, delayMs: 30)
+    try await benchIdle(100_000, seconds: 60)
 default:
-    print("usage: paywatch-bench [plan N | burst N | deliver N | cancels N SECONDS | rss N | crash N | all]")
+    print("usage: paywatch-bench [plan N | burst N [ext] [slow] | deliver N | cancels N SECONDS [ext] | rss N | crash N [ext] [DELAY_MS] | idle N SECONDS | all]")
     exit(64)
 }

@@ -312,4 +312,110 @@ import Testing
         #expect(badShow.out.contains("dead"))
         #expect(badShow.out.contains("HTTP 400"))
     }
+    /// Orders whose (collapsed) reminder is due now, with an hour before they expire.
+    func insertDueOrders(_ shop: DatabaseQueue, prefix: String, count: Int) throws {
+        let created = Harness.nowMs() - 2_500
+        try shop.write { db in
+            for i in 0..<count {
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, expires_at, phone) VALUES (?, 100, ?, ?, '+8613800000000')",
+                               arguments: ["\(prefix)\(i)", created, created + 3_600_000])
+            }
+        }
+    }
+
+    @Test func anIdleDaemonUsesNoCPUAfterABurst() throws {
+        let h = try Harness { Self.config($0) }
+        // The first 20 answers fail: retries, timers and every wake-up path get used.
+        let counter = Counter()
+        h.gateway.setResponder { _ in FakeGateway.Response(status: counter.increment() <= 20 ? 503 : 200) }
+        #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+        let shop = try h.shop()
+        try insertDueOrders(shop, prefix: "B", count: 300)
+        // 200 open orders with nothing due for an hour.
+        try shop.write { db in
+            for i in 0..<200 {
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, expires_at, phone) VALUES (?, 100, ?, ?, '+8613800000000')",
+                               arguments: ["O\(i)", Harness.nowMs() + 3_600_000, Harness.nowMs() + 7_200_000])
+            }
+        }
+        try h.start()
+        let drained = try Harness.eventually(30) {
+            try shop.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox WHERE state = 'delivered'") } == 300
+        }
+        #expect(drained)
+        sleep(1)
+        let pid = try #require(h.process?.processIdentifier)
+        let before = try cpuSeconds(pid)
+        sleep(4)
+        let used = try cpuSeconds(pid) - before
+        // Idle with 200 open orders and a 200 ms poll: a few hundredths of a second at most.
+        // (The loop that spun used a whole core: 4 s here.)
+        #expect(used < 0.4, "idle daemon used \(used) CPU-seconds in 4 s")
+        #expect(h.stop() == 0)
+    }
+
+    /// utime + stime of a process, from /proc/PID/stat.
+    func cpuSeconds(_ pid: Int32) throws -> Double {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let fields = stat[stat.index(after: try #require(stat.lastIndex(of: ")")))...].split(separator: " ")
+        let ticks = (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)  // fields 14 and 15 of the whole line
+        return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    @Test func killNineMidBurstRepeatsOnlyWhatWasInFlightOrUncommitted() throws {
+        let h = try Harness { Self.config($0, concurrency: 32) }
+        h.gateway.setResponder { _ in FakeGateway.Response(status: 200, delayMs: 30) }
+        #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+        let shop = try h.shop()
+        try insertDueOrders(shop, prefix: "K", count: 600)
+        try h.start()
+        #expect(Harness.eventually(20) { h.gateway.requestCount >= 200 })
+        _ = h.stop(signal: SIGKILL)
+        let beforeRestart = h.gateway.requestCount
+        #expect(beforeRestart < 600)
+        try h.start()
+        let drained = try Harness.eventually(30) {
+            try shop.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox WHERE state != 'delivered'") } == 0
+        }
+        #expect(drained)
+        #expect(h.stop() == 0)
+        let keys = h.gateway.requests().compactMap { $0.headers["idempotency-key"] }
+        let outboxKeys = try Set(shop.read { try String.fetchAll($0, sql: "SELECT idempotency_key FROM pw_outbox") })
+        #expect(outboxKeys.count == 600)
+        #expect(Set(keys) == outboxKeys)
+        // Sent again: only what was in flight (≤ 32) or completed but not yet committed (≤ 32).
+        let repeats = keys.count - Set(keys).count
+        #expect(repeats <= 64, "\(repeats) messages were sent twice")
+    }
+
+    @Test func sigtermWithTransfersInFlightLosesNothingAndRepeatsNothingCompleted() throws {
+        let h = try Harness { Self.config($0, concurrency: 8) }
+        h.gateway.setResponder { _ in FakeGateway.Response(status: 200, delayMs: 500) }
+        #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+        let shop = try h.shop()
+        try insertDueOrders(shop, prefix: "T", count: 40)
+        try h.start()
+        #expect(Harness.eventually(20) { h.gateway.requestCount >= 10 })
+        #expect(h.stop() == 0)  // SIGTERM: the 8 transfers in flight finish first
+        let received = h.gateway.requestCount
+        #expect(received < 40)
+        let rows = try shop.read { db in
+            try Row.fetchAll(db, sql: "SELECT state, attempts, in_flight FROM pw_outbox").map {
+                ($0["state"] as String, $0["attempts"] as Int, $0["in_flight"] as Int)
+            }
+        }
+        // Everything that reached the gateway is recorded as delivered; the rest is due, untouched.
+        #expect(rows.filter { $0.0 == "delivered" }.count == received)
+        #expect(rows.filter { $0.0 == "pending" }.allSatisfy { $0.1 == 0 && $0.2 == 0 })
+        try h.start()
+        let drained = try Harness.eventually(30) {
+            try shop.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox WHERE state != 'delivered'") } == 0
+        }
+        #expect(drained)
+        #expect(h.stop() == 0)
+        let keys = h.gateway.requests().compactMap { $0.headers["idempotency-key"] }
+        #expect(keys.count == 40)
+        #expect(Set(keys).count == 40)  // nothing that had completed was sent again
+    }
 }

@@ -40,8 +40,8 @@ import Testing
         var m = Self.machine()
         let first = m.start(now: 0)
         let claim = try #require(store(first)?.claim)
-        // Each lane may have messages due: each asks for its share of the slots.
-        #expect(claim.perChannel == ["sms": 1, "email": 1])
+        // Each lane may have messages due: each asks for two shares' worth (one in flight, one queued).
+        #expect(claim.perChannel == ["sms": 2, "email": 2])
         #expect(claim.others == 2)
         // Only sms had some (email is idle now): sms may use both slots.
         let started = m.stored(.init(works: Self.works("sms", 1...4)), now: 1)
@@ -141,14 +141,14 @@ import Testing
         let a = m.stored(.init(works: Self.works("sms", 1...4), saturatedLanes: ["sms"], nextDueAt: ["sms": 0, "email": 500]), now: 10)
         #expect(sends(a).count == 4)
         let claim = try #require(store(a)?.claim)
-        #expect(claim.perChannel == ["sms": 4])  // email is not due yet; sms may have more
+        #expect(claim.perChannel == ["sms": 8])  // email is not due yet; sms may have more
         #expect(claim.others == 0)
         // The next sms claim found nothing more: nothing is claimed until 500.
         let b = m.stored(.init(works: [], nextDueAt: ["sms": 60_000, "email": 500]), now: 11)
         #expect(store(b) == nil)
         #expect(sleep(b) == 500)
         // Email's share is half the slots now that sms has work too.
-        #expect(store(m.timer(now: 500))?.claim?.perChannel == ["email": 2])
+        #expect(store(m.timer(now: 500))?.claim?.perChannel == ["email": 4])
     }
 
     @Test func anIdleMachineDoesNothingUntilThePollOrAWakeup() throws {
@@ -163,7 +163,7 @@ import Testing
         #expect(store(early) == nil)
         #expect(sleep(early) == 5_000)
         // The planner decided messages: every lane is claimed from at once.
-        #expect(store(m.wakeup(now: 2_001))?.claim?.perChannel == ["sms": 1, "email": 1])
+        #expect(store(m.wakeup(now: 2_001))?.claim?.perChannel == ["sms": 2, "email": 2])
         _ = m.stored(.init(works: []), now: 2_002)
         // The poll looks at every lane again, and at channels no longer configured.
         let polled = try #require(store(m.timer(now: 5_000))?.claim)

@@ -97,6 +97,39 @@ func sweepAll(_ store: SQLiteOrderStore, now: Millis) async throws -> [Plan] {
         #expect(try await sweepAll(store, now: t0 + 8).isEmpty)
     }
 
+    @Test func aPlanIsNotAppliedWhenTheShopChangedTheOrderWhileItWasPlanned() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        let shop = try temp.shop()
+        try await shop.write { db in
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('A1', 100, ?, '+8613800000000')", arguments: [t0])
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('B1', 100, ?, '+8613900000000')", arguments: [t0])
+        }
+        _ = try await sweepAll(store, now: t0)
+        // The first reminder is due; while the planner decides it (outside the write lock), the
+        // customer of A1 pays.
+        let now = t0 + 10 * minute
+        let result = try await store.sweep(now: now, limit: 10) { snapshot in
+            if snapshot.orderID == "A1" {
+                try? shop.inDatabase { db in
+                    try db.execute(sql: "INSERT INTO payments(id, order_id, amount, status, created_at) VALUES ('P1', 'A1', 100, 'succeeded', ?)",
+                                   arguments: [now])
+                }
+            }
+            return planner.plan(snapshot, now: now)
+        }
+        // A1's reminder, decided on stale rows, was not applied; B1's was.
+        #expect(result.plans.map(\.orderID) == ["B1"])
+        let keys = try await shop.read { try String.fetchAll($0, sql: "SELECT idempotency_key FROM pw_outbox ORDER BY id") }
+        #expect(keys == ["pw1:B1:unpaid_reminder:1:sms"])
+        // A1 is planned again with the payment: paid, confirmed, never reminded.
+        let again = try await sweepAll(store, now: now + 1)
+        #expect(again.map(\.orderID) == ["A1"])
+        #expect(again.first?.status == .paid)
+        #expect(again.first?.messages.map(\.kind) == [.paymentConfirmed])
+    }
+
     @Test func claimsInBatchesAndAppliesPlansAtomically() async throws {
         let temp = try TempDatabase()
         let store = try SQLiteOrderStore(path: temp.path)
