@@ -51,7 +51,8 @@ public struct DeliveryClaim: Sendable {
     /// Whether the claim among unknown channels came back full.
     public var othersSaturated: Bool
     /// Per known channel, the earliest `due_at` among its pending messages after the operation
-    /// (leased ones count with their lease expiry); absent when it has none.
+    /// (leased ones count with their lease expiry); absent when it has none, and not reported for
+    /// saturated channels (they have messages due now).
     public var nextDueAt: [String: Millis]
 
     public init(messages: [OutboxMessage] = [], superseded: [OutboxMessage] = [], saturatedChannels: Set<String> = [],
