@@ -121,6 +121,17 @@ private let channelSections = """
         #expect(failure("[channels]\nsms = 1\n") == "x.toml:2: [channels] sms: expected a [channels.sms] section (a table), got integer 1")
     }
 
+    @Test func channelConcurrencyIsASlotCountWithinTheTotal() throws {
+        let sms = "[channels.sms]\nprovider = \"webhook\"\nurl = \"http://h/sms\"\n"
+        #expect(failure(sms + "concurrency = 0\n") == "x.toml:4: [channels.sms] concurrency: must be at least 1, got 0")
+        #expect(failure(sms + "concurrency = \"8\"\n") == "x.toml:4: [channels.sms] concurrency: expected an integer, got string \"8\"")
+        #expect(failure("[delivery]\nconcurrency = 4\n" + sms + "concurrency = 5\n")
+            == "x.toml:6: [channels.sms] concurrency: 5 is more than [delivery] concurrency (4): a channel's share cannot exceed every slot")
+        let config = try PaywatchConfiguration.parse("[delivery]\nconcurrency = 4\n" + sms + "concurrency = 4\n", fileName: "x.toml")
+        #expect(config.channels["sms"]?.concurrency == 4)
+        #expect(try PaywatchConfiguration.parse(sms, fileName: "x.toml").channels["sms"]?.concurrency == nil)
+    }
+
     @Test func channelListNamesUndefinedChannel() {
         let text = """
             [unpaid]

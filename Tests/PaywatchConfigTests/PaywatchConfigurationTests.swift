@@ -186,6 +186,7 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
         custom.partiallyPaid.remindersMs = [1, 90_061_001]
         custom.store.url = "postgresql://paywatch@db/pw"
         custom.channels["ops"]?.tokenFile = "/etc/paywatch/ops token"
+        custom.channels["sms"]?.concurrency = 8
         let customAgain = try PaywatchConfiguration.parse(custom.rendered(), fileName: "rendered.toml")
         #expect(customAgain == custom)
 
