@@ -127,38 +127,6 @@ import Testing
         #expect(!log.contains("+8613800000000"))
     }
 
-    @Test func killNineMidRunLosesNothing() throws {
-        let h = try Harness { Self.config($0, concurrency: 2) }
-        h.gateway.setResponder { _ in FakeGateway.Response(status: 200, delayMs: 40) }
-        #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
-        let shop = try h.shop()
-        // 60 orders whose first reminder is already due: 60 messages to send, slowly.
-        // Both reminder steps have passed: they collapse into step 2, one message per order.
-        let created = Harness.nowMs() - 2_500
-        try shop.write { db in
-            for i in 0..<60 {
-                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, expires_at, phone) VALUES (?, 100, ?, ?, '+8613800000000')",
-                               arguments: ["K\(i)", created, created + 600_000])
-            }
-        }
-        try h.start()
-        #expect(Harness.eventually(10) { h.gateway.requestCount >= 10 })
-        _ = h.stop(signal: SIGKILL)
-        let beforeRestart = h.gateway.requestCount
-        #expect(beforeRestart < 60)
-        try h.start()
-        let allDelivered = try Harness.eventually(20) {
-            try shop.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox WHERE state != 'delivered'") } == 0
-        }
-        #expect(allDelivered)
-        #expect(h.stop() == 0)
-        let outboxKeys = try Set(shop.read { try String.fetchAll($0, sql: "SELECT idempotency_key FROM pw_outbox") })
-        let receivedKeys = Set(h.gateway.requests().compactMap { $0.headers["idempotency-key"] })
-        #expect(outboxKeys.count == 60)
-        // Every decided message arrived, and only with its original key.
-        #expect(receivedKeys == outboxKeys)
-    }
-
     @Test func badConfigurationStopsTheStartWithExit78() throws {
         let h = try Harness { base in
             """
@@ -339,10 +307,7 @@ import Testing
             }
         }
         try h.start()
-        let drained = try Harness.eventually(30) {
-            try shop.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox WHERE state = 'delivered'") } == 300
-        }
-        #expect(drained)
+        #expect(try h.waitUntilAllDelivered(300))
         sleep(1)
         let pid = try #require(h.process?.processIdentifier)
         let before = try cpuSeconds(pid)
@@ -375,16 +340,14 @@ import Testing
         let beforeRestart = h.gateway.requestCount
         #expect(beforeRestart < 600)
         try h.start()
-        let drained = try Harness.eventually(30) {
-            try shop.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox WHERE state != 'delivered'") } == 0
-        }
-        #expect(drained)
+        #expect(try h.waitUntilAllDelivered(600))
         #expect(h.stop() == 0)
         let keys = h.gateway.requests().compactMap { $0.headers["idempotency-key"] }
         let outboxKeys = try Set(shop.read { try String.fetchAll($0, sql: "SELECT idempotency_key FROM pw_outbox") })
         #expect(outboxKeys.count == 600)
         #expect(Set(keys) == outboxKeys)
-        // Sent again: only what was in flight (≤ 32) or completed but not yet committed (≤ 32).
+        // Every decided message arrived, only with its original key; sent again were only the
+        // ones in flight (≤ 32) or completed but not yet committed (≤ 32).
         let repeats = keys.count - Set(keys).count
         #expect(repeats <= 64, "\(repeats) messages were sent twice")
     }
@@ -409,10 +372,7 @@ import Testing
         #expect(rows.filter { $0.0 == "delivered" }.count == received)
         #expect(rows.filter { $0.0 == "pending" }.allSatisfy { $0.1 == 0 && $0.2 == 0 })
         try h.start()
-        let drained = try Harness.eventually(30) {
-            try shop.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox WHERE state != 'delivered'") } == 0
-        }
-        #expect(drained)
+        #expect(try h.waitUntilAllDelivered(40))
         #expect(h.stop() == 0)
         let keys = h.gateway.requests().compactMap { $0.headers["idempotency-key"] }
         #expect(keys.count == 40)

@@ -101,6 +101,17 @@ final class Harness: @unchecked Sendable {
         return try DatabaseQueue(path: dbPath, configuration: config)
     }
 
+    /// Waits until `count` messages were decided and every one is delivered (none pending or dead).
+    func waitUntilAllDelivered(_ count: Int, seconds: Double = 30) throws -> Bool {
+        let shop = try shop()
+        return try Harness.eventually(seconds) {
+            try shop.read { db in
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pw_outbox") == count
+                    && Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pw_outbox WHERE state != 'delivered'") == 0
+            }
+        }
+    }
+
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     /// Polls `condition` every 20 ms for at most `seconds`.
