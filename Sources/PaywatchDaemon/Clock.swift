@@ -24,11 +24,21 @@ public struct SystemClock: PaywatchClock {
     }
 
     public func sleep(until deadline: Millis) async throws {
-        // Re-check after waking: the wall clock may be adjusted while we sleep.
+        // Re-check after waking: the wall clock may be adjusted while we sleep. The wait is
+        // computed to the nanosecond, so a deadline is met within the timer's precision instead
+        // of up to a millisecond late.
+        let (deadlineNs, overflow) = deadline.multipliedReportingOverflow(by: 1_000_000)
+        if overflow {
+            // Centuries away (or before 1678): never, or now.
+            if deadline < 0 { return }
+            return try await Task.sleep(for: .seconds(86_400))
+        }
         while true {
-            let remaining = deadline - now()
+            var spec = timespec()
+            clock_gettime(CLOCK_REALTIME, &spec)
+            let remaining = deadlineNs - (Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec))
             if remaining <= 0 { return }
-            try await Task.sleep(for: .milliseconds(remaining))
+            try await Task.sleep(for: .nanoseconds(remaining))
         }
     }
 }

@@ -7,9 +7,10 @@ import ServiceLifecycle
 
 /// The daemon: a planning loop and a delivery engine over one order store.
 ///
-/// Planning: claim what is due or changed → plan each order with the pure planner → apply
-/// status, outbox rows, timeline and next due time in one transaction → wake delivery → sleep
-/// until the earliest next due time, never longer than `poll_interval`.
+/// Planning: claim what is due or changed → plan each order with the pure planner → apply each
+/// order's status, outbox rows, timeline and next due time in one transaction (up to 100 orders
+/// per transaction) → wake delivery → sleep until the earliest next due time, never longer than
+/// `poll_interval`.
 /// Delivery (``DeliveryEngine``): stream due outbox messages through `[delivery] concurrency`
 /// transfer slots shared fairly by the channels, commit each outcome within milliseconds, and
 /// sleep until the next message is due or planning wakes it.
@@ -35,7 +36,8 @@ public struct PaywatchService: Service {
         let engine = DeliveryEngine(runtime: runtime, stats: stats)
         await withDiscardingTaskGroup { group in
             group.addTask {
-                // Planning stops at once: a sweep is one transaction, so an interrupted one decided nothing.
+                // Planning stops at once: each chunk of a sweep is one transaction, so what an
+                // interrupted sweep wrote stays written and the rest stays due.
                 await cancelWhenGracefulShutdown { await self.planningLoop(engine) }
             }
             group.addTask {

@@ -424,7 +424,7 @@ func benchCrash(_ count: Int, external: Bool, delayMs: Int) async throws {
     let keys = arrivals.map(\.key)
     let unique = Set(keys).count
     let stranded = benchCount(db, "SELECT COUNT(*) FROM pw_outbox WHERE state != 'delivered'")
-    print(String(format: "crash messages=%d sink=%@ answer=%dms sent_before_kill=%d drained_after_restart=%@ in %.2fs stranded=%d unique_keys=%d repeats_same_key=%d",
+    print(String(format: "crash messages=%d sink=%@ answer=%dms sent_before_kill=%d drained_after_restart=%@ drain=%.2fs stranded=%d unique_keys=%d repeats_same_key=%d",
                  count, external ? "external" : "in-process", delayMs, arrivals.filter { $0.at <= killedAt }.count,
                  drained ? "yes" : "NO", drainSeconds, stranded, unique, keys.count - unique))
 }
