@@ -328,14 +328,21 @@ import Testing
         return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
-    @Test func killNineMidBurstRepeatsOnlyWhatWasInFlightOrUncommitted() throws {
-        let h = try Harness { Self.config($0, concurrency: 32) }
-        h.gateway.setResponder { _ in FakeGateway.Response(status: 200, delayMs: 30) }
+    /// A running daemon with `count` reminders due at once, its gateway answering after `delayMs`;
+    /// returns once `sent` of them reached the gateway.
+    func burst(concurrency: Int, delayMs: Int, count: Int, sent: Int) throws -> (Harness, DatabaseQueue) {
+        let h = try Harness { Self.config($0, concurrency: concurrency) }
+        h.gateway.setResponder { _ in FakeGateway.Response(status: 200, delayMs: delayMs) }
         #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
         let shop = try h.shop()
-        try insertDueOrders(shop, prefix: "K", count: 600)
+        try insertDueOrders(shop, prefix: "M", count: count)
         try h.start()
-        #expect(Harness.eventually(20) { h.gateway.requestCount >= 200 })
+        #expect(Harness.eventually(20) { h.gateway.requestCount >= sent })
+        return (h, shop)
+    }
+
+    @Test func killNineMidBurstRepeatsOnlyWhatWasInFlightOrUncommitted() throws {
+        let (h, shop) = try burst(concurrency: 32, delayMs: 30, count: 600, sent: 200)
         _ = h.stop(signal: SIGKILL)
         let beforeRestart = h.gateway.requestCount
         #expect(beforeRestart < 600)
@@ -353,13 +360,7 @@ import Testing
     }
 
     @Test func sigtermWithTransfersInFlightLosesNothingAndRepeatsNothingCompleted() throws {
-        let h = try Harness { Self.config($0, concurrency: 8) }
-        h.gateway.setResponder { _ in FakeGateway.Response(status: 200, delayMs: 500) }
-        #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
-        let shop = try h.shop()
-        try insertDueOrders(shop, prefix: "T", count: 40)
-        try h.start()
-        #expect(Harness.eventually(20) { h.gateway.requestCount >= 10 })
+        let (h, shop) = try burst(concurrency: 8, delayMs: 500, count: 40, sent: 10)
         #expect(h.stop() == 0)  // SIGTERM: the 8 transfers in flight finish first
         let received = h.gateway.requestCount
         #expect(received < 40)
