@@ -197,6 +197,28 @@ import Testing
         #expect(gateway.connectionsAccepted == before)
     }
 
+    @Test func completionsArriveOneByOneAsEachTransferEnds() async throws {
+        let gateway = try FakeGateway()
+        defer { gateway.stop() }
+        gateway.setResponder { request in .init(status: 200, delayMs: request.path == "/slow" ? 1_500 : 0) }
+        let transport = HTTPTransport(concurrency: 4, timeoutMs: 10_000)
+        defer { transport.shutdown() }
+        let (stream, continuation) = AsyncStream.makeStream(of: (Int64, Date).self)
+        transport.send(HTTPRequest(id: 0, url: gateway.baseURL + "/slow")) { continuation.yield(($0.id, Date())) }
+        #expect(await gateway.waitForRequests(1, timeoutSeconds: 10))
+        transport.send((1...3).map { id in
+            (HTTPRequest(id: id, url: gateway.baseURL + "/fast"), { (response: HTTPResponse) in continuation.yield((response.id, Date())) })
+        })
+        var order: [Int64] = []
+        for await (id, _) in stream {
+            order.append(id)
+            if order.count == 4 { break }
+        }
+        // The three fast answers were handed over while the slow one, sent first, was pending.
+        #expect(order.last == 0)
+        #expect(Set(order.prefix(3)) == [1, 2, 3])
+    }
+
     @Test func concurrentPerformCallsShareTheLimit() async throws {
         let gateway = try FakeGateway()
         defer { gateway.stop() }
