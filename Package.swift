@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "PaywatchConfigTests", dependencies: ["PaywatchConfig"]),
         .testTarget(
             name: "PaywatchStoreTests",
-            dependencies: ["PaywatchStore", "PaywatchCore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["PaywatchStore", "PaywatchCore", "PaywatchTestSupport", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(name: "PaywatchDeliveryTests", dependencies: ["PaywatchDelivery", "PaywatchCore", "PaywatchTestSupport"]),
         .testTarget(

@@ -57,6 +57,7 @@ final class DeliveryEngine: Sendable {
         case completed(Outbound, HTTPResponse)
         case unroutable(Outbound, reason: String)
         case stored(DeliveryClaim)
+        case handedOver([OutboxMessage])
         case storeFailed(String)
         case shutdown
     }
@@ -66,6 +67,9 @@ final class DeliveryEngine: Sendable {
     private let runtime: Runtime
     private let stats: LoopStats
     private let events = EventQueue<Event>()
+    /// How many freshly decided messages each lane takes from planning without a claim; the
+    /// engine sets it after each batch of events, planning draws it down.
+    private let room = HandOffRoom()
 
     init(runtime: Runtime, stats: LoopStats) {
         self.runtime = runtime
@@ -74,6 +78,17 @@ final class DeliveryEngine: Sendable {
 
     /// New messages were decided: look for them now.
     func wake() { events.push(.wakeup) }
+
+    /// What planning may hand over, leased, instead of leaving it to be claimed.
+    var handOff: DeliveryHandOff {
+        let room = self.room
+        return DeliveryHandOff(leaseMs: Self.configuration(runtime, finishWhenIdle: false).leaseMs) { room.take($0) }
+    }
+
+    /// Messages planning inserted leased to this engine.
+    func handOver(_ messages: [OutboxMessage]) {
+        if !messages.isEmpty { events.push(.handedOver(messages)) }
+    }
 
     /// Stop starting transfers; finish and record the ones in flight; then `run` returns.
     func shutdown() { events.push(.shutdown) }
@@ -111,7 +126,9 @@ final class DeliveryEngine: Sendable {
                 stats.deliveryEvent()
                 pending += handle(event, machine: &machine, timer: &timer)
             }
+            room.set(runtime.knownChannels.map { ($0, machine.room(in: $0)) })
         }
+        room.set([])
         timer.cancel()
         events.close()
     }
@@ -149,6 +166,8 @@ final class DeliveryEngine: Sendable {
             // and recorded on the next try; sending pauses once the commit budget is used up.
             runtime.logger.error("recording deliveries failed; retrying", metadata: ["error": "\(error)"])
             return machine.storeFailed(now: now)
+        case .handedOver(let messages):
+            return machine.handedOver(messages.map(Outbound.init), now: now)
         case .shutdown:
             return machine.shutdown(now: now)
         }
@@ -252,6 +271,25 @@ final class DeliveryEngine: Sendable {
             runtime.logger.log(level: level, "message is dead", metadata: metadata)
         case .notAttempted:
             runtime.logger.debug("delivery not attempted (shutting down)", metadata: metadata)
+        }
+    }
+}
+
+/// Per channel, how many messages planning may still hand over. Set by the engine (from its
+/// lanes' room), drawn down by planning inside its write transactions.
+final class HandOffRoom: @unchecked Sendable {
+    private let lock = NSLock()
+    private var room: [String: Int] = [:]
+
+    func set(_ values: [(String, Int)]) {
+        lock.withLock { room = Dictionary(values, uniquingKeysWith: { $1 }) }
+    }
+
+    func take(_ channel: String) -> Bool {
+        lock.withLock {
+            guard let left = room[channel], left > 0 else { return false }
+            room[channel] = left - 1
+            return true
         }
     }
 }

@@ -97,9 +97,13 @@ public struct PaywatchService: Service {
         while !Task.isCancelled {
             let now = runtime.clock.now()
             let planner = runtime.planner
-            let result = try await runtime.store.sweep(now: now, limit: batch, plan: { planner.plan($0, now: now) }) { plans in
-                // Each written chunk goes out at once, while the rest of the batch is planned.
-                if plans.contains(where: { !$0.messages.isEmpty }) { engine.wake() }
+            let result = try await runtime.store.sweep(
+                now: now, limit: batch, plan: { planner.plan($0, now: now) }, handOff: engine.handOff
+            ) { plans, handed in
+                // Each written chunk goes out at once, while the rest of the batch is planned:
+                // what delivery had room for is handed over leased; the rest it claims.
+                engine.handOver(handed)
+                if plans.reduce(0, { $0 + $1.messages.count }) > handed.count { engine.wake() }
             }
             for plan in result.plans { log(plan) }
             if result.claimed < batch { return }

@@ -252,6 +252,27 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         return step(now: now)
     }
 
+    /// Messages leased to this machine outside a claim (planning hands freshly decided ones over):
+    /// queued in their lanes like claimed ones; released at once when shutting down.
+    public mutating func handedOver(_ works: [Work], now: Millis) -> [Action] {
+        for work in works where !held.contains(work.id) {
+            held.insert(work.id)
+            if phase == .running || phase == .idle {
+                lanes[work.lane, default: Lane()].queue.append(Queued(work: work, claimedAt: now))
+            } else {
+                toRelease.append(work)
+            }
+        }
+        return phase == .idle ? [] : step(now: now)
+    }
+
+    /// How many more messages `lane` would take now: two shares minus what it holds queued.
+    /// Planning hands over at most that many.
+    public func room(in lane: String) -> Int {
+        guard phase == .running else { return 0 }
+        return max(0, 2 * share(of: lane) - (lanes[lane]?.queue.count ?? 0))
+    }
+
     /// The running store operation failed: everything it carried is kept and tried again after
     /// `storeRetryMs` (sending pauses once the commit budget is used up).
     public mutating func storeFailed(now: Millis) -> [Action] {

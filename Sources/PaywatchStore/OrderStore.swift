@@ -65,6 +65,19 @@ public struct DeliveryClaim: Sendable {
     }
 }
 
+/// Freshly decided messages handed straight to delivery by a sweep, instead of being claimed.
+public struct DeliveryHandOff: Sendable {
+    /// The lease a handed-off message is inserted with.
+    public var leaseMs: Millis
+    /// Asked once per new message, inside the sweep's write transaction: true to take it.
+    public var take: @Sendable (_ channel: String) -> Bool
+
+    public init(leaseMs: Millis, take: @escaping @Sendable (_ channel: String) -> Bool) {
+        self.leaseMs = leaseMs
+        self.take = take
+    }
+}
+
 /// One sweep's outcome.
 public struct SweepResult: Sendable {
     public var plans: [Plan]
@@ -160,8 +173,11 @@ public protocol OrderStore: Sendable {
     /// (otherwise it stays marked changed and is planned again at the next sweep). Plans may be
     /// written in several transactions; `applied` is called after each with the plans it wrote,
     /// so that delivery can start before the whole batch is done. Throws on storage errors.
-    func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan,
-               applied: @escaping @Sendable ([Plan]) -> Void) async throws -> SweepResult
+    /// With `handOff`, each new message that `handOff.take` accepts is inserted already leased
+    /// (until `now + handOff.leaseMs`) and passed to `applied` with its outbox id, so delivery can
+    /// send it without claiming it; the others are inserted due now, to be claimed.
+    func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan, handOff: DeliveryHandOff?,
+               applied: @escaping @Sendable ([Plan], [OutboxMessage]) -> Void) async throws -> SweepResult
     /// The earliest time an order is due for planning (0 when one changed), or nil.
     func nextPlanningAt() async throws -> Millis?
     /// Makes every leased message due again at once: the messages a run that ended (crash,
@@ -184,9 +200,9 @@ public protocol OrderStore: Sendable {
 }
 
 extension OrderStore {
-    /// A sweep without progress reports.
+    /// A sweep without hand-off or progress reports.
     public func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan) async throws -> SweepResult {
-        try await sweep(now: now, limit: limit, plan: plan, applied: { _ in })
+        try await sweep(now: now, limit: limit, plan: plan, handOff: nil, applied: { _, _ in })
     }
 
     /// Claims due messages without recording anything.

@@ -61,8 +61,8 @@ public final class SQLiteOrderStore: OrderStore {
     /// due time in one of them). Optimistic: an order the shop changed in between (its `version`,
     /// bumped by the triggers, moved) is not applied; it is marked changed and planned again at
     /// the next sweep.
-    public func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan,
-                      applied onApplied: @escaping @Sendable ([Plan]) -> Void) async throws -> SweepResult {
+    public func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan, handOff: DeliveryHandOff?,
+                      applied onApplied: @escaping @Sendable ([Plan], [OutboxMessage]) -> Void) async throws -> SweepResult {
         let (snapshots, versions) = try await pool.read { db -> ([OrderSnapshot], [String: Int64]) in
             let states = try Row.fetchAll(db, sql: """
                 SELECT order_id, status, marks, first_seen_at, version FROM pw_order_state
@@ -81,8 +81,8 @@ public final class SQLiteOrderStore: OrderStore {
         while start < snapshots.count {
             let chunk = snapshots[start..<min(start + Self.writeChunk, snapshots.count)].map(plan)
             start += chunk.count
-            let written = try await apply(chunk, versions: versions, now: now)
-            onApplied(written)
+            let (written, handed) = try await apply(chunk, versions: versions, handOff: handOff, now: now)
+            onApplied(written, handed)
             applied += written
         }
         return SweepResult(plans: applied, claimed: snapshots.count)
@@ -91,20 +91,27 @@ public final class SQLiteOrderStore: OrderStore {
     /// Plans applied per write transaction.
     static let writeChunk = 100
 
-    /// Applies `decided` in one `IMMEDIATE` transaction; returns the plans that were applied.
-    private func apply(_ decided: [Plan], versions: [String: Int64], now: Millis) async throws -> [Plan] {
-        try await writeImmediate { db -> [Plan] in
+    /// Applies `decided` in one `IMMEDIATE` transaction; returns the plans that were applied and
+    /// the messages handed off, leased, to delivery.
+    private func apply(_ decided: [Plan], versions: [String: Int64], handOff: DeliveryHandOff?,
+                       now: Millis) async throws -> ([Plan], [OutboxMessage]) {
+        try await writeImmediate { db -> ([Plan], [OutboxMessage]) in
             var plans = decided
             var applied = [Bool](repeating: false, count: plans.count)
+            var handed: [OutboxMessage] = []
             do {
                 // Fast path: the whole batch at once.
                 try db.inSavepoint {
                     for index in plans.indices {
-                        applied[index] = try Self.apply(plans[index], version: versions[plans[index].orderID] ?? 0, db: db, now: now)
+                        let taken = try Self.apply(plans[index], version: versions[plans[index].orderID] ?? 0, handOff: handOff,
+                                                   db: db, now: now)
+                        applied[index] = taken != nil
+                        handed += taken ?? []
                     }
                     return .commit
                 }
             } catch let error as DatabaseError where !Self.isTransient(error) {
+                handed = []  // rolled back with the batch
                 // Something in the batch cannot be written (a shop trigger or constraint rejects
                 // it): apply order by order, and quarantine the ones that fail instead of
                 // letting one order block every other.
@@ -112,17 +119,19 @@ public final class SQLiteOrderStore: OrderStore {
                     let version = versions[plans[index].orderID] ?? 0
                     do {
                         try db.inSavepoint {
-                            applied[index] = try Self.apply(plans[index], version: version, db: db, now: now)
+                            let taken = try Self.apply(plans[index], version: version, handOff: handOff, db: db, now: now)
+                            applied[index] = taken != nil
+                            handed += taken ?? []
                             return .commit
                         }
                     } catch let error as DatabaseError where !Self.isTransient(error) {
                         plans[index].quarantine = "the plan could not be written: SQLite error \(error.resultCode.rawValue) (\(error.message ?? "no message"))"
                         plans[index].messages = []
-                        applied[index] = try Self.apply(plans[index], version: version, db: db, now: now)
+                        applied[index] = try Self.apply(plans[index], version: version, handOff: nil, db: db, now: now) != nil
                     }
                 }
             }
-            return plans.indices.filter { applied[$0] }.map { plans[$0] }
+            return (plans.indices.filter { applied[$0] }.map { plans[$0] }, handed)
         }
     }
 
@@ -177,15 +186,17 @@ public final class SQLiteOrderStore: OrderStore {
             .contains(error.resultCode)
     }
 
-    /// Applies one plan if the order is still at `version`; returns whether it was applied.
-    private static func apply(_ plan: Plan, version: Int64, db: Database, now: Millis) throws -> Bool {
+    /// Applies one plan if the order is still at `version`: nil if not, else the messages handed
+    /// off to delivery (inserted leased).
+    private static func apply(_ plan: Plan, version: Int64, handOff: DeliveryHandOff?, db: Database,
+                              now: Millis) throws -> [OutboxMessage]? {
         if let reason = plan.quarantine {
             try db.cachedStatement(sql: """
                 UPDATE pw_order_state SET quarantine = ?, next_due_at = NULL, updated_at = ? WHERE order_id = ? AND version = ?
                 """).execute(arguments: [reason, now, plan.orderID, version])
-            guard db.changesCount > 0 else { return false }
+            guard db.changesCount > 0 else { return nil }
             try insertEvent(db, orderID: plan.orderID, at: now, event: "quarantined", detail: reason)
-            return true
+            return []
         }
         try db.cachedStatement(sql: """
             UPDATE pw_order_state SET status = ?, amount_paid = ?, marks = ?, next_due_at = ?, quarantine = NULL,
@@ -194,19 +205,27 @@ public final class SQLiteOrderStore: OrderStore {
             """).execute(arguments: [plan.status.rawValue, plan.amountPaid, MarksCodec.encode(plan.marks), plan.nextDueAt,
                              now, now, plan.orderID, version])
         // The shop changed the order since it was read: it is marked changed, planned again next.
-        guard db.changesCount > 0 else { return false }
+        guard db.changesCount > 0 else { return nil }
         if plan.statusChanged {
             // Only when it differs, so the shop's view changes exactly when paywatch decides.
             try db.cachedStatement(sql: "UPDATE orders SET status = ? WHERE id = ? AND status IS NOT ?")
                 .execute(arguments: [plan.status.rawValue, plan.orderID, plan.status.rawValue])
         }
+        var handed: [OutboxMessage] = []
         for message in plan.messages {
-            try insertOutbox(db, message, now: now)
+            if let handOff, handOff.take(message.channel) {
+                // Leased to delivery from the start: it goes out without being claimed.
+                if try insertOutbox(db, message, now: now, leasedUntil: now + handOff.leaseMs) {
+                    handed.append(OutboxMessage(id: db.lastInsertedRowID, message: message, attempts: 0))
+                }
+            } else {
+                try insertOutbox(db, message, now: now)
+            }
         }
         for event in plan.events {
             try insertEvent(db, orderID: plan.orderID, at: now, event: event.event, detail: event.detail)
         }
-        return true
+        return handed
     }
 
     private static func insertEvent(_ db: Database, orderID: String, at: Millis, event: String, detail: String) throws {
@@ -215,12 +234,16 @@ public final class SQLiteOrderStore: OrderStore {
     }
 
     /// Decides a message: a new outbox row, or nothing if its key was decided before.
-    private static func insertOutbox(_ db: Database, _ message: OutgoingMessage, now: Millis) throws {
+    /// Returns whether a row was inserted (false: the key was decided before).
+    @discardableResult
+    private static func insertOutbox(_ db: Database, _ message: OutgoingMessage, now: Millis, leasedUntil: Millis? = nil) throws -> Bool {
         try db.cachedStatement(sql: """
-            INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, due_at, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING
+            INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, in_flight, due_at, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING
             """).execute(arguments: [message.idempotencyKey, message.orderID, message.kind.rawValue, message.step,
-                                     message.channel, message.recipient, message.body, now, now, now])
+                                     message.channel, message.recipient, message.body, leasedUntil == nil ? 0 : 1,
+                                     leasedUntil ?? now, now, now])
+        return db.changesCount > 0
     }
 
     public func nextPlanningAt() async throws -> Millis? {

@@ -203,6 +203,27 @@ import Testing
         #expect(op.release.map(\.id) == [2])
     }
 
+    @Test func handedOverMessagesGoOutWithoutAClaimAndAreNotTakenTwice() throws {
+        var m = Self.machine(concurrency: 2, lanes: ["sms"])
+        #expect(m.room(in: "sms") == 0)  // not running yet: planning hands nothing over
+        _ = m.start(now: 0)
+        _ = m.stored(.init(works: []), now: 0)
+        #expect(m.room(in: "sms") == 4)  // two shares of 2 slots
+        let sent = m.handedOver(Self.works("sms", 1...3), now: 1)
+        #expect(sends(sent) == [1, 2])
+        #expect(store(sent) == nil)  // no claim needed for them
+        #expect(m.room(in: "sms") == 3)
+        // A claim that returns one of them (its lease ran out) does not take it again.
+        _ = m.wakeup(now: 2)
+        #expect(sends(m.stored(.init(works: Self.works("sms", 3...3)), now: 3)).isEmpty)
+        #expect(m.queuedCount == 1)
+        // Handed over while shutting down: released at once.
+        let stop = m.shutdown(now: 4)
+        #expect(store(stop)?.release.map(\.id) == [3])
+        _ = m.stored(nil, now: 5)
+        #expect(store(m.handedOver(Self.works("sms", 9...9), now: 6))?.release.map(\.id) == [9])
+    }
+
     @Test func shutdownReleasesWhatWaitsFinishesWhatFliesAndCommitsEverything() throws {
         var m = Self.machine(concurrency: 2, lanes: ["sms"])
         _ = m.start(now: 0)

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import PaywatchCore
+import PaywatchTestSupport
 import Testing
 @testable import PaywatchStore
 
@@ -26,6 +27,15 @@ final class TempDatabase {
 }
 
 let minute: Millis = 60_000
+
+/// A value shared with a `@Sendable` callback.
+final class Locked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+    init(_ value: Value) { stored = value }
+    var value: Value { lock.withLock { stored } }
+    func mutate(_ change: (inout Value) -> Void) { lock.withLock { change(&stored) } }
+}
 let t0: Millis = 1_790_000_000_000
 let planner = Planner(policy: Policy(unpaidHoldMs: 30 * minute, unpaidRemindersMs: [10 * minute, 25 * minute],
                                      unpaidChannels: ["sms", "email"], fixedRecipients: ["ops": "oncall"]))
@@ -337,6 +347,36 @@ func sweepAll(_ store: SQLiteOrderStore, now: Millis) async throws -> [Plan] {
         #expect(Set(second.messages.map(\.id)) == Set(released))
         let attempts = try await shop.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_attempts") }
         #expect(attempts == 0)
+    }
+
+    @Test func aSweepHandsOffWhatDeliveryHasRoomForLeasedAndLeavesTheRestToClaim() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        try await temp.shop().write { db in
+            for i in 0..<5 {
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES (?, 100, ?, '+8613800000000')",
+                               arguments: ["H\(i)", t0])
+            }
+        }
+        _ = try await sweepAll(store, now: t0)
+        let now = t0 + 10 * minute
+        let room = Counter()
+        let handedOff = Locked<[OutboxMessage]>([])
+        _ = try await store.sweep(now: now, limit: 10, plan: { planner.plan($0, now: now) },
+                                  handOff: DeliveryHandOff(leaseMs: 60_000) { channel in channel == "sms" && room.increment() <= 2 }) { _, handed in
+            handedOff.mutate { $0 += handed }
+        }
+        let handed = handedOff.value
+        #expect(handed.count == 2)
+        #expect(handed.allSatisfy { $0.attempts == 0 && $0.message.kind == .unpaidReminder })
+        // Handed-off rows are leased: a claim takes only the other three.
+        let claim = try await claimAll(store, now: now, limit: 10)
+        #expect(claim.messages.count == 3)
+        #expect(Set(claim.messages.map(\.id)).isDisjoint(with: handed.map(\.id)))
+        let keys = try await temp.shop().read { try String.fetchAll($0, sql: "SELECT idempotency_key FROM pw_outbox WHERE id IN (?, ?)",
+                                                                    arguments: [handed[0].id, handed[1].id]) }
+        #expect(Set(keys) == Set(handed.map(\.message.idempotencyKey)))
     }
 
     @Test func unknownOrderHasNoDetail() async throws {
