@@ -71,19 +71,18 @@ final class DeliveryEngine: Sendable {
     /// engine sets it after each batch of events, planning draws it down.
     private let room = HandOffRoom()
 
+    /// What planning may hand over, leased, instead of leaving it to be claimed.
+    let handOff: DeliveryHandOff
+
     init(runtime: Runtime, stats: LoopStats) {
         self.runtime = runtime
         self.stats = stats
+        let room = self.room
+        handOff = DeliveryHandOff(leaseMs: Self.configuration(runtime, finishWhenIdle: false).leaseMs) { room.take($0) }
     }
 
     /// New messages were decided: look for them now.
     func wake() { events.push(.wakeup) }
-
-    /// What planning may hand over, leased, instead of leaving it to be claimed.
-    var handOff: DeliveryHandOff {
-        let room = self.room
-        return DeliveryHandOff(leaseMs: Self.configuration(runtime, finishWhenIdle: false).leaseMs) { room.take($0) }
-    }
 
     /// Messages planning inserted leased to this engine.
     func handOver(_ messages: [OutboxMessage]) {
@@ -194,7 +193,7 @@ final class DeliveryEngine: Sendable {
                     let result: Event
                     do {
                         result = .stored(try await store.exchangeDeliveries(
-                            recording: operation.records, releasing: operation.release.map(\.id),
+                            recording: operation.records + operation.release.map { .released($0.id, at: clock.now()) },
                             claiming: operation.claim, now: clock.now()))
                     } catch {
                         result = .storeFailed("\(error)")

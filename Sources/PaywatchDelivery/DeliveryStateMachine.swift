@@ -195,7 +195,7 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
 
     /// New messages were decided (the planner committed them): claim from every lane.
     public mutating func wakeup(now: Millis) -> [Action] {
-        for name in known { lanes[name]!.readyAt = min(lanes[name]!.readyAt ?? now, now) }
+        for name in known { lanes[name]!.readyAt = now }
         return step(now: now)
     }
 

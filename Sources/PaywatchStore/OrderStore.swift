@@ -37,6 +37,11 @@ public struct DeliveryResult: Sendable, Hashable {
         self.outcome = outcome
         self.followUp = followUp
     }
+
+    /// A claimed message given back unsent (shutdown, or it waited past its lease).
+    public static func released(_ outboxID: Int64, at now: Millis) -> DeliveryResult {
+        DeliveryResult(outboxID: outboxID, startedAt: now, httpStatus: nil, error: nil, durationMs: 0, outcome: .notAttempted)
+    }
 }
 
 /// What one delivery claim returned.
@@ -185,13 +190,14 @@ public protocol OrderStore: Sendable {
     /// SQLite store's run lock guarantees it).
     func releaseLeases(now: Millis) async throws -> Int
     /// One delivery round trip, in one transaction, in this order: record `results` (attempt rows,
-    /// new state, follow-ups such as `delivery_dead`), make `released` messages due again at once
-    /// without counting an attempt, then claim what `claim` asks for — per channel the earliest
+    /// new state, follow-ups such as `delivery_dead`; a `.notAttempted` result — a claimed
+    /// message released unsent — makes it due again at once without counting an attempt), then
+    /// claim what `claim` asks for — per channel the earliest
     /// due pending messages up to its limit, each leased until `now + claim.leaseMs` (a message
     /// whose lease expired is due again and may be claimed anew). Messages whose order moved on
     /// are marked superseded instead of claimed. With `claim` nil nothing is claimed, but
     /// `nextDueAt` is still reported. Throws on storage errors; then nothing of it was applied.
-    func exchangeDeliveries(recording results: [DeliveryResult], releasing released: [Int64], claiming claim: DeliveryClaimRequest?,
+    func exchangeDeliveries(recording results: [DeliveryResult], claiming claim: DeliveryClaimRequest?,
                             now: Millis) async throws -> DeliveryClaim
     func order(id: String) async throws -> OrderDetail?
     func orders(status: String?, limit: Int) async throws -> [OrderSummary]
@@ -207,11 +213,11 @@ extension OrderStore {
 
     /// Claims due messages without recording anything.
     public func claimDeliveries(_ request: DeliveryClaimRequest, now: Millis) async throws -> DeliveryClaim {
-        try await exchangeDeliveries(recording: [], releasing: [], claiming: request, now: now)
+        try await exchangeDeliveries(recording: [], claiming: request, now: now)
     }
 
     /// Records delivery results without claiming anything.
     public func recordDeliveries(_ results: [DeliveryResult], now: Millis) async throws {
-        _ = try await exchangeDeliveries(recording: results, releasing: [], claiming: nil, now: now)
+        _ = try await exchangeDeliveries(recording: results, claiming: nil, now: now)
     }
 }

@@ -262,16 +262,10 @@ public final class SQLiteOrderStore: OrderStore {
         }
     }
 
-    public func exchangeDeliveries(recording results: [DeliveryResult], releasing released: [Int64], claiming claim: DeliveryClaimRequest?,
+    public func exchangeDeliveries(recording results: [DeliveryResult], claiming claim: DeliveryClaimRequest?,
                                    now: Millis) async throws -> DeliveryClaim {
         try await writeImmediate { db in
             try Self.record(results, db: db, now: now)
-            if !released.isEmpty {
-                let release = try db.cachedStatement(sql: """
-                    UPDATE pw_outbox SET in_flight = 0, due_at = ?, updated_at = ? WHERE id = ? AND state = 'pending'
-                    """)
-                for id in released { try release.execute(arguments: [now, now, id]) }
-            }
             var result = DeliveryClaim()
             if let claim {
                 try Self.claim(claim, db: db, now: now, into: &result)

@@ -3,6 +3,7 @@ import GRDB
 import PaywatchCore
 import PaywatchTestSupport
 import Testing
+@testable import PaywatchDaemon
 
 /// The service in-process on a manual clock: loop passes are counted, so a loop that spins
 /// instead of sleeping fails here, and lanes and streaming are checked against a real gateway.
@@ -39,6 +40,19 @@ import Testing
                                arguments: ["\(prefix)\(i)", created, phone ? "+8613800000000" : nil, email ? "a@shop.example" : nil])
             }
         }
+    }
+
+    @Test func theConfigurationReachesTheDeliveryLanes() async throws {
+        let daemon = try await InProcessDaemon {
+            Self.config($0, concurrency: 8, channels: ["sms", "email"]) + "[channels.fax]\nprovider = \"webhook\"\nurl = \"\($0)/fax\"\nconcurrency = 3\n"
+        }
+        let configuration = DeliveryEngine.configuration(daemon.service.runtime, finishWhenIdle: false)
+        #expect(configuration.concurrency == 8)
+        #expect(configuration.laneConcurrency == ["fax": 3])
+        // Every channel a rule or the configuration names has a lane, ops included.
+        #expect(configuration.knownLanes == ["email", "fax", "ops", "sms"])
+        // The lease covers the longest queue wait, a transfer and a margin for recording.
+        #expect(configuration.leaseMs == configuration.maxQueueWaitMs + 10_000 + 30_000)
     }
 
     @Test func anIdleDaemonDoesNothingUntilItsNextDueTime() async throws {

@@ -342,7 +342,7 @@ func sweepAll(_ store: SQLiteOrderStore, now: Millis) async throws -> [Plan] {
         // Releasing claimed messages makes them due at once, without an attempt.
         let released = first.messages.filter { $0.message.channel == "email" }.map(\.id)
         let second = try await store.exchangeDeliveries(
-            recording: [], releasing: released,
+            recording: released.map { .released($0, at: now + 1) },
             claiming: DeliveryClaimRequest(perChannel: ["email": 10], knownChannels: known, leaseMs: 60_000), now: now + 1)
         #expect(Set(second.messages.map(\.id)) == Set(released))
         let attempts = try await shop.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_attempts") }
