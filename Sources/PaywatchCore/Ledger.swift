@@ -11,19 +11,22 @@ public struct Ledger: Sendable, Hashable {
     /// Status of the most recent attempt (by `created_at`, then id).
     public var latestAttempt: PaymentStatus?
 
-    public var amountRemaining: Int64 { max(0, amountDue - amountPaid) }
+    public var amountRemaining: Int64 { max(0, amountDue.saturatingSubtract(amountPaid)) }
 
-    /// Builds the ledger from validated rows (see ``Validator``).
+    /// Builds the ledger from validated rows (see ``Validator``). Each payment and refund id
+    /// counts once, however often its row appears (a shop table without a primary key); sums
+    /// saturate instead of trapping (the validator quarantines rows whose sums overflow).
     public init(amountDue: Int64, payments: [PaymentRecord], refunds: [RefundRecord]) {
         self.amountDue = amountDue
         var paid: Int64 = 0
         var pending = 0
         var succeeded = 0
         var failed = 0
-        for payment in payments {
+        var seen: Set<String> = []
+        for payment in payments where seen.insert(payment.id).inserted {
             switch payment.paymentStatus {
             case .succeeded:
-                paid += payment.amount ?? 0
+                paid = paid.saturatingAdd(payment.amount ?? 0)
                 succeeded += 1
             case .pending: pending += 1
             case .failed: failed += 1
@@ -32,9 +35,10 @@ public struct Ledger: Sendable, Hashable {
         }
         var refunded: Int64 = 0
         var active = 0
-        for refund in refunds {
+        seen = []
+        for refund in refunds where seen.insert(refund.id).inserted {
             switch refund.refundStatus {
-            case .succeeded: refunded += refund.amount ?? 0
+            case .succeeded: refunded = refunded.saturatingAdd(refund.amount ?? 0)
             case .requested, .processing: active += 1
             case .failed, nil: break
             }

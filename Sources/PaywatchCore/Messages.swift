@@ -31,8 +31,9 @@ public enum Messages {
         var scale: Int64 = 1
         for _ in 0..<exponent { scale *= 10 }
         let sign = minor < 0 ? "-" : ""
-        let whole = abs(minor) / scale
-        let fraction = String(abs(minor) % scale)
+        // magnitude: abs(Int64.min) traps.
+        let whole = minor.magnitude / UInt64(scale)
+        let fraction = String(minor.magnitude % UInt64(scale))
         return "\(sign)\(whole).\(String(repeating: "0", count: exponent - fraction.count))\(fraction) \(currency)"
     }
 
@@ -49,7 +50,9 @@ public enum Messages {
             "limit_exceeded": ("a payment limit was exceeded", "超出支付限额"),
         ]
         if let text = known[code] { return chinese ? text.1 : text.0 }
-        return chinese ? "错误代码 \(code)" : "error code \(code)"
+        // The provider's text goes into a customer message: clipped, controls escaped.
+        let shown = Validator.display(code, limit: 64)
+        return chinese ? "错误代码 \(shown)" : "error code \(shown)"
     }
 
     public static func subjectAndBody(kind: NotificationKind, context c: Context) -> (String, String) {

@@ -138,10 +138,13 @@ public struct OrderSnapshot: Sendable, Hashable {
     public var installments: [InstallmentRecord]
     public var refunds: [RefundRecord]
     public var state: TrackedState
+    /// Set by the store when the rows could not be read as they are (an id that is not UTF-8
+    /// text, a value of the wrong kind): the order is quarantined with this reason.
+    public var readProblem: String?
 
     public init(
         orderID: String, order: OrderRecord?, payments: [PaymentRecord] = [], installments: [InstallmentRecord] = [],
-        refunds: [RefundRecord] = [], state: TrackedState = TrackedState()
+        refunds: [RefundRecord] = [], state: TrackedState = TrackedState(), readProblem: String? = nil
     ) {
         self.orderID = orderID
         self.order = order
@@ -149,5 +152,6 @@ public struct OrderSnapshot: Sendable, Hashable {
         self.installments = installments
         self.refunds = refunds
         self.state = state
+        self.readProblem = readProblem
     }
 }

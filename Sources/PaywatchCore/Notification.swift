@@ -70,7 +70,42 @@ public struct OutgoingMessage: Sendable, Hashable {
     }
 
     /// The same decision always yields the same key: order, kind, step and channel.
+    /// `pw1:ORDER:KIND:STEP:CHANNEL`, with the order id percent-encoded outside `A-Z a-z 0-9 - . _ ~`
+    /// (so a key is printable ASCII, safe in a header, and `:` only separates its parts).
     public static func key(orderID: String, kind: NotificationKind, step: Int, channel: String) -> String {
-        "pw1:\(orderID):\(kind.rawValue):\(step):\(channel)"
+        "pw1:\(percentEncoded(orderID)):\(kind.rawValue):\(step):\(channel)"
+    }
+
+    /// The key of the `delivery_dead` escalation for the message keyed `key`: its own namespace,
+    /// so it can never equal an order message's key.
+    public static func deadLetterKey(for key: String) -> String {
+        "pw1-dead:" + key
+    }
+
+    /// `text` with every byte outside the URI unreserved set written `%XX`.
+    public static func percentEncoded(_ text: String) -> String {
+        let utf8 = text.utf8
+        if utf8.allSatisfy(isUnreserved) { return text }
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(utf8.count * 3)
+        for byte in utf8 {
+            if isUnreserved(byte) {
+                out.append(byte)
+            } else {
+                out += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 15)]]
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func isUnreserved(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
     }
 }

@@ -46,11 +46,12 @@ public struct Planner: Sendable {
 
     public func plan(_ snapshot: OrderSnapshot, now: Millis) -> Plan {
         let previous = snapshot.state.status
-        if let problem = Validator.problem(in: snapshot) {
+        if let problem = Validator.check(snapshot, now: now, maxClockSkewMs: policy.maxClockSkewMs) {
+            // Not planned again until its rows change, or until time alone can fix it.
             return Plan(
-                orderID: snapshot.orderID, quarantine: problem, previousStatus: previous,
-                status: previous ?? .unpaid, amountPaid: 0, messages: [], events: [PlanEvent("quarantined", problem)],
-                marks: snapshot.state.marks, nextDueAt: nil
+                orderID: snapshot.orderID, quarantine: problem.reason, previousStatus: previous,
+                status: previous ?? .unpaid, amountPaid: 0, messages: [], events: [PlanEvent("quarantined", problem.reason)],
+                marks: snapshot.state.marks, nextDueAt: problem.recheckAt
             )
         }
         // Validated: the order exists and its amounts and times are present.
@@ -184,7 +185,7 @@ public struct Planner: Sendable {
     /// The ops message sent when a message is dead (delivery gave up). It carries the original
     /// key, so it is decided at most once per dead message.
     public func deliveryDeadMessage(for dead: OutgoingMessage, reason: String) -> OutgoingMessage {
-        let key = "pw1:dead:" + dead.idempotencyKey
+        let key = OutgoingMessage.deadLetterKey(for: dead.idempotencyKey)
         let to = policy.fixedRecipients[policy.opsChannel] ?? "ops"
         var json = JSONObjectWriter()
         json.add("idempotency_key", key)

@@ -12,6 +12,9 @@ public struct Policy: Sendable, Hashable {
     /// address field for that channel (always for `ops`).
     public var fixedRecipients: [String: String]
     public var opsChannel: String
+    /// Payments and refunds dated further in the future than this (`[daemon] max_clock_skew`) are
+    /// not believed: the order is quarantined until they are no longer in the future.
+    public var maxClockSkewMs: Millis
 
     public init(
         unpaidHoldMs: Millis = 30 * 60_000,
@@ -21,7 +24,8 @@ public struct Policy: Sendable, Hashable {
         failedChannels: [String]? = nil,
         paidChannels: [String]? = nil,
         fixedRecipients: [String: String] = [:],
-        opsChannel: String = "ops"
+        opsChannel: String = "ops",
+        maxClockSkewMs: Millis = 5 * 60_000
     ) {
         self.unpaidHoldMs = unpaidHoldMs
         self.unpaidRemindersMs = unpaidRemindersMs
@@ -31,10 +35,12 @@ public struct Policy: Sendable, Hashable {
         self.paidChannels = paidChannels ?? unpaidChannels
         self.fixedRecipients = fixedRecipients
         self.opsChannel = opsChannel
+        self.maxClockSkewMs = maxClockSkewMs
     }
 
     /// When the hold of `order` ends: `expires_at`, else `created_at + hold`.
     public func expiry(of order: OrderRecord) -> Millis {
-        order.expiresAt ?? ((order.createdAt ?? 0) + unpaidHoldMs)
+        // Saturating: `orders show` asks this of quarantined rows too, whatever their times.
+        order.expiresAt ?? (order.createdAt ?? 0).saturatingAdd(unpaidHoldMs)
     }
 }

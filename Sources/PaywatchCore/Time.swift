@@ -9,7 +9,9 @@ import Darwin
 public enum Timestamp {
     /// `2026-11-25T08:30:00Z`, or with milliseconds when they are not zero: `…:00.250Z`.
     public static func iso8601(_ ms: Millis) -> String {
-        let millis = Int(ms - ms.floorDiv(1000) * 1000)
+        // `ms % 1000` cannot overflow (floorDiv(1000) * 1000 does for Int64.min).
+        let rest = ms % 1000
+        let millis = Int(rest < 0 ? rest + 1000 : rest)
         return format(ms, date: "-", separator: "T", seconds: true, millis: millis, suffix: "Z")
     }
 
@@ -58,6 +60,21 @@ public enum Timestamp {
 }
 
 extension Int64 {
+    /// `self + other`, clamped to `Int64.min…Int64.max` instead of trapping: times and amounts
+    /// come from the shop's rows, and no row may crash the process.
+    public func saturatingAdd(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        if !overflow { return sum }
+        return other > 0 ? .max : .min
+    }
+
+    /// `self - other`, clamped like ``saturatingAdd(_:)``.
+    public func saturatingSubtract(_ other: Int64) -> Int64 {
+        let (difference, overflow) = subtractingReportingOverflow(other)
+        if !overflow { return difference }
+        return other < 0 ? .max : .min
+    }
+
     /// Division rounding toward negative infinity.
     func floorDiv(_ divisor: Int64) -> Int64 {
         let quotient = self / divisor
@@ -70,7 +87,7 @@ extension Timestamp {
     /// The zone offset comes from the system's tz database through ``TimeZoneOffsets``.
     public static func local(_ ms: Millis, timeZone: String?) -> String {
         if let timeZone, let offset = TimeZoneOffsets.offsetSeconds(timeZone, at: ms) {
-            return minutePrecision(ms + Millis(offset) * 1000) + " (\(timeZone))"
+            return minutePrecision(ms.saturatingAdd(Millis(offset) * 1000)) + " (\(timeZone))"
         }
         return minutePrecision(ms) + " UTC"
     }

@@ -233,7 +233,13 @@ final class DeliveryEngine: Sendable {
         runtime.transport.send(batch)
     }
 
-    private func result(for item: OutboxMessage, response: HTTPResponse, now: Millis) -> DeliveryResult {
+    private func result(for item: OutboxMessage, response answer: HTTPResponse, now: Millis) -> DeliveryResult {
+        // A gateway's error body may echo the recipient: masked before it is stored, logged or
+        // forwarded to ops (only its start is ever kept).
+        var response = answer
+        if !response.body.isEmpty {
+            response.body = Redact.scrub(String(response.body.prefix(1024)), addresses: [item.message.recipient])
+        }
         let delivery = runtime.config.delivery
         let policy = RetryPolicy(maxAttempts: delivery.maxAttempts, baseDelayMs: delivery.retryBaseMs, maxDelayMs: delivery.retryMaxMs)
         let outcome = classifyDelivery(response, attempt: item.attempts + 1, policy: policy, nowMs: now,

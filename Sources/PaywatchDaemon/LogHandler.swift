@@ -32,26 +32,72 @@ public struct LineLogHandler: LogHandler {
         line += " "
         line += event.level.rawValue.uppercased()
         line += " "
-        line += event.message.description
+        Self.append(event.message.description, to: &line, quoting: false)
         var merged = metadata
         if let extra = event.metadata {
             if merged.isEmpty { merged = extra } else { merged.merge(extra) { $1 } }
         }
         for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
-            let text = value.description
             line += " "
             line += key
             line += "="
-            if text.isEmpty || text.utf8.contains(32) {
-                line += "\""
-                line += text
-                line += "\""
-            } else {
-                line += text
-            }
+            Self.append(value.description, to: &line, quoting: true)
         }
         line += "\n"
-        // One write(2) per line, so lines from concurrent loops never interleave.
+        // One write(2) per line, so lines from concurrent loops never interleave. A failed
+        // write (stderr closed: EPIPE, SIGPIPE being ignored) is dropped.
         line.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+    }
+
+    /// Appends `text` so that one event stays one line whatever it holds: control characters
+    /// are escaped (`\n`, `\r`, `\t`, `\u{…}`), and a value (`quoting`) that is empty or holds
+    /// a space, `"`, `=` or `\` is quoted, with `"` and `\` escaped. Ids, gateway bodies and
+    /// error texts come from outside: none of them can forge a line or a key.
+    static func append(_ text: String, to line: inout String, quoting: Bool) {
+        var plain = true
+        var needsQuotes = text.isEmpty
+        for byte in text.utf8 {
+            if byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "\\") || byte == 0xE2 || byte == 0xC2 {
+                plain = false
+            }
+            if byte == 32 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "=") || byte == UInt8(ascii: "\\") {
+                needsQuotes = true
+            }
+        }
+        guard quoting else {
+            if plain { line += text } else { line += Self.escaped(text, quotes: false) }
+            return
+        }
+        if plain && !needsQuotes {
+            line += text
+        } else if needsQuotes {
+            line += "\""
+            line += Self.escaped(text, quotes: true)
+            line += "\""
+        } else {
+            line += Self.escaped(text, quotes: false)
+        }
+    }
+
+    private static func escaped(_ text: String, quotes: Bool) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count + 8)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\\": out += quotes ? "\\\\" : "\\"
+            case "\"": out += quotes ? "\\\"" : "\""
+            default:
+                let value = scalar.value
+                if value < 0x20 || (0x7F...0x9F).contains(value) || value == 0x2028 || value == 0x2029 {
+                    out += "\\u{" + String(value, radix: 16) + "}"
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out
     }
 }

@@ -34,11 +34,20 @@ public struct PaywatchService: Service {
             "channels": "\(runtime.channels.keys.sorted().joined(separator: ","))",
         ])
         let engine = DeliveryEngine(runtime: runtime, stats: stats)
-        await withDiscardingTaskGroup { group in
+        defer {
+            runtime.transport.shutdown()
+            runtime.logger.notice("paywatch stopped", metadata: [
+                "planning_passes": "\(stats.planningPasses)", "transfers": "\(stats.transfersStarted)",
+                "store_operations": "\(stats.storeOperations)", "store_ms": "\(stats.storeMilliseconds)",
+            ])
+        }
+        // A fatal store error (the database file deleted or replaced) ends planning with a throw:
+        // the group cancels delivery, which drains, and the error ends the service (non-zero exit).
+        try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 // Planning stops at once: each chunk of a sweep is one transaction, so what an
                 // interrupted sweep wrote stays written and the rest stays due.
-                await cancelWhenGracefulShutdown { await self.planningLoop(engine) }
+                try await cancelWhenGracefulShutdown { try await self.planningLoop(engine) }
             }
             group.addTask {
                 // Delivery drains: transfers in flight finish and are recorded, unstarted ones stay due.
@@ -49,11 +58,6 @@ public struct PaywatchService: Service {
                 }
             }
         }
-        runtime.transport.shutdown()
-        runtime.logger.notice("paywatch stopped", metadata: [
-            "planning_passes": "\(stats.planningPasses)", "transfers": "\(stats.transfersStarted)",
-            "store_operations": "\(stats.storeOperations)", "store_ms": "\(stats.storeMilliseconds)",
-        ])
     }
 
     /// One sweep, then delivery of everything due now, then return (`paywatch run --once`).
@@ -67,20 +71,41 @@ public struct PaywatchService: Service {
 
     // MARK: Planning
 
-    func planningLoop(_ engine: DeliveryEngine) async {
+    /// Returns when cancelled; throws only a fatal store error (see ``OrderStore/verifyStillOpen()``).
+    func planningLoop(_ engine: DeliveryEngine) async throws {
         let poll = runtime.config.daemon.pollIntervalMs
+        var lastError: String?
         while !Task.isCancelled {
             stats.planningPass()
             do {
-                try await planDue(engine)
+                try runtime.store.verifyStillOpen()
+                let progress = try await planDue(engine)
+                if lastError != nil {
+                    runtime.logger.notice("planning works again")
+                    lastError = nil
+                }
                 let now = runtime.clock.now()
-                let next = try await runtime.store.nextPlanningAt() ?? (now + poll)
+                var next = try await runtime.store.nextPlanningAt() ?? (now + poll)
+                if progress.claimed > 0 && progress.applied == 0 {
+                    // Everything claimed was left due (the shop changed each order meanwhile, or a
+                    // row cannot be written back): look again after a pause, never at once.
+                    next = max(next, now + min(poll, 1000))
+                }
                 try await runtime.clock.sleep(until: min(next, now + poll))
             } catch is CancellationError {
                 return
+            } catch let error as StoreError where error.isFatal {
+                runtime.logger.critical("the order store is gone; exiting so that the supervisor starts paywatch again",
+                                        metadata: ["error": "\(error)"])
+                throw error
             } catch {
-                // The store is unavailable (disk full, locked too long): retry, never give up.
-                runtime.logger.error("planning failed; retrying", metadata: ["error": "\(error)"])
+                // The store is unavailable (disk full, locked too long, a column renamed): retry
+                // each poll, never give up. The same error is logged once per minute at most.
+                let text = "\(error)"
+                if text != lastError || stats.planningPasses % 60 == 0 {
+                    runtime.logger.error("planning failed; retrying", metadata: ["error": "\(text)"])
+                }
+                lastError = text
                 do {
                     try await runtime.clock.sleep(until: runtime.clock.now() + min(poll, 1000))
                 } catch {
@@ -91,9 +116,11 @@ public struct PaywatchService: Service {
     }
 
     /// Plans every order that is due now, in batches of `batch_size`; wakes delivery when a
-    /// batch decided messages.
-    func planDue(_ engine: DeliveryEngine) async throws {
+    /// batch decided messages. Returns how many orders it claimed and how many plans it applied.
+    @discardableResult
+    func planDue(_ engine: DeliveryEngine) async throws -> (claimed: Int, applied: Int) {
         let batch = runtime.config.daemon.batchSize
+        var progress = (claimed: 0, applied: 0)
         while !Task.isCancelled {
             let now = runtime.clock.now()
             let planner = runtime.planner
@@ -106,8 +133,12 @@ public struct PaywatchService: Service {
                 if plans.reduce(0, { $0 + $1.messages.count }) > handed.count { engine.wake() }
             }
             for plan in result.plans { log(plan) }
-            if result.claimed < batch { return }
+            progress.claimed += result.claimed
+            progress.applied += result.plans.count
+            // A batch that applied nothing would be claimed again as it is: stop here.
+            if result.claimed < batch || result.plans.isEmpty { return progress }
         }
+        return progress
     }
 
     func log(_ plan: Plan) {

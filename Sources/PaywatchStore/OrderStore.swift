@@ -171,8 +171,15 @@ public struct Report: Sendable, Hashable, Codable {
 /// they were last planned (writers mark them through triggers), plans each with `plan`, and applies
 /// each plan's status, marks, outbox rows, events and next due time in one transaction.
 public protocol OrderStore: Sendable {
-    /// Creates or upgrades the schema; safe to repeat.
-    func migrate() async throws
+    /// Creates or upgrades the schema and brings the shop's tables to the contract's shape; safe
+    /// to repeat. Returns what it changed in the shop's tables (added columns, unique indexes).
+    /// Throws a ``StoreError`` with `isConfiguration` when the shop's schema cannot be used
+    /// (a required column missing, repeated keys, a newer paywatch's schema).
+    @discardableResult
+    func migrate() async throws -> [String]
+    /// Throws a fatal ``StoreError`` when the store this process opened is gone (the SQLite file
+    /// deleted or replaced): nothing written from now on would reach the shop.
+    func verifyStillOpen() throws
     /// Plans and applies up to `limit` orders that are due (`next_due_at <= now`) or changed.
     /// An order is applied only if it did not change between reading it and writing its plan
     /// (otherwise it stays marked changed and is planned again at the next sweep). Plans may be

@@ -29,3 +29,18 @@ public final class RunLock: Sendable {
         close(descriptor)
     }
 }
+
+/// A file's device and inode: the same path naming another file (replaced, or deleted and
+/// created again) has another identity.
+struct FileIdentity: Equatable, Sendable {
+    var device: UInt64
+    var inode: UInt64
+
+    /// nil when the path does not exist (or cannot be examined).
+    init?(path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+    }
+}

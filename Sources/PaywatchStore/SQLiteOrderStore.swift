@@ -5,8 +5,16 @@ import PaywatchCore
 /// Errors of the store, free of SQL arguments and personal data.
 public struct StoreError: Error, CustomStringConvertible, Sendable {
     public let description: String
-    public init(description: String) {
+    /// The shop's schema or the store's settings are wrong (exit 78), not a passing fault.
+    public let isConfiguration: Bool
+    /// The store can no longer be used by this process (its file was deleted or replaced): the
+    /// daemon exits so that its supervisor starts it again on the right file.
+    public let isFatal: Bool
+
+    public init(description: String, isConfiguration: Bool = false, isFatal: Bool = false) {
         self.description = description
+        self.isConfiguration = isConfiguration
+        self.isFatal = isFatal
     }
     public static func cannotOpen(_ path: String, _ reason: String) -> StoreError {
         StoreError(description: "cannot open the SQLite database \(path): \(reason)")
@@ -18,6 +26,9 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 public final class SQLiteOrderStore: OrderStore {
     public let path: String
     private let pool: DatabasePool
+    /// Device and inode of the database file when it was opened: a file deleted or replaced
+    /// under a running daemon is noticed at the next poll (``verifyStillOpen()``).
+    private let identity: FileIdentity?
 
     public init(path: String, busyTimeoutMs: Int64 = 5000) throws {
         self.path = path
@@ -36,10 +47,41 @@ public final class SQLiteOrderStore: OrderStore {
         } catch let error as DatabaseError {
             throw StoreError.cannotOpen(path, error.message ?? "error \(error.resultCode)")
         }
+        identity = FileIdentity(path: path)
     }
 
-    public func migrate() async throws {
-        try SQLiteSchema.migrator().migrate(pool)
+    /// Creates or upgrades paywatch's tables and brings the shop's tables to the contract's
+    /// shape (missing optional columns, a unique key). Refuses, changing nothing, a database
+    /// migrated by a newer paywatch, and shop tables without a required column or with repeated
+    /// keys. Returns what it changed in the shop's tables.
+    @discardableResult
+    public func migrate() async throws -> [String] {
+        let migrator = SQLiteSchema.migrator()
+        let (superseded, problems) = try await pool.read { db in
+            (try migrator.hasBeenSuperseded(db), try ShopTables.problems(db))
+        }
+        if superseded {
+            let applied = try await pool.read { try migrator.appliedIdentifiers($0) }
+            let unknown = applied.subtracting(migrator.migrations).sorted()
+            throw StoreError(description: "\(path) was migrated by a newer paywatch (unknown schema version \(unknown.joined(separator: ", "))): run that release, or restore a backup",
+                             isConfiguration: true)
+        }
+        if !problems.isEmpty {
+            throw StoreError(description: "the shop's tables in \(path) do not fit the contract: " + problems.joined(separator: "; "),
+                             isConfiguration: true)
+        }
+        try migrator.migrate(pool)
+        return try await pool.write { try ShopTables.conform($0) }
+    }
+
+    public func verifyStillOpen() throws {
+        guard let identity else { return }
+        guard let now = FileIdentity(path: path) else {
+            throw StoreError(description: "the database file \(path) was deleted while paywatch was running", isFatal: true)
+        }
+        if now != identity {
+            throw StoreError(description: "the database file \(path) was replaced while paywatch was running", isFatal: true)
+        }
     }
 
     private func writeImmediate<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
@@ -63,14 +105,12 @@ public final class SQLiteOrderStore: OrderStore {
     /// the next sweep.
     public func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan, handOff: DeliveryHandOff?,
                       applied onApplied: @escaping @Sendable ([Plan], [OutboxMessage]) -> Void) async throws -> SweepResult {
-        let (snapshots, versions) = try await pool.read { db -> ([OrderSnapshot], [String: Int64]) in
+        let (snapshots, keys) = try await pool.read { db -> ([OrderSnapshot], [String: DueKey]) in
             let states = try Row.fetchAll(db, sql: """
-                SELECT order_id, status, marks, first_seen_at, version FROM pw_order_state
-                WHERE next_due_at IS NOT NULL AND next_due_at <= ? ORDER BY next_due_at LIMIT ?
+                SELECT order_id, status, marks, first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB)
+                FROM pw_order_state WHERE next_due_at IS NOT NULL AND next_due_at <= ? ORDER BY next_due_at LIMIT ?
                 """, arguments: [now, limit])
-            var versions: [String: Int64] = [:]
-            for state in states { versions[state["order_id"]] = state["version"] }
-            return (try Self.loadSnapshots(db, states: states), versions)
+            return try Self.loadSnapshots(db, states: states)
         }
         guard !snapshots.isEmpty else { return SweepResult(plans: [], claimed: 0) }
         // Planned and written in chunks, one transaction each, so the write lock is never held
@@ -81,7 +121,7 @@ public final class SQLiteOrderStore: OrderStore {
         while start < snapshots.count {
             let chunk = snapshots[start..<min(start + Self.writeChunk, snapshots.count)].map(plan)
             start += chunk.count
-            let (written, handed) = try await apply(chunk, versions: versions, handOff: handOff, now: now)
+            let (written, handed) = try await apply(chunk, keys: keys, handOff: handOff, now: now)
             onApplied(written, handed)
             applied += written
         }
@@ -93,7 +133,7 @@ public final class SQLiteOrderStore: OrderStore {
 
     /// Applies `decided` in one `IMMEDIATE` transaction; returns the plans that were applied and
     /// the messages handed off, leased, to delivery.
-    private func apply(_ decided: [Plan], versions: [String: Int64], handOff: DeliveryHandOff?,
+    private func apply(_ decided: [Plan], keys: [String: DueKey], handOff: DeliveryHandOff?,
                        now: Millis) async throws -> ([Plan], [OutboxMessage]) {
         try await writeImmediate { db -> ([Plan], [OutboxMessage]) in
             var plans = decided
@@ -103,7 +143,7 @@ public final class SQLiteOrderStore: OrderStore {
                 // Fast path: the whole batch at once.
                 try db.inSavepoint {
                     for index in plans.indices {
-                        let taken = try Self.apply(plans[index], version: versions[plans[index].orderID] ?? 0, handOff: handOff,
+                        let taken = try Self.apply(plans[index], key: keys[plans[index].orderID], handOff: handOff,
                                                    db: db, now: now)
                         applied[index] = taken != nil
                         handed += taken ?? []
@@ -116,18 +156,19 @@ public final class SQLiteOrderStore: OrderStore {
                 // it): apply order by order, and quarantine the ones that fail instead of
                 // letting one order block every other.
                 for index in plans.indices {
-                    let version = versions[plans[index].orderID] ?? 0
+                    let key = keys[plans[index].orderID]
                     do {
                         try db.inSavepoint {
-                            let taken = try Self.apply(plans[index], version: version, handOff: handOff, db: db, now: now)
+                            let taken = try Self.apply(plans[index], key: key, handOff: handOff, db: db, now: now)
                             applied[index] = taken != nil
                             handed += taken ?? []
                             return .commit
                         }
                     } catch let error as DatabaseError where !Self.isTransient(error) {
-                        plans[index].quarantine = "the plan could not be written: SQLite error \(error.resultCode.rawValue) (\(error.message ?? "no message"))"
+                        plans[index].quarantine = "the plan could not be written: SQLite error \(error.resultCode.rawValue) (\(Validator.display(error.message ?? "no message", limit: 200)))"
                         plans[index].messages = []
-                        applied[index] = try Self.apply(plans[index], version: version, handOff: nil, db: db, now: now) != nil
+                        plans[index].nextDueAt = nil
+                        applied[index] = try Self.apply(plans[index], key: key, handOff: nil, db: db, now: now) != nil
                     }
                 }
             }
@@ -135,49 +176,106 @@ public final class SQLiteOrderStore: OrderStore {
         }
     }
 
-    private static func loadSnapshots(_ db: Database, states: [Row]) throws -> [OrderSnapshot] {
-        let ids: [String] = states.map { $0["order_id"] }
-        let placeholders = databaseQuestionMarks(count: ids.count)
-        let args = StatementArguments(ids)
-        var orders: [String: OrderRecord] = [:]
-        let orderRows = try Row.fetchAll(db, sql: "SELECT * FROM orders WHERE id IN (\(placeholders))", arguments: args)
-        let orderColumns = ColumnMap(orderRows.first)
-        for row in orderRows {
-            let record = orderRecord(row, orderColumns)
-            orders[record.id] = record
-        }
-        var payments: [String: [PaymentRecord]] = [:]
-        let paymentRows = try Row.fetchAll(db, sql: "SELECT * FROM payments WHERE order_id IN (\(placeholders))", arguments: args)
-        let paymentColumns = ColumnMap(paymentRows.first)
-        for row in paymentRows {
-            let record = paymentRecord(row, paymentColumns)
-            payments[record.orderID, default: []].append(record)
-        }
-        var installments: [String: [InstallmentRecord]] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT * FROM installments WHERE order_id IN (\(placeholders))", arguments: args) {
-            let orderID: String = row["order_id"]
-            installments[orderID, default: []].append(
-                InstallmentRecord(seq: int(row["seq"]) ?? 0, amount: int(row["amount"]), dueAt: int(row["due_at"])))
-        }
-        var refunds: [String: [RefundRecord]] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT * FROM refunds WHERE order_id IN (\(placeholders))", arguments: args) {
-            let orderID: String = row["order_id"]
-            refunds[orderID, default: []].append(RefundRecord(
-                id: text(row["id"]) ?? "", amount: int(row["amount"]), status: text(row["status"]) ?? "",
-                requestedAt: int(row["requested_at"])))
-        }
-        return states.map { state in
-            let id: String = state["order_id"]
+    /// How a due order is addressed when its plan is written back: the version read with it, and
+    /// its stored id when that id cannot be read back as the same text (not UTF-8, a BLOB).
+    struct DueKey {
+        var version: Int64
+        var raw: Data?
+    }
+
+    /// The snapshots of the orders in `states` (rows of `pw_order_state`: order_id, status,
+    /// marks, first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB)), keyed for
+    /// writing back. Nothing in a row can make this throw or trap: content that cannot be read
+    /// becomes nil (the validator quarantines it) or a read problem on the snapshot. A shop table
+    /// missing a column the contract requires throws: that is the schema's fault, not a row's.
+    private static func loadSnapshots(_ db: Database, states: [Row]) throws -> ([OrderSnapshot], [String: DueKey]) {
+        var keys: [String: DueKey] = [:]
+        var due: [(id: String, tracked: TrackedState, problem: String?)] = []
+        var readable: [String] = []
+        for state in states {
+            let version = int(state[4]) ?? 0
             let tracked = TrackedState(
-                status: (state["status"] as String?).flatMap(OrderStatus.init(rawValue:)),
-                marks: MarksCodec.decode(state["marks"]),
-                firstSeenAt: state["first_seen_at"]
-            )
-            return OrderSnapshot(
-                orderID: id, order: orders[id], payments: payments[id] ?? [], installments: installments[id] ?? [],
-                refunds: refunds[id] ?? [], state: tracked
-            )
+                status: text(state[1]).flatMap(OrderStatus.init(rawValue:)),
+                marks: MarksCodec.decode(text(state[2])),
+                firstSeenAt: int(state[3]))
+            let raw = (state[6] as DatabaseValue).storage
+            let bytes: Data
+            if case .blob(let data) = raw { bytes = data } else { bytes = Data() }
+            if (state[5] as String?) == "text", case .string(let id) = (state[0] as DatabaseValue).storage,
+               id.utf8.elementsEqual(bytes) {
+                keys[id] = DueKey(version: version)
+                readable.append(id)
+                due.append((id, tracked, nil))
+            } else {
+                // Bytes that do not read back as the same text: addressed by those bytes when
+                // written, shown in hex, quarantined. (Matched by their own text, this id would
+                // never be written back and would be claimed again forever.)
+                let hex = bytes.prefix(64).map { String($0, radix: 16, uppercase: true).leftPadded(2) }.joined()
+                let display = "\u{FFFD}x'\(hex)\(bytes.count > 64 ? "…" : "")'"
+                let kind = (state[5] as String?) == "text" ? "is not valid UTF-8 text" : "is not text (a \(text(state[5]) ?? "?") value)"
+                keys[display] = DueKey(version: version, raw: bytes)
+                due.append((display, tracked, "order id \(kind): x'\(hex)'"))
+            }
         }
+        var orders: [String: OrderRecord] = [:]
+        var payments: [String: [PaymentRecord]] = [:]
+        var installments: [String: [InstallmentRecord]] = [:]
+        var refunds: [String: [RefundRecord]] = [:]
+        var problems: [String: String] = [:]
+        if !readable.isEmpty {
+            let placeholders = databaseQuestionMarks(count: readable.count)
+            let args = StatementArguments(readable)
+            for (row, c) in try shopRows(db, "orders", "id", placeholders, args) {
+                let record = orderRecord(row, c)
+                if orders[record.id] == nil { orders[record.id] = record }
+            }
+            for (row, c) in try shopRows(db, "payments", "order_id", placeholders, args) {
+                let record = paymentRecord(row, c)
+                if case .blob = c[row, "id"].storage { problems[record.orderID] = "a payment id is not text (a BLOB)" }
+                payments[record.orderID, default: []].append(record)
+            }
+            for (row, c) in try shopRows(db, "installments", "order_id", placeholders, args) {
+                let orderID = text(c[row, "order_id"]) ?? ""
+                installments[orderID, default: []].append(
+                    InstallmentRecord(seq: int(c[row, "seq"]) ?? 0, amount: int(c[row, "amount"]), dueAt: int(c[row, "due_at"])))
+            }
+            for (row, c) in try shopRows(db, "refunds", "order_id", placeholders, args) {
+                let orderID = text(c[row, "order_id"]) ?? ""
+                if case .blob = c[row, "id"].storage { problems[orderID] = "a refund id is not text (a BLOB)" }
+                refunds[orderID, default: []].append(RefundRecord(
+                    id: text(c[row, "id"]) ?? "", amount: int(c[row, "amount"]), status: text(c[row, "status"]) ?? "",
+                    requestedAt: int(c[row, "requested_at"])))
+            }
+        }
+        let snapshots = due.map { entry in
+            OrderSnapshot(
+                orderID: entry.id, order: orders[entry.id], payments: unique(payments[entry.id] ?? []),
+                installments: unique(installments[entry.id] ?? []), refunds: unique(refunds[entry.id] ?? []),
+                state: entry.tracked, readProblem: entry.problem ?? problems[entry.id])
+        }
+        return (snapshots, keys)
+    }
+
+    /// Rows of a shop table whose `column` is one of the bound ids, with their column map.
+    /// Throws, naming it, when the table lacks a column a sweep cannot do without (dropped or
+    /// renamed while running): the sweep fails and is retried at the next poll.
+    private static func shopRows(_ db: Database, _ table: String, _ column: String, _ placeholders: String,
+                                 _ args: StatementArguments) throws -> [(Row, ColumnMap)] {
+        let statement = try db.makeStatement(sql: "SELECT * FROM \(table) WHERE \(column) IN (\(placeholders))")
+        let columns = ColumnMap(names: statement.columnNames)
+        let missing = ShopTables.requiredWhileRunning(table).filter { !columns.has($0) }
+        if !missing.isEmpty {
+            throw StoreError(description: "the shop's \(table) table has no column \(missing.joined(separator: ", ")) (the contract requires it): restore it, then run `paywatch migrate`")
+        }
+        return try Row.fetchAll(statement, arguments: args).map { ($0, columns) }
+    }
+
+    /// The rows without exact repeats (a shop table without a unique key may hold a row twice):
+    /// each row counts once. Repeated ids with different contents are left for the validator.
+    private static func unique<T: Hashable>(_ rows: [T]) -> [T] {
+        guard rows.count > 1 else { return rows }
+        var seen: Set<T> = []
+        return rows.filter { seen.insert($0).inserted }
     }
 
     /// Errors that say nothing about the rows (lock, disk, I/O): the sweep fails and is retried.
@@ -188,16 +286,28 @@ public final class SQLiteOrderStore: OrderStore {
 
     /// Applies one plan if the order is still at `version`: nil if not, else the messages handed
     /// off to delivery (inserted leased).
-    private static func apply(_ plan: Plan, version: Int64, handOff: DeliveryHandOff?, db: Database,
+    private static func apply(_ plan: Plan, key: DueKey?, handOff: DeliveryHandOff?, db: Database,
                               now: Millis) throws -> [OutboxMessage]? {
+        let version = key?.version ?? 0
         if let reason = plan.quarantine {
-            try db.cachedStatement(sql: """
-                UPDATE pw_order_state SET quarantine = ?, next_due_at = NULL, updated_at = ? WHERE order_id = ? AND version = ?
-                """).execute(arguments: [reason, now, plan.orderID, version])
+            // Not due again until the shop changes the order (the triggers mark it), or until
+            // the plan's recheck time when time alone can fix it.
+            if let raw = key?.raw {
+                // Stored bytes that are not the text they read as: matched as a BLOB or as text.
+                try db.execute(sql: """
+                    UPDATE pw_order_state SET quarantine = ?, next_due_at = ?, updated_at = ?
+                    WHERE order_id IN (?, CAST(? AS TEXT)) AND version = ?
+                    """, arguments: [reason, plan.nextDueAt, now, raw, raw, version])
+            } else {
+                try db.cachedStatement(sql: """
+                    UPDATE pw_order_state SET quarantine = ?, next_due_at = ?, updated_at = ? WHERE order_id = ? AND version = ?
+                    """).execute(arguments: [reason, plan.nextDueAt, now, plan.orderID, version])
+            }
             guard db.changesCount > 0 else { return nil }
             try insertEvent(db, orderID: plan.orderID, at: now, event: "quarantined", detail: reason)
             return []
         }
+        guard key?.raw == nil else { return nil }
         try db.cachedStatement(sql: """
             UPDATE pw_order_state SET status = ?, amount_paid = ?, marks = ?, next_due_at = ?, quarantine = NULL,
                 first_seen_at = COALESCE(first_seen_at, ?), updated_at = ?
@@ -376,10 +486,14 @@ public final class SQLiteOrderStore: OrderStore {
 
     public func order(id: String) async throws -> OrderDetail? {
         try await pool.read { db in
-            let state = try Row.fetchOne(db, sql: "SELECT * FROM pw_order_state WHERE order_id = ?", arguments: [id])
-            let exists = try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM orders WHERE id = ?)", arguments: [id]) ?? false
-            guard let state = state ?? (exists ? Row(["order_id": id]) : nil) else { return nil }
-            guard let snapshot = try Self.loadSnapshots(db, states: [state]).first else { return nil }
+            let columns = "order_id, status, marks, first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB), amount_paid, next_due_at, quarantine"
+            var state = try Row.fetchOne(db, sql: "SELECT \(columns) FROM pw_order_state WHERE order_id = ?", arguments: [id])
+            if state == nil, try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM orders WHERE id = ?)", arguments: [id]) ?? false {
+                // In orders, not planned yet.
+                state = try Row.fetchOne(db, sql: "SELECT ?, NULL, NULL, NULL, 0, 'text', CAST(? AS BLOB), 0, NULL, NULL",
+                                         arguments: [id, id])
+            }
+            guard let state, let snapshot = try Self.loadSnapshots(db, states: [state]).0.first else { return nil }
             let timeline = try Row.fetchAll(db, sql: "SELECT at, event, detail FROM pw_events WHERE order_id = ? ORDER BY at, id",
                                             arguments: [id]).map {
                 TimelineEntry(at: $0["at"], event: $0["event"], detail: $0["detail"])
@@ -402,8 +516,8 @@ public final class SQLiteOrderStore: OrderStore {
             }
             return OrderDetail(
                 orderID: id, snapshot: snapshot,
-                trackedStatus: (state["status"] as String?).flatMap(OrderStatus.init(rawValue:)),
-                amountPaid: state["amount_paid"] ?? 0, nextDueAt: state["next_due_at"], quarantine: state["quarantine"],
+                trackedStatus: text(state[1]).flatMap(OrderStatus.init(rawValue:)),
+                amountPaid: int(state[7]) ?? 0, nextDueAt: int(state[8]), quarantine: text(state[9]),
                 timeline: timeline, deliveries: deliveries)
         }
     }
@@ -427,9 +541,18 @@ public final class SQLiteOrderStore: OrderStore {
             sql += " ORDER BY s.order_id LIMIT ?"
             arguments += [limit]
             return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-                OrderSummary(id: row["order_id"], status: row["status"], amountDue: int(row["amount_due"]),
-                             amountPaid: row["amount_paid"], currency: row["currency"], nextDueAt: row["next_due_at"],
-                             quarantine: row["quarantine"])
+                // Whatever the shop stored: an id that is not text is shown in hex, never trapped on.
+                let id: String
+                if let readable = text(row["order_id"]) {
+                    id = Validator.display(readable, limit: 200)
+                } else if case .blob(let data) = (row["order_id"] as DatabaseValue).storage {
+                    id = "x'" + data.prefix(64).map { String($0, radix: 16, uppercase: true).leftPadded(2) }.joined() + "'"
+                } else {
+                    id = "?"
+                }
+                return OrderSummary(id: id, status: text(row["status"]) ?? "?", amountDue: int(row["amount_due"]),
+                                    amountPaid: int(row["amount_paid"]) ?? 0, currency: text(row["currency"]) ?? "",
+                                    nextDueAt: int(row["next_due_at"]), quarantine: text(row["quarantine"]))
             }
         }
     }
@@ -490,12 +613,17 @@ public final class SQLiteOrderStore: OrderStore {
 struct ColumnMap {
     private var positions: [String: Int] = [:]
 
-    init(_ row: Row?) {
-        guard let row else { return }
-        for (index, name) in row.columnNames.enumerated() where positions[name.lowercased()] == nil {
+    init(names: [String]) {
+        for (index, name) in names.enumerated() where positions[name.lowercased()] == nil {
             positions[name.lowercased()] = index
         }
     }
+
+    init(_ row: Row?) {
+        self.init(names: row.map { Array($0.columnNames) } ?? [])
+    }
+
+    func has(_ name: String) -> Bool { positions[name] != nil }
 
     subscript(_ row: Row, _ name: String) -> DatabaseValue {
         guard let index = positions[name] else { return .null }
@@ -517,5 +645,12 @@ func text(_ value: DatabaseValue) -> String? {
     case .string(let s): return s
     case .int64(let v): return String(v)
     default: return nil
+    }
+}
+
+extension String {
+    /// Left-padded with zeros to `width` characters.
+    func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

@@ -1,4 +1,5 @@
 import GRDB
+import PaywatchCore
 
 /// The SQLite schema: the contract tables the shop writes (created only if missing, so a shop
 /// that already has them keeps its data) and paywatch's own tables, all prefixed `pw_`.
@@ -164,5 +165,101 @@ enum SQLiteSchema {
                 CREATE TRIGGER pw_\(table)_delete AFTER DELETE ON \(table) BEGIN \(mark("OLD.order_id")) END;
                 """)
         }
+    }
+}
+
+/// The contract's shop tables as paywatch needs them, checked on every `migrate` (a shop may
+/// alter its tables at any time): required columns, optional columns (added when missing), and
+/// the key each table must keep unique.
+enum ShopTables {
+    struct Table {
+        var name: String
+        var required: [String]
+        /// Optional contract columns and the definition `ALTER TABLE … ADD COLUMN` gives them.
+        var optional: [(name: String, definition: String)]
+        var key: [String]
+    }
+
+    static let tables: [Table] = [
+        Table(name: "orders", required: ["id", "amount_due", "created_at"], optional: [
+            ("currency", "TEXT NOT NULL DEFAULT 'CNY'"), ("expires_at", "INTEGER"), ("email", "TEXT"), ("phone", "TEXT"),
+            ("push_token", "TEXT"), ("locale", "TEXT"), ("time_zone", "TEXT"), ("pay_url", "TEXT"),
+            ("customer_name", "TEXT"), ("payment_method", "TEXT"), ("status", "TEXT NOT NULL DEFAULT 'unpaid'"),
+        ], key: ["id"]),
+        Table(name: "payments", required: ["id", "order_id", "amount", "status", "created_at"], optional: [
+            ("provider_ref", "TEXT"), ("method", "TEXT"), ("failure_reason", "TEXT"),
+        ], key: ["id"]),
+        Table(name: "installments", required: ["order_id", "seq", "amount", "due_at"], optional: [], key: ["order_id", "seq"]),
+        Table(name: "refunds", required: ["id", "order_id", "amount", "status"], optional: [("requested_at", "INTEGER")],
+              key: ["id"]),
+    ]
+
+    /// The columns a sweep cannot do without (paywatch's own `orders.status` included).
+    static func requiredWhileRunning(_ table: String) -> [String] {
+        (tables.first { $0.name == table }?.required ?? []) + (table == "orders" ? ["status"] : [])
+    }
+
+    /// Problems that stop `migrate` (a configuration problem of the shop's schema: exit 78), all
+    /// of them at once: a view where a table must be, missing required columns, repeated keys.
+    static func problems(_ db: Database) throws -> [String] {
+        var problems: [String] = []
+        for table in tables {
+            guard let type = try String.fetchOne(db, sql: "SELECT type FROM sqlite_master WHERE name = ? COLLATE NOCASE AND type IN ('table', 'view')",
+                                                 arguments: [table.name]) else { continue }
+            if type == "view" {
+                problems.append("\(table.name) is a view: paywatch needs a table (it notices changes through triggers)")
+                continue
+            }
+            let columns = Set(try db.columns(in: table.name).map { $0.name.lowercased() })
+            let missing = table.required.filter { !columns.contains($0) }
+            if !missing.isEmpty {
+                problems.append("\(table.name) lacks the required column\(missing.count > 1 ? "s" : "") \(missing.joined(separator: ", "))")
+                continue
+            }
+            if try !hasUniqueKey(db, table) {
+                let key = table.key.joined(separator: ", ")
+                let repeated = try Row.fetchAll(db, sql: """
+                    SELECT \(key), COUNT(*) AS n FROM \(table.name) GROUP BY \(key) HAVING COUNT(*) > 1 LIMIT 5
+                    """).map { row in
+                    table.key.indices.map { Validator.display(text(row[$0]) ?? "?", limit: 40) }.joined(separator: "/")
+                }
+                if !repeated.isEmpty {
+                    problems.append("\(table.name) repeats \(key) (\(repeated.joined(separator: ", "))\(repeated.count == 5 ? ", …" : "")): each must appear once")
+                }
+            }
+        }
+        return problems
+    }
+
+    /// Adds the missing optional columns and a unique index where the key is not unique yet;
+    /// returns what it did, for the operator.
+    static func conform(_ db: Database) throws -> [String] {
+        var done: [String] = []
+        for table in tables where try db.tableExists(table.name) {
+            let columns = Set(try db.columns(in: table.name).map { $0.name.lowercased() })
+            for column in table.optional where !columns.contains(column.name) {
+                try db.execute(sql: "ALTER TABLE \(table.name) ADD COLUMN \(column.name) \(column.definition)")
+                done.append("added column \(table.name).\(column.name)")
+            }
+            if try !hasUniqueKey(db, table) {
+                let key = table.key.joined(separator: ", ")
+                try db.execute(sql: "CREATE UNIQUE INDEX pw_\(table.name)_key ON \(table.name)(\(key))")
+                done.append("added a unique index on \(table.name)(\(key))")
+            }
+        }
+        if !done.isEmpty {
+            // The triggers name the orders columns they watch: recreate them over the new shape.
+            try SQLiteSchema.createMarkTriggers(db, bumpVersion: true)
+        }
+        return done
+    }
+
+    /// Whether a primary key or unique index covers exactly the table's key columns.
+    static func hasUniqueKey(_ db: Database, _ table: Table) throws -> Bool {
+        let key = Set(table.key)
+        if let primaryKey = try? db.primaryKey(table.name), Set(primaryKey.columns.map { $0.lowercased() }) == key {
+            return true
+        }
+        return try db.indexes(on: table.name).contains { $0.isUnique && Set($0.columns.map { $0.lowercased() }) == key }
     }
 }

@@ -13,6 +13,9 @@ import UnixSignals
 enum Exit {
     static let config = ExitCode(78)
     static let notFound = ExitCode(2)
+    /// EX_TEMPFAIL: the store went away under the daemon (its file deleted or replaced); the
+    /// supervisor starts it again.
+    static let storeLost = ExitCode(75)
 }
 
 struct ConfigOption: ParsableArguments {
@@ -63,6 +66,40 @@ struct Paywatch: AsyncParsableCommand {
         abstract: "Acts on time when an order's payment is not finished: reminds, cancels, confirms.",
         subcommands: [Run.self, Migrate.self, CheckConfig.self, Orders.self, ReportCommand.self, SendTest.self]
     )
+
+    static func main() async {
+        // A closed pipe (stderr into `head`, a collector that went away) must not end the
+        // process: writes fail with EPIPE instead, which the log handler ignores.
+        signal(SIGPIPE, SIG_IGN)
+        await main(nil)
+    }
+}
+
+/// Migrates the store; a shop schema paywatch cannot use is a configuration error (exit 78).
+/// Returns what it changed in the shop's tables.
+func migrate(_ store: any OrderStore) async throws -> [String] {
+    do {
+        return try await store.migrate()
+    } catch let error as StoreError where error.isConfiguration {
+        printError("paywatch: \(error)")
+        throw Exit.config
+    }
+}
+
+/// Logs SIGHUP instead of dying of it (129, which systemd takes for a clean exit). Reloading the
+/// configuration on SIGHUP comes with the systemd integration.
+struct HangUpHandler: Service {
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                logger.notice("SIGHUP received: reloading is not supported yet; the configuration stays as it was started",
+                              metadata: ["event": "sighup"])
+            }
+        }
+    }
 }
 
 struct Run: AsyncParsableCommand {
@@ -87,7 +124,9 @@ struct Run: AsyncParsableCommand {
             printError("paywatch: \(error)")
             throw ExitCode.failure
         }
-        try await store.migrate()
+        for change in try await migrate(store) {
+            logger.notice("shop schema adapted", metadata: ["change": "\(change)"])
+        }
         let runtime: Runtime
         do {
             runtime = try Runtime(config: config, store: store, logger: logger, configPath: options.path)
@@ -100,8 +139,14 @@ struct Run: AsyncParsableCommand {
             try await service.runOnce()
         } else {
             let group = ServiceGroup(
-                services: [service], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
-            try await group.run()
+                services: [service, HangUpHandler(logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint],
+                cancellationSignals: [], logger: logger)
+            do {
+                try await group.run()
+            } catch let error as StoreError where error.isFatal {
+                printError("paywatch: \(error)")
+                throw Exit.storeLost
+            }
         }
         try await store.close()
         withExtendedLifetime(lock) {}
@@ -115,9 +160,10 @@ struct Migrate: AsyncParsableCommand {
     func run() async throws {
         let config = try options.load()
         let store = try openStore(config, configPath: options.path)
-        try await store.migrate()
+        let changes = try await migrate(store)
         try await store.close()
-        print("schema is up to date: \(config.store.url)")
+        for change in changes { print(change) }
+        print("schema is up to date: \(config.store.maskedURL)")
     }
 }
 

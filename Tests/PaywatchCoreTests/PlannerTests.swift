@@ -199,7 +199,7 @@ struct Run {
     }
 
     @Test(arguments: [
-        (OrderRecord(id: "A1", amountDue: -5, createdAt: t0), "amount_due is negative"),
+        (OrderRecord(id: "A1", amountDue: -5, createdAt: t0), "amount_due must be positive"),
         (OrderRecord(id: "A1", amountDue: nil, createdAt: t0), "amount_due is missing"),
         (OrderRecord(id: "A1", amountDue: 10, createdAt: t0, phone: "13800000000"), "phone is not E.164"),
         (OrderRecord(id: "A1", amountDue: 10, createdAt: t0, email: "not-an-email"), "email is malformed"),
@@ -241,7 +241,7 @@ struct Run {
         let ops = run.planner.deliveryDeadMessage(for: dead, reason: "HTTP 400")
         #expect(ops.kind == .deliveryDead)
         #expect(ops.channel == "ops")
-        #expect(ops.idempotencyKey == "pw1:dead:" + dead.idempotencyKey)
+        #expect(ops.idempotencyKey == "pw1-dead:" + dead.idempotencyKey)
         #expect(ops.body.contains("HTTP 400"))
     }
 }
@@ -277,7 +277,7 @@ struct Run {
 
 @Suite struct RedactTests {
     @Test func masksAddresses() {
-        #expect(Redact.phone("+8613800000000") == "+86138****0000")
+        #expect(Redact.phone("+8613800000000") == "+86*******0000")
         #expect(Redact.email("alice@example.com") == "a***@example.com")
         #expect(Redact.address("tok-123456789", channel: "push") == "…6789")
     }
