@@ -27,26 +27,33 @@ public struct LineLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var line = Timestamp.iso8601(clock.now())
-        line.reserveCapacity(256)
-        line += " "
-        line += event.level.rawValue.uppercased()
-        line += " "
-        Self.append(event.message.description, to: &line, quoting: false)
         var merged = metadata
         if let extra = event.metadata {
             if merged.isEmpty { merged = extra } else { merged.merge(extra) { $1 } }
         }
-        for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
+        let line = Self.line(at: clock.now(), level: event.level, message: event.message.description, metadata: merged)
+        // One write(2) per line, so lines from concurrent loops never interleave. A failed
+        // write (stderr closed: EPIPE, SIGPIPE being ignored) is dropped.
+        var text = line
+        text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+    }
+
+    /// One log line, newline included: `time LEVEL message key=value …`, keys sorted.
+    static func line(at time: Millis, level: Logger.Level, message: String, metadata: Logger.Metadata) -> String {
+        var line = Timestamp.iso8601(time)
+        line.reserveCapacity(256)
+        line += " "
+        line += level.rawValue.uppercased()
+        line += " "
+        append(message, to: &line, quoting: false)
+        for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
             line += " "
             line += key
             line += "="
-            Self.append(value.description, to: &line, quoting: true)
+            append(value.description, to: &line, quoting: true)
         }
         line += "\n"
-        // One write(2) per line, so lines from concurrent loops never interleave. A failed
-        // write (stderr closed: EPIPE, SIGPIPE being ignored) is dropped.
-        line.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+        return line
     }
 
     /// Appends `text` so that one event stays one line whatever it holds: control characters

@@ -37,14 +37,16 @@ public struct OrderView: Sendable {
         let snapshot = detail.snapshot
         var lines: [String] = []
         let status = detail.trackedStatus?.rawValue ?? "not planned yet"
-        lines.append("Order \(detail.orderID)  status: \(status)")
+        // Everything from the shop's rows is shown escaped: one field never forges another line.
+        let show = { (text: String) in Validator.display(text, limit: 200) }
+        lines.append("Order \(show(detail.orderID))  status: \(status)")
         if let reason = detail.quarantine {
             lines.append("  QUARANTINED: \(reason) (fix the row; paywatch re-checks it on the next change)")
         }
         if let order = snapshot.order {
             let due = order.amountDue ?? 0
-            let currency = order.currency
-            lines.append("  amount due \(Messages.money(due, currency)) · paid \(Messages.money(detail.amountPaid, currency)) · remaining \(Messages.money(max(0, due - detail.amountPaid), currency))")
+            let currency = show(order.currency)
+            lines.append("  amount due \(Messages.money(due, currency)) · paid \(Messages.money(detail.amountPaid, currency)) · remaining \(Messages.money(max(0, due.saturatingSubtract(detail.amountPaid)), currency))")
             if let created = order.createdAt {
                 lines.append("  created \(Timestamp.iso8601(created)) · hold ends \(Timestamp.iso8601(policy.expiry(of: order)))")
             }
@@ -65,21 +67,21 @@ public struct OrderView: Sendable {
         }
         lines.append("Ledger:")
         if snapshot.payments.isEmpty && snapshot.refunds.isEmpty { lines.append("  no payments") }
-        let currency = snapshot.order?.currency ?? ""
+        let currency = show(snapshot.order?.currency ?? "")
         for payment in Ledger.sortedAttempts(snapshot.payments) {
-            var line = "  payment \(payment.id)  \(payment.status)  \(payment.amount.map { Messages.money($0, currency) } ?? "?")"
+            var line = "  payment \(show(payment.id))  \(show(payment.status))  \(payment.amount.map { Messages.money($0, currency) } ?? "?")"
             if let at = payment.createdAt { line += "  \(Timestamp.iso8601(at))" }
-            if let ref = payment.providerRef { line += "  ref=\(ref)" }
-            if let method = payment.method { line += "  method=\(method)" }
-            if let reason = payment.failureReason { line += "  reason=\(reason)" }
+            if let ref = payment.providerRef { line += "  ref=\(show(ref))" }
+            if let method = payment.method { line += "  method=\(show(method))" }
+            if let reason = payment.failureReason { line += "  reason=\(show(reason))" }
             lines.append(line)
         }
         for refund in snapshot.refunds {
-            lines.append("  refund \(refund.id)  \(refund.status)  \(refund.amount.map { Messages.money($0, currency) } ?? "?")")
+            lines.append("  refund \(show(refund.id))  \(show(refund.status))  \(refund.amount.map { Messages.money($0, currency) } ?? "?")")
         }
         lines.append("Timeline:")
         for entry in detail.timeline {
-            lines.append("  \(Timestamp.iso8601(entry.at))  \(entry.event)  \(entry.detail)")
+            lines.append("  \(Timestamp.iso8601(entry.at))  \(entry.event)  \(show(entry.detail))")
         }
         lines.append("Deliveries:")
         if detail.deliveries.isEmpty { lines.append("  none") }
@@ -110,7 +112,7 @@ public struct OrderView: Sendable {
         let body = Body(
             id: detail.orderID, status: detail.trackedStatus?.rawValue, quarantine: detail.quarantine,
             amount_due: order?.amountDue, amount_paid: detail.amountPaid,
-            amount_remaining: order?.amountDue.map { max(0, $0 - detail.amountPaid) }, currency: order?.currency,
+            amount_remaining: order?.amountDue.map { max(0, $0.saturatingSubtract(detail.amountPaid)) }, currency: order?.currency,
             created_at: order?.createdAt.map(Timestamp.iso8601), expires_at: order.map { Timestamp.iso8601(policy.expiry(of: $0)) },
             next: nextAction.map { Next(at: Timestamp.iso8601($0.at), actions: $0.actions) },
             payments: Ledger.sortedAttempts(detail.snapshot.payments).map {

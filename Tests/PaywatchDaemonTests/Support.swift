@@ -73,7 +73,7 @@ final class InProcessDaemon: @unchecked Sendable {
 
     static let start: Millis = 1_790_000_000_000
 
-    init(config: (String) -> String) async throws {
+    init(busyTimeoutMs: Int64 = 5000, config: (String) -> String) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-daemon-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         dbPath = directory.appendingPathComponent("paywatch.db").path
@@ -81,7 +81,7 @@ final class InProcessDaemon: @unchecked Sendable {
         clock = ManualClock(Self.start)
         let text = "[store]\nurl = \"sqlite://\(dbPath)\"\n" + config(gateway.baseURL)
         let configuration = try PaywatchConfiguration.parse(text, fileName: "test.toml")
-        store = try SQLiteOrderStore(path: dbPath)
+        store = try SQLiteOrderStore(path: dbPath, busyTimeoutMs: busyTimeoutMs)
         try await store.migrate()
         let runtime = try Runtime(config: configuration, store: store, clock: clock,
                                   logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })

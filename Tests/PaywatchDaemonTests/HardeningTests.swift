@@ -1,0 +1,84 @@
+import Foundation
+import GRDB
+import Logging
+import PaywatchCore
+import PaywatchTestSupport
+import Testing
+@testable import PaywatchDaemon
+
+@Suite(.serialized) struct StoreFaultTests {
+    /// The shop holds the write lock far longer than the busy timeout — and the leases run out —
+    /// while transfers complete: their outcomes wait in memory, are recorded when the lock is
+    /// released, and no message goes out twice.
+    @Test func outcomesThatCannotBeRecordedAreKeptAndNeverSentAgain() async throws {
+        let daemon = try await InProcessDaemon(busyTimeoutMs: 50) { PaywatchServiceTests.config($0, concurrency: 8) }
+        daemon.gateway.setResponder { _ in FakeGateway.Response(status: 200, delayMs: 200) }
+        try PaywatchServiceTests().insertOrders(daemon, prefix: "L", count: 50, createdAgoMs: 11 * 60_000)
+        daemon.run()
+        #expect(await daemon.gateway.waitForRequests(1, timeoutSeconds: 20))
+
+        let locked = Locked(false)
+        let release = Locked(false)
+        let dbPath = daemon.dbPath
+        let holder = Thread {
+            var config = Configuration()
+            config.busyMode = .timeout(10)
+            guard let shop = try? DatabaseQueue(path: dbPath, configuration: config) else { return }
+            try? shop.inTransaction(.immediate) { _ in
+                locked.set(true)
+                while !release.value { usleep(10_000) }
+                return .commit
+            }
+        }
+        holder.start()
+        #expect(await InProcessDaemon.eventually(5) { locked.value })
+        let receivedAtLock = daemon.gateway.requestCount
+        // Two minutes pass on the daemon's clock (every lease of 60 s runs out), two seconds of real
+        // time: every store retry meets the lock.
+        for _ in 0..<20 {
+            daemon.clock.advance(by: 6_000)
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let receivedDuringLock = daemon.gateway.requestCount
+        release.set(true)
+
+        // Store retries run on the daemon's clock: keep it moving.
+        #expect(try await InProcessDaemon.eventually(20) {
+            daemon.clock.advance(by: 1_000)
+            return try daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE state = 'delivered'") == 50
+        })
+        try await daemon.stop()
+        let keys = daemon.gateway.requests().map { $0.headers["idempotency-key"] ?? "" }
+        #expect(keys.count == 50)
+        #expect(Set(keys).count == 50)
+        // The lock really stalled outcomes: transfers completed while nothing could be recorded.
+        #expect(receivedDuringLock > receivedAtLock)
+        #expect(try daemon.count("SELECT COUNT(*) FROM pw_attempts") == 50)
+    }
+}
+
+/// A value shared with another thread.
+final class Locked<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+    init(_ value: Value) { stored = value }
+    var value: Value { lock.withLock { stored } }
+    func set(_ value: Value) { lock.withLock { stored = value } }
+}
+
+@Suite struct LogLineTests {
+    func line(_ message: String, _ metadata: Logger.Metadata) -> String {
+        LineLogHandler.line(at: 1_790_000_000_000, level: .warning, message: message, metadata: metadata)
+    }
+
+    @Test func oneEventIsOneLineWhateverItsValuesHold() {
+        let forged = line("order quarantined", ["order_id": "A1\r\nX-Injected: yes", "reason": "say \"hi\" = \\ok"])
+        #expect(forged == #"2026-09-21T14:13:20Z WARNING order quarantined order_id="A1\r\nX-Injected: yes" reason="say \"hi\" = \\ok""# + "\n")
+        #expect(forged.filter { $0 == "\n" }.count == 1)
+        #expect(line("multi\nline", [:]) == "2026-09-21T14:13:20Z WARNING multi\\nline\n")
+        #expect(line("m", ["k": "tab\there", "e": "", "c": "bell\u{7}\u{2028}"]) ==
+            "2026-09-21T14:13:20Z WARNING m c=bell\\u{7}\\u{2028} e=\"\" k=tab\\there\n")
+        // Plain values stay plain.
+        #expect(line("m", ["order_id": "A1", "to": "+86*******0000"]) == "2026-09-21T14:13:20Z WARNING m order_id=A1 to=+86*******0000\n")
+    }
+}
