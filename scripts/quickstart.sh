@@ -17,8 +17,9 @@ fi
 swift build -c release --product paywatch
 swift build -c release --product fake-gateway
 mkdir -p var
-# The example config, with the database in ./var instead of /var/lib/paywatch.
-sed 's|^url = "sqlite:///var/lib/paywatch/paywatch.db"|url = "sqlite://var/paywatch.db"|' config/paywatch.toml > var/paywatch.toml
+# The example config, with the database in ./var instead of /var/lib/paywatch. A relative sqlite
+# path is relative to the config file's folder, so "paywatch.db" beside var/paywatch.toml.
+sed 's|^url = "sqlite:///var/lib/paywatch/paywatch.db"|url = "sqlite://paywatch.db"|' config/paywatch.toml > var/paywatch.toml
 bin=.build/release/paywatch
 $bin check-config --config var/paywatch.toml >/dev/null
 $bin migrate --config var/paywatch.toml

@@ -10,9 +10,14 @@ import TOMLKit
 extension PaywatchConfiguration {
     /// Reads and validates the file at `path`. A missing or unreadable file is a ``ConfigError`` too
     /// (with `line == nil`); see ``parse(_:fileName:)`` for everything else.
+    ///
+    /// A relative `sqlite://` path in `[store] url` is resolved against the file's folder (made
+    /// absolute), so the database does not depend on the working directory (systemd starts services in `/`).
     public static func load(path: String) throws(ConfigError) -> PaywatchConfiguration {
         let text = try readConfigFile(path)
-        return try parse(text, fileName: path)
+        var configuration = try parse(text, fileName: path)
+        configuration.store = configuration.store.resolvingRelativePath(against: absoluteDirectory(of: path))
+        return configuration
     }
 
     /// Parses and validates TOML text. `fileName` is only used in errors.
@@ -37,8 +42,10 @@ extension PaywatchConfiguration {
         } catch {
             throw ConfigError(file: fileName, line: nil, key: "", message: "invalid TOML: \(error)")
         }
-        var reader = ConfigReader(file: fileName, locator: KeyLocator(text))
-        let configuration = reader.read(TOMLNode(root).tableValue ?? [:])
+        let locator = KeyLocator(text)
+        var reader = ConfigReader(file: fileName, locator: locator)
+        var configuration = reader.read(TOMLNode(root).tableValue ?? [:])
+        configuration.locator = locator
         if let first = reader.errors.enumerated().min(by: { a, b in
             (a.element.line ?? Int.max, a.offset) < (b.element.line ?? Int.max, b.offset)
         }) {
@@ -46,6 +53,24 @@ extension PaywatchConfiguration {
         }
         return configuration
     }
+}
+
+/// The absolute folder of `path` (`/etc/paywatch/x.toml` → `/etc/paywatch`, `x.toml` → the working directory).
+private func absoluteDirectory(of path: String) -> String {
+    var directory: Substring
+    if let slash = path.lastIndex(of: "/") {
+        directory = path[..<slash]
+        if directory.isEmpty { return "/" }
+    } else {
+        directory = "."
+    }
+    if directory.hasPrefix("/") { return String(directory) }
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return String(directory) }
+    let cwd = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    while directory.hasPrefix("./") { directory = directory.dropFirst(2) }
+    if directory == "." || directory.isEmpty { return cwd }
+    return (cwd.hasSuffix("/") ? cwd : cwd + "/") + directory
 }
 
 private func readConfigFile(_ path: String) throws(ConfigError) -> String {
@@ -137,7 +162,6 @@ indirect enum TOMLNode: Sendable {
 // MARK: - Validation
 
 private let durationHint = "expected a duration string such as \"30m\""
-private let durationSyntax = "a positive whole number and a unit (ms, s, m, h, d), e.g. \"30m\" or \"1h30m\""
 
 /// Whether `name` is a valid channel name: `[a-z][a-z0-9_]*`.
 func isValidChannelName(_ name: String) -> Bool {
@@ -156,12 +180,12 @@ func isBareKey(_ key: String) -> Bool {
     }
 }
 
-private func displayKey(_ key: String) -> String {
+func displayKey(_ key: String) -> String {
     isBareKey(key) ? key : tomlQuoted(key)
 }
 
 /// `[unpaid]`, `[channels.sms]`
-private func displaySection(_ path: [String]) -> String {
+func displaySection(_ path: [String]) -> String {
     "[" + path.map(displayKey).joined(separator: ".") + "]"
 }
 
@@ -225,15 +249,13 @@ struct ConfigReader {
             fail(section: section, key: key, prefix + "\(durationHint), got \(value.summary)")
             return nil
         }
-        guard let ms = parseDurationAllowingZero(text) else {
-            fail(section: section, key: key, prefix + "invalid duration \(tomlQuoted(text)): expected \(durationSyntax)")
+        switch parseBoundedDuration(text) {
+        case .success(let ms):
+            return ms
+        case .failure(let problem):
+            fail(section: section, key: key, prefix + problem.description)
             return nil
         }
-        guard ms > 0 else {
-            fail(section: section, key: key, prefix + "duration \(tomlQuoted(text)) must be greater than zero")
-            return nil
-        }
-        return ms
     }
 
     private mutating func durationList(
@@ -272,7 +294,9 @@ struct ConfigReader {
         return result
     }
 
-    private mutating func positiveInt(_ table: [String: TOMLNode], _ section: [String], _ key: String) -> Int? {
+    private mutating func positiveInt(
+        _ table: [String: TOMLNode], _ section: [String], _ key: String, max limit: (value: Int, why: String)? = nil
+    ) -> Int? {
         guard let value = table[key] else { return nil }
         guard case .integer(let number) = value else {
             fail(section: section, key: key, "expected an integer, got \(value.summary)")
@@ -280,6 +304,10 @@ struct ConfigReader {
         }
         guard number >= 1 else {
             fail(section: section, key: key, "must be at least 1, got \(number)")
+            return nil
+        }
+        if let limit, number > Int64(limit.value) {
+            fail(section: section, key: key, "must be at most \(limit.value), got \(number) (\(limit.why))")
             return nil
         }
         guard let result = Int(exactly: number) else {
@@ -375,9 +403,14 @@ struct ConfigReader {
 
         if let table = section(root, "daemon") {
             let s = ["daemon"]
-            rejectUnknown(table, section: s, known: ["poll_interval", "batch_size", "log_level"])
+            rejectUnknown(table, section: s, known: ["poll_interval", "batch_size", "log_level", "max_clock_skew"])
             if let v = duration(table, s, "poll_interval") { config.daemon.pollIntervalMs = v }
-            if let v = positiveInt(table, s, "batch_size") { config.daemon.batchSize = v }
+            if let v = positiveInt(table, s, "batch_size", max: (
+                PaywatchConfiguration.maxBatchSize, "a sweep binds the batch's ids in one SQL statement"))
+            {
+                config.daemon.batchSize = v
+            }
+            if let v = duration(table, s, "max_clock_skew") { config.daemon.maxClockSkewMs = v }
             if let level = string(table, s, "log_level") {
                 if PaywatchConfiguration.logLevels.contains(level) {
                     config.daemon.logLevel = level
@@ -390,8 +423,12 @@ struct ConfigReader {
 
         if let table = section(root, "delivery") {
             let s = ["delivery"]
-            rejectUnknown(table, section: s, known: ["concurrency", "timeout", "max_attempts", "retry_base", "retry_max"])
-            if let v = positiveInt(table, s, "concurrency") { config.delivery.concurrency = v }
+            rejectUnknown(table, section: s, known: ["concurrency", "timeout", "max_attempts", "retry_base", "retry_max", "retry_after_max"])
+            if let v = positiveInt(table, s, "concurrency", max: (
+                PaywatchConfiguration.maxConcurrency, "each transfer in flight holds an open file"))
+            {
+                config.delivery.concurrency = v
+            }
             if let v = duration(table, s, "timeout") { config.delivery.timeoutMs = v }
             if let v = positiveInt(table, s, "max_attempts") { config.delivery.maxAttempts = v }
             let base = duration(table, s, "retry_base")
@@ -403,6 +440,13 @@ struct ConfigReader {
             if baseOK, maxOK, config.delivery.retryBaseMs > config.delivery.retryMaxMs {
                 fail(section: s, key: table["retry_base"] != nil ? "retry_base" : "retry_max",
                      "retry_base (\(formatDuration(config.delivery.retryBaseMs))) must not be longer than retry_max (\(formatDuration(config.delivery.retryMaxMs)))")
+            }
+            let afterMax = duration(table, s, "retry_after_max")
+            if let afterMax { config.delivery.retryAfterMaxMs = afterMax }
+            let afterMaxOK = table["retry_after_max"] == nil || afterMax != nil
+            if baseOK, afterMaxOK, config.delivery.retryBaseMs > config.delivery.retryAfterMaxMs {
+                fail(section: s, key: table["retry_after_max"] != nil ? "retry_after_max" : "retry_base",
+                     "retry_after_max (\(formatDuration(config.delivery.retryAfterMaxMs))) must not be shorter than retry_base (\(formatDuration(config.delivery.retryBaseMs)))")
             }
         }
 
@@ -486,6 +530,13 @@ struct ConfigReader {
                 }
                 if let channel = readChannel(name, entries, deliveryConcurrency: config.delivery.concurrency) { config.channels[name] = channel }
             }
+        }
+        if defined.isEmpty, errors.isEmpty {
+            // Only when nothing more precise is wrong; on the [channels] line if there is one, else
+            // for the whole file.
+            let line = locator.line(of: ["channels"])
+            errors.append(ConfigError(file: file, line: line, key: line == nil ? "" : "[channels]",
+                                      message: "no channel is configured: add a [channels.NAME] section"))
         }
 
         // Channel lists: explicit ones must name defined channels; the [unpaid] default keeps the defined ones.
@@ -587,8 +638,10 @@ struct ConfigReader {
 func storeURLProblem(_ url: String) -> String? {
     let expected = "expected a url starting with sqlite://, postgres:// or postgresql://"
     if url.hasPrefix("sqlite://") {
-        let path = url.dropFirst("sqlite://".count)
+        let path = url.dropFirst("sqlite://".count).prefix { $0 != "?" }
         if path.isEmpty || path == "/" { return "the sqlite url has no database path (sqlite:///absolute/path.db or sqlite://relative/path.db)" }
+        if path.hasSuffix("/") { return "the sqlite url names a folder, not a database file" }
+        if case .failure(let problem) = sqliteURLOptions(url) { return problem.message }
         return nil
     }
     for scheme in ["postgres://", "postgresql://"] where url.hasPrefix(scheme) {

@@ -38,13 +38,62 @@ public func formatDuration(_ ms: Int64) -> String {
     return out
 }
 
+/// The longest duration any key accepts: 100 years (36,500 days). Longer values are configuration
+/// errors, so that adding a duration to a time (milliseconds since 1970) can never overflow.
+public let maxDurationMs: Int64 = 36_500 * 86_400_000
+
+/// Why a duration string is not accepted, e.g. `invalid duration "10x": expected …`.
+public struct DurationProblem: Error, Sendable, Equatable, CustomStringConvertible {
+    public var description: String
+
+    public init(description: String) {
+        self.description = description
+    }
+}
+
+/// Parses a duration as every configuration key and command-line option takes it: well-formed,
+/// greater than zero and at most ``maxDurationMs`` (100 years).
+public func parseBoundedDuration(_ text: String) -> Result<Int64, DurationProblem> {
+    switch scanDuration(text) {
+    case .malformed:
+        return .failure(DurationProblem(description: "invalid duration \(tomlQuoted(text)): expected \(durationSyntax)"))
+    case .overflow:
+        return .failure(DurationProblem(description: "duration \(tomlQuoted(text)) is longer than 100 years (36500d)"))
+    case .milliseconds(let ms):
+        if ms <= 0 {
+            return .failure(DurationProblem(description: "duration \(tomlQuoted(text)) must be greater than zero"))
+        }
+        if ms > maxDurationMs {
+            return .failure(DurationProblem(description: "duration \(tomlQuoted(text)) is longer than 100 years (36500d)"))
+        }
+        return .success(ms)
+    }
+}
+
+let durationSyntax = "a positive whole number and a unit (ms, s, m, h, d), e.g. \"30m\" or \"1h30m\""
+
 /// Like ``parseDuration(_:)`` but returns 0 for a well-formed zero duration such as `"0s"`,
-/// so that callers can tell "zero" apart from "malformed".
+/// so that callers can tell "zero" apart from "malformed". No upper bound (see ``maxDurationMs``).
 func parseDurationAllowingZero(_ text: String) -> Int64? {
+    if case .milliseconds(let ms) = scanDuration(text) { return ms }
+    return nil
+}
+
+enum DurationScan: Equatable {
+    case milliseconds(Int64)
+    /// Well-formed, but the total does not fit in `Int64` milliseconds.
+    case overflow
+    case malformed
+}
+
+/// Scans a duration string; tells a well-formed but enormous value (`"999999999999999d"`) apart
+/// from a malformed one, so the error can say "longer than 100 years".
+func scanDuration(_ text: String) -> DurationScan {
     let bytes = Array(text.utf8)
-    guard !bytes.isEmpty else { return nil }
+    guard !bytes.isEmpty else { return .malformed }
     var index = 0
     var total: Int64 = 0
+    var overflowed = false
     var lastRank = -1
     while index < bytes.count {
         var value: Int64 = 0
@@ -52,11 +101,11 @@ func parseDurationAllowingZero(_ text: String) -> Int64? {
         while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
             let (times10, o1) = value.multipliedReportingOverflow(by: 10)
             let (sum, o2) = times10.addingReportingOverflow(Int64(bytes[index] - UInt8(ascii: "0")))
-            if o1 || o2 { return nil }
+            if o1 || o2 { overflowed = true }
             value = sum
             index += 1
         }
-        guard index > digitsStart, index < bytes.count else { return nil }
+        guard index > digitsStart, index < bytes.count else { return .malformed }
         let rank: Int
         switch bytes[index] {
         case UInt8(ascii: "d"): rank = 0; index += 1
@@ -68,14 +117,14 @@ func parseDurationAllowingZero(_ text: String) -> Int64? {
                 rank = 2; index += 1
             }
         case UInt8(ascii: "s"): rank = 3; index += 1
-        default: return nil
+        default: return .malformed
         }
-        guard rank > lastRank else { return nil }
+        guard rank > lastRank else { return .malformed }
         lastRank = rank
         let (part, o1) = value.multipliedReportingOverflow(by: durationUnits[rank].milliseconds)
         let (sum, o2) = total.addingReportingOverflow(part)
-        if o1 || o2 { return nil }
+        if o1 || o2 { overflowed = true }
         total = sum
     }
-    return total
+    return overflowed ? .overflow : .milliseconds(total)
 }

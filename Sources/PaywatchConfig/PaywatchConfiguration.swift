@@ -5,16 +5,18 @@
 ///
 /// | key | type | default |
 /// |---|---|---|
-/// | `[store] url` | string, `sqlite://PATH` (`sqlite:///abs`, `sqlite://relative`), `postgres://…`, `postgresql://…` | `"sqlite:///var/lib/paywatch/paywatch.db"` |
+/// | `[store] url` | string, `sqlite://PATH` (`sqlite:///abs`, `sqlite://relative` — relative to the config file's folder), optional `?mode=ro\|rw\|rwc`; `postgres://…`, `postgresql://…` | `"sqlite:///var/lib/paywatch/paywatch.db"` |
 /// | `[store] busy_timeout` | duration | `"5s"` |
 /// | `[daemon] poll_interval` | duration, longest sleep | `"5s"` |
-/// | `[daemon] batch_size` | integer ≥ 1 | `500` |
+/// | `[daemon] batch_size` | integer 1 … 10,000 | `500` |
 /// | `[daemon] log_level` | trace, debug, info, notice, warning, error, critical | `"info"` |
-/// | `[delivery] concurrency` | integer ≥ 1 | `32` |
+/// | `[daemon] max_clock_skew` | duration: payments and refunds dated further in the future are quarantined | `"5m"` |
+/// | `[delivery] concurrency` | integer 1 … 4,096, and at start `concurrency + 64` ≤ the open-files hard limit | `32` |
 /// | `[delivery] timeout` | duration | `"10s"` |
 /// | `[delivery] max_attempts` | integer ≥ 1 | `8` |
 /// | `[delivery] retry_base` | duration, first retry delay (doubles, with jitter) | `"1s"` |
 /// | `[delivery] retry_max` | duration ≥ retry_base, cap on one delay | `"1h"` |
+/// | `[delivery] retry_after_max` | duration ≥ retry_base, cap on a gateway's `Retry-After` (clamped to `retry_base` … this) | `"1h"` |
 /// | `[unpaid] hold` | duration | `"30m"` |
 /// | `[unpaid] reminders` | strictly ascending durations after created_at | `["10m", "25m"]` |
 /// | `[unpaid] channels` | channel names | `["push", "sms", "email"]` (see below) |
@@ -34,9 +36,12 @@
 /// | `[refunding] channels` | channel names | `[unpaid] channels` |
 /// | `[channels.NAME] provider` | required, `"webhook"` | — |
 /// | `[channels.NAME] url` | required, http(s) URL | — |
-/// | `[channels.NAME] token_file` | path; its trimmed content is sent as `Authorization: Bearer` | not set |
+/// | `[channels.NAME] token_file` | path; its content (one printable ASCII line, trimmed) is sent as `Authorization: Bearer` | not set |
 /// | `[channels.NAME] to` | fixed recipient (the ops channel) | not set |
 /// | `[channels.NAME] concurrency` | integer 1 … `[delivery] concurrency`: the slots this channel is sure to get while it has messages due (it may borrow idle ones) | a fair share |
+///
+/// Every duration is at most 100 years (``maxDurationMs``). At least one `[channels.NAME]` section is
+/// required (in `parse`/`load`; a configuration built in code may have none).
 ///
 /// `NAME` matches `[a-z][a-z0-9_]*`. Every name in a `channels` list written in the file must have a
 /// `[channels.NAME]` section. When `[unpaid] channels` is not written, its default keeps only the
@@ -52,15 +57,51 @@ public struct PaywatchConfiguration: Sendable, Equatable {
             self.busyTimeoutMs = busyTimeoutMs
         }
 
-        /// The SQLite database path for a `sqlite://` url (`sqlite:///var/x.db` → `/var/x.db`,
-        /// `sqlite://x.db` → `x.db`), `nil` for PostgreSQL.
+        /// The SQLite database path for a `sqlite://` url, without its `?options`
+        /// (`sqlite:///var/x.db` → `/var/x.db`, `sqlite://x.db?mode=ro` → `x.db`), `nil` for PostgreSQL.
+        ///
+        /// ``PaywatchConfiguration/load(path:)`` resolves a relative path against the configuration
+        /// file's folder (systemd runs the service from `/`), so after `load` it is absolute; after
+        /// `parse` (or in code) a relative path is relative to the working directory.
         public var sqlitePath: String? {
             guard url.hasPrefix("sqlite://") else { return nil }
-            return String(url.dropFirst("sqlite://".count))
+            let rest = url.dropFirst("sqlite://".count)
+            return String(rest.prefix { $0 != "?" })
         }
 
-        /// ``url`` with any password (userinfo or `password=` query parameter) replaced by `****`.
-        public var maskedURL: String { maskURLPassword(url) }
+        /// How a `sqlite://` database is opened, from its `?mode=` option; `nil` for PostgreSQL.
+        public enum SQLiteMode: String, Sendable, Equatable, CaseIterable {
+            /// Read only: refused by the commands that write (`run`, `migrate`).
+            case ro
+            /// Read and write an existing database; it is not created.
+            case rw
+            /// Read and write, created when missing (the default).
+            case rwc
+        }
+
+        /// The `mode` of a `sqlite://` url (`rwc` when not given); `nil` for PostgreSQL. A url whose
+        /// options are invalid (only possible when built in code) reads as `rwc`.
+        public var sqliteMode: SQLiteMode? {
+            guard url.hasPrefix("sqlite://") else { return nil }
+            if case .success(let mode) = sqliteURLOptions(url) { return mode }
+            return .rwc
+        }
+
+        /// `sqlite://…?mode=ro`: the store may only be read.
+        public var readOnly: Bool { sqliteMode == .ro }
+
+        /// ``url`` with credentials masked: a userinfo password and every query value become `****`.
+        public var maskedURL: String { maskURL(url) }
+
+        /// A `sqlite://` url with a relative path made absolute against `directory`; others unchanged.
+        func resolvingRelativePath(against directory: String) -> Store {
+            guard let path = sqlitePath, !path.hasPrefix("/") else { return self }
+            var copy = self
+            let query = url.dropFirst("sqlite://".count).drop { $0 != "?" }
+            let base = directory.hasSuffix("/") ? directory : directory + "/"
+            copy.url = "sqlite://" + base + path + query
+            return copy
+        }
     }
 
     public struct Daemon: Sendable, Equatable {
@@ -68,11 +109,16 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         public var batchSize: Int
         /// One of trace, debug, info, notice, warning, error, critical.
         public var logLevel: String
+        /// Payments and refunds dated further than this in the future (by the shop's clock against
+        /// paywatch's) are quarantined instead of acted on.
+        public var maxClockSkewMs: Int64
 
-        public init(pollIntervalMs: Int64 = 5_000, batchSize: Int = 500, logLevel: String = "info") {
+        public init(pollIntervalMs: Int64 = 5_000, batchSize: Int = 500, logLevel: String = "info",
+                    maxClockSkewMs: Int64 = 300_000) {
             self.pollIntervalMs = pollIntervalMs
             self.batchSize = batchSize
             self.logLevel = logLevel
+            self.maxClockSkewMs = maxClockSkewMs
         }
     }
 
@@ -82,16 +128,20 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         public var maxAttempts: Int
         public var retryBaseMs: Int64
         public var retryMaxMs: Int64
+        /// The longest wait a gateway's `Retry-After` can impose; shorter ones (a date in the past
+        /// included) are raised to ``retryBaseMs``.
+        public var retryAfterMaxMs: Int64
 
         public init(
             concurrency: Int = 32, timeoutMs: Int64 = 10_000, maxAttempts: Int = 8,
-            retryBaseMs: Int64 = 1_000, retryMaxMs: Int64 = 3_600_000
+            retryBaseMs: Int64 = 1_000, retryMaxMs: Int64 = 3_600_000, retryAfterMaxMs: Int64 = 3_600_000
         ) {
             self.concurrency = concurrency
             self.timeoutMs = timeoutMs
             self.maxAttempts = maxAttempts
             self.retryBaseMs = retryBaseMs
             self.retryMaxMs = retryMaxMs
+            self.retryAfterMaxMs = retryAfterMaxMs
         }
     }
 
@@ -182,7 +232,8 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         /// Only `"webhook"` for now.
         public var provider: String
         public var url: String
-        /// A file whose trimmed content is sent as `Authorization: Bearer …`; the path is not a secret.
+        /// A file whose content — one line of printable ASCII, trimmed — is sent as
+        /// `Authorization: Bearer …`; the path is not a secret, the content is never shown.
         public var tokenFile: String?
         /// A fixed recipient (used by the ops channel).
         public var to: String?
@@ -217,6 +268,29 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     /// Not part of equality.
     public internal(set) var warnings: [String] = []
 
+    /// Where each key was written, for errors found after parsing (e.g. at start). Not part of equality.
+    var locator: KeyLocator?
+
+    /// The largest `[delivery] concurrency`: each transfer in flight holds an open file.
+    public static let maxConcurrency = 4_096
+    /// The largest `[daemon] batch_size`: a sweep binds the batch's ids in one SQL `IN (…)`
+    /// (SQLite allows 32,766 variables by default).
+    public static let maxBatchSize = 10_000
+
+    /// The 1-based line where `path` (e.g. `["delivery", "concurrency"]`) is written in the file this
+    /// configuration was parsed from; `nil` when not written or built in code.
+    public func line(of path: [String]) -> Int? {
+        locator?.line(of: path)
+    }
+
+    /// A ``ConfigError`` about `key` of `section` (e.g. `["delivery"]`, `"concurrency"`) found after
+    /// parsing, in the parser's form: `FILE:LINE: [delivery] concurrency: MESSAGE`. The line is the
+    /// key's, else its section's, else left out.
+    public func error(file: String, section: [String], key: String, message: String) -> ConfigError {
+        ConfigError(file: file, line: line(of: section + [key]) ?? line(of: section),
+                    key: displaySection(section) + " " + displayKey(key), message: message)
+    }
+
     public static let defaultPath = "/etc/paywatch/paywatch.toml"
     /// The default of `[unpaid] channels`, which the other sections' `channels` default to.
     public static let defaultChannels = ["push", "sms", "email"]
@@ -248,8 +322,13 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     }
 }
 
-/// Replaces the password of a URL's userinfo (`user:secret@host`) and any `password=` query value by `****`.
-func maskURLPassword(_ url: String) -> String {
+/// Masks the credentials of a URL for display: the password of its userinfo
+/// (`user:secret@host` → `user:****@host`), every query value (`?key=v&sig=w` → `?key=****&sig=****`,
+/// a bare `?token` → `?****`) and a fragment. The `{provider_ref}` placeholder is kept. The result is
+/// still a valid URL of the same kind. `sqlite://` urls hold no credentials (their only option is
+/// `mode`) and are returned unchanged.
+public func maskURL(_ url: String) -> String {
+    if url.hasPrefix("sqlite://") { return url }
     guard let schemeEnd = url.firstRange(of: "://") else { return url }
     let afterScheme = url[schemeEnd.upperBound...]
     let authorityEnd = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? afterScheme.endIndex
@@ -260,19 +339,51 @@ func maskURLPassword(_ url: String) -> String {
     } else {
         result += authority
     }
-    var rest = String(afterScheme[authorityEnd...])
-    if let question = rest.firstIndex(of: "?") {
-        let path = rest[..<question]
-        let query = rest[rest.index(after: question)...]
-        let fragmentStart = query.firstIndex(of: "#") ?? query.endIndex
-        let params = query[..<fragmentStart].split(separator: "&", omittingEmptySubsequences: false).map { param -> String in
-            let lower = param.lowercased()
-            if lower.hasPrefix("password=") || lower.hasPrefix("pass=") {
-                return param[...param.firstIndex(of: "=")!] + "****"
-            }
-            return String(param)
-        }
-        rest = path + "?" + params.joined(separator: "&") + query[fragmentStart...]
+    let rest = afterScheme[authorityEnd...]
+    let fragmentStart = rest.firstIndex(of: "#") ?? rest.endIndex
+    let beforeFragment = rest[..<fragmentStart]
+    if let question = beforeFragment.firstIndex(of: "?") {
+        result += beforeFragment[..<question] + "?"
+        let query = beforeFragment[beforeFragment.index(after: question)...]
+        result += query.split(separator: "&", omittingEmptySubsequences: false).map { param -> String in
+            if param.isEmpty { return "" }
+            guard let equals = param.firstIndex(of: "=") else { return "****" }
+            let value = param[param.index(after: equals)...]
+            if value.isEmpty || value == "{provider_ref}" { return String(param) }
+            return param[...equals] + "****"
+        }.joined(separator: "&")
+    } else {
+        result += beforeFragment
     }
-    return result + rest
+    if fragmentStart < rest.endIndex {
+        result += rest.index(after: fragmentStart) < rest.endIndex ? "#****" : "#"
+    }
+    return result
+}
+
+/// The `mode` option of a `sqlite://` url (`rwc` when there is none), or why its `?options` are not
+/// accepted. Never echoes the url.
+func sqliteURLOptions(_ url: String) -> Result<PaywatchConfiguration.Store.SQLiteMode, SQLiteOptionProblem> {
+    let rest = url.dropFirst("sqlite://".count)
+    guard let question = rest.firstIndex(of: "?") else { return .success(.rwc) }
+    var mode: PaywatchConfiguration.Store.SQLiteMode?
+    let modes = PaywatchConfiguration.Store.SQLiteMode.allCases.map { "mode=\($0.rawValue)" }.joined(separator: ", ")
+    for option in rest[rest.index(after: question)...].split(separator: "&", omittingEmptySubsequences: false) {
+        let shown = option.count > 40 ? String(option.prefix(37)) + "..." : String(option)
+        guard option.hasPrefix("mode="), let value = PaywatchConfiguration.Store.SQLiteMode(rawValue: String(option.dropFirst(5))) else {
+            if option.hasPrefix("mode=") {
+                return .failure(SQLiteOptionProblem(message: "unknown sqlite option \(tomlQuoted(shown)): the mode is one of \(modes)"))
+            }
+            return .failure(SQLiteOptionProblem(message: "unknown sqlite option \(tomlQuoted(shown)): the only option is \(modes)"))
+        }
+        if mode != nil {
+            return .failure(SQLiteOptionProblem(message: "the sqlite option mode is given twice"))
+        }
+        mode = value
+    }
+    return .success(mode ?? .rwc)
+}
+
+struct SQLiteOptionProblem: Error {
+    var message: String
 }

@@ -1,10 +1,12 @@
 extension PaywatchConfiguration {
     /// The effective configuration as TOML: every key, defaults filled in, channel defaults resolved.
     ///
-    /// Keys that are not set (`reconcile_url`, `token_file`, `to`) appear as comments. Secrets are masked:
-    /// a password in `[store] url` becomes `****`; `token_file` paths are shown (they are not secrets).
-    /// For a configuration from `parse`/`load` without a store password, parsing the output again gives an
-    /// equal configuration.
+    /// Keys that are not set (`reconcile_url`, `token_file`, `to`) appear as comments. Credentials are
+    /// masked in every URL (`[store] url`, `[paying] reconcile_url`, `[channels.NAME] url`): a userinfo
+    /// password and every query value become `****` (see ``maskURL(_:)``), and the masked URL is still
+    /// valid; `token_file` paths are shown (they are not secrets, their content is never read here).
+    /// For a configuration from `parse`/`load` whose URLs hold no password, query value or fragment,
+    /// parsing the output again gives an equal configuration.
     public func rendered() -> String {
         var out: [String] = []
         func key(_ name: String, _ value: String) { out.append("\(name) = \(value)") }
@@ -24,6 +26,7 @@ extension PaywatchConfiguration {
         duration("poll_interval", daemon.pollIntervalMs)
         key("batch_size", "\(daemon.batchSize)")
         key("log_level", tomlQuoted(daemon.logLevel))
+        duration("max_clock_skew", daemon.maxClockSkewMs)
 
         section("delivery")
         key("concurrency", "\(delivery.concurrency)")
@@ -31,6 +34,7 @@ extension PaywatchConfiguration {
         key("max_attempts", "\(delivery.maxAttempts)")
         duration("retry_base", delivery.retryBaseMs)
         duration("retry_max", delivery.retryMaxMs)
+        duration("retry_after_max", delivery.retryAfterMaxMs)
 
         section("unpaid")
         duration("hold", unpaid.holdMs)
@@ -40,7 +44,7 @@ extension PaywatchConfiguration {
         section("paying")
         duration("stall_after", paying.stallAfterMs)
         if let url = paying.reconcileURL {
-            key("reconcile_url", tomlQuoted(url))
+            key("reconcile_url", tomlQuoted(maskURL(url)))
         } else {
             out.append("# reconcile_url is not set")
         }
@@ -69,7 +73,7 @@ extension PaywatchConfiguration {
             guard let channel = channels[name] else { continue }
             section("channels.\(isBareKey(name) ? name : tomlQuoted(name))")
             key("provider", tomlQuoted(channel.provider))
-            key("url", tomlQuoted(channel.url))
+            key("url", tomlQuoted(maskURL(channel.url)))
             if let tokenFile = channel.tokenFile {
                 key("token_file", tomlQuoted(tokenFile))
             } else {

@@ -241,7 +241,8 @@ final class DeliveryEngine: Sendable {
             response.body = Redact.scrub(String(response.body.prefix(1024)), addresses: [item.message.recipient])
         }
         let delivery = runtime.config.delivery
-        let policy = RetryPolicy(maxAttempts: delivery.maxAttempts, baseDelayMs: delivery.retryBaseMs, maxDelayMs: delivery.retryMaxMs)
+        let policy = RetryPolicy(maxAttempts: delivery.maxAttempts, baseDelayMs: delivery.retryBaseMs, maxDelayMs: delivery.retryMaxMs,
+                                 retryAfterMaxMs: delivery.retryAfterMaxMs)
         let outcome = classifyDelivery(response, attempt: item.attempts + 1, policy: policy, nowMs: now,
                                        jitter: Double.random(in: 0..<1))
         var follow: OutgoingMessage?

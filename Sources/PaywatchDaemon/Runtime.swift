@@ -43,7 +43,8 @@ extension Policy {
             failedRemindersMs: config.failed.remindersMs,
             failedChannels: config.failed.channels,
             paidChannels: config.paid.channels,
-            fixedRecipients: fixed
+            fixedRecipients: fixed,
+            maxClockSkewMs: config.daemon.maxClockSkewMs
         )
     }
 }
@@ -83,36 +84,210 @@ public struct Runtime: Sendable {
         self.knownChannels = Set(named).union(config.channels.keys).sorted()
     }
 
-    /// The configured channels with their tokens read; an unreadable `token_file` is a configuration error.
+    /// The configured channels with their tokens read. An unreadable `token_file`, or one whose
+    /// content is not a single line of printable ASCII (after trimming surrounding spaces and one
+    /// trailing newline), is a configuration error naming the file and the key — never the content.
     public static func endpoints(_ config: PaywatchConfiguration, configPath: String) throws -> [String: ChannelEndpoint] {
         var result: [String: ChannelEndpoint] = [:]
-        for (name, channel) in config.channels {
+        for name in config.channels.keys.sorted() {
+            guard let channel = config.channels[name] else { continue }
             var token: String? = nil
             if let file = channel.tokenFile {
-                guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
-                    throw RuntimeConfigError(description: "\(configPath): [channels.\(name)] token_file: cannot read \(file)")
+                func failure(_ message: String) -> RuntimeConfigError {
+                    RuntimeConfigError(description: config.error(
+                        file: configPath, section: ["channels", name], key: "token_file", message: message).description)
                 }
-                token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    throw failure("cannot read \(file)")
+                }
+                switch bearerToken(Array(data)) {
+                case .success(let text): token = text
+                case .failure(let problem): throw failure("\(file) \(problem.description)")
+                }
             }
             result[name] = ChannelEndpoint(name: name, url: channel.url, token: token)
         }
         return result
     }
 
-    /// Opens the store named by `[store] url`. With `mustExist` (the inspection commands) a
-    /// missing database is an error instead of being created empty.
-    public static func openStore(_ config: PaywatchConfiguration, mustExist: Bool = false) throws -> any OrderStore {
-        // The configuration allows only sqlite:// and postgres:// URLs.
-        guard let path = config.store.sqlitePath else {
-            throw RuntimeConfigError(description: "[store] url: PostgreSQL is not supported by this build yet; use sqlite://")
+    /// Why a token file's bytes cannot be a bearer token, worded after the file name; never the content.
+    public struct TokenProblem: Error, Sendable, Equatable, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// The bearer token in a token file's bytes: surrounding spaces and tabs and one trailing newline
+    /// (`\n` or `\r\n`) are trimmed; what remains must be one non-empty run of printable ASCII
+    /// (0x21–0x7E): no CR or LF (a header could be forged), no other control character, no space inside.
+    public static func bearerToken(_ bytes: [UInt8]) -> Result<String, TokenProblem> {
+        func isBlank(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 }
+        var slice = bytes[...]
+        while let last = slice.last, isBlank(last) { slice = slice.dropLast() }
+        if slice.last == 0x0A {
+            slice = slice.dropLast()
+            if slice.last == 0x0D { slice = slice.dropLast() }
         }
-        if mustExist, !FileManager.default.fileExists(atPath: path) {
-            throw StoreError(description: "no database at \(path): run `paywatch migrate` (or start the service) first")
+        while let last = slice.last, isBlank(last) { slice = slice.dropLast() }
+        while let first = slice.first, isBlank(first) { slice = slice.dropFirst() }
+        if slice.isEmpty {
+            return .failure(TokenProblem(description: "is empty: it must hold the token on one line"))
+        }
+        if slice.contains(0x0A) || slice.contains(0x0D) {
+            return .failure(TokenProblem(description: "holds more than one line (a CR or LF inside): the token must be one line"))
+        }
+        if let bad = slice.first(where: { !(0x21...0x7E).contains($0) }) {
+            let what = bad == 0x20 || bad == 0x09 ? "a space inside"
+                : bad < 0x20 || bad == 0x7F ? "a control character" : "a byte outside printable ASCII"
+            return .failure(TokenProblem(description: "holds \(what): the token must be printable ASCII (0x21-0x7E)"))
+        }
+        return .success(String(decoding: slice, as: UTF8.self))
+    }
+
+    /// What a command will do with the store: ``openStore(_:configPath:intent:)``.
+    public enum StoreIntent: Sendable, Equatable {
+        /// The command writes (`run`, `migrate`): `?mode=ro` is refused; the database is created if
+        /// missing (unless `?mode=rw`).
+        case write(command: String)
+        /// The command only reads (`orders`, `report`): the database must already exist.
+        case read
+    }
+
+    /// Opens the store named by `[store] url` for `intent`.
+    ///
+    /// Configuration errors (``RuntimeConfigError``, exit 78, in the form `FILE:LINE: [store] url: …`):
+    /// PostgreSQL (not in this build); `?mode=ro` for a writer; a path that is a folder; a folder that
+    /// cannot be created or written; a file that cannot be read (or written, by a writer); a file that
+    /// is not an SQLite database; with `?mode=rw`, a missing file. A missing database for
+    /// ``StoreIntent/read`` is a ``StoreError`` (run `migrate` first).
+    public static func openStore(
+        _ config: PaywatchConfiguration, configPath: String = "paywatch.toml", intent: StoreIntent = .write(command: "run")
+    ) throws -> any OrderStore {
+        func failure(_ message: String) -> RuntimeConfigError {
+            RuntimeConfigError(description: config.error(file: configPath, section: ["store"], key: "url", message: message).description)
+        }
+        // The configuration allows only sqlite:// and postgres:// URLs.
+        guard let path = config.store.sqlitePath, let mode = config.store.sqliteMode else {
+            throw failure("PostgreSQL is not supported by this build yet; use sqlite://")
+        }
+        if case .write(let command) = intent, mode == .ro {
+            throw failure("the store is opened read-only (mode=ro) but \(command) needs to write")
+        }
+        var info = stat()
+        let exists: Bool
+        if stat(path, &info) == 0 {
+            exists = true
+            if (info.st_mode & S_IFMT) == S_IFDIR {
+                throw failure("\(path) is a folder, not a database file")
+            }
+        } else if errno == ENOENT {
+            exists = false
+        } else {
+            throw failure("cannot use \(path): \(String(cString: strerror(errno)))")
+        }
+        if !exists {
+            if intent == .read {
+                throw StoreError(description: "no database at \(path): run `paywatch migrate` (or start the service) first")
+            }
+            if mode == .rw {
+                throw failure("no database at \(path), and mode=rw does not create one (use mode=rwc, or run with the right path)")
+            }
         }
         let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty {
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        if !directory.isEmpty, intent != .read {
+            if let problem = makeDirectories(directory) {
+                throw failure("cannot create the folder \(directory) for \(path): \(problem)")
+            }
+            // SQLite writes its -wal and -shm files (and the lock) beside the database.
+            if access(directory, W_OK) != 0 {
+                throw failure("the folder \(directory) is not writable by this user: SQLite keeps \((path as NSString).lastPathComponent)-wal beside the database")
+            }
+        }
+        if exists {
+            if access(path, R_OK) != 0 {
+                throw failure("\(path) is not readable by this user: \(String(cString: strerror(errno)))")
+            }
+            if intent != .read, access(path, W_OK) != 0 {
+                throw failure("\(path) is not writable by this user: \(String(cString: strerror(errno)))")
+            }
+            if let problem = sqliteHeaderProblem(path) {
+                throw failure("\(path) \(problem)")
+            }
         }
         return try SQLiteOrderStore(path: path, busyTimeoutMs: config.store.busyTimeoutMs)
     }
+
+    /// Open files paywatch needs besides one per transfer in flight: SQLite (database, WAL, shared
+    /// memory, a connection per reader), logs, curl's own sockets and pipes.
+    public static let openFilesReserve = 64
+
+    /// Checks what the configuration needs from the machine, at start (`run`) and in `check-config`:
+    /// `[delivery] concurrency` + ``openFilesReserve`` open files must fit the hard limit of
+    /// `RLIMIT_NOFILE` (the soft limit is raised to it by ``raiseOpenFilesLimit()``). A configuration
+    /// error (exit 78) names the key and how to raise the limit.
+    /// - Parameter openFilesHardLimit: the limit to check against; by default `getrlimit`'s `rlim_max`.
+    public static func checkResources(
+        _ config: PaywatchConfiguration, configPath: String, openFilesHardLimit: UInt64? = nil
+    ) throws(RuntimeConfigError) {
+        let hard: UInt64
+        if let openFilesHardLimit {
+            hard = openFilesHardLimit
+        } else {
+            var limit = rlimit()
+            guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+            if limit.rlim_max == rlimInfinity { return }
+            hard = UInt64(limit.rlim_max)
+        }
+        let needed = UInt64(max(0, config.delivery.concurrency)) + UInt64(openFilesReserve)
+        guard needed > hard else { return }
+        let written = config.line(of: ["delivery", "concurrency"]) != nil
+        let message = (written ? "" : "the default ") + "\(config.delivery.concurrency) transfers need \(needed) open files (\(openFilesReserve) more for SQLite, "
+            + "logs and curl), more than this process may open: the open-files hard limit (RLIMIT_NOFILE) is \(hard). "
+            + "Lower concurrency to at most \(hard > UInt64(openFilesReserve) ? hard - UInt64(openFilesReserve) : 0), "
+            + "or raise the limit: LimitNOFILE=\(needed) in the [Service] section of the systemd unit "
+            + "(or `ulimit -Hn \(needed)` as root in a shell)"
+        throw RuntimeConfigError(description: config.error(
+            file: configPath, section: ["delivery"], key: "concurrency", message: message).description)
+    }
+
+    /// Raises the soft `RLIMIT_NOFILE` to the hard limit (the usual soft limit, 1,024, is far below
+    /// what systemd allows), so that `[delivery] concurrency` transfers fit.
+    /// - Returns: the soft limit now in force (unchanged if it could not be raised; `UInt64.max` for unlimited).
+    @discardableResult
+    public static func raiseOpenFilesLimit() -> UInt64 {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        func value(_ v: rlim_t) -> UInt64 { v == rlimInfinity ? .max : UInt64(v) }
+        if limit.rlim_cur == limit.rlim_max { return value(limit.rlim_cur) }
+        var raised = limit
+        raised.rlim_cur = limit.rlim_max
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { return value(raised.rlim_cur) }
+        return value(limit.rlim_cur)
+    }
 }
+
+/// `mkdir -p`: nil when `path` is (now) a folder, else why not (`Permission denied`, `… is a file`).
+private func makeDirectories(_ path: String) -> String? {
+    var info = stat()
+    if stat(path, &info) == 0 {
+        return (info.st_mode & S_IFMT) == S_IFDIR ? nil : "\(path) exists and is not a folder"
+    }
+    let parent = (path as NSString).deletingLastPathComponent
+    if !parent.isEmpty, parent != path, let problem = makeDirectories(parent) { return problem }
+    if mkdir(path, 0o755) == 0 || errno == EEXIST { return nil }
+    return String(cString: strerror(errno))
+}
+
+/// Why the file at `path` is not an SQLite database, or nil: an empty file is a new database; any
+/// other must start with the 16-byte header `"SQLite format 3\0"`. Cheap: one 16-byte read.
+private func sqliteHeaderProblem(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }  // reported by the open that follows
+    defer { close(fd) }
+    var header = [UInt8](repeating: 0, count: 16)
+    let count = header.withUnsafeMutableBytes { read(fd, $0.baseAddress, 16) }
+    if count == 0 { return nil }
+    if count == 16, header == Array("SQLite format 3".utf8) + [0] { return nil }
+    return "is not an SQLite database (its first bytes are not the SQLite header)"
+}
+
+/// `RLIM_INFINITY` (all bits set; the C macro does not import into Swift).
+private let rlimInfinity = rlim_t.max

@@ -6,13 +6,18 @@ public struct RetryPolicy: Sendable, Equatable {
     public var maxAttempts: Int
     /// Delay after the first failed attempt (before jitter).
     public var baseDelayMs: Int64
-    /// Upper bound for any retry delay, including one requested by `Retry-After`.
+    /// Upper bound for one backoff delay (not for a `Retry-After`, see ``retryAfterMaxMs``).
     public var maxDelayMs: Int64
+    /// Upper bound for a delay requested by `Retry-After` (`[delivery] retry_after_max`): the gateway
+    /// may ask for more than ``maxDelayMs``, but never more than this.
+    public var retryAfterMaxMs: Int64
 
-    public init(maxAttempts: Int = 8, baseDelayMs: Int64 = 1000, maxDelayMs: Int64 = 3_600_000) {
+    public init(maxAttempts: Int = 8, baseDelayMs: Int64 = 1000, maxDelayMs: Int64 = 3_600_000,
+                retryAfterMaxMs: Int64 = 3_600_000) {
         self.maxAttempts = maxAttempts
         self.baseDelayMs = baseDelayMs
         self.maxDelayMs = maxDelayMs
+        self.retryAfterMaxMs = retryAfterMaxMs
     }
 }
 
@@ -30,9 +35,10 @@ public struct RetryPolicy: Sendable, Equatable {
 /// - 2xx → `.delivered`.
 /// - 408, 429, 5xx and transport errors (`status == nil`) → `.retry` after
 ///   `baseDelayMs * 2^(attempt-1)` capped at `maxDelayMs` and jittered; a parsable `Retry-After`
-///   overrides this (`now + retryAfter`, no jitter): the gateway knows best, so it may exceed
-///   `maxDelayMs`, but never ``retryAfterCapMs`` (a day), which guards against absurd values. When
-///   `attempt >= maxAttempts` the outcome is `.dead("gave up after N attempts: <reason>")`.
+///   overrides this (`now + retryAfter`, no jitter), clamped to `baseDelayMs … retryAfterMaxMs`:
+///   the gateway knows best, so it may exceed `maxDelayMs`, but never `retryAfterMaxMs`, and a
+///   zero, tiny or past value (an HTTP date in the past) still waits `baseDelayMs` instead of
+///   retrying at once. When `attempt >= maxAttempts` the outcome is `.dead("gave up after N attempts: <reason>")`.
 /// - Any other status (1xx, 3xx, other 4xx, ≥600) → `.dead` at once.
 /// - `attempted == false` (cancelled before sending) → `.notAttempted`: due again at once, not
 ///   counted as an attempt (the request never left the process).
@@ -62,14 +68,19 @@ public func classifyDelivery(_ response: HTTPResponse, attempt: Int, policy: Ret
     }
 
     if let header = response.retryAfter, let requested = parseRetryAfter(header, nowMs: nowMs) {
-        return .retry(atMs: saturatingAdd(nowMs, min(max(0, requested), retryAfterCapMs)), reason: reason)
+        return .retry(atMs: saturatingAdd(nowMs, clampRetryAfter(requested, policy: policy)), reason: reason)
     }
     let delay = backoffDelayMs(attempt: attempt, policy: policy, jitter: jitter)
     return .retry(atMs: saturatingAdd(nowMs, delay), reason: reason)
 }
 
-/// The longest wait a `Retry-After` header can impose: one day.
-public let retryAfterCapMs: Int64 = 86_400_000
+/// A requested `Retry-After` delay clamped to `[baseDelayMs, retryAfterMaxMs]` (the lower bound wins
+/// if a policy built in code has them the wrong way round; negative bounds count as 0).
+func clampRetryAfter(_ requestedMs: Int64, policy: RetryPolicy) -> Int64 {
+    let low = max(0, policy.baseDelayMs)
+    let high = max(low, policy.retryAfterMaxMs)
+    return min(max(requestedMs, low), high)
+}
 
 /// `baseDelayMs * 2^(attempt-1)`, capped at `maxDelayMs`, then scaled by `0.5 + 0.5 * jitter`.
 func backoffDelayMs(attempt: Int, policy: RetryPolicy, jitter: Double) -> Int64 {

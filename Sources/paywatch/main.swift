@@ -47,11 +47,17 @@ func makeLogger(_ config: PaywatchConfiguration) -> Logger {
     return Logger(label: "paywatch") { label in LineLogHandler(label: label, level: level) }
 }
 
-func openStore(_ config: PaywatchConfiguration, configPath: String, mustExist: Bool = false) throws -> any OrderStore {
+/// Opens the store for a command; a problem of `[store] url` (a folder, an unwritable folder,
+/// `mode=ro` for a writer, not an SQLite file, …) exits 78, anything else 1.
+/// - Parameter intent: `.write(command:)` for `run` and `migrate` (the default: `run`), `.read` for the
+///   inspection commands (the database must exist).
+func openStore(
+    _ config: PaywatchConfiguration, configPath: String, intent: Runtime.StoreIntent = .write(command: "run")
+) throws -> any OrderStore {
     do {
-        return try Runtime.openStore(config, mustExist: mustExist)
+        return try Runtime.openStore(config, configPath: configPath, intent: intent)
     } catch let error as RuntimeConfigError {
-        printError("paywatch: \(configPath): \(error)")
+        printError("paywatch: \(error)")
         throw Exit.config
     } catch {
         printError("paywatch: \(error)")
@@ -110,12 +116,20 @@ struct Run: AsyncParsableCommand {
     var once = false
 
     func run() async throws {
+        // Up to the hard limit: every transfer holds a socket, SQLite a few descriptors.
+        Runtime.raiseOpenFilesLimit()
         let config = try options.load()
+        do {
+            try Runtime.checkResources(config, configPath: options.path)
+        } catch {
+            printError("paywatch: \(error)")
+            throw Exit.config
+        }
         let logger = makeLogger(config)
         for warning in config.warnings {
             logger.warning("\(warning)")
         }
-        let store = try openStore(config, configPath: options.path)
+        let store = try openStore(config, configPath: options.path, intent: .write(command: "run"))
         // One daemon per SQLite file.
         let lock: RunLock?
         do {
@@ -159,7 +173,7 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        let store = try openStore(config, configPath: options.path)
+        let store = try openStore(config, configPath: options.path, intent: .write(command: "migrate"))
         let changes = try await migrate(store)
         try await store.close()
         for change in changes { print(change) }
@@ -175,8 +189,10 @@ struct CheckConfig: AsyncParsableCommand {
     func run() async throws {
         let config = try options.load()
         do {
-            // What the TOML parser cannot check: every token_file is readable.
+            // What the TOML parser cannot check: every token_file holds one printable line, and
+            // [delivery] concurrency fits the open-files limit (as `run` checks at start).
             _ = try Runtime.endpoints(config, configPath: options.path)
+            try Runtime.checkResources(config, configPath: options.path)
         } catch {
             printError("paywatch: \(error)")
             throw Exit.config
@@ -202,7 +218,7 @@ struct Orders: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let store = try openStore(config, configPath: options.path, mustExist: true)
+            let store = try openStore(config, configPath: options.path, intent: .read)
             guard let detail = try await store.order(id: id) else {
                 printError("paywatch: no order with id \"\(id)\" (neither in orders nor tracked by paywatch)")
                 throw Exit.notFound
@@ -229,7 +245,7 @@ struct Orders: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let store = try openStore(config, configPath: options.path, mustExist: true)
+            let store = try openStore(config, configPath: options.path, intent: .read)
             let rows = try await store.orders(status: status, limit: limit)
             if json {
                 let encoder = JSONEncoder()
@@ -261,14 +277,17 @@ struct ReportCommand: AsyncParsableCommand {
     @Flag(help: "Machine-readable output.") var json = false
 
     func validate() throws {
-        if parseDuration(since) == nil { throw ValidationError("--since: \"\(since)\" is not a duration such as \"24h\"") }
+        if case .failure(let problem) = parseBoundedDuration(since) {
+            throw ValidationError("--since: \(problem) (a duration such as \"24h\")")
+        }
     }
 
     func run() async throws {
         let config = try options.load()
-        let store = try openStore(config, configPath: options.path, mustExist: true)
+        let store = try openStore(config, configPath: options.path, intent: .read)
         let now = SystemClock().now()
-        let report = try await store.report(since: now - (parseDuration(since) ?? 0), now: now)
+        let sinceMs = (try? parseBoundedDuration(since).get()) ?? 0
+        let report = try await store.report(since: now - sinceMs, now: now)
         try await store.close()
         if json {
             let encoder = JSONEncoder()

@@ -141,10 +141,11 @@ import Testing
         #expect(missing.code == 78)
         // PostgreSQL is a later release: said plainly, as a configuration error.
         let pg = h.directory.appendingPathComponent("pg.toml").path
-        try "[store]\nurl = \"postgres://pw@127.0.0.1:5432/pw\"\n".write(toFile: pg, atomically: true, encoding: .utf8)
+        try "[store]\nurl = \"postgres://pw@127.0.0.1:5432/pw\"\n[channels.ops]\nprovider = \"webhook\"\nurl = \"http://127.0.0.1:9/ops\"\n"
+            .write(toFile: pg, atomically: true, encoding: .utf8)
         let postgres = try h.run(["run", "--config", pg])
         #expect(postgres.code == 78)
-        #expect(postgres.err.contains("pg.toml: [store] url: PostgreSQL is not supported by this build yet"))
+        #expect(postgres.err.contains("pg.toml:2: [store] url: PostgreSQL is not supported by this build yet"))
     }
 
     @Test func checkConfigAndUnknownOrders() throws {

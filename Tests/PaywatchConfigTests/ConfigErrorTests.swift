@@ -107,7 +107,76 @@ private let channelSections = """
             == "x.toml:2: [store] url: expected a url starting with sqlite://, postgres:// or postgresql://")
         #expect(failure("[store]\nurl = \"sqlite://\"\n").hasPrefix("x.toml:2: [store] url: the sqlite url has no database path"))
         #expect(failure("[store]\nurl = \"\"\n") == "x.toml:2: [store] url: must not be empty")
-        #expect(failure("[store]\nurl = \"postgresql://u@h/db\"\n") == "parsed without error")
+        #expect(failure("[store]\nurl = \"postgresql://u@h/db\"\n" + channelSections) == "parsed without error")
+    }
+
+    @Test func sqliteURLOptions() {
+        for mode in ["ro", "rw", "rwc"] {
+            #expect(failure("[store]\nurl = \"sqlite:///v/x.db?mode=\(mode)\"\n" + channelSections) == "parsed without error")
+        }
+        #expect(failure("[store]\nurl = \"sqlite:///v/x.db?mode=memory\"\n")
+            == "x.toml:2: [store] url: unknown sqlite option \"mode=memory\": the mode is one of mode=ro, mode=rw, mode=rwc")
+        #expect(failure("[store]\nurl = \"sqlite:///v/x.db?cache=shared\"\n")
+            == "x.toml:2: [store] url: unknown sqlite option \"cache=shared\": the only option is mode=ro, mode=rw, mode=rwc")
+        #expect(failure("[store]\nurl = \"sqlite:///v/x.db?\"\n")
+            == "x.toml:2: [store] url: unknown sqlite option \"\": the only option is mode=ro, mode=rw, mode=rwc")
+        #expect(failure("[store]\nurl = \"sqlite:///v/x.db?mode=ro&mode=rw\"\n")
+            == "x.toml:2: [store] url: the sqlite option mode is given twice")
+        #expect(failure("[store]\nurl = \"sqlite://?mode=ro\"\n").hasPrefix("x.toml:2: [store] url: the sqlite url has no database path"))
+        #expect(failure("[store]\nurl = \"sqlite:///var/lib/\"\n")
+            == "x.toml:2: [store] url: the sqlite url names a folder, not a database file")
+    }
+
+    @Test func noChannelAtAll() {
+        #expect(failure("") == "x.toml: no channel is configured: add a [channels.NAME] section")
+        #expect(failure("# just a comment\n[daemon]\nbatch_size = 10\n")
+            == "x.toml: no channel is configured: add a [channels.NAME] section")
+        #expect(failure("[daemon]\n\n[channels]\n") == "x.toml:3: [channels]: no channel is configured: add a [channels.NAME] section")
+        // A more precise problem comes first.
+        #expect(failure("[daemon]\nbatch_size = 0\n") == "x.toml:2: [daemon] batch_size: must be at least 1, got 0")
+        // A broken channel section is reported as itself.
+        #expect(failure("[channels.sms]\nprovider = \"webhook\"\n")
+            == "x.toml:1: [channels.sms] url: missing required key (the http:// or https:// endpoint)")
+    }
+
+    @Test func durationsLongerThanAHundredYears() {
+        #expect(failure("[daemon]\npoll_interval = \"106751991167d\"\n")
+            == "x.toml:2: [daemon] poll_interval: duration \"106751991167d\" is longer than 100 years (36500d)")
+        // Beyond Int64 milliseconds: still "longer than 100 years", not "invalid".
+        #expect(failure("[unpaid]\nhold = \"99999999999999999999d\"\n")
+            == "x.toml:2: [unpaid] hold: duration \"99999999999999999999d\" is longer than 100 years (36500d)")
+        #expect(failure("[unpaid]\nhold = \"36500d1ms\"\n")
+            == "x.toml:2: [unpaid] hold: duration \"36500d1ms\" is longer than 100 years (36500d)")
+        #expect(failure("[unpaid]\nhold = \"36500d\"\n" + channelSections) == "parsed without error")
+        #expect(failure("[unpaid]\nreminders = [\"1d\", \"36501d\"]\n")
+            == "x.toml:2: [unpaid] reminders: entry 2: duration \"36501d\" is longer than 100 years (36500d)")
+        #expect(failure("[store]\nbusy_timeout = \"876001h\"\n")
+            == "x.toml:2: [store] busy_timeout: duration \"876001h\" is longer than 100 years (36500d)")
+        #expect(failure("[daemon]\nmax_clock_skew = \"40000d\"\n")
+            == "x.toml:2: [daemon] max_clock_skew: duration \"40000d\" is longer than 100 years (36500d)")
+        #expect(failure("[delivery]\nretry_after_max = \"40000d\"\n")
+            == "x.toml:2: [delivery] retry_after_max: duration \"40000d\" is longer than 100 years (36500d)")
+    }
+
+    @Test func resourceLimits() {
+        #expect(failure("[delivery]\nconcurrency = 100000\n")
+            == "x.toml:2: [delivery] concurrency: must be at most 4096, got 100000 (each transfer in flight holds an open file)")
+        #expect(failure("[delivery]\nconcurrency = 9223372036854775807\n").hasPrefix("x.toml:2: [delivery] concurrency: must be at most 4096"))
+        #expect(failure("[delivery]\nconcurrency = 4096\n" + channelSections) == "parsed without error")
+        #expect(failure("[daemon]\nbatch_size = 10001\n")
+            == "x.toml:2: [daemon] batch_size: must be at most 10000, got 10001 (a sweep binds the batch's ids in one SQL statement)")
+        #expect(failure("[daemon]\nbatch_size = 10000\n" + channelSections) == "parsed without error")
+    }
+
+    @Test func newKeys() {
+        #expect(failure("[daemon]\nmax_clock_skew = 300\n")
+            == "x.toml:2: [daemon] max_clock_skew: expected a duration string such as \"30m\", got integer 300")
+        #expect(failure("[daemon]\nmax_clock_skew = \"0s\"\n") == "x.toml:2: [daemon] max_clock_skew: duration \"0s\" must be greater than zero")
+        #expect(failure("[delivery]\nretry_base = \"10s\"\nretry_after_max = \"5s\"\n")
+            == "x.toml:3: [delivery] retry_after_max: retry_after_max (5s) must not be shorter than retry_base (10s)")
+        // retry_after_max may be shorter than retry_max (and longer).
+        #expect(failure("[delivery]\nretry_max = \"1h\"\nretry_after_max = \"1m\"\n" + channelSections) == "parsed without error")
+        #expect(failure("[delivery]\nretry_max = \"1h\"\nretry_after_max = \"1d\"\n" + channelSections) == "parsed without error")
     }
 
     @Test func channelSectionProblems() {
@@ -161,6 +230,9 @@ private let channelSections = """
     @Test func retryBaseLongerThanRetryMax() {
         #expect(failure("[delivery]\nretry_base = \"2h\"\n")
             == "x.toml:2: [delivery] retry_base: retry_base (2h) must not be longer than retry_max (1h)")
+        // retry_after_max (default 1h) is then too short as well; reported on the same key.
+        #expect(failure("[delivery]\nretry_base = \"2h\"\nretry_max = \"3h\"\n")
+            == "x.toml:2: [delivery] retry_base: retry_after_max (1h) must not be shorter than retry_base (2h)")
     }
 
     @Test func earliestLineWins() {

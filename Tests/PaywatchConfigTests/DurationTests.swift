@@ -40,3 +40,29 @@ import Testing
         }
     }
 }
+
+@Suite struct BoundedDurationTests {
+    @Test func acceptsUpToAHundredYears() throws {
+        #expect(maxDurationMs == 36_500 * 86_400_000)
+        #expect(try parseBoundedDuration("36500d").get() == maxDurationMs)
+        #expect(try parseBoundedDuration("24h").get() == 86_400_000)
+        #expect(try parseBoundedDuration("1ms").get() == 1)
+    }
+
+    @Test func rejectsLongerZeroAndMalformed() {
+        let tooLong = "is longer than 100 years (36500d)"
+        for text in ["36500d1ms", "36501d", "106751991167d", "99999999999999999999d", "9999999999999999d", "876001h"] {
+            guard case .failure(let problem) = parseBoundedDuration(text) else {
+                Issue.record("\(text) accepted")
+                continue
+            }
+            #expect(problem.description == "duration \"\(text)\" \(tooLong)")
+        }
+        #expect(parseBoundedDuration("0s") == .failure(DurationProblem(description: "duration \"0s\" must be greater than zero")))
+        guard case .failure(let problem) = parseBoundedDuration("1h1h") else {
+            Issue.record("1h1h accepted")
+            return
+        }
+        #expect(problem.description.hasPrefix("invalid duration \"1h1h\": expected a positive whole number and a unit"))
+    }
+}

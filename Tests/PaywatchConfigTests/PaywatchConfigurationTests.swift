@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import PaywatchConfig
 import Testing
 
@@ -7,6 +10,15 @@ private let examplePath: String = {
     parts.removeLast(3)
     return (parts + ["config", "paywatch.toml"]).joined(separator: "/")
 }()
+
+/// The smallest valid file: one channel.
+private let opsOnly = """
+    [channels.ops]
+    provider = "webhook"
+    url = "http://127.0.0.1:8025/ops"
+    to = "oncall"
+
+    """
 
 private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> PaywatchConfiguration.Channel {
     .init(name: name, provider: "webhook", url: "http://127.0.0.1:8025/\(name)",
@@ -19,12 +31,15 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
         #expect(c.store.url == "sqlite:///var/lib/paywatch/paywatch.db")
         #expect(c.store.busyTimeoutMs == 5_000)
         #expect(c.store.sqlitePath == "/var/lib/paywatch/paywatch.db")
-        #expect(c.daemon == .init(pollIntervalMs: 5_000, batchSize: 500, logLevel: "info"))
+        #expect(c.daemon == .init(pollIntervalMs: 5_000, batchSize: 500, logLevel: "info", maxClockSkewMs: 300_000))
         #expect(c.delivery.concurrency == 32)
         #expect(c.delivery.timeoutMs == 10_000)
         #expect(c.delivery.maxAttempts == 8)
         #expect(c.delivery.retryBaseMs == 1_000)
         #expect(c.delivery.retryMaxMs == 3_600_000)
+        #expect(c.delivery.retryAfterMaxMs == 3_600_000)
+        #expect(c.store.sqliteMode == .rwc)
+        #expect(!c.store.readOnly)
         #expect(c.unpaid.holdMs == 30 * 60_000)
         #expect(c.unpaid.remindersMs == [10 * 60_000, 25 * 60_000])
         #expect(c.unpaid.channels == ["push", "sms", "email"])
@@ -46,15 +61,16 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
         #expect(PaywatchConfiguration.defaultPath == "/etc/paywatch/paywatch.toml")
     }
 
-    @Test func emptyFileGivesDefaultsWithUndefinedDefaultChannelsLeftOut() throws {
-        let c = try PaywatchConfiguration.parse("# nothing here\n", fileName: "x.toml")
+    @Test func onlyAnOpsChannelGivesDefaultsWithUndefinedDefaultChannelsLeftOut() throws {
+        let c = try PaywatchConfiguration.parse("# nothing else here\n" + opsOnly, fileName: "x.toml")
         var expected = PaywatchConfiguration()
         for keyPath in [\PaywatchConfiguration.unpaid.channels, \.failed.channels, \.partiallyPaid.channels, \.paid.channels,
                         \.refunding.channels] {
             expected[keyPath: keyPath] = []
         }
+        expected.channels = ["ops": .init(name: "ops", url: "http://127.0.0.1:8025/ops", to: "oncall")]
         #expect(c == expected)
-        #expect(c.warnings.contains("no [channels.ops]: ops escalations are only logged"))
+        #expect(!c.warnings.contains("no [channels.ops]: ops escalations are only logged"))
         #expect(c.warnings.contains {
             $0.hasPrefix("[unpaid] channels is not set and there is no section for [channels.push], [channels.sms], [channels.email]")
         })
@@ -82,12 +98,14 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
             poll_interval = "1m"
             batch_size = 50
             log_level = "debug"
+            max_clock_skew = "30s"
             [delivery]
             concurrency = 4
             timeout = "3s"
             max_attempts = 5
             retry_base = "500ms"
             retry_max = "10m"
+            retry_after_max = "2h"
             [unpaid]
             hold = "1h"
             reminders = ["15m", "45m"]
@@ -122,8 +140,9 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
         let c = try PaywatchConfiguration.parse(text, fileName: "x.toml")
         #expect(c.store == .init(url: "postgres://paywatch@db.internal:5432/paywatch", busyTimeoutMs: 2_000))
         #expect(c.store.sqlitePath == nil)
-        #expect(c.daemon == .init(pollIntervalMs: 60_000, batchSize: 50, logLevel: "debug"))
-        #expect(c.delivery == .init(concurrency: 4, timeoutMs: 3_000, maxAttempts: 5, retryBaseMs: 500, retryMaxMs: 600_000))
+        #expect(c.daemon == .init(pollIntervalMs: 60_000, batchSize: 50, logLevel: "debug", maxClockSkewMs: 30_000))
+        #expect(c.delivery == .init(concurrency: 4, timeoutMs: 3_000, maxAttempts: 5, retryBaseMs: 500, retryMaxMs: 600_000,
+                                    retryAfterMaxMs: 7_200_000))
         #expect(c.unpaid == .init(holdMs: 3_600_000, remindersMs: [900_000, 2_700_000], channels: ["sms"]))
         #expect(c.paying == .init(stallAfterMs: 1_200_000, reconcileURL: "https://psp.example/v1/payments/{provider_ref}"))
         #expect(c.failed == .init(remindersMs: [300_000], channels: ["sms"]))
@@ -181,7 +200,8 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
         #expect(again.rendered() == example.rendered())
 
         var custom = example
-        custom.paying.reconcileURL = "https://psp.example/p/{provider_ref}?q=\"x\""
+        // Quotes survive; a query value would be masked (so it could not come back equal).
+        custom.paying.reconcileURL = "https://psp.example/p/\"x\"/{provider_ref}?ref={provider_ref}"
         custom.partiallyPaid.onOverdue = .cancel
         custom.partiallyPaid.remindersMs = [1, 90_061_001]
         custom.store.url = "postgresql://paywatch@db/pw"
@@ -190,15 +210,25 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
         let customAgain = try PaywatchConfiguration.parse(custom.rendered(), fileName: "rendered.toml")
         #expect(customAgain == custom)
 
-        let empty = try PaywatchConfiguration.parse("", fileName: "x.toml")
-        #expect(try PaywatchConfiguration.parse(empty.rendered(), fileName: "x.toml") == empty)
+        let small = try PaywatchConfiguration.parse(opsOnly, fileName: "x.toml")
+        #expect(try PaywatchConfiguration.parse(small.rendered(), fileName: "x.toml") == small)
+
+        var limits = example
+        limits.daemon.pollIntervalMs = maxDurationMs
+        limits.daemon.maxClockSkewMs = 1
+        limits.daemon.batchSize = PaywatchConfiguration.maxBatchSize
+        limits.delivery.concurrency = PaywatchConfiguration.maxConcurrency
+        limits.delivery.retryAfterMaxMs = 90_061_001
+        limits.store.url = "sqlite:///var/lib/pw/x.db?mode=ro"
+        #expect(try PaywatchConfiguration.parse(limits.rendered(), fileName: "rendered.toml") == limits)
     }
 
     @Test func renderedShowsEveryKey() throws {
         let rendered = try PaywatchConfiguration.load(path: examplePath).rendered()
         for line in [
             "[store]", "url = \"sqlite:///var/lib/paywatch/paywatch.db\"", "busy_timeout = \"5s\"", "poll_interval = \"5s\"",
-            "batch_size = 500", "log_level = \"info\"", "retry_max = \"1h\"", "hold = \"30m\"", "reminders = [\"10m\", \"25m\"]",
+            "batch_size = 500", "log_level = \"info\"", "max_clock_skew = \"5m\"", "retry_max = \"1h\"",
+            "retry_after_max = \"1h\"", "hold = \"30m\"", "reminders = [\"10m\", \"25m\"]",
             "# reconcile_url is not set", "installment_reminders = [\"3d\", \"1d\"]", "on_overdue = \"escalate\"",
             "[paid]\nchannels = [\"email\", \"push\"]", "[channels.sms]",
             "to = \"ops-oncall\"",
@@ -211,22 +241,111 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
         let text = """
             [store]
             url = "postgres://paywatch:s3cr%40t@db.internal:5432/paywatch?sslmode=require&password=other"
-            """
+            """ + "\n" + opsOnly
         let c = try PaywatchConfiguration.parse(text, fileName: "x.toml")
         #expect(c.store.url.contains("s3cr%40t"))
         let rendered = c.rendered()
-        #expect(rendered.contains("url = \"postgres://paywatch:****@db.internal:5432/paywatch?sslmode=require&password=****\""))
+        #expect(rendered.contains("url = \"postgres://paywatch:****@db.internal:5432/paywatch?sslmode=****&password=****\""))
         #expect(!rendered.contains("s3cr"))
         #expect(!rendered.contains("other"))
-        #expect(maskURLPassword("postgres://user@host/db") == "postgres://user@host/db")
-        #expect(maskURLPassword("postgresql://u:p@h") == "postgresql://u:****@h")
-        #expect(maskURLPassword("sqlite:///var/lib/x.db") == "sqlite:///var/lib/x.db")
+        #expect(!rendered.contains("require"))
+    }
+
+    @Test func channelAndReconcileURLsAreMaskedInRenderedOutput() throws {
+        let text = """
+            [paying]
+            reconcile_url = "https://psp:psp-pass@psp.example/v1/payments/{provider_ref}?merchant=m-42&ref={provider_ref}"
+            [channels.sms]
+            provider = "webhook"
+            url = "https://gw:hunter2@gw.example/sms?api_key=s3cret-value&sig=abc123#frag-token"
+            [channels.ops]
+            provider = "webhook"
+            url = "http://127.0.0.1:8025/ops?token"
+            """
+        let c = try PaywatchConfiguration.parse(text, fileName: "x.toml")
+        #expect(c.channels["sms"]?.url == "https://gw:hunter2@gw.example/sms?api_key=s3cret-value&sig=abc123#frag-token")
+        let rendered = c.rendered()
+        #expect(rendered.contains("url = \"https://gw:****@gw.example/sms?api_key=****&sig=****#****\""), "\(rendered)")
+        #expect(rendered.contains("url = \"http://127.0.0.1:8025/ops?****\""))
+        #expect(rendered.contains(
+            "reconcile_url = \"https://psp:****@psp.example/v1/payments/{provider_ref}?merchant=****&ref={provider_ref}\""))
+        for secret in ["hunter2", "s3cret-value", "abc123", "frag-token", "psp-pass", "m-42", "token\""] {
+            #expect(!rendered.contains(secret), "\(secret)")
+        }
+        // The masked form is still a valid configuration, with the same shape.
+        let again = try PaywatchConfiguration.parse(rendered, fileName: "rendered.toml")
+        #expect(again.channels["sms"]?.url == "https://gw:****@gw.example/sms?api_key=****&sig=****#****")
+        #expect(again.rendered() == rendered)
+    }
+
+    @Test func maskURLForms() {
+        #expect(maskURL("postgres://user@host/db") == "postgres://user@host/db")
+        #expect(maskURL("postgresql://u:p@h") == "postgresql://u:****@h")
+        #expect(maskURL("sqlite:///var/lib/x.db") == "sqlite:///var/lib/x.db")
+        #expect(maskURL("sqlite:///var/lib/x.db?mode=ro") == "sqlite:///var/lib/x.db?mode=ro")
+        #expect(maskURL("https://h/p?a=1&&b=&c") == "https://h/p?a=****&&b=&****")
+        #expect(maskURL("https://h/p?") == "https://h/p?")
+        #expect(maskURL("https://u:p:q@h:8443/p?x=y=z#") == "https://u:****@h:8443/p?x=****#")
+        #expect(maskURL("https://h/p#s") == "https://h/p#****")
+        #expect(maskURL("not a url") == "not a url")
     }
 
     @Test func sqlitePaths() {
         #expect(PaywatchConfiguration.Store(url: "sqlite://paywatch.db").sqlitePath == "paywatch.db")
         #expect(PaywatchConfiguration.Store(url: "sqlite://data/pw.db").sqlitePath == "data/pw.db")
         #expect(PaywatchConfiguration.Store(url: "sqlite:///abs/pw.db").sqlitePath == "/abs/pw.db")
+        #expect(PaywatchConfiguration.Store(url: "sqlite:///abs/pw.db?mode=ro").sqlitePath == "/abs/pw.db")
+        #expect(PaywatchConfiguration.Store(url: "postgres://h/db").sqliteMode == nil)
+        #expect(PaywatchConfiguration.Store(url: "sqlite://x.db?mode=ro").sqliteMode == .ro)
+        #expect(PaywatchConfiguration.Store(url: "sqlite://x.db?mode=ro").readOnly)
+        #expect(PaywatchConfiguration.Store(url: "sqlite://x.db?mode=rw").sqliteMode == .rw)
+        #expect(PaywatchConfiguration.Store(url: "sqlite://x.db?mode=rwc").sqliteMode == .rwc)
+        #expect(PaywatchConfiguration.Store(url: "sqlite://x.db").sqliteMode == .rwc)
+    }
+
+    @Test func sqliteModeOption() throws {
+        let ro = try PaywatchConfiguration.parse("[store]\nurl = \"sqlite:///v/x.db?mode=ro\"\n" + opsOnly, fileName: "x.toml")
+        #expect(ro.store.readOnly)
+        #expect(ro.store.sqlitePath == "/v/x.db")
+        #expect(ro.rendered().contains("url = \"sqlite:///v/x.db?mode=ro\""))
+    }
+
+    @Test func loadResolvesARelativeSQLitePathBesideTheConfigFile() throws {
+        let directory = "/tmp/paywatch-config-test-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        #expect(mkdir(directory, 0o755) == 0)
+        defer {
+            for name in ["rel.toml", "abs.toml"] { unlink(directory + "/" + name) }
+            rmdir(directory)
+        }
+        func put(_ name: String, _ text: String) {
+            let fd = open(directory + "/" + name, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            _ = text.utf8CString.withUnsafeBufferPointer { Glibc.write(fd, $0.baseAddress, $0.count - 1) }
+            close(fd)
+        }
+        put("rel.toml", "[store]\nurl = \"sqlite://data/pw.db?mode=rw\"\n" + opsOnly)
+        put("abs.toml", "[store]\nurl = \"sqlite:///srv/pw.db\"\n" + opsOnly)
+        let relative = try PaywatchConfiguration.load(path: directory + "/rel.toml")
+        #expect(relative.store.url == "sqlite://\(directory)/data/pw.db?mode=rw")
+        #expect(relative.store.sqlitePath == directory + "/data/pw.db")
+        #expect(relative.store.sqliteMode == .rw)
+        #expect(try PaywatchConfiguration.load(path: directory + "/abs.toml").store.sqlitePath == "/srv/pw.db")
+        // parse has no folder: the path stays as written (relative to the working directory).
+        #expect(try PaywatchConfiguration.parse("[store]\nurl = \"sqlite://data/pw.db\"\n" + opsOnly, fileName: "x.toml")
+            .store.sqlitePath == "data/pw.db")
+        // (A config path without a folder, resolved against the working directory, is tested end to end:
+        // changing this process's directory would disturb the tests running beside this one.)
+    }
+
+    @Test func linesOfKeysAndErrorsFoundAfterParsing() throws {
+        let c = try PaywatchConfiguration.parse("[daemon]\nbatch_size = 5\n[delivery]\n\nconcurrency = 8\n" + opsOnly, fileName: "x.toml")
+        #expect(c.line(of: ["delivery", "concurrency"]) == 5)
+        #expect(c.error(file: "x.toml", section: ["delivery"], key: "concurrency", message: "too many").description
+            == "x.toml:5: [delivery] concurrency: too many")
+        #expect(c.error(file: "x.toml", section: ["delivery"], key: "timeout", message: "m").description
+            == "x.toml:3: [delivery] timeout: m")
+        #expect(c.error(file: "x.toml", section: ["store"], key: "url", message: "m").description == "x.toml: [store] url: m")
+        #expect(PaywatchConfiguration().error(file: "f", section: ["channels", "sms"], key: "token_file", message: "m").description
+            == "f: [channels.sms] token_file: m")
     }
 
     @Test func warnings() throws {

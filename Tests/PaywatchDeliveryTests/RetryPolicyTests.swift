@@ -68,11 +68,11 @@ import Testing
         let policy = RetryPolicy(maxAttempts: 5, baseDelayMs: 1000, maxDelayMs: 60_000)
         #expect(classifyDelivery(response(status: 429, retryAfter: "7"), attempt: 1, policy: policy, nowMs: 10, jitter: 0.7)
             == .retry(atMs: 7010, reason: "HTTP 429"))
-        // Honoured beyond retry_max (the gateway asked), but never more than a day.
+        // Honoured beyond retry_max (the gateway asked), but never more than retry_after_max (default 1h).
         #expect(classifyDelivery(response(status: 503, retryAfter: "120"), attempt: 2, policy: policy, nowMs: 10, jitter: 0.7)
             == .retry(atMs: 120_010, reason: "HTTP 503"))
         #expect(classifyDelivery(response(status: 503, retryAfter: "999999"), attempt: 2, policy: policy, nowMs: 10, jitter: 0.7)
-            == .retry(atMs: 86_400_010, reason: "HTTP 503"))
+            == .retry(atMs: 3_600_010, reason: "HTTP 503"))
         // Unparsable Retry-After falls back to backoff.
         #expect(classifyDelivery(response(status: 503, retryAfter: "soon"), attempt: 1, policy: policy, nowMs: 0, jitter: 0)
             == .retry(atMs: 500, reason: "HTTP 503"))
@@ -107,6 +107,34 @@ import Testing
         #expect(classifyDelivery(response(status: 503, retryAfter: "Sun, 06 Nov 1994 08:49:37 GMT"), attempt: 1,
                                  policy: RetryPolicy(), nowMs: now, jitter: 0.1)
             == .retry(atMs: now + 42_000, reason: "HTTP 503"))
+    }
+
+    @Test func retryAfterIsClampedBetweenRetryBaseAndRetryAfterMax() {
+        let policy = RetryPolicy(maxAttempts: 5, baseDelayMs: 2_000, maxDelayMs: 60_000, retryAfterMaxMs: 600_000)
+        let now: Int64 = 784_111_777_000
+        // An HTTP date in the past (or "now"): not at once, but retry_base later.
+        #expect(classifyDelivery(response(status: 503, retryAfter: "Sun, 06 Nov 1994 08:49:37 GMT"), attempt: 1,
+                                 policy: policy, nowMs: now + 3_600_000, jitter: 0.3)
+            == .retry(atMs: now + 3_600_000 + 2_000, reason: "HTTP 503"))
+        #expect(classifyDelivery(response(status: 503, retryAfter: "Sun, 06 Nov 1994 08:49:37 GMT"), attempt: 1,
+                                 policy: policy, nowMs: now, jitter: 0.3)
+            == .retry(atMs: now + 2_000, reason: "HTTP 503"))
+        #expect(classifyDelivery(response(status: 429, retryAfter: "0"), attempt: 1, policy: policy, nowMs: 10, jitter: 0)
+            == .retry(atMs: 2_010, reason: "HTTP 429"))
+        #expect(classifyDelivery(response(status: 429, retryAfter: "1"), attempt: 1, policy: policy, nowMs: 10, jitter: 0)
+            == .retry(atMs: 2_010, reason: "HTTP 429"))
+        // Huge seconds (even beyond Int64) and far-future dates: retry_after_max later.
+        for huge in ["999999", "99999999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"] {
+            #expect(classifyDelivery(response(status: 503, retryAfter: huge), attempt: 1, policy: policy, nowMs: now, jitter: 0.9)
+                == .retry(atMs: now + 600_000, reason: "HTTP 503"), "\(huge)")
+        }
+        // Within the bounds: as asked.
+        #expect(classifyDelivery(response(status: 503, retryAfter: "300"), attempt: 1, policy: policy, nowMs: 0, jitter: 0)
+            == .retry(atMs: 300_000, reason: "HTTP 503"))
+        // A policy built in code with the bounds the wrong way round: retry_base wins.
+        let odd = RetryPolicy(maxAttempts: 5, baseDelayMs: 5_000, maxDelayMs: 60_000, retryAfterMaxMs: 1_000)
+        #expect(classifyDelivery(response(status: 503, retryAfter: "120"), attempt: 1, policy: odd, nowMs: 0, jitter: 0)
+            == .retry(atMs: 5_000, reason: "HTTP 503"))
     }
 
     @Test func transportErrorsRetryThenGiveUp() {
