@@ -265,15 +265,25 @@ enum FuzzPlannerMain {
             return fuzz(data, size)
         })
         #else
-        let files = CommandLine.arguments.dropFirst()
+        var files = CommandLine.arguments.dropFirst()
+        let show = files.first == "--print"
+        if show { files = files.dropFirst() }
         if files.isEmpty {
-            print("usage: fuzz-planner FILE…  (replays inputs through the checks; scripts/fuzz.sh builds the fuzzer)")
+            print("usage: fuzz-planner [--print] FILE…  (replays inputs through the checks, --print shows the case first;")
+            print("       scripts/fuzz.sh builds the fuzzer)")
             return
         }
         for path in files {
             guard let bytes = readWholeFile(path) else {
                 print("\(path): cannot read")
                 exit(2)
+            }
+            if show {
+                let (policy, snapshot, now) = bytes.withUnsafeBufferPointer(makeCase)
+                print("\(path): now = \(now)")
+                dump(policy)
+                dump(snapshot)
+                fflush(nil)  // before a crash in the check
             }
             bytes.withUnsafeBufferPointer(checkPlanner)
             print("\(path): ok")
