@@ -145,7 +145,7 @@ func makeCase(_ bytes: UnsafeBufferPointer<UInt8>) -> (Policy, OrderSnapshot, In
         failedChannels: r.chance(4) ? r.channels() : nil,
         paidChannels: r.chance(4) ? r.channels() : nil,
         fixedRecipients: r.chance(4) ? ["ops": r.text(), "webhook": r.text()] : [:],
-        opsChannel: r.chance(7) ? "ops" : r.text()
+        opsChannel: ["ops", "pager", "ops_2"][r.below(3)]  // a channel name: [a-z][a-z0-9_]*, checked by the configuration
     )
 
     let orderIDs = ["A1", "ORD-1001", "😀", "a\r\nX-Injected: yes", "\u{FFFD}"]
