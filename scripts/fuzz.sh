@@ -33,12 +33,14 @@ for target in config planner; do
   # The Swift runtime's backtracer would take the crash signals from libFuzzer (which then saves
   # no input): off while fuzzing, on again for the replay below.
   rc=0
+  start=$SECONDS
   SWIFT_BACKTRACE=enable=no "$bin/fuzz-$target" -max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 \
     -artifact_prefix="$work/$target/found/" -print_final_stats=1 "$work/$target/corpus" >"$log" 2>&1 || rc=$?
+  took=$((SECONDS - start))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
-  echo "fuzz-$target: ${execs:-?} runs in ${seconds} s (${rate:-?}/s), ${cov:-cov: ?}, exit $rc"
+  echo "fuzz-$target: ${execs:-?} runs in ${took} s (${rate:-?}/s), ${cov:-cov: ?}, exit $rc"
   found=$(find "$work/$target/found" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \))
   if [ "$rc" -ne 0 ] || [ -n "$found" ]; then
     failed=1
@@ -51,7 +53,9 @@ for target in config planner; do
       echo "=== crashing input: $kept ($(wc -c <"$input") bytes)"
       od -A x -t x1z -v "$input" | head -40
       echo "=== replay: $bin/fuzz-$target $kept"
-      "$bin/fuzz-$target" "$kept" 2>&1 | grep -v -E '^INFO:|^Running:|^Executed' | head -40 || true
+      # (in a subshell that waits, so that the shell's "Illegal instruction" notice stays out of the output)
+      ( SWIFT_BACKTRACE=enable=yes,threads=crashed,registers=none,images=none "$bin/fuzz-$target" "$kept" 2>&1 || true ) 2>/dev/null \
+        | grep -v -E '^INFO:|^Running|^Executed|^\.\.\.$|^$' | head -20 || true
     done
   fi
 done
