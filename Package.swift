@@ -13,6 +13,8 @@ let package = Package(
         .executable(name: "paywatch", targets: ["paywatch"]),
         .executable(name: "paywatch-bench", targets: ["paywatch-bench"]),
         .executable(name: "fake-gateway", targets: ["fake-gateway"]),
+        .executable(name: "fuzz-config", targets: ["fuzz-config"]),
+        .executable(name: "fuzz-planner", targets: ["fuzz-planner"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
@@ -83,6 +85,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // libFuzzer targets: scripts/fuzz.sh builds them with -sanitize=fuzzer -D PAYWATCH_FUZZ. A plain
+        // build gives commands that replay input files through the same checks (no fuzzer needed).
+        .systemLibrary(name: "CLibFuzzer"),  // a header only: LLVMFuzzerRunDriver (libFuzzer, linked by -sanitize=fuzzer)
+        .executableTarget(name: "fuzz-config", dependencies: ["PaywatchConfig", "CLibFuzzer"], swiftSettings: strict),
+        .executableTarget(name: "fuzz-planner", dependencies: ["PaywatchCore", "CLibFuzzer"], swiftSettings: strict),
         .testTarget(name: "PaywatchCoreTests", dependencies: ["PaywatchCore"]),
         .testTarget(name: "PaywatchConfigTests", dependencies: ["PaywatchConfig"]),
         .testTarget(
