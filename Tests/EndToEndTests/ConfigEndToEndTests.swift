@@ -18,28 +18,7 @@ import Testing
 
     /// Runs the binary with `arguments` in `directory`, optionally under `ulimit -n openFiles`.
     static func run(_ arguments: [String], in directory: URL, openFiles: Int? = nil) throws -> (code: Int32, out: String, err: String) {
-        let process = Process()
-        if let openFiles {
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", "ulimit -n \(openFiles) && exec \"$0\" \"$@\"", Harness.binary] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: Harness.binary)
-            process.arguments = arguments
-        }
-        process.currentDirectoryURL = directory
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let pid = process.processIdentifier
-        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
-        defer { watchdog.cancel() }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+        try Harness.runBinary(arguments, in: directory, openFiles: openFiles)
     }
 
     /// Writes `text` as `name` in the harness's folder and returns its path.

@@ -47,15 +47,28 @@ final class Harness: @unchecked Sendable {
     /// Runs a paywatch command to completion; returns exit code, stdout and stderr.
     @discardableResult
     func run(_ arguments: [String]) throws -> (code: Int32, out: String, err: String) {
+        try Harness.runBinary(arguments)
+    }
+
+    /// Runs the binary with `arguments` (in `directory`, under `ulimit -n openFiles` when given)
+    /// to completion. A command that should finish but hangs is killed after 30 s, so the suite
+    /// fails instead of hanging.
+    static func runBinary(_ arguments: [String], in directory: URL? = nil,
+                          openFiles: Int? = nil) throws -> (code: Int32, out: String, err: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Harness.binary)
-        process.arguments = arguments
+        if let openFiles {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -n \(openFiles) && exec \"$0\" \"$@\"", Harness.binary] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: Harness.binary)
+            process.arguments = arguments
+        }
+        if let directory { process.currentDirectoryURL = directory }
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        // A command that should finish but hangs is killed, so the suite fails instead of hanging.
         let pid = process.processIdentifier
         let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
         DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
