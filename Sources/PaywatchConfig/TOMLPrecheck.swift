@@ -57,7 +57,14 @@ private struct PrecheckLexer {
     let s: [UInt32]
     var i = 0
 
-    init(_ s: [UInt32]) { self.s = s }
+    /// Where the text starts: after a UTF-8 byte order mark, which toml++ skips.
+    let start: Int
+
+    init(_ s: [UInt32]) {
+        self.s = s
+        start = s.first == 0xFEFF ? 1 : 0
+        i = start
+    }
 
     private enum Frame {
         case array(afterValue: Bool, afterComma: Bool)
@@ -66,8 +73,8 @@ private struct PrecheckLexer {
 
     func failure(at index: Int, message: String) -> TOMLPrecheckFailure {
         var line = 1
-        var lineStart = 0
-        var k = 0
+        var lineStart = start
+        var k = start
         while k < index && k < s.count {
             if s[k] == 0x0A {
                 line += 1

@@ -23,6 +23,7 @@ import Testing
         ("[[ =]]", 1, "table header must start with a key"),
         ("[\t#]", 1, "table header must start with a key"),
         ("[\u{2028}]", 1, "table header must start with a key"),
+        ("\u{FEFF}[ = ]", 1, "table header must start with a key"),
         ("a = 1\n# [ok]\n\n[{", 4, "table header must start with a key"),
         ("a = \"\"\"\n[x]\n\"\"\"\n[[,]]", 4, "table header must start with a key"),
         // 2. array element position holding '}' or a Unicode line break (parse_value assert)
@@ -72,6 +73,7 @@ import Testing
         #expect(tomlPrecheck("a = 1\n  [ .]") == TOMLPrecheckFailure(
             line: 2, column: 5, message: "a table header must start with a key name or a quoted key, not '.'"))
         #expect(tomlPrecheck("7=[}")?.column == 4)
+        #expect(tomlPrecheck("\u{FEFF}[.")?.column == 2)  // a byte order mark is not a column
     }
 
     /// Valid TOML (all of it accepted by toml++) that the pre-check must let through.
@@ -132,6 +134,8 @@ import Testing
         "a = 1\r\nb = 2\r\n",
         "a = [\r\n  1,\r\n]\r\n",
         "\tkey\t=\t\"tabs\"\t",
+        "\u{FEFF}[table]\nkey = 1",
+        "\u{FEFF}a = [1]",
         "k = \"\u{2028} in a string\" # and \u{2028} in a comment",
         "a = " + String(repeating: "[", count: 64) + String(repeating: "]", count: 64),
         "a = " + String(repeating: "{b=", count: 63) + "1" + String(repeating: "}", count: 63),
