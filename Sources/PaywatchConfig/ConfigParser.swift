@@ -30,6 +30,13 @@ extension PaywatchConfiguration {
             let line = text.utf8[..<nul].reduce(1) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 }
             throw ConfigError(file: fileName, line: line, key: "", message: "the file contains a NUL character")
         }
+        // toml++ aborts the process on a few malformed shapes (TOMLPrecheck.swift): refuse them first.
+        if let problem = tomlPrecheck(text) {
+            throw ConfigError(
+                file: fileName, line: problem.line, key: "",
+                message: "invalid TOML at column \(problem.column): \(problem.message)"
+            )
+        }
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)

@@ -6,8 +6,9 @@
 // input can be replayed without the fuzzer.
 //
 // Checked for every input: `PaywatchConfiguration.parse` returns or throws, never crashes; when it
-// returns and the store URL has no password, `rendered()` parses again to an equal configuration
-// (the promise in Rendering.swift; a password is masked, so there is no round trip then).
+// returns and no URL (store, reconcile_url, channel urls) holds a password, query value or fragment,
+// `rendered()` parses again to an equal configuration (the promise in Rendering.swift; those are
+// masked, so there is no round trip then).
 
 #if canImport(Glibc)
 import Glibc
@@ -30,7 +31,11 @@ func checkConfig(_ input: UnsafeBufferPointer<UInt8>) {
         return
     }
     let rendered = configuration.rendered()
-    guard configuration.store.maskedURL == configuration.store.url else { return }  // password masked: no round trip promised
+    // rendered() masks the credentials of every URL (a userinfo password, query values, a fragment):
+    // the round trip is promised only when masking changes none of them.
+    let urls = [configuration.store.url] + [configuration.paying.reconcileURL].compactMap { $0 }
+        + configuration.channels.values.map(\.url)
+    guard urls.allSatisfy({ maskURL($0) == $0 }) else { return }
     let again: PaywatchConfiguration
     do {
         again = try PaywatchConfiguration.parse(rendered, fileName: "rendered.toml")
