@@ -45,16 +45,20 @@ public struct PaywatchService: Service {
         // the group cancels delivery, which drains, and the error ends the service (non-zero exit).
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
-                // Planning stops at once: each chunk of a sweep is one transaction, so what an
-                // interrupted sweep wrote stays written and the rest stays due.
-                try await cancelWhenGracefulShutdown { try await self.planningLoop(engine) }
+                // Delivery drains once planning has stopped: transfers in flight finish and are
+                // recorded; claimed and handed-over messages are released, due again. (Shut down
+                // any earlier, it could finish before a sweep that was already writing hands over
+                // what it leased, and those messages would wait for the next start.)
+                await engine.run(finishWhenIdle: false)
             }
             group.addTask {
-                // Delivery drains: transfers in flight finish and are recorded, unstarted ones stay due.
-                await withTaskCancellationOrGracefulShutdownHandler {
-                    await engine.run(finishWhenIdle: false)
-                } onCancelOrGracefulShutdown: {
-                    engine.shutdown()
+                defer { engine.shutdown() }
+                // Planning stops at once: each chunk of a sweep is one transaction, so what an
+                // interrupted sweep wrote stays written and the rest stays due.
+                do {
+                    try await cancelWhenGracefulShutdown { try await self.planningLoop(engine) }
+                } catch is CancellationError {
+                    return
                 }
             }
         }

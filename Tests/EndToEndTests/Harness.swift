@@ -1,8 +1,13 @@
 import Foundation
 import GRDB
 import PaywatchTestSupport
+import Testing
 
 /// Runs the real `paywatch` binary against a temp SQLite database and a fake gateway.
+/// Every suite that runs the real binary, one test at a time: on 2 cores, daemons and their
+/// gateways started side by side would measure each other instead of themselves.
+@Suite(.serialized) enum EndToEnd {}
+
 final class Harness: @unchecked Sendable {
     let directory: URL
     let dbPath: String

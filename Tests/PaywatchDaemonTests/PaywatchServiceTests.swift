@@ -94,7 +94,7 @@ import Testing
 
     @Test func aSlowChannelDoesNotHoldBackAFastOne() async throws {
         let daemon = try await InProcessDaemon { Self.config($0, concurrency: 4, channels: ["sms", "email"]) }
-        let slowMs = 3_000
+        let slowMs = 5_000
         daemon.gateway.setResponder { request in
             FakeGateway.Response(status: 200, delayMs: request.path == "/sms" ? slowMs : 0)
         }

@@ -200,7 +200,7 @@ import Testing
     @Test func completionsArriveOneByOneAsEachTransferEnds() async throws {
         let gateway = try FakeGateway()
         defer { gateway.stop() }
-        gateway.setResponder { request in .init(status: 200, delayMs: request.path == "/slow" ? 1_500 : 0) }
+        gateway.setResponder { request in .init(status: 200, delayMs: request.path == "/slow" ? 4_000 : 0) }
         let transport = HTTPTransport(concurrency: 4, timeoutMs: 10_000)
         defer { transport.shutdown() }
         let (stream, continuation) = AsyncStream.makeStream(of: (Int64, Date).self)
