@@ -33,13 +33,15 @@ import Testing
         holder.start()
         #expect(await InProcessDaemon.eventually(5) { locked.value })
         let receivedAtLock = daemon.gateway.requestCount
+        let deliveredAtLock = try daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE state = 'delivered'")
         // Two minutes pass on the daemon's clock (every lease of 60 s runs out), two seconds of real
         // time: every store retry meets the lock.
         for _ in 0..<20 {
             daemon.clock.advance(by: 6_000)
             try await Task.sleep(for: .milliseconds(100))
         }
-        let receivedDuringLock = daemon.gateway.requestCount
+        // Nothing could be recorded meanwhile.
+        #expect(try daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE state = 'delivered'") == deliveredAtLock)
         release.set(true)
 
         // Store retries run on the daemon's clock: keep it moving.
@@ -51,8 +53,9 @@ import Testing
         let keys = daemon.gateway.requests().map { $0.headers["idempotency-key"] ?? "" }
         #expect(keys.count == 50)
         #expect(Set(keys).count == 50)
-        // The lock really stalled outcomes: transfers completed while nothing could be recorded.
-        #expect(receivedDuringLock > receivedAtLock)
+        // The lock really stalled outcomes: transfers that were in flight when it was taken
+        // completed (200 ms each) while nothing could be recorded.
+        #expect(deliveredAtLock < receivedAtLock)
         #expect(try daemon.count("SELECT COUNT(*) FROM pw_attempts") == 50)
     }
 }
