@@ -24,6 +24,7 @@ enum SQLiteSchema {
                     time_zone TEXT,
                     pay_url TEXT,
                     customer_name TEXT,
+                    payment_method TEXT,
                     status TEXT NOT NULL DEFAULT 'unpaid'
                 );
                 CREATE TABLE IF NOT EXISTS payments (

@@ -110,6 +110,11 @@ import Testing
         #expect(due == 0)
     }
 
+    @Test func aFreshDatabaseNeedsNoAdapting() async throws {
+        let temp = try TempDatabase()
+        #expect(try await SQLiteOrderStore(path: temp.path).migrate().isEmpty)
+    }
+
     @Test func migrateRefusesMissingRequiredColumnsNamingThem() async throws {
         let temp = try TempDatabase()
         try await temp.shop().write { db in
