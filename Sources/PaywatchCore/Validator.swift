@@ -152,7 +152,10 @@ public enum Validator {
 
     /// Why `ms` is not a believable time, or nil.
     static func timeProblem(_ ms: Millis) -> String? {
-        ms < earliestTime || ms >= latestTime ? "is outside 2000-01-01…2200-01-01 (\(ms))" : nil
+        guard ms < earliestTime || ms >= latestTime else { return nil }
+        // The commonest mistake: Unix seconds where milliseconds belong.
+        let hint = ms >= earliestTime / 1000 && ms < latestTime / 1000 ? "; it looks like seconds, paywatch expects milliseconds" : ""
+        return "is outside 2000-01-01…2200-01-01 (\(ms)\(hint))"
     }
 
     /// C0 and C1 controls, DEL, and the Unicode line and paragraph separators.

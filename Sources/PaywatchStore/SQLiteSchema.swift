@@ -120,7 +120,7 @@ enum SQLiteSchema {
             try createMarkTriggers(db, bumpVersion: false)
             // Orders that were there before paywatch: plan them all on the first sweep.
             try db.execute(sql: """
-                INSERT INTO pw_order_state(order_id, next_due_at) SELECT id, 0 FROM orders WHERE true
+                INSERT INTO pw_order_state(order_id, next_due_at) SELECT id, 0 FROM orders WHERE id IS NOT NULL
                 ON CONFLICT(order_id) DO NOTHING
                 """)
         }
@@ -136,6 +136,9 @@ enum SQLiteSchema {
             try db.execute(sql: "ALTER TABLE pw_order_state ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
             try createMarkTriggers(db, bumpVersion: true)
         }
+        migrator.registerMigration("v3: triggers skip rows without an order id") { db in
+            try createMarkTriggers(db, bumpVersion: true)
+        }
         return migrator
     }
 
@@ -144,8 +147,10 @@ enum SQLiteSchema {
     /// paywatch writes itself. Replaces triggers of the same names.
     static func createMarkTriggers(_ db: Database, bumpVersion: Bool) throws {
         let bump = bumpVersion ? ", version = version + 1" : ""
+        // A row without an order id (a shop table that allows NULL there) marks nothing: it
+        // cannot be attributed, and the shop's own write must not fail on paywatch's account.
         let mark = { (id: String) in
-            "INSERT INTO pw_order_state(order_id, next_due_at) VALUES (\(id), 0) ON CONFLICT(order_id) DO UPDATE SET next_due_at = 0\(bump);"
+            "INSERT INTO pw_order_state(order_id, next_due_at) SELECT \(id), 0 WHERE \(id) IS NOT NULL ON CONFLICT(order_id) DO UPDATE SET next_due_at = 0\(bump);"
         }
         var names = ["pw_orders_insert", "pw_orders_update", "pw_orders_delete"]
         for table in ["payments", "installments", "refunds"] {

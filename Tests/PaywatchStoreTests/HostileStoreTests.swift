@@ -110,6 +110,31 @@ import Testing
         #expect(due == 0)
     }
 
+    @Test func rowsWithoutAnOrderIDNeitherFailTheShopsWritesNorReachPlanning() async throws {
+        let temp = try TempDatabase()
+        try await temp.shop().write { db in
+            // SQLite lets a TEXT PRIMARY KEY be NULL; this shop's payments allow it too.
+            try db.execute(sql: "CREATE TABLE orders(id TEXT PRIMARY KEY, amount_due INTEGER NOT NULL, created_at INTEGER NOT NULL)")
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at) VALUES (NULL, 100, ?)", arguments: [t0])
+            try db.execute(sql: "CREATE TABLE payments(id TEXT PRIMARY KEY, order_id TEXT, amount INTEGER, status TEXT, created_at INTEGER)")
+        }
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        try await temp.shop().write { db in
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at) VALUES (NULL, 100, ?)", arguments: [t0])
+            try db.execute(sql: "INSERT INTO payments(id, order_id, amount, status, created_at) VALUES ('P1', NULL, 100, 'succeeded', ?)",
+                           arguments: [t0])
+            try insertGood(db)
+        }
+        #expect(try await sweepAll(store, now: t0 + 10 * minute).map(\.orderID) == ["GOOD"])
+    }
+
+    @Test func secondsWhereMillisecondsBelongAreNamed() {
+        let plan = planner.plan(OrderSnapshot(orderID: "S", order: OrderRecord(id: "S", amountDue: 100, createdAt: 1_790_000_000)),
+                                now: t0)
+        #expect(plan.quarantine == "created_at is outside 2000-01-01…2200-01-01 (1790000000; it looks like seconds, paywatch expects milliseconds)")
+    }
+
     @Test func aFreshDatabaseNeedsNoAdapting() async throws {
         let temp = try TempDatabase()
         #expect(try await SQLiteOrderStore(path: temp.path).migrate().isEmpty)
