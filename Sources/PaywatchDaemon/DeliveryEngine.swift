@@ -117,13 +117,14 @@ final class DeliveryEngine: Sendable {
     func run(finishWhenIdle: Bool) async {
         var machine = Machine(configuration: Self.configuration(runtime, finishWhenIdle: finishWhenIdle))
         var timer = TimerSlot()
+        var outage = OutageLog("recording deliveries")
         var pending = machine.start(now: runtime.clock.now())
         while !perform(pending, timer: &timer) {
             let first = await events.next()
             pending = []
             for event in [first] + events.drain() {
                 stats.deliveryEvent()
-                pending += handle(event, machine: &machine, timer: &timer)
+                pending += handle(event, machine: &machine, timer: &timer, outage: &outage)
             }
             room.set(runtime.knownChannels.map { ($0, machine.room(in: $0)) })
         }
@@ -132,7 +133,8 @@ final class DeliveryEngine: Sendable {
         events.close()
     }
 
-    private func handle(_ event: Event, machine: inout Machine, timer: inout TimerSlot) -> [Machine.Action] {
+    private func handle(_ event: Event, machine: inout Machine, timer: inout TimerSlot,
+                        outage: inout OutageLog) -> [Machine.Action] {
         let now = runtime.clock.now()
         switch event {
         case .wakeup:
@@ -150,6 +152,7 @@ final class DeliveryEngine: Sendable {
             logDelivery(work.item, result)
             return machine.completed(id: work.id, record: result, now: now)
         case .stored(let claim):
+            outage.succeeded(now: now, logger: runtime.logger)
             for item in claim.superseded {
                 runtime.logger.info("message superseded", metadata: [
                     "order_id": "\(item.message.orderID)", "event": "\(item.message.kind.rawValue)",
@@ -163,7 +166,7 @@ final class DeliveryEngine: Sendable {
         case .storeFailed(let error):
             // The store is unavailable (a lock held too long, a full disk): every outcome is kept
             // and recorded on the next try; sending pauses once the commit budget is used up.
-            runtime.logger.error("recording deliveries failed; retrying", metadata: ["error": "\(error)"])
+            outage.failed(error, now: now, logger: runtime.logger)
             return machine.storeFailed(now: now)
         case .handedOver(let messages):
             return machine.handedOver(messages.map(Outbound.init), now: now)

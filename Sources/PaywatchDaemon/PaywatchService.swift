@@ -78,16 +78,13 @@ public struct PaywatchService: Service {
     /// Returns when cancelled; throws only a fatal store error (see ``OrderStore/verifyStillOpen()``).
     func planningLoop(_ engine: DeliveryEngine) async throws {
         let poll = runtime.config.daemon.pollIntervalMs
-        var lastError: String?
+        var outage = OutageLog("planning")
         while !Task.isCancelled {
             stats.planningPass()
             do {
                 try runtime.store.verifyStillOpen()
                 let progress = try await planDue(engine)
-                if lastError != nil {
-                    runtime.logger.notice("planning works again")
-                    lastError = nil
-                }
+                outage.succeeded(now: runtime.clock.now(), logger: runtime.logger)
                 let now = runtime.clock.now()
                 var next = try await runtime.store.nextPlanningAt() ?? (now + poll)
                 if progress.claimed > 0 && progress.applied == 0 {
@@ -104,12 +101,8 @@ public struct PaywatchService: Service {
                 throw error
             } catch {
                 // The store is unavailable (disk full, locked too long, a column renamed): retry
-                // each poll, never give up. The same error is logged once per minute at most.
-                let text = "\(error)"
-                if text != lastError || stats.planningPasses % 60 == 0 {
-                    runtime.logger.error("planning failed; retrying", metadata: ["error": "\(text)"])
-                }
-                lastError = text
+                // each poll, never give up.
+                outage.failed("\(error)", now: runtime.clock.now(), logger: runtime.logger)
                 do {
                     try await runtime.clock.sleep(until: runtime.clock.now() + min(poll, 1000))
                 } catch {

@@ -60,6 +60,76 @@ import Testing
     }
 }
 
+extension StoreFaultTests {
+    /// Whether this machine lets the tests mount a small tmpfs (root, and mounts allowed): the
+    /// only honest way to fill a disk.
+    static let canMountTmpfs: Bool = {
+        let probe = FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-mount-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: probe) }
+        guard (try? FileManager.default.createDirectory(at: probe, withIntermediateDirectories: true)) != nil,
+              shell("/bin/mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", probe.path) else { return false }
+        return shell("/bin/umount", probe.path)
+    }()
+
+    @discardableResult
+    static func shell(_ command: String, _ arguments: String...) -> Bool {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command)
+        process.arguments = arguments
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return false }
+        process.waitUntilExit()
+        return process.terminationStatus == 0
+    }
+
+    /// The disk fills up while transfers are in flight: their outcomes wait in memory and are
+    /// recorded once there is room again; nothing is sent twice, nothing is lost.
+    @Test(.enabled(if: StoreFaultTests.canMountTmpfs, "needs root and permission to mount a tmpfs"))
+    func aFullDiskLosesNothingAndRepeatsNothing() async throws {
+        let mountPoint = FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-full-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: mountPoint, withIntermediateDirectories: true)
+        #expect(Self.shell("/bin/mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mountPoint.path))
+        defer {
+            Self.shell("/bin/umount", "-l", mountPoint.path)
+            try? FileManager.default.removeItem(at: mountPoint)
+        }
+        let daemon = try await InProcessDaemon(busyTimeoutMs: 50, directory: mountPoint) {
+            PaywatchServiceTests.config($0, concurrency: 8)
+        }
+        daemon.gateway.setResponder { _ in FakeGateway.Response(status: 200, delayMs: 200) }
+        try PaywatchServiceTests().insertOrders(daemon, prefix: "F", count: 50, createdAgoMs: 11 * 60_000)
+        daemon.run()
+        #expect(await daemon.gateway.waitForRequests(1, timeoutSeconds: 20))
+
+        // Fill the disk to the last byte.
+        let filler = mountPoint.appendingPathComponent("filler").path
+        let fd = open(filler, O_WRONLY | O_CREAT, 0o644)
+        let chunk = [UInt8](repeating: 0, count: 4096)
+        while chunk.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) > 0 {}
+        close(fd)
+        let receivedAtFull = daemon.gateway.requestCount
+        let deliveredAtFull = try daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE state = 'delivered'")
+        for _ in 0..<20 {
+            daemon.clock.advance(by: 6_000)
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        // Nothing could be recorded while the disk was full.
+        #expect(try daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE state = 'delivered'") == deliveredAtFull)
+        #expect(deliveredAtFull < receivedAtFull)
+
+        try FileManager.default.removeItem(atPath: filler)
+        #expect(try await InProcessDaemon.eventually(20) {
+            daemon.clock.advance(by: 1_000)
+            return try daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE state = 'delivered'") == 50
+        })
+        try await daemon.stop()
+        try await daemon.store.close()
+        let keys = daemon.gateway.requests().map { $0.headers["idempotency-key"] ?? "" }
+        #expect(keys.count == 50)
+        #expect(Set(keys).count == 50)
+    }
+}
+
 /// A value shared with another thread.
 final class Locked<Value: Sendable>: @unchecked Sendable {
     private let lock = NSLock()

@@ -73,10 +73,11 @@ final class InProcessDaemon: @unchecked Sendable {
 
     static let start: Millis = 1_790_000_000_000
 
-    init(busyTimeoutMs: Int64 = 5000, config: (String) -> String) async throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-daemon-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        dbPath = directory.appendingPathComponent("paywatch.db").path
+    /// - Parameter directory: where the database goes (a fresh temporary folder by default).
+    init(busyTimeoutMs: Int64 = 5000, directory: URL? = nil, config: (String) -> String) async throws {
+        self.directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-daemon-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
+        dbPath = self.directory.appendingPathComponent("paywatch.db").path
         gateway = try FakeGateway()
         clock = ManualClock(Self.start)
         let text = "[store]\nurl = \"sqlite://\(dbPath)\"\n" + config(gateway.baseURL)
