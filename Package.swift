@@ -88,8 +88,9 @@ let package = Package(
         // libFuzzer targets: scripts/fuzz.sh builds them with -sanitize=fuzzer -D PAYWATCH_FUZZ. A plain
         // build gives commands that replay input files through the same checks (no fuzzer needed).
         .systemLibrary(name: "CLibFuzzer"),  // a header only: LLVMFuzzerRunDriver (libFuzzer, linked by -sanitize=fuzzer)
-        .executableTarget(name: "fuzz-config", dependencies: ["PaywatchConfig", "CLibFuzzer"], swiftSettings: strict),
-        .executableTarget(name: "fuzz-planner", dependencies: ["PaywatchCore", "CLibFuzzer"], swiftSettings: strict),
+        .target(name: "FuzzDriver", dependencies: ["CLibFuzzer"], swiftSettings: strict),
+        .executableTarget(name: "fuzz-config", dependencies: ["PaywatchConfig", "FuzzDriver"], swiftSettings: strict),
+        .executableTarget(name: "fuzz-planner", dependencies: ["PaywatchCore", "FuzzDriver"], swiftSettings: strict),
         .testTarget(name: "PaywatchCoreTests", dependencies: ["PaywatchCore"]),
         .testTarget(name: "PaywatchConfigTests", dependencies: ["PaywatchConfig"]),
         .testTarget(

@@ -227,7 +227,13 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         if let request = op.claim, let claim {
             for work in claim.works where !held.contains(work.id) {
                 held.insert(work.id)
-                lanes[work.lane, default: Lane()].queue.append(Queued(work: work, claimedAt: now))
+                if phase == .running {
+                    lanes[work.lane, default: Lane()].queue.append(Queued(work: work, claimedAt: now))
+                } else {
+                    // A claim that was running when shutdown came: what it leased goes back unsent
+                    // (kept queued, it would stay leased to a process that is gone).
+                    toRelease.append(work)
+                }
             }
             for name in request.perChannel.keys {
                 if claim.saturatedLanes.contains(name) {

@@ -1,7 +1,7 @@
 // libFuzzer target for the configuration parser.
 //
-// Built by scripts/fuzz.sh with `-sanitize=fuzzer -D PAYWATCH_FUZZ` (libFuzzer supplies `main`
-// and calls `LLVMFuzzerTestOneInput`). A plain `swift build` gives a command that runs the same
+// Built by scripts/fuzz.sh with `-sanitize=fuzzer -D PAYWATCH_FUZZ` (FuzzDriver hands over to
+// libFuzzer). A plain `swift build` gives a command that runs the same
 // check on the files named on its command line (`.build/debug/fuzz-config FILE…`), so a crashing
 // input can be replayed without the fuzzer.
 //
@@ -17,6 +17,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import FuzzDriver
 import PaywatchConfig
 
 func checkConfig(_ input: UnsafeBufferPointer<UInt8>) {
@@ -47,54 +48,10 @@ func checkConfig(_ input: UnsafeBufferPointer<UInt8>) {
     }
 }
 
-#if PAYWATCH_FUZZ
-import CLibFuzzer
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    checkConfig(UnsafeBufferPointer(start: data, count: size))
-    return 0
-}
-#endif
-
 @main
 enum FuzzConfigMain {
     static func main() {
-        #if PAYWATCH_FUZZ
-        // SwiftPM renames this module's entry point and links it as `main`, so libFuzzer's own main
-        // is never used: hand over to its driver (same flags: -max_total_time=…, a crash file, …).
-        var argc = CommandLine.argc
-        var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-        exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
-            guard let data else { return 0 }
-            return fuzz(data, size)
-        })
-        #else
-        let files = CommandLine.arguments.dropFirst()
-        if files.isEmpty {
-            print("usage: fuzz-config FILE…  (replays inputs through the checks; scripts/fuzz.sh builds the fuzzer)")
-            return
-        }
-        for path in files {
-            guard let bytes = readWholeFile(path) else {
-                print("\(path): cannot read")
-                exit(2)
-            }
-            bytes.withUnsafeBufferPointer(checkConfig)
-            print("\(path): ok")
-        }
-        #endif
-    }
-}
-
-func readWholeFile(_ path: String) -> [UInt8]? {
-    guard let file = fopen(path, "rb") else { return nil }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let count = fread(&buffer, 1, buffer.count, file)
-        if count > 0 { bytes.append(contentsOf: buffer[..<count]) }
-        if count < buffer.count { return ferror(file) == 0 ? bytes : nil }
+        FuzzDriver.run(usage: "usage: fuzz-config FILE…  (replays inputs through the checks; scripts/fuzz.sh builds the fuzzer)",
+                       check: checkConfig)
     }
 }

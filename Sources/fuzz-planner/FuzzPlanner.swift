@@ -18,6 +18,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import FuzzDriver
 import PaywatchCore
 
 /// Reads the fuzzer's bytes as choices; past the end every choice is 0 (the simplest).
@@ -242,64 +243,18 @@ func checkPlanner(_ input: UnsafeBufferPointer<UInt8>) {
     for event in plan.events { _ = event.detail.utf8.count }
 }
 
-#if PAYWATCH_FUZZ
-import CLibFuzzer
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    checkPlanner(UnsafeBufferPointer(start: data, count: size))
-    return 0
-}
-#endif
-
 @main
 enum FuzzPlannerMain {
     static func main() {
-        #if PAYWATCH_FUZZ
-        // SwiftPM renames this module's entry point and links it as `main`, so libFuzzer's own main
-        // is never used: hand over to its driver (same flags: -max_total_time=…, a crash file, …).
-        var argc = CommandLine.argc
-        var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-        exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
-            guard let data else { return 0 }
-            return fuzz(data, size)
-        })
-        #else
-        var files = CommandLine.arguments.dropFirst()
-        let show = files.first == "--print"
-        if show { files = files.dropFirst() }
-        if files.isEmpty {
-            print("usage: fuzz-planner [--print] FILE…  (replays inputs through the checks, --print shows the case first;")
-            print("       scripts/fuzz.sh builds the fuzzer)")
-            return
-        }
-        for path in files {
-            guard let bytes = readWholeFile(path) else {
-                print("\(path): cannot read")
-                exit(2)
-            }
-            if show {
-                let (policy, snapshot, now) = bytes.withUnsafeBufferPointer(makeCase)
+        FuzzDriver.run(
+            usage: "usage: fuzz-planner [--print] FILE…  (replays inputs through the checks, --print shows the case first;\n"
+                + "       scripts/fuzz.sh builds the fuzzer)",
+            check: checkPlanner,
+            show: { path, bytes in
+                let (policy, snapshot, now) = makeCase(bytes)
                 print("\(path): now = \(now)")
                 dump(policy)
                 dump(snapshot)
-                fflush(nil)  // before a crash in the check
-            }
-            bytes.withUnsafeBufferPointer(checkPlanner)
-            print("\(path): ok")
-        }
-        #endif
-    }
-}
-
-func readWholeFile(_ path: String) -> [UInt8]? {
-    guard let file = fopen(path, "rb") else { return nil }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let count = fread(&buffer, 1, buffer.count, file)
-        if count > 0 { bytes.append(contentsOf: buffer[..<count]) }
-        if count < buffer.count { return ferror(file) == 0 ? bytes : nil }
+            })
     }
 }

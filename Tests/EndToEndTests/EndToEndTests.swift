@@ -373,7 +373,7 @@ extension EndToEnd {
             }
             // Everything that reached the gateway is recorded as delivered; the rest is due, untouched.
             #expect(rows.filter { $0.0 == "delivered" }.count == received)
-            #expect(rows.filter { $0.0 == "pending" }.allSatisfy { $0.1 == 0 && $0.2 == 0 })
+            #expect(rows.filter { $0.0 == "pending" }.allSatisfy { $0.1 == 0 && $0.2 == 0 }, "\(rows.filter { $0.0 == "pending" && ($0.1 != 0 || $0.2 != 0) }) \((try? String(contentsOfFile: h.stderrPath, encoding: .utf8)) ?? "")")
             try h.start()
             #expect(try h.waitUntilAllDelivered(40))
             #expect(h.stop() == 0)

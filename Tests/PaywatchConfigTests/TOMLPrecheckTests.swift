@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -170,14 +171,5 @@ import Testing
 }
 
 private func readText(_ path: String) -> String? {
-    guard let file = fopen(path, "rb") else { return nil }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let count = fread(&buffer, 1, buffer.count, file)
-        if count > 0 { bytes.append(contentsOf: buffer[..<count]) }
-        if count < buffer.count { break }
-    }
-    return String(decoding: bytes, as: UTF8.self)
+    FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
 }

@@ -242,6 +242,21 @@ import Testing
         #expect(finished(m.stored(nil, now: 6)))
     }
 
+    @Test func aClaimThatReturnsAfterShutdownIsReleasedNotKept() throws {
+        var m = Self.machine(concurrency: 2, lanes: ["sms"])
+        let first = m.start(now: 0)
+        #expect(store(first)?.claim != nil)
+        // Shutdown comes while that claim is still running in the store.
+        let stop = m.shutdown(now: 1)
+        #expect(store(stop) == nil)
+        // What it claimed (leased to this process) goes back at once, unsent, before the end.
+        let back = m.stored(.init(works: Self.works("sms", 1...3)), now: 2)
+        #expect(sends(back).isEmpty)
+        #expect(store(back)?.release.map(\.id) == [1, 2, 3])
+        #expect(!finished(back))
+        #expect(finished(m.stored(nil, now: 3)))
+    }
+
     @Test func runOnceFinishesWhenNothingIsDueInFlightOrUncommitted() {
         var m = Self.machine(concurrency: 2, lanes: ["sms"], finishWhenIdle: true)
         _ = m.start(now: 0)
