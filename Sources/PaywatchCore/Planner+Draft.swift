@@ -1,0 +1,102 @@
+extension Planner {
+    /// The plan being made for one validated order: what every rule reads (the order, its ledger,
+    /// `now`, the hold) and what it adds to (status, marks, messages, events, the next due time).
+    struct Draft {
+        let planner: Planner
+        let snapshot: OrderSnapshot
+        let order: OrderRecord
+        let ledger: Ledger
+        let now: Millis
+        let expiresAt: Millis
+        let previous: OrderStatus?
+        /// Payments in the order they were made.
+        let attempts: [PaymentRecord]
+        var status: OrderStatus
+        var marks: [String: Int]
+        var messages: [OutgoingMessage] = []
+        var events: [PlanEvent] = []
+        var nextDue: Millis?
+
+        init(planner: Planner, snapshot: OrderSnapshot, order: OrderRecord, now: Millis) {
+            self.planner = planner
+            self.snapshot = snapshot
+            self.order = order
+            self.now = now
+            ledger = Ledger(amountDue: order.amountDue ?? 0, payments: snapshot.payments, refunds: snapshot.refunds)
+            expiresAt = planner.policy.expiry(of: order)
+            previous = snapshot.state.status
+            attempts = Ledger.sortedAttempts(snapshot.payments)
+            status = ledger.derivedStatus(previous: previous)
+            marks = snapshot.state.marks
+        }
+
+        var policy: Policy { planner.policy }
+
+        /// Look at the order again at `at` (the earliest of all asked for wins).
+        mutating func schedule(_ at: Millis) {
+            nextDue = min(nextDue ?? at, at)
+        }
+
+        func context(failureReason: String? = nil) -> Messages.Context {
+            Messages.Context(order: order, ledger: ledger, expiresAt: expiresAt, failureReason: failureReason)
+        }
+
+        /// Decides `kind` step `step` on every channel of `channels` the order has an address for,
+        /// and records the decision on the timeline.
+        mutating func send(_ kind: NotificationKind, step: Int, channels: [String], context: Messages.Context) {
+            var used: [String] = []
+            for channel in channels {
+                guard let to = planner.recipient(of: order, channel: channel) else { continue }
+                used.append(channel)
+                let key = OutgoingMessage.key(orderID: order.id, kind: kind, step: step, channel: channel)
+                let body = Messages.webhookBody(key: key, kind: kind, channel: channel, to: to, context: context)
+                messages.append(OutgoingMessage(
+                    idempotencyKey: key, orderID: order.id, kind: kind, step: step, channel: channel,
+                    recipient: to, body: body
+                ))
+            }
+            let detail = used.isEmpty
+                ? "step \(step) decided; no address for \(channels.joined(separator: ","))"
+                : "step \(step) decided for \(used.joined(separator: ","))"
+            events.append(PlanEvent(kind.rawValue, detail))
+        }
+
+        /// Sends the latest step of a reminder series whose time has come and that was not decided
+        /// yet (earlier missed steps collapse into it), and schedules the next one. Steps at or
+        /// after the expiry are never sent: the cancel speaks for them. Steps are remembered under
+        /// `series` as `base + index`.
+        mutating func reminders(series: String, due: [Millis], base: Int, channels: [String]) {
+            let marked = marks[series, default: 0]
+            let done = marked > base ? marked - base : 0
+            var latest: Int? = nil
+            for (index, at) in due.enumerated() where index + 1 > done && at <= now && at < expiresAt {
+                latest = index + 1
+            }
+            if let step = latest {
+                if step > done + 1 {
+                    events.append(PlanEvent("reminders_collapsed", "steps \(done + 1)…\(step - 1) passed unsent; step \(step) sent instead"))
+                }
+                marks[series] = base + step
+                send(.unpaidReminder, step: base + step, channels: channels, context: context())
+            }
+            let sent = latest ?? done
+            if sent < due.count, due[sent] < expiresAt {
+                schedule(due[sent])
+            }
+        }
+
+        /// The finished plan: the transition first on the timeline (after "tracked"), then what
+        /// it caused.
+        func plan() -> Plan {
+            var events = self.events
+            if previous != status {
+                let transition = PlanEvent("status", "\(previous?.rawValue ?? "new") → \(status.rawValue)")
+                events.insert(transition, at: previous == nil ? 1 : 0)
+            }
+            return Plan(
+                orderID: order.id, quarantine: nil, previousStatus: previous, status: status, amountPaid: ledger.amountPaid,
+                messages: messages, events: events, marks: marks, nextDueAt: nextDue
+            )
+        }
+    }
+}
