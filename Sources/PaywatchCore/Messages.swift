@@ -7,11 +7,28 @@ public enum Messages {
         public var ledger: Ledger
         public var expiresAt: Millis
         public var failureReason: String?
-        public init(order: OrderRecord, ledger: Ledger, expiresAt: Millis, failureReason: String? = nil) {
+        /// The installment (or, without a plan, the balance) an installment or balance message is about.
+        public var installment: InstallmentNotice?
+        public init(order: OrderRecord, ledger: Ledger, expiresAt: Millis, failureReason: String? = nil,
+                    installment: InstallmentNotice? = nil) {
             self.order = order
             self.ledger = ledger
             self.expiresAt = expiresAt
             self.failureReason = failureReason
+            self.installment = installment
+        }
+    }
+
+    /// What is due of one installment: its `seq` (nil for the balance of an order without a
+    /// plan), the part still open and its due time.
+    public struct InstallmentNotice: Sendable, Hashable {
+        public var seq: Int64?
+        public var open: Int64
+        public var dueAt: Millis
+        public init(seq: Int64?, open: Int64, dueAt: Millis) {
+            self.seq = seq
+            self.open = open
+            self.dueAt = dueAt
         }
     }
 
@@ -64,6 +81,39 @@ public enum Messages {
         let until = Timestamp.local(c.expiresAt, timeZone: c.order.timeZone)
         let payLink = c.order.payURL.map { zh ? "：\($0)" : ": \($0)" } ?? ""
         let name = c.order.customerName.map { zh ? "\($0)，" : " \($0)" } ?? ""
+        if let plan = c.installment {
+            let amount = money(plan.open, c.order.currency)
+            let due = Timestamp.local(plan.dueAt, timeZone: c.order.timeZone)
+            let which = plan.seq.map { zh ? "第 \($0) 期款项" : "installment \($0)" } ?? (zh ? "余款" : "the balance")
+            let Which = plan.seq.map { "Installment \($0)" } ?? "The balance"
+            switch (kind, zh) {
+            case (.balanceReminder, true):
+                return ("订单 \(id) 尚欠 \(remaining)", "\(name)您的订单 \(id) 已支付 \(paid)，尚欠 \(remaining)，请于 \(due) 前付清\(payLink)")
+            case (.balanceReminder, false):
+                return ("Order \(id): \(remaining) left to pay",
+                        "Hi\(name), you have paid \(paid) of order \(id); \(remaining) is left to pay by \(due). Please complete the payment\(payLink)")
+            case (.installmentDue, true):
+                return ("订单 \(id) \(which)即将到期", "\(name)订单 \(id) \(which) \(amount) 将于 \(due) 到期，请按时支付\(payLink)")
+            case (.installmentDue, false):
+                return ("\(Which) of order \(id) is due soon",
+                        "Hi\(name), \(which) of order \(id) (\(amount)) is due on \(due). Please pay it in time\(payLink)")
+            case (.installmentOverdue, true):
+                return ("订单 \(id) \(which)已逾期", "\(name)订单 \(id) \(which) \(amount) 已于 \(due) 到期，尚未支付，请尽快支付\(payLink)")
+            case (.installmentOverdue, false):
+                return ("\(Which) of order \(id) is overdue",
+                        "Hi\(name), \(which) of order \(id) (\(amount)) was due on \(due) and is still unpaid. Please pay it as soon as possible\(payLink)")
+            case (.installmentEscalated, _):
+                return ("Order \(id): \(which) overdue after the last notice",
+                        "Order \(id): \(which) (\(amount)) was due \(due) and is still unpaid after the last overdue notice; paid so far \(paid) of \(money(c.ledger.amountDue, c.order.currency)).")
+            case (.orderCancelled, true):
+                return ("订单 \(id) 已取消", "\(name)订单 \(id) \(which) \(amount) 已于 \(due) 到期且多次提醒后仍未支付，订单已取消。已支付的 \(paid) 将退还给您。")
+            case (.orderCancelled, false):
+                return ("Order \(id) was cancelled",
+                        "Hi\(name), \(which) of order \(id) (\(amount)) was due on \(due) and stayed unpaid after our reminders, so the order was cancelled. The \(paid) you paid will be refunded.")
+            default:
+                break
+            }
+        }
         switch (kind, zh) {
         case (.unpaidReminder, true):
             return ("订单 \(id) 待支付", "\(name)您的订单 \(id)（\(remaining)）将保留至 \(until)，请尽快完成支付\(payLink)")
@@ -115,6 +165,11 @@ public enum Messages {
         json.add("expires_at", Timestamp.iso8601(c.expiresAt))
         json.add("pay_url", c.order.payURL)
         if kind == .paymentFailed { json.add("failure_reason", c.failureReason ?? "") }
+        if let plan = c.installment {
+            json.add("installment_seq", plan.seq)
+            json.add("installment_amount", plan.open)
+            json.add("due_at", Timestamp.iso8601(plan.dueAt))
+        }
         return json.finish()
     }
 }

@@ -63,13 +63,16 @@ extension Planner {
 
         /// Sends the latest step of a reminder series whose time has come and that was not decided
         /// yet (earlier missed steps collapse into it), and schedules the next one. Steps at or
-        /// after the expiry are never sent: the cancel speaks for them. Steps are remembered under
-        /// `series` as `base + index`.
-        mutating func reminders(series: String, due: [Millis], base: Int, channels: [String]) {
+        /// after `until` (by default the expiry: the cancel speaks for them) are never sent. Steps
+        /// are remembered under `series` as `base + index`.
+        mutating func reminders(series: String, due: [Millis], base: Int, channels: [String],
+                                kind: NotificationKind = .unpaidReminder, until: Millis? = nil,
+                                context: Messages.Context? = nil) {
+            let until = until ?? expiresAt
             let marked = marks[series, default: 0]
             let done = marked > base ? marked - base : 0
             var latest: Int? = nil
-            for (index, at) in due.enumerated() where index + 1 > done && at <= now && at < expiresAt {
+            for (index, at) in due.enumerated() where index + 1 > done && at <= now && at < until {
                 latest = index + 1
             }
             if let step = latest {
@@ -77,10 +80,10 @@ extension Planner {
                     events.append(PlanEvent("reminders_collapsed", "steps \(done + 1)…\(step - 1) passed unsent; step \(step) sent instead"))
                 }
                 marks[series] = base + step
-                send(.unpaidReminder, step: base + step, channels: channels, context: context())
+                send(kind, step: base + step, channels: channels, context: context ?? self.context())
             }
             let sent = latest ?? done
-            if sent < due.count, due[sent] < expiresAt {
+            if sent < due.count, due[sent] < until {
                 schedule(due[sent])
             }
         }

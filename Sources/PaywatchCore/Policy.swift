@@ -8,6 +8,17 @@ public struct Policy: Sendable, Hashable {
     public var failedRemindersMs: [Millis]
     public var failedChannels: [String]
     public var paidChannels: [String]
+    /// `[partially_paid]`: balance reminders after the last payment (no installment plan).
+    public var balanceRemindersMs: [Millis]
+    /// Without a plan and without `expires_at`, the balance is due this long after `created_at`.
+    public var balanceDueMs: Millis
+    /// Before each installment's due date, descending (3 days before, then 1 day before).
+    public var installmentRemindersMs: [Millis]
+    public var overdueEveryMs: Millis
+    public var overdueMax: Int
+    /// `on_overdue = "cancel"`: after the last overdue notice the order is cancelled (else ops only).
+    public var cancelOnOverdue: Bool
+    public var partiallyPaidChannels: [String]
     /// Channels with a fixed recipient (`to = "…"` in `[channels.NAME]`), used when the order has no
     /// address field for that channel (always for `ops`).
     public var fixedRecipients: [String: String]
@@ -23,6 +34,13 @@ public struct Policy: Sendable, Hashable {
         failedRemindersMs: [Millis] = [10 * 60_000, 2 * 3_600_000],
         failedChannels: [String]? = nil,
         paidChannels: [String]? = nil,
+        balanceRemindersMs: [Millis] = [86_400_000, 3 * 86_400_000],
+        balanceDueMs: Millis = 7 * 86_400_000,
+        installmentRemindersMs: [Millis] = [3 * 86_400_000, 86_400_000],
+        overdueEveryMs: Millis = 86_400_000,
+        overdueMax: Int = 3,
+        cancelOnOverdue: Bool = false,
+        partiallyPaidChannels: [String]? = nil,
         fixedRecipients: [String: String] = [:],
         opsChannel: String = "ops",
         maxClockSkewMs: Millis = 5 * 60_000
@@ -33,9 +51,22 @@ public struct Policy: Sendable, Hashable {
         self.failedRemindersMs = failedRemindersMs
         self.failedChannels = failedChannels ?? unpaidChannels
         self.paidChannels = paidChannels ?? unpaidChannels
+        self.balanceRemindersMs = balanceRemindersMs
+        self.balanceDueMs = balanceDueMs
+        self.installmentRemindersMs = installmentRemindersMs
+        self.overdueEveryMs = overdueEveryMs
+        self.overdueMax = overdueMax
+        self.cancelOnOverdue = cancelOnOverdue
+        self.partiallyPaidChannels = partiallyPaidChannels ?? unpaidChannels
         self.fixedRecipients = fixedRecipients
         self.opsChannel = opsChannel
         self.maxClockSkewMs = maxClockSkewMs
+    }
+
+    /// When the balance of a partially paid order without an installment plan is due:
+    /// `expires_at`, else `created_at + [partially_paid].balance_due`.
+    public func balanceDue(of order: OrderRecord) -> Millis {
+        order.expiresAt ?? (order.createdAt ?? 0).saturatingAdd(balanceDueMs)
     }
 
     /// When the hold of `order` ends: `expires_at`, else `created_at + hold`.

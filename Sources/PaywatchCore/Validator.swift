@@ -126,6 +126,10 @@ public enum Validator {
         }
         var seenSeqs: Set<Int64> = []
         for installment in snapshot.installments {
+            // The seq is part of each installment message's key (seq × 1000 + notice).
+            guard (1...1_000_000).contains(installment.seq) else {
+                return Quarantine("installment seq must be 1…1000000 (got \(installment.seq))")
+            }
             guard seenSeqs.insert(installment.seq).inserted else {
                 return Quarantine("installment \(installment.seq) appears twice")
             }

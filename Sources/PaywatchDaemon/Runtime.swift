@@ -43,6 +43,13 @@ extension Policy {
             failedRemindersMs: config.failed.remindersMs,
             failedChannels: config.failed.channels,
             paidChannels: config.paid.channels,
+            balanceRemindersMs: config.partiallyPaid.remindersMs,
+            balanceDueMs: config.partiallyPaid.balanceDueMs,
+            installmentRemindersMs: config.partiallyPaid.installmentRemindersMs,
+            overdueEveryMs: config.partiallyPaid.overdueEveryMs,
+            overdueMax: config.partiallyPaid.overdueMax,
+            cancelOnOverdue: config.partiallyPaid.onOverdue == .cancel,
+            partiallyPaidChannels: config.partiallyPaid.channels,
             fixedRecipients: fixed,
             maxClockSkewMs: config.daemon.maxClockSkewMs
         )

@@ -21,9 +21,9 @@ struct Run {
     var snapshot: OrderSnapshot
     var sent: [OutgoingMessage] = []
 
-    init(_ order: OrderRecord, payments: [PaymentRecord] = [], policy: Policy = Policy()) {
+    init(_ order: OrderRecord, payments: [PaymentRecord] = [], installments: [InstallmentRecord] = [], policy: Policy = Policy()) {
         planner = Planner(policy: policy)
-        snapshot = OrderSnapshot(orderID: order.id, order: order, payments: payments)
+        snapshot = OrderSnapshot(orderID: order.id, order: order, payments: payments, installments: installments)
     }
 
     @discardableResult

@@ -1,0 +1,69 @@
+import Foundation
+import GRDB
+import PaywatchTestSupport
+import Testing
+
+extension EndToEnd {
+    /// The payment lifecycle beyond unpaid orders, with the real binary and real time in seconds.
+    @Suite(.serialized) struct LifecycleEndToEndTests {
+        static func config(_ base: String) -> String {
+            """
+            [daemon]
+            poll_interval = "200ms"
+
+            [delivery]
+            retry_base = "100ms"
+
+            [unpaid]
+            hold = "1m"
+            reminders = ["50s"]
+            channels = ["sms"]
+
+            [partially_paid]
+            reminders = ["1s"]
+            balance_due = "3s"
+            overdue_every = "1s"
+            overdue_max = 1
+            on_overdue = "cancel"
+
+            [channels.sms]
+            provider = "webhook"
+            url = "\(base)/sms"
+
+            [channels.ops]
+            provider = "webhook"
+            url = "\(base)/ops"
+            to = "oncall"
+            """
+        }
+
+        @Test func aPartiallyPaidOrderIsRemindedOfItsBalanceThenOverdueThenEscalatedAndCancelled() throws {
+            let h = try Harness { Self.config($0) }
+            #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+            let created = Harness.nowMs()
+            try h.shop().write { db in
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('PART', 10000, ?, '+8613800000000')",
+                               arguments: [created])
+                try db.execute(sql: "INSERT INTO payments(id, order_id, amount, status, created_at) VALUES ('P1', 'PART', 4000, 'succeeded', ?)",
+                               arguments: [created])
+            }
+            try h.start()
+            #expect(Harness.eventually(15) { h.gateway.requests().contains { $0.path == "/ops" } })
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(h.stop() == 0)
+            let sent = EndToEndTests().kinds(h.gateway.requests(), order: "PART")
+            #expect(sent.map(\.kind) == ["balance_reminder", "installment_overdue", "installment_escalated", "order_cancelled"])
+            // Each at its time: 1 s after the payment, at the due time (3 s), one period later (4 s).
+            let offsets = sent.map { $0.at - created }
+            #expect(offsets.count == 4)
+            if offsets.count == 4 {
+                #expect(offsets[0] >= 1_000 && offsets[0] < 2_500)
+                #expect(offsets[1] >= 3_000 && offsets[1] < 4_500)
+                #expect(offsets[2] >= 4_000 && offsets[2] < 5_500)
+            }
+            let show = try h.run(["orders", "show", "PART", "--config", h.configPath])
+            #expect(show.out.contains("status: cancelled"))
+            #expect(show.out.contains("installment_escalated"))
+        }
+    }
+}
