@@ -9,13 +9,19 @@ public enum Messages {
         public var failureReason: String?
         /// The installment (or, without a plan, the balance) an installment or balance message is about.
         public var installment: InstallmentNotice?
+        /// The refund a refund message is about.
+        public var refund: RefundRecord?
+        /// Since when that refund has not moved (`refund_stalled`).
+        public var refundSince: Millis?
         public init(order: OrderRecord, ledger: Ledger, expiresAt: Millis, failureReason: String? = nil,
-                    installment: InstallmentNotice? = nil) {
+                    installment: InstallmentNotice? = nil, refund: RefundRecord? = nil, refundSince: Millis? = nil) {
             self.order = order
             self.ledger = ledger
             self.expiresAt = expiresAt
             self.failureReason = failureReason
             self.installment = installment
+            self.refund = refund
+            self.refundSince = refundSince
         }
     }
 
@@ -81,6 +87,29 @@ public enum Messages {
         let until = Timestamp.local(c.expiresAt, timeZone: c.order.timeZone)
         let payLink = c.order.payURL.map { zh ? "：\($0)" : ": \($0)" } ?? ""
         let name = c.order.customerName.map { zh ? "\($0)，" : " \($0)" } ?? ""
+        if let refund = c.refund {
+            let amount = money(refund.amount ?? 0, c.order.currency)
+            let refundID = Validator.display(refund.id)
+            switch (kind, zh, refund.refundStatus) {
+            case (.refundStalled, _, _):
+                let since = c.refundSince.map { Timestamp.iso8601($0) } ?? "?"
+                return ("Order \(id): refund \(refundID) is stuck in \(refund.status)",
+                        "Refund \(refundID) of order \(id) (\(amount)) has been \(refund.status) since \(since) without moving.")
+            case (_, true, .requested?): return ("订单 \(id) 退款已受理", "\(name)订单 \(id) 的退款 \(amount) 已受理，我们会尽快处理。")
+            case (_, true, .processing?): return ("订单 \(id) 退款处理中", "\(name)订单 \(id) 的退款 \(amount) 正在处理中。")
+            case (_, true, .succeeded?): return ("订单 \(id) 退款已完成", "\(name)订单 \(id) 的退款 \(amount) 已退回您的支付账户。")
+            case (_, true, _): return ("订单 \(id) 退款未成功", "\(name)订单 \(id) 的退款 \(amount) 未能完成，我们会与您联系。")
+            case (_, false, .requested?):
+                return ("Refund for order \(id) received", "Hi\(name), we received the refund of \(amount) for order \(id) and will process it soon.")
+            case (_, false, .processing?):
+                return ("Refund for order \(id) in progress", "Hi\(name), the refund of \(amount) for order \(id) is being processed.")
+            case (_, false, .succeeded?):
+                return ("Refund for order \(id) completed", "Hi\(name), the refund of \(amount) for order \(id) was returned to your payment account.")
+            case (_, false, _):
+                return ("Refund for order \(id) did not go through",
+                        "Hi\(name), the refund of \(amount) for order \(id) could not be completed; we will contact you.")
+            }
+        }
         if let plan = c.installment {
             let amount = money(plan.open, c.order.currency)
             let due = Timestamp.local(plan.dueAt, timeZone: c.order.timeZone)
@@ -165,6 +194,11 @@ public enum Messages {
         json.add("expires_at", Timestamp.iso8601(c.expiresAt))
         json.add("pay_url", c.order.payURL)
         if kind == .paymentFailed { json.add("failure_reason", c.failureReason ?? "") }
+        if let refund = c.refund {
+            json.add("refund_id", refund.id)
+            json.add("refund_status", refund.status)
+            json.add("refund_amount", refund.amount)
+        }
         if let plan = c.installment {
             json.add("installment_seq", plan.seq)
             json.add("installment_amount", plan.open)

@@ -45,7 +45,7 @@ public struct Planner: Sendable {
     static let failedStride = 100
 
     /// Plans one order: validation first (a problem quarantines it), then the rules of its
-    /// status, each in its own extension (`Planner+Unpaid`, `+Failed`, `+PartiallyPaid`, `+Paid`, `+Cancelled`), all
+    /// status, each in its own extension (`Planner+Unpaid`, `+Failed`, `+PartiallyPaid`, `+Paid`, `+Refunding`, `+Cancelled`), all
     /// writing into one ``Draft``.
     public func plan(_ snapshot: OrderSnapshot, now: Millis) -> Plan {
         let previous = snapshot.state.status
@@ -72,6 +72,7 @@ public struct Planner: Sendable {
         case .partiallyPaid: partiallyPaid(&draft)
         default: break
         }
+        refunds(&draft)
         return draft.plan()
     }
 

@@ -19,6 +19,9 @@ public struct Policy: Sendable, Hashable {
     /// `on_overdue = "cancel"`: after the last overdue notice the order is cancelled (else ops only).
     public var cancelOnOverdue: Bool
     public var partiallyPaidChannels: [String]
+    /// `[refunding]`: a refund `requested` or `processing` for this long without moving goes to ops.
+    public var refundStallAfterMs: Millis
+    public var refundingChannels: [String]
     /// Channels with a fixed recipient (`to = "…"` in `[channels.NAME]`), used when the order has no
     /// address field for that channel (always for `ops`).
     public var fixedRecipients: [String: String]
@@ -41,6 +44,8 @@ public struct Policy: Sendable, Hashable {
         overdueMax: Int = 3,
         cancelOnOverdue: Bool = false,
         partiallyPaidChannels: [String]? = nil,
+        refundStallAfterMs: Millis = 3 * 86_400_000,
+        refundingChannels: [String]? = nil,
         fixedRecipients: [String: String] = [:],
         opsChannel: String = "ops",
         maxClockSkewMs: Millis = 5 * 60_000
@@ -58,6 +63,8 @@ public struct Policy: Sendable, Hashable {
         self.overdueMax = overdueMax
         self.cancelOnOverdue = cancelOnOverdue
         self.partiallyPaidChannels = partiallyPaidChannels ?? unpaidChannels
+        self.refundStallAfterMs = refundStallAfterMs
+        self.refundingChannels = refundingChannels ?? unpaidChannels
         self.fixedRecipients = fixedRecipients
         self.opsChannel = opsChannel
         self.maxClockSkewMs = maxClockSkewMs

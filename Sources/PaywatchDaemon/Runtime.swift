@@ -50,6 +50,8 @@ extension Policy {
             overdueMax: config.partiallyPaid.overdueMax,
             cancelOnOverdue: config.partiallyPaid.onOverdue == .cancel,
             partiallyPaidChannels: config.partiallyPaid.channels,
+            refundStallAfterMs: config.refunding.stallAfterMs,
+            refundingChannels: config.refunding.channels,
             fixedRecipients: fixed,
             maxClockSkewMs: config.daemon.maxClockSkewMs
         )
