@@ -1,8 +1,6 @@
 // The reader: from the TOML tree to a validated PaywatchConfiguration. Problems are collected as
 // ConfigErrors (the caller throws the one on the earliest line); warnings are kept beside them.
 
-private let durationHint = "expected a duration string such as \"30m\""
-
 /// Whether `name` is a valid channel name: `[a-z][a-z0-9_]*`.
 func isValidChannelName(_ name: String) -> Bool {
     guard let first = name.utf8.first, (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first) else { return false }
@@ -13,21 +11,15 @@ func isValidChannelName(_ name: String) -> Bool {
 }
 
 
-private enum ListOrder {
-    case ascending, descending
-}
-
-/// A channels list as written, with the line to blame for its problems.
-private struct ChannelList {
-    var section: [String]
-    var names: [String]
-}
-
 struct ConfigReader {
     let file: String
     let locator: KeyLocator
     var errors: [ConfigError] = []
     var warnings: [String] = []
+    /// The tables of the sections written in the file, by name.
+    private var tables: [String: [String: TOMLNode]] = [:]
+    /// `[section, key]` of every key written but not accepted (an error says why).
+    private var rejected: Set<[String]> = []
 
     init(file: String, locator: KeyLocator) {
         self.file = file
@@ -60,136 +52,40 @@ struct ConfigReader {
         }
     }
 
-    // MARK: typed getters: nil when absent or invalid (then an error is recorded)
+    // MARK: the table-driven read
 
-    private mutating func duration(_ table: [String: TOMLNode], _ section: [String], _ key: String) -> Int64? {
-        guard let value = table[key] else { return nil }
-        return durationValue(value, section, key, entry: nil)
-    }
-
-    private mutating func durationValue(_ value: TOMLNode, _ section: [String], _ key: String, entry: Int?) -> Int64? {
-        let prefix = entry.map { "entry \($0): " } ?? ""
-        guard case .string(let text) = value else {
-            fail(section: section, key: key, prefix + "\(durationHint), got \(value.summary)")
-            return nil
-        }
-        switch parseBoundedDuration(text) {
-        case .success(let ms):
-            return ms
-        case .failure(let problem):
-            fail(section: section, key: key, prefix + problem.description)
-            return nil
-        }
-    }
-
-    private mutating func durationList(
-        _ table: [String: TOMLNode], _ section: [String], _ key: String, order: ListOrder
-    ) -> [Int64]? {
-        guard let value = table[key] else { return nil }
-        guard case .array(let items) = value else {
-            let example = order == .ascending ? "[\"10m\", \"25m\"]" : "[\"3d\", \"1d\"]"
-            fail(section: section, key: key, "expected a list of duration strings such as \(example), got \(value.summary)")
-            return nil
-        }
-        var result: [Int64] = []
-        var texts: [String] = []
-        for (offset, item) in items.enumerated() {
-            guard let ms = durationValue(item, section, key, entry: offset + 1) else { return nil }
-            guard case .string(let text) = item else { return nil }
-            if let previous = result.last {
-                if let same = result.firstIndex(of: ms) {
-                    let original = texts[same]
-                    fail(section: section, key: key, original == text
-                        ? "duplicate entry \(tomlQuoted(text))"
-                        : "duplicate entry \(tomlQuoted(text)) (the same as \(tomlQuoted(original)))")
-                    return nil
+    /// Reads the keys of one section (`table`, written at `section`) into `root`, as `keys` declare
+    /// them: an unknown key, a missing required one and every value not accepted is an error.
+    /// - Returns: the names of the keys that are required or written but not accepted.
+    private mutating func read<Root>(
+        _ table: [String: TOMLNode], section: [String], keys: [ConfigKey<Root>], into root: inout Root
+    ) -> Set<String> {
+        rejectUnknown(table, section: section, known: keys.map(\.name))
+        var notAccepted: Set<String> = []
+        for key in keys {
+            guard let node = table[key.name] else {
+                if let required = key.required {
+                    fail(section: section, key: key.name, "missing required key (\(required))")
+                    notAccepted.insert(key.name)
                 }
-                let inOrder = order == .ascending ? ms > previous : ms < previous
-                if !inOrder {
-                    let word = order == .ascending ? "ascending (shortest first)" : "descending (longest before the due date first)"
-                    fail(section: section, key: key,
-                         "must be in \(word) order: \(tomlQuoted(text)) comes after \(tomlQuoted(texts[texts.count - 1]))")
-                    return nil
-                }
+                continue
             }
-            result.append(ms)
-            texts.append(text)
+            if let problem = key.read(node, &root) {
+                fail(section: section, key: key.name, problem.message)
+                notAccepted.insert(key.name)
+            }
         }
-        return result
+        return notAccepted
     }
 
-    private mutating func positiveInt(
-        _ table: [String: TOMLNode], _ section: [String], _ key: String, max limit: (value: Int, why: String)? = nil
-    ) -> Int? {
-        guard let value = table[key] else { return nil }
-        guard case .integer(let number) = value else {
-            fail(section: section, key: key, "expected an integer, got \(value.summary)")
-            return nil
-        }
-        guard number >= 1 else {
-            fail(section: section, key: key, "must be at least 1, got \(number)")
-            return nil
-        }
-        if let limit, number > Int64(limit.value) {
-            fail(section: section, key: key, "must be at most \(limit.value), got \(number) (\(limit.why))")
-            return nil
-        }
-        guard let result = Int(exactly: number) else {
-            fail(section: section, key: key, "\(number) is too large")
-            return nil
-        }
-        return result
+    /// Whether `key` of `section` is written in the file.
+    private func written(_ section: String, _ key: String) -> Bool {
+        tables[section]?[key] != nil
     }
 
-    private mutating func string(_ table: [String: TOMLNode], _ section: [String], _ key: String) -> String? {
-        guard let value = table[key] else { return nil }
-        guard case .string(let text) = value else {
-            fail(section: section, key: key, "expected a string, got \(value.summary)")
-            return nil
-        }
-        guard !text.isEmpty else {
-            fail(section: section, key: key, "must not be empty")
-            return nil
-        }
-        return text
-    }
-
-    private mutating func httpURL(_ table: [String: TOMLNode], _ section: [String], _ key: String) -> String? {
-        guard let text = string(table, section, key) else { return nil }
-        let lower = text.lowercased()
-        for scheme in ["http://", "https://"] where lower.hasPrefix(scheme) {
-            let host = text.dropFirst(scheme.count).prefix { $0 != "/" && $0 != "?" && $0 != "#" }
-            if !host.isEmpty, !host.contains(where: { $0 == " " || $0 == "\t" }) { return text }
-            fail(section: section, key: key, "the url has no host")
-            return nil
-        }
-        fail(section: section, key: key, "expected an http:// or https:// url")
-        return nil
-    }
-
-    private mutating func channelNames(_ table: [String: TOMLNode], _ section: [String]) -> [String]? {
-        guard let value = table["channels"] else { return nil }
-        guard case .array(let items) = value else {
-            fail(section: section, key: "channels", "expected a list of channel names such as [\"sms\", \"email\"], got \(value.summary)")
-            return nil
-        }
-        var names: [String] = []
-        for (offset, item) in items.enumerated() {
-            guard case .string(let name) = item else {
-                fail(section: section, key: "channels", "entry \(offset + 1): expected a channel name string, got \(item.summary)")
-                return nil
-            }
-            guard !name.isEmpty else {
-                fail(section: section, key: "channels", "entry \(offset + 1): the channel name is empty")
-                return nil
-            }
-            guard !names.contains(name) else {
-                fail(section: section, key: "channels", "channel \(tomlQuoted(name)) is listed twice")
-                return nil
-            }
-            names.append(name)
-        }
-        return names
+    /// Whether `key` of `section` holds a value to trust: written and accepted, or not written (its default).
+    private func usable(_ section: String, _ key: String) -> Bool {
+        !rejected.contains([section, key])
     }
 
     private mutating func section(_ root: [String: TOMLNode], _ name: String) -> [String: TOMLNode]? {
@@ -205,135 +101,18 @@ struct ConfigReader {
 
     mutating func read(_ root: [String: TOMLNode]) -> PaywatchConfiguration {
         var config = PaywatchConfiguration()
-        let sections = ["store", "daemon", "delivery", "unpaid", "paying", "failed", "partially_paid", "paid", "refunding", "channels"]
-        rejectUnknown(root, section: [], known: sections)
-        var lists: [String: ChannelList] = [:]
-        func note(_ list: [String]?, _ name: String) {
-            if let list { lists[name] = ChannelList(section: [name], names: list) }
-        }
-
-        if let table = section(root, "store") {
-            let s = ["store"]
-            rejectUnknown(table, section: s, known: ["url", "busy_timeout"])
-            if let url = string(table, s, "url") {
-                if let problem = storeURLProblem(url) {
-                    fail(section: s, key: "url", problem)
-                } else {
-                    config.store.url = url
-                }
-            }
-            if let v = duration(table, s, "busy_timeout") { config.store.busyTimeoutMs = v }
-        }
-
-        if let table = section(root, "daemon") {
-            let s = ["daemon"]
-            rejectUnknown(table, section: s, known: ["poll_interval", "batch_size", "log_level", "max_clock_skew"])
-            if let v = duration(table, s, "poll_interval") { config.daemon.pollIntervalMs = v }
-            if let v = positiveInt(table, s, "batch_size", max: (
-                PaywatchConfiguration.maxBatchSize, "a sweep binds the batch's ids in one SQL statement"))
-            {
-                config.daemon.batchSize = v
-            }
-            if let v = duration(table, s, "max_clock_skew") { config.daemon.maxClockSkewMs = v }
-            if let level = string(table, s, "log_level") {
-                if PaywatchConfiguration.logLevels.contains(level) {
-                    config.daemon.logLevel = level
-                } else {
-                    fail(section: s, key: "log_level",
-                         "unknown log level \(tomlQuoted(level)): expected one of \(PaywatchConfiguration.logLevels.joined(separator: ", "))")
-                }
+        let sections = PaywatchConfiguration.sections
+        rejectUnknown(root, section: [], known: sections.map(\.name) + ["channels"])
+        for declared in sections {
+            guard let table = section(root, declared.name) else { continue }
+            tables[declared.name] = table
+            for key in read(table, section: [declared.name], keys: declared.keys, into: &config) {
+                rejected.insert([declared.name, key])
             }
         }
-
-        if let table = section(root, "delivery") {
-            let s = ["delivery"]
-            rejectUnknown(table, section: s, known: ["concurrency", "timeout", "max_attempts", "retry_base", "retry_max", "retry_after_max"])
-            if let v = positiveInt(table, s, "concurrency", max: (
-                PaywatchConfiguration.maxConcurrency, "each transfer in flight holds an open file"))
-            {
-                config.delivery.concurrency = v
-            }
-            if let v = duration(table, s, "timeout") { config.delivery.timeoutMs = v }
-            if let v = positiveInt(table, s, "max_attempts") { config.delivery.maxAttempts = v }
-            let base = duration(table, s, "retry_base")
-            let max = duration(table, s, "retry_max")
-            if let base { config.delivery.retryBaseMs = base }
-            if let max { config.delivery.retryMaxMs = max }
-            let baseOK = table["retry_base"] == nil || base != nil
-            let maxOK = table["retry_max"] == nil || max != nil
-            if baseOK, maxOK, config.delivery.retryBaseMs > config.delivery.retryMaxMs {
-                fail(section: s, key: table["retry_base"] != nil ? "retry_base" : "retry_max",
-                     "retry_base (\(formatDuration(config.delivery.retryBaseMs))) must not be longer than retry_max (\(formatDuration(config.delivery.retryMaxMs)))")
-            }
-            let afterMax = duration(table, s, "retry_after_max")
-            if let afterMax { config.delivery.retryAfterMaxMs = afterMax }
-            let afterMaxOK = table["retry_after_max"] == nil || afterMax != nil
-            if baseOK, afterMaxOK, config.delivery.retryBaseMs > config.delivery.retryAfterMaxMs {
-                fail(section: s, key: table["retry_after_max"] != nil ? "retry_after_max" : "retry_base",
-                     "retry_after_max (\(formatDuration(config.delivery.retryAfterMaxMs))) must not be shorter than retry_base (\(formatDuration(config.delivery.retryBaseMs)))")
-            }
-        }
-
-        if let table = section(root, "unpaid") {
-            let s = ["unpaid"]
-            rejectUnknown(table, section: s, known: ["hold", "reminders", "channels"])
-            if let v = duration(table, s, "hold") { config.unpaid.holdMs = v }
-            if let v = durationList(table, s, "reminders", order: .ascending) { config.unpaid.remindersMs = v }
-            note(channelNames(table, s), "unpaid")
-        }
-
-        if let table = section(root, "paying") {
-            let s = ["paying"]
-            rejectUnknown(table, section: s, known: ["stall_after", "reconcile_url"])
-            if let v = duration(table, s, "stall_after") { config.paying.stallAfterMs = v }
-            if let url = httpURL(table, s, "reconcile_url") {
-                config.paying.reconcileURL = url
-                if !url.contains("{provider_ref}") {
-                    warnings.append("[paying] reconcile_url has no {provider_ref} placeholder: every stalled payment is looked up at the same URL")
-                }
-            }
-        }
-
-        if let table = section(root, "failed") {
-            let s = ["failed"]
-            rejectUnknown(table, section: s, known: ["reminders", "channels"])
-            if let v = durationList(table, s, "reminders", order: .ascending) { config.failed.remindersMs = v }
-            note(channelNames(table, s), "failed")
-        }
-
-        if let table = section(root, "partially_paid") {
-            let s = ["partially_paid"]
-            rejectUnknown(table, section: s, known: [
-                "reminders", "balance_due", "installment_reminders", "overdue_every", "overdue_max", "on_overdue", "channels",
-            ])
-            if let v = durationList(table, s, "reminders", order: .ascending) { config.partiallyPaid.remindersMs = v }
-            if let v = duration(table, s, "balance_due") { config.partiallyPaid.balanceDueMs = v }
-            if let v = durationList(table, s, "installment_reminders", order: .descending) {
-                config.partiallyPaid.installmentRemindersMs = v
-            }
-            if let v = duration(table, s, "overdue_every") { config.partiallyPaid.overdueEveryMs = v }
-            if let v = positiveInt(table, s, "overdue_max") { config.partiallyPaid.overdueMax = v }
-            if let text = string(table, s, "on_overdue") {
-                if let value = PaywatchConfiguration.OnOverdue(rawValue: text) {
-                    config.partiallyPaid.onOverdue = value
-                } else {
-                    fail(section: s, key: "on_overdue", "unknown value \(tomlQuoted(text)): expected \"escalate\" or \"cancel\"")
-                }
-            }
-            note(channelNames(table, s), "partially_paid")
-        }
-
-        if let table = section(root, "paid") {
-            let s = ["paid"]
-            rejectUnknown(table, section: s, known: ["channels"])
-            note(channelNames(table, s), "paid")
-        }
-
-        if let table = section(root, "refunding") {
-            let s = ["refunding"]
-            rejectUnknown(table, section: s, known: ["stall_after", "channels"])
-            if let v = duration(table, s, "stall_after") { config.refunding.stallAfterMs = v }
-            note(channelNames(table, s), "refunding")
+        checkRetryDelays(config.delivery)
+        if let url = config.paying.reconcileURL, !url.contains("{provider_ref}") {
+            warnings.append("[paying] reconcile_url has no {provider_ref} placeholder: every stalled payment is looked up at the same URL")
         }
 
         // [channels.NAME]; names with any section (even a broken one) count as defined,
@@ -362,17 +141,35 @@ struct ConfigReader {
             errors.append(ConfigError(file: file, line: line, key: line == nil ? "" : "[channels]",
                                       message: "no channel is configured: add a [channels.NAME] section"))
         }
+        resolveChannelLists(&config, defined: defined)
+        addWarnings(config)
+        config.warnings = warnings
+        return config
+    }
 
-        // Channel lists: explicit ones must name defined channels; the [unpaid] default keeps the defined ones.
-        for (_, list) in lists.sorted(by: { $0.key < $1.key }) {
-            for name in list.names where !defined.contains(name) {
-                fail(section: list.section, key: "channels",
-                     "channel \(tomlQuoted(name)) has no [channels.\(displayKey(name))] section")
+    /// `retry_base` must not be longer than `retry_max` nor than `retry_after_max` (each as written,
+    /// else its default); blamed on the key written, and not checked when either was not accepted.
+    private mutating func checkRetryDelays(_ delivery: PaywatchConfiguration.Delivery) {
+        let s = ["delivery"]
+        if usable("delivery", "retry_base"), usable("delivery", "retry_max"), delivery.retryBaseMs > delivery.retryMaxMs {
+            fail(section: s, key: written("delivery", "retry_base") ? "retry_base" : "retry_max",
+                 "retry_base (\(formatDuration(delivery.retryBaseMs))) must not be longer than retry_max (\(formatDuration(delivery.retryMaxMs)))")
+        }
+        if usable("delivery", "retry_base"), usable("delivery", "retry_after_max"), delivery.retryBaseMs > delivery.retryAfterMaxMs {
+            fail(section: s, key: written("delivery", "retry_after_max") ? "retry_after_max" : "retry_base",
+                 "retry_after_max (\(formatDuration(delivery.retryAfterMaxMs))) must not be shorter than retry_base (\(formatDuration(delivery.retryBaseMs)))")
+        }
+    }
+
+    /// The `channels` lists: one written in the file must name defined channels; `[unpaid]`'s default
+    /// keeps the default names that have a section, and the other lists default to `[unpaid]`'s.
+    private mutating func resolveChannelLists(_ config: inout PaywatchConfiguration, defined: Set<String>) {
+        for (section, key, path) in channelLists() where written(section, key) && usable(section, key) {
+            for name in config[keyPath: path] where !defined.contains(name) {
+                fail(section: [section], key: key, "channel \(tomlQuoted(name)) has no [channels.\(displayKey(name))] section")
             }
         }
-        if let explicit = lists["unpaid"] {
-            config.unpaid.channels = explicit.names
-        } else {
+        if !(written("unpaid", "channels") && usable("unpaid", "channels")) {
             let kept = PaywatchConfiguration.defaultChannels.filter { config.channels[$0] != nil }
             let dropped = PaywatchConfiguration.defaultChannels.filter { config.channels[$0] == nil }
             if !dropped.isEmpty {
@@ -383,67 +180,35 @@ struct ConfigReader {
             }
             config.unpaid.channels = kept
         }
-        config.failed.channels = lists["failed"]?.names ?? config.unpaid.channels
-        config.partiallyPaid.channels = lists["partially_paid"]?.names ?? config.unpaid.channels
-        config.paid.channels = lists["paid"]?.names ?? config.unpaid.channels
-        config.refunding.channels = lists["refunding"]?.names ?? config.unpaid.channels
+        for (section, key, path) in channelLists() where section != "unpaid" && !(written(section, key) && usable(section, key)) {
+            config[keyPath: path] = config.unpaid.channels
+        }
+    }
 
-        addWarnings(config)
-        config.warnings = warnings
-        return config
+    /// Every `channels` list of the table: section, key and where it is held.
+    private func channelLists() -> [(section: String, key: String, path: WritableKeyPath<PaywatchConfiguration, [String]>)] {
+        PaywatchConfiguration.sections.flatMap { section in
+            section.keys.compactMap { key in key.channelList.map { (section.name, key.name, $0) } }
+        }
     }
 
     private mutating func readChannel(_ name: String, _ table: [String: TOMLNode], deliveryConcurrency: Int) -> PaywatchConfiguration.Channel? {
         let s = ["channels", name]
-        rejectUnknown(table, section: s, known: ["provider", "url", "token_file", "to", "concurrency"])
-        var ok = true
-        var provider: String?
-        if table["provider"] == nil {
-            fail(section: s, key: "provider", "missing required key (only \"webhook\" is supported)")
-            ok = false
-        } else if let text = string(table, s, "provider") {
-            if PaywatchConfiguration.providers.contains(text) {
-                provider = text
-            } else {
-                fail(section: s, key: "provider", "unknown provider \(tomlQuoted(text)): only \"webhook\" is supported")
-                ok = false
-            }
-        } else {
-            ok = false
-        }
-        var url: String?
-        if table["url"] == nil {
-            fail(section: s, key: "url", "missing required key (the http:// or https:// endpoint)")
-            ok = false
-        } else {
-            url = httpURL(table, s, "url")
-            if url == nil { ok = false }
-        }
-        let tokenFile = string(table, s, "token_file")
-        if table["token_file"] != nil, tokenFile == nil { ok = false }
-        let to = string(table, s, "to")
-        if table["to"] != nil, to == nil { ok = false }
-        let concurrency = positiveInt(table, s, "concurrency")
-        if table["concurrency"] != nil, concurrency == nil { ok = false }
-        if let concurrency, concurrency > deliveryConcurrency {
+        var channel = PaywatchConfiguration.Channel(name: name, url: "")
+        var notAccepted = read(table, section: s, keys: PaywatchConfiguration.Channel.keys, into: &channel)
+        if let concurrency = channel.concurrency, concurrency > deliveryConcurrency {
             fail(section: s, key: "concurrency",
                  "\(concurrency) is more than [delivery] concurrency (\(deliveryConcurrency)): a channel's share cannot exceed every slot")
-            ok = false
+            notAccepted.insert("concurrency")
         }
-        guard ok, let provider, let url else { return nil }
-        return PaywatchConfiguration.Channel(name: name, provider: provider, url: url, tokenFile: tokenFile, to: to,
-                                             concurrency: concurrency)
+        return notAccepted.isEmpty ? channel : nil
     }
 
     private mutating func addWarnings(_ config: PaywatchConfiguration) {
         if config.channels["ops"] == nil {
             warnings.append("no [channels.ops]: ops escalations are only logged")
         }
-        let lists: [(String, [String])] = [
-            ("unpaid", config.unpaid.channels), ("failed", config.failed.channels),
-            ("partially_paid", config.partiallyPaid.channels), ("paid", config.paid.channels),
-            ("refunding", config.refunding.channels),
-        ]
+        let lists = channelLists().map { ($0.section, config[keyPath: $0.path]) }
         for (section, names) in lists where names.isEmpty {
             warnings.append("[\(section)] channels is empty: no customer messages are sent for [\(section)]")
         }
