@@ -31,7 +31,7 @@ struct ConfigKey<Root> {
     /// For an optional value: what not setting it means (`# concurrency is not set: TEXT`).
     let unsetMeaning: String?
     /// Set for a channels list: its names must have `[channels.NAME]` sections (ConfigReader.swift).
-    let channelList: WritableKeyPath<Root, [String]>?
+    private(set) var channelList: WritableKeyPath<Root, [String]>?
     /// Stores the value of `node` in `root`, or says why it is not accepted.
     let read: (TOMLNode, inout Root) -> ValueProblem?
     /// The value as TOML for `check-config` (URLs masked); nil for an optional value not set.
@@ -62,10 +62,9 @@ struct ConfigKey<Root> {
     static func channels(
         _ path: WritableKeyPath<Root, [String]>, default defaultDoc: String? = nil, doc: String
     ) -> ConfigKey {
-        let plain = key("channels", .channelNames, path, default: defaultDoc, doc: doc)
-        return ConfigKey(
-            name: plain.name, type: plain.type, doc: doc, required: nil, defaultDoc: defaultDoc, unsetMeaning: nil,
-            channelList: path, read: plain.read, render: plain.render)
+        var list = key("channels", .channelNames, path, default: defaultDoc, doc: doc)
+        list.channelList = path
+        return list
     }
 }
 

@@ -10,7 +10,6 @@ func isValidChannelName(_ name: String) -> Bool {
     }
 }
 
-
 struct ConfigReader {
     let file: String
     let locator: KeyLocator
