@@ -1,44 +1,10 @@
 /// paywatch's configuration: one TOML file, every key optional unless marked.
 ///
 /// Durations are strings (`"500ms"`, `"10s"`, `"30m"`, `"1h30m"`, `"2d"`) and are held here as
-/// `Int64` milliseconds. Keys, types and defaults:
-///
-/// | key | type | default |
-/// |---|---|---|
-/// | `[store] url` | string, `sqlite://PATH` (`sqlite:///abs`, `sqlite://relative` — relative to the config file's folder), optional `?mode=ro\|rw\|rwc`; `postgres://…`, `postgresql://…` | `"sqlite:///var/lib/paywatch/paywatch.db"` |
-/// | `[store] busy_timeout` | duration | `"5s"` |
-/// | `[daemon] poll_interval` | duration, longest sleep | `"5s"` |
-/// | `[daemon] batch_size` | integer 1 … 10,000 | `500` |
-/// | `[daemon] log_level` | trace, debug, info, notice, warning, error, critical | `"info"` |
-/// | `[daemon] max_clock_skew` | duration: payments and refunds dated further in the future are quarantined | `"5m"` |
-/// | `[delivery] concurrency` | integer 1 … 4,096, and at start `concurrency + 64` ≤ the open-files hard limit | `32` |
-/// | `[delivery] timeout` | duration | `"10s"` |
-/// | `[delivery] max_attempts` | integer ≥ 1 | `8` |
-/// | `[delivery] retry_base` | duration, first retry delay (doubles, with jitter) | `"1s"` |
-/// | `[delivery] retry_max` | duration ≥ retry_base, cap on one delay | `"1h"` |
-/// | `[delivery] retry_after_max` | duration ≥ retry_base, cap on a gateway's `Retry-After` (clamped to `retry_base` … this) | `"1h"` |
-/// | `[unpaid] hold` | duration | `"30m"` |
-/// | `[unpaid] reminders` | strictly ascending durations after created_at | `["10m", "25m"]` |
-/// | `[unpaid] channels` | channel names | `["push", "sms", "email"]` (see below) |
-/// | `[paying] stall_after` | duration | `"15m"` |
-/// | `[paying] reconcile_url` | http(s) URL with `{provider_ref}` | not set |
-/// | `[failed] reminders` | strictly ascending durations | `["10m", "2h"]` |
-/// | `[failed] channels` | channel names | `[unpaid] channels` |
-/// | `[partially_paid] reminders` | strictly ascending durations | `["1d", "3d"]` |
-/// | `[partially_paid] balance_due` | duration | `"7d"` |
-/// | `[partially_paid] installment_reminders` | strictly descending durations before each due date | `["3d", "1d"]` |
-/// | `[partially_paid] overdue_every` | duration | `"1d"` |
-/// | `[partially_paid] overdue_max` | integer ≥ 1 | `3` |
-/// | `[partially_paid] on_overdue` | escalate, cancel | `"escalate"` |
-/// | `[partially_paid] channels` | channel names | `[unpaid] channels` |
-/// | `[paid] channels` | channel names | `[unpaid] channels` |
-/// | `[refunding] stall_after` | duration | `"3d"` |
-/// | `[refunding] channels` | channel names | `[unpaid] channels` |
-/// | `[channels.NAME] provider` | required, `"webhook"` | — |
-/// | `[channels.NAME] url` | required, http(s) URL | — |
-/// | `[channels.NAME] token_file` | path; its content (one printable ASCII line, trimmed) is sent as `Authorization: Bearer` | not set |
-/// | `[channels.NAME] to` | fixed recipient (the ops channel) | not set |
-/// | `[channels.NAME] concurrency` | integer 1 … `[delivery] concurrency`: the slots this channel is sure to get while it has messages due (it may borrow idle ones) | a fair share |
+/// `Int64` milliseconds. Every key — its name, type, field, and one line of documentation — is declared
+/// once in ConfigKeys.swift (``sections``, ``Channel/keys``); the defaults are the fields' own (the
+/// `init`s below). README.md's configuration table is generated from those declarations
+/// (``referenceTable()``).
 ///
 /// Every duration is at most 100 years (``maxDurationMs``). At least one `[channels.NAME]` section is
 /// required (in `parse`/`load`; a configuration built in code may have none).
@@ -180,7 +146,7 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         }
     }
 
-    public enum OnOverdue: String, Sendable, Equatable {
+    public enum OnOverdue: String, Sendable, Equatable, CaseIterable {
         case escalate, cancel
     }
 

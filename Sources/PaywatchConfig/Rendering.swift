@@ -8,89 +8,63 @@ extension PaywatchConfiguration {
     /// For a configuration from `parse`/`load` whose URLs hold no password, query value or fragment,
     /// parsing the output again gives an equal configuration.
     public func rendered() -> String {
-        var out: [String] = []
-        func key(_ name: String, _ value: String) { out.append("\(name) = \(value)") }
-        func duration(_ name: String, _ ms: Int64) { key(name, tomlQuoted(formatDuration(ms))) }
-        func durations(_ name: String, _ list: [Int64]) { key(name, renderStringArray(list.map(formatDuration))) }
-        func section(_ name: String) {
-            if !out.isEmpty { out.append("") }
-            out.append("[\(name)]")
+        var out = ["# paywatch effective configuration (defaults filled in, secrets masked)"]
+        func section<Root>(_ header: String, _ keys: [ConfigKey<Root>], of root: Root) {
+            out.append("")
+            out.append("[\(header)]")
+            for key in keys {
+                if let value = key.render(root) {
+                    out.append("\(key.name) = \(value)")
+                } else {
+                    out.append("# \(key.name) is not set" + (key.unsetMeaning.map { ": " + $0 } ?? ""))
+                }
+            }
         }
-
-        out.append("# paywatch effective configuration (defaults filled in, secrets masked)")
-        section("store")
-        key("url", tomlQuoted(store.maskedURL))
-        duration("busy_timeout", store.busyTimeoutMs)
-
-        section("daemon")
-        duration("poll_interval", daemon.pollIntervalMs)
-        key("batch_size", "\(daemon.batchSize)")
-        key("log_level", tomlQuoted(daemon.logLevel))
-        duration("max_clock_skew", daemon.maxClockSkewMs)
-
-        section("delivery")
-        key("concurrency", "\(delivery.concurrency)")
-        duration("timeout", delivery.timeoutMs)
-        key("max_attempts", "\(delivery.maxAttempts)")
-        duration("retry_base", delivery.retryBaseMs)
-        duration("retry_max", delivery.retryMaxMs)
-        duration("retry_after_max", delivery.retryAfterMaxMs)
-
-        section("unpaid")
-        duration("hold", unpaid.holdMs)
-        durations("reminders", unpaid.remindersMs)
-        key("channels", renderStringArray(unpaid.channels))
-
-        section("paying")
-        duration("stall_after", paying.stallAfterMs)
-        if let url = paying.reconcileURL {
-            key("reconcile_url", tomlQuoted(maskURL(url)))
-        } else {
-            out.append("# reconcile_url is not set")
+        for declared in Self.sections {
+            section(declared.name, declared.keys, of: self)
         }
-
-        section("failed")
-        durations("reminders", failed.remindersMs)
-        key("channels", renderStringArray(failed.channels))
-
-        section("partially_paid")
-        durations("reminders", partiallyPaid.remindersMs)
-        duration("balance_due", partiallyPaid.balanceDueMs)
-        durations("installment_reminders", partiallyPaid.installmentRemindersMs)
-        duration("overdue_every", partiallyPaid.overdueEveryMs)
-        key("overdue_max", "\(partiallyPaid.overdueMax)")
-        key("on_overdue", tomlQuoted(partiallyPaid.onOverdue.rawValue))
-        key("channels", renderStringArray(partiallyPaid.channels))
-
-        section("paid")
-        key("channels", renderStringArray(paid.channels))
-
-        section("refunding")
-        duration("stall_after", refunding.stallAfterMs)
-        key("channels", renderStringArray(refunding.channels))
-
         for name in channels.keys.sorted() {
             guard let channel = channels[name] else { continue }
-            section("channels.\(isBareKey(name) ? name : tomlQuoted(name))")
-            key("provider", tomlQuoted(channel.provider))
-            key("url", tomlQuoted(maskURL(channel.url)))
-            if let tokenFile = channel.tokenFile {
-                key("token_file", tomlQuoted(tokenFile))
-            } else {
-                out.append("# token_file is not set")
-            }
-            if let to = channel.to {
-                key("to", tomlQuoted(to))
-            } else {
-                out.append("# to is not set")
-            }
-            if let concurrency = channel.concurrency {
-                key("concurrency", "\(concurrency)")
-            } else {
-                out.append("# concurrency is not set: a fair share of [delivery] concurrency")
-            }
+            section("channels.\(displayKey(name))", Channel.keys, of: channel)
         }
         return out.joined(separator: "\n") + "\n"
+    }
+
+    /// The configuration reference as a Markdown table — every key with its type, default and meaning —
+    /// as README.md shows it between `<!-- config-table:begin -->` and `<!-- config-table:end -->`.
+    public static func referenceTable() -> String {
+        var rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+        func add<Root>(_ section: String, _ keys: [ConfigKey<Root>], defaults: Root) {
+            for key in keys {
+                let defaultText: String
+                if key.required != nil {
+                    defaultText = "required"
+                } else if let text = key.defaultDoc {
+                    defaultText = text
+                } else if let value = key.render(defaults) {
+                    // A plain string without its quotes: `5s`, `info`; lists and numbers as written.
+                    let plain = value.hasPrefix("\"") && !value.dropFirst().dropLast().contains(where: { $0 == "\"" || $0 == "\\" })
+                    defaultText = "`" + (plain ? String(value.dropFirst().dropLast()) : value) + "`"
+                } else {
+                    defaultText = key.unsetMeaning ?? "none"
+                }
+                let cells = ["`\(section) \(key.name)`", key.type, defaultText, key.doc]
+                rows.append("| " + cells.map { $0.replacingPipes() }.joined(separator: " | ") + " |")
+            }
+        }
+        let defaults = PaywatchConfiguration()
+        for declared in sections {
+            add("[\(declared.name)]", declared.keys, defaults: defaults)
+        }
+        add("[channels.NAME]", Channel.keys, defaults: Channel(name: "NAME", url: ""))
+        return rows.joined(separator: "\n") + "\n"
+    }
+}
+
+extension String {
+    /// `|` escaped for a Markdown table cell.
+    fileprivate func replacingPipes() -> String {
+        split(separator: "|", omittingEmptySubsequences: false).joined(separator: "\\|")
     }
 }
 

@@ -1,0 +1,114 @@
+// Every key of the configuration file, declared once: name, type, where it lives, and one line of
+// documentation. The default is the field's own (`PaywatchConfiguration()`), unless `default:` says
+// what it means in words. From these tables follow: the rejection of unknown keys and the reading of
+// each value (ConfigReader.swift), `check-config`'s output (`rendered()`), and README.md's
+// configuration table (`referenceTable()`, kept in sync by ConfigReferenceTests).
+//
+// A new key: one line here, plus its field (with its default) in PaywatchConfiguration.swift and its
+// line in config/paywatch.toml; then paste the table the failing README test prints. A rule between
+// keys (`retry_base ≤ retry_max`) is code in ConfigReader.swift, after the table-driven read.
+
+extension PaywatchConfiguration {
+    /// The sections of the file, in the order `check-config` prints them. `[channels.NAME]` sections
+    /// follow, read by ``Channel/keys``.
+    static var sections: [ConfigSection<PaywatchConfiguration>] {
+        [
+            ConfigSection("store", [
+                .key("url", .storeURL, \.store.url, doc: """
+                    `sqlite:///absolute.db` or `sqlite://relative.db` (relative to the config file's folder, not the \
+                    working directory: systemd starts services in `/`); optional `?mode=rwc` (default), `rw` (must \
+                    exist) or `ro` (refused by `run` and `migrate`; for `orders` and `report`)
+                    """),
+                .key("busy_timeout", .duration, \.store.busyTimeoutMs, doc: "how long a write waits for the shop's lock"),
+            ]),
+            ConfigSection("daemon", [
+                .key("poll_interval", .duration, \.daemon.pollIntervalMs,
+                     doc: "longest sleep; changes by the shop are noticed within it"),
+                .key("batch_size", .positiveInt(max: maxBatchSize, because: "a sweep binds the batch's ids in one SQL statement"),
+                     \.daemon.batchSize, doc: "orders read and planned per sweep step (written in transactions of up to 100)"),
+                .key("log_level", .oneOf(logLevels, unknown: "log level"), \.daemon.logLevel,
+                     doc: "the least severe level that is logged"),
+                .key("max_clock_skew", .duration, \.daemon.maxClockSkewMs,
+                     doc: "payments and refunds dated further than this in the future are quarantined"),
+            ]),
+            ConfigSection("delivery", [
+                .key("concurrency", .positiveInt(max: maxConcurrency, because: "each transfer in flight holds an open file"),
+                     \.delivery.concurrency, doc: """
+                    transfers in flight, shared by the channels' lanes; `concurrency + 64` must fit the open-files \
+                    hard limit (`LimitNOFILE=`)
+                    """),
+                .key("timeout", .duration, \.delivery.timeoutMs, doc: "per request"),
+                .key("max_attempts", .positiveInt, \.delivery.maxAttempts, doc: "then dead + `delivery_dead`"),
+                .key("retry_base", .duration, \.delivery.retryBaseMs,
+                     doc: "first retry delay; backoff: base × 2^(attempt−1), with jitter, capped by `retry_max`"),
+                .key("retry_max", .duration, \.delivery.retryMaxMs, doc: "cap on one retry delay; at least `retry_base`"),
+                .key("retry_after_max", .duration, \.delivery.retryAfterMaxMs, doc: """
+                    a gateway's `Retry-After` (seconds or date) is honoured within `retry_base` … this, even beyond \
+                    `retry_max`; a past date waits `retry_base`
+                    """),
+            ]),
+            ConfigSection("unpaid", [
+                .key("hold", .duration, \.unpaid.holdMs, doc: "hold time after `created_at` when `expires_at` is NULL"),
+                .key("reminders", .durations(.ascending), \.unpaid.remindersMs, doc: "`unpaid_reminder` after `created_at`"),
+                .channels(\.unpaid.channels, doc: """
+                    every listed channel the order has an address for; when not written, only the default names \
+                    that have a `[channels.NAME]` section
+                    """),
+            ]),
+            ConfigSection("paying", [
+                .key("stall_after", .duration, \.paying.stallAfterMs,
+                     doc: "then reconcile (if configured), else `paying_stalled` to ops"),
+                .optional("reconcile_url", .httpURL, \.paying.reconcileURL,
+                          doc: "GET per stalled attempt, with `{provider_ref}` filled in"),
+            ]),
+            ConfigSection("failed", [
+                .key("reminders", .durations(.ascending), \.failed.remindersMs, doc: "after the latest failed attempt"),
+                .channels(\.failed.channels, default: unpaidChannels, doc: "where `payment_failed` and its reminders go"),
+            ]),
+            ConfigSection("partially_paid", [
+                .key("reminders", .durations(.ascending), \.partiallyPaid.remindersMs,
+                     doc: "`balance_reminder` after the last payment, when there is no installment plan"),
+                .key("balance_due", .duration, \.partiallyPaid.balanceDueMs,
+                     doc: "after `created_at`, when there is no plan and no `expires_at`"),
+                .key("installment_reminders", .durations(.descending), \.partiallyPaid.installmentRemindersMs,
+                     doc: "`installment_due` before each installment's due date"),
+                .key("overdue_every", .duration, \.partiallyPaid.overdueEveryMs,
+                     doc: "`installment_overdue` repeats while an installment is overdue"),
+                .key("overdue_max", .positiveInt, \.partiallyPaid.overdueMax,
+                     doc: "then `installment_escalated` to ops, and `on_overdue` applies"),
+                .key("on_overdue", .oneOf(unknown: "value"), \.partiallyPaid.onOverdue,
+                     doc: "`escalate`: ops only; `cancel`: the order is cancelled and the customer told"),
+                .channels(\.partiallyPaid.channels, default: unpaidChannels, doc: "where balance and installment messages go"),
+            ]),
+            ConfigSection("paid", [
+                .channels(\.paid.channels, default: unpaidChannels, doc: "where `payment_confirmed` goes"),
+            ]),
+            ConfigSection("refunding", [
+                .key("stall_after", .duration, \.refunding.stallAfterMs, doc: "then `refund_stalled` to ops"),
+                .channels(\.refunding.channels, default: unpaidChannels, doc: "where refund messages go"),
+            ]),
+        ]
+    }
+
+    private static let unpaidChannels = "`[unpaid] channels`"
+}
+
+extension PaywatchConfiguration.Channel {
+    /// The keys of a `[channels.NAME]` section.
+    static var keys: [ConfigKey<PaywatchConfiguration.Channel>] {
+        [
+            .key("provider", .oneOf(PaywatchConfiguration.providers, unknown: "provider"), \.provider,
+                 required: "only \"webhook\" is supported", doc: "`webhook`: a JSON message POSTed to `url`"),
+            .key("url", .httpURL, \.url, required: "the http:// or https:// endpoint", doc: "the endpoint"),
+            .optional("token_file", .string, \.tokenFile, doc: """
+                bearer token file (e.g. a systemd credential in `$CREDENTIALS_DIRECTORY`): one line of printable \
+                ASCII, trimmed; never logged
+                """),
+            .optional("to", .string, \.to, doc: "fixed recipient (ops)"),
+            .optional("concurrency", .positiveInt, \.concurrency, unset: "a fair share of [delivery] concurrency", doc: """
+                slots this channel is sure to get while it has messages due (at most `[delivery] concurrency`); it \
+                may borrow idle ones
+                """),
+        ]
+    }
+}

@@ -1,0 +1,240 @@
+// The reader: from the TOML tree to a validated PaywatchConfiguration. Problems are collected as
+// ConfigErrors (the caller throws the one on the earliest line); warnings are kept beside them.
+
+/// Whether `name` is a valid channel name: `[a-z][a-z0-9_]*`.
+func isValidChannelName(_ name: String) -> Bool {
+    guard let first = name.utf8.first, (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first) else { return false }
+    return name.utf8.allSatisfy {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
+            || $0 == UInt8(ascii: "_")
+    }
+}
+
+struct ConfigReader {
+    let file: String
+    let locator: KeyLocator
+    var errors: [ConfigError] = []
+    var warnings: [String] = []
+    /// The tables of the sections written in the file, by name.
+    private var tables: [String: [String: TOMLNode]] = [:]
+    /// `[section, key]` of every key written but not accepted (an error says why).
+    private var rejected: Set<[String]> = []
+
+    init(file: String, locator: KeyLocator) {
+        self.file = file
+        self.locator = locator
+    }
+
+    // MARK: reporting
+
+    private mutating func fail(section: [String], key: String?, _ message: String) {
+        let line: Int?
+        let name: String
+        if let key {
+            line = locator.line(of: section + [key]) ?? locator.line(of: section)
+            name = section.isEmpty ? displayKey(key) : displaySection(section) + " " + displayKey(key)
+        } else {
+            line = locator.line(of: section)
+            name = displaySection(section)
+        }
+        errors.append(ConfigError(file: file, line: line, key: name, message: message))
+    }
+
+    /// Reports every key of `table` that is not in `known`.
+    private mutating func rejectUnknown(_ table: [String: TOMLNode], section: [String], known: [String]) {
+        for (key, value) in table where !known.contains(key) {
+            if case .table = value {
+                fail(section: section + [key], key: nil, "unknown section")
+            } else {
+                fail(section: section, key: key, "unknown key")
+            }
+        }
+    }
+
+    // MARK: the table-driven read
+
+    /// Reads the keys of one section (`table`, written at `section`) into `root`, as `keys` declare
+    /// them: an unknown key, a missing required one and every value not accepted is an error.
+    /// - Returns: the names of the keys that are required or written but not accepted.
+    private mutating func read<Root>(
+        _ table: [String: TOMLNode], section: [String], keys: [ConfigKey<Root>], into root: inout Root
+    ) -> Set<String> {
+        rejectUnknown(table, section: section, known: keys.map(\.name))
+        var notAccepted: Set<String> = []
+        for key in keys {
+            guard let node = table[key.name] else {
+                if let required = key.required {
+                    fail(section: section, key: key.name, "missing required key (\(required))")
+                    notAccepted.insert(key.name)
+                }
+                continue
+            }
+            if let problem = key.read(node, &root) {
+                fail(section: section, key: key.name, problem.message)
+                notAccepted.insert(key.name)
+            }
+        }
+        return notAccepted
+    }
+
+    /// Whether `key` of `section` is written in the file.
+    private func written(_ section: String, _ key: String) -> Bool {
+        tables[section]?[key] != nil
+    }
+
+    /// Whether `key` of `section` holds a value to trust: written and accepted, or not written (its default).
+    private func usable(_ section: String, _ key: String) -> Bool {
+        !rejected.contains([section, key])
+    }
+
+    private mutating func section(_ root: [String: TOMLNode], _ name: String) -> [String: TOMLNode]? {
+        guard let value = root[name] else { return nil }
+        guard case .table(let entries) = value else {
+            fail(section: [], key: name, "expected a [\(name)] section (a table), got \(value.summary)")
+            return nil
+        }
+        return entries
+    }
+
+    // MARK: the file
+
+    mutating func read(_ root: [String: TOMLNode]) -> PaywatchConfiguration {
+        var config = PaywatchConfiguration()
+        let sections = PaywatchConfiguration.sections
+        rejectUnknown(root, section: [], known: sections.map(\.name) + ["channels"])
+        for declared in sections {
+            guard let table = section(root, declared.name) else { continue }
+            tables[declared.name] = table
+            for key in read(table, section: [declared.name], keys: declared.keys, into: &config) {
+                rejected.insert([declared.name, key])
+            }
+        }
+        checkRetryDelays(config.delivery)
+        if let url = config.paying.reconcileURL, !url.contains("{provider_ref}") {
+            warnings.append("[paying] reconcile_url has no {provider_ref} placeholder: every stalled payment is looked up at the same URL")
+        }
+
+        // [channels.NAME]; names with any section (even a broken one) count as defined,
+        // so a broken section is reported once, not again at every list that names it.
+        var defined: Set<String> = []
+        if let table = section(root, "channels") {
+            for name in table.keys.sorted() {
+                guard let value = table[name] else { continue }
+                let s = ["channels", name]
+                guard case .table(let entries) = value else {
+                    fail(section: ["channels"], key: name, "expected a [channels.\(displayKey(name))] section (a table), got \(value.summary)")
+                    continue
+                }
+                defined.insert(name)
+                guard isValidChannelName(name) else {
+                    fail(section: s, key: nil, "invalid channel name: expected lowercase letters, digits and _, starting with a letter")
+                    continue
+                }
+                if let channel = readChannel(name, entries, deliveryConcurrency: config.delivery.concurrency) { config.channels[name] = channel }
+            }
+        }
+        if defined.isEmpty, errors.isEmpty {
+            // Only when nothing more precise is wrong; on the [channels] line if there is one, else
+            // for the whole file.
+            let line = locator.line(of: ["channels"])
+            errors.append(ConfigError(file: file, line: line, key: line == nil ? "" : "[channels]",
+                                      message: "no channel is configured: add a [channels.NAME] section"))
+        }
+        resolveChannelLists(&config, defined: defined)
+        addWarnings(config)
+        config.warnings = warnings
+        return config
+    }
+
+    /// `retry_base` must not be longer than `retry_max` nor than `retry_after_max` (each as written,
+    /// else its default); blamed on the key written, and not checked when either was not accepted.
+    private mutating func checkRetryDelays(_ delivery: PaywatchConfiguration.Delivery) {
+        let s = ["delivery"]
+        if usable("delivery", "retry_base"), usable("delivery", "retry_max"), delivery.retryBaseMs > delivery.retryMaxMs {
+            fail(section: s, key: written("delivery", "retry_base") ? "retry_base" : "retry_max",
+                 "retry_base (\(formatDuration(delivery.retryBaseMs))) must not be longer than retry_max (\(formatDuration(delivery.retryMaxMs)))")
+        }
+        if usable("delivery", "retry_base"), usable("delivery", "retry_after_max"), delivery.retryBaseMs > delivery.retryAfterMaxMs {
+            fail(section: s, key: written("delivery", "retry_after_max") ? "retry_after_max" : "retry_base",
+                 "retry_after_max (\(formatDuration(delivery.retryAfterMaxMs))) must not be shorter than retry_base (\(formatDuration(delivery.retryBaseMs)))")
+        }
+    }
+
+    /// The `channels` lists: one written in the file must name defined channels; `[unpaid]`'s default
+    /// keeps the default names that have a section, and the other lists default to `[unpaid]`'s.
+    private mutating func resolveChannelLists(_ config: inout PaywatchConfiguration, defined: Set<String>) {
+        for (section, key, path) in channelLists() where written(section, key) && usable(section, key) {
+            for name in config[keyPath: path] where !defined.contains(name) {
+                fail(section: [section], key: key, "channel \(tomlQuoted(name)) has no [channels.\(displayKey(name))] section")
+            }
+        }
+        if !(written("unpaid", "channels") && usable("unpaid", "channels")) {
+            let kept = PaywatchConfiguration.defaultChannels.filter { config.channels[$0] != nil }
+            let dropped = PaywatchConfiguration.defaultChannels.filter { config.channels[$0] == nil }
+            if !dropped.isEmpty {
+                warnings.append(
+                    "[unpaid] channels is not set and there is no section for "
+                        + dropped.map { "[channels.\($0)]" }.joined(separator: ", ")
+                        + ": the default channels are " + renderStringArray(kept))
+            }
+            config.unpaid.channels = kept
+        }
+        for (section, key, path) in channelLists() where section != "unpaid" && !(written(section, key) && usable(section, key)) {
+            config[keyPath: path] = config.unpaid.channels
+        }
+    }
+
+    /// Every `channels` list of the table: section, key and where it is held.
+    private func channelLists() -> [(section: String, key: String, path: WritableKeyPath<PaywatchConfiguration, [String]>)] {
+        PaywatchConfiguration.sections.flatMap { section in
+            section.keys.compactMap { key in key.channelList.map { (section.name, key.name, $0) } }
+        }
+    }
+
+    private mutating func readChannel(_ name: String, _ table: [String: TOMLNode], deliveryConcurrency: Int) -> PaywatchConfiguration.Channel? {
+        let s = ["channels", name]
+        var channel = PaywatchConfiguration.Channel(name: name, url: "")
+        var notAccepted = read(table, section: s, keys: PaywatchConfiguration.Channel.keys, into: &channel)
+        if let concurrency = channel.concurrency, concurrency > deliveryConcurrency {
+            fail(section: s, key: "concurrency",
+                 "\(concurrency) is more than [delivery] concurrency (\(deliveryConcurrency)): a channel's share cannot exceed every slot")
+            notAccepted.insert("concurrency")
+        }
+        return notAccepted.isEmpty ? channel : nil
+    }
+
+    private mutating func addWarnings(_ config: PaywatchConfiguration) {
+        if config.channels["ops"] == nil {
+            warnings.append("no [channels.ops]: ops escalations are only logged")
+        }
+        let lists = channelLists().map { ($0.section, config[keyPath: $0.path]) }
+        for (section, names) in lists where names.isEmpty {
+            warnings.append("[\(section)] channels is empty: no customer messages are sent for [\(section)]")
+        }
+        let used = Set(lists.flatMap { $0.1 })
+        for name in config.channels.keys.sorted() where name != "ops" && !used.contains(name) {
+            warnings.append("[channels.\(name)] is not in any channels list: it is only used by send-test")
+        }
+        for ms in config.unpaid.remindersMs where ms >= config.unpaid.holdMs {
+            warnings.append(
+                "[unpaid] reminders: \"\(formatDuration(ms))\" is not before hold \"\(formatDuration(config.unpaid.holdMs))\": that reminder is never sent")
+        }
+    }
+}
+
+/// Why `url` is not an accepted store URL, or nil. Never echoes the URL (it may hold a password).
+func storeURLProblem(_ url: String) -> String? {
+    let expected = "expected a url starting with sqlite://, postgres:// or postgresql://"
+    if url.hasPrefix("sqlite://") {
+        let path = url.dropFirst("sqlite://".count).prefix { $0 != "?" }
+        if path.isEmpty || path == "/" { return "the sqlite url has no database path (sqlite:///absolute/path.db or sqlite://relative/path.db)" }
+        if path.hasSuffix("/") { return "the sqlite url names a folder, not a database file" }
+        if case .failure(let problem) = sqliteURLOptions(url) { return problem.message }
+        return nil
+    }
+    for scheme in ["postgres://", "postgresql://"] where url.hasPrefix(scheme) {
+        if url.count == scheme.count { return "the postgres url has no host or database" }
+        return nil
+    }
+    return expected
+}
