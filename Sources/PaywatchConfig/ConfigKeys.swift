@@ -87,6 +87,12 @@ extension PaywatchConfiguration {
                 .key("stall_after", .duration, \.refunding.stallAfterMs, doc: "then `refund_stalled` to ops"),
                 .channels(\.refunding.channels, default: unpaidChannels, doc: "where refund messages go"),
             ]),
+            ConfigSection("cancelled", [
+                .key("on_late_payment", .oneOf(unknown: "value"), \.cancelled.onLatePayment, doc: """
+                    money arriving after the cancel: `escalate` (`late_payment` to ops) or `reinstate` (when it covers \
+                    the amount due, the order becomes paid and the customer gets `payment_confirmed`; ops is told either way)
+                    """),
+            ]),
         ]
     }
 

@@ -193,6 +193,18 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         }
     }
 
+    public enum OnLatePayment: String, Sendable, Equatable, CaseIterable {
+        case escalate, reinstate
+    }
+
+    public struct Cancelled: Sendable, Equatable {
+        public var onLatePayment: OnLatePayment
+
+        public init(onLatePayment: OnLatePayment = .escalate) {
+            self.onLatePayment = onLatePayment
+        }
+    }
+
     public struct Channel: Sendable, Equatable {
         public var name: String
         /// Only `"webhook"` for now.
@@ -227,6 +239,7 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     public var partiallyPaid: PartiallyPaid
     public var paid: Paid
     public var refunding: Refunding
+    public var cancelled: Cancelled
     /// Configured channels by name.
     public var channels: [String: Channel]
 
@@ -277,6 +290,7 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         partiallyPaid = PartiallyPaid()
         paid = Paid()
         refunding = Refunding()
+        cancelled = Cancelled()
         channels = [:]
     }
 

@@ -13,6 +13,8 @@ public enum Messages {
         public var refund: RefundRecord?
         /// Since when that refund has not moved (`refund_stalled`).
         public var refundSince: Millis?
+        /// Money to return (`duplicate_payment`) and why.
+        public var toReturn: (amount: Int64, why: String)?
         public init(order: OrderRecord, ledger: Ledger, expiresAt: Millis, failureReason: String? = nil,
                     installment: InstallmentNotice? = nil, refund: RefundRecord? = nil, refundSince: Millis? = nil) {
             self.order = order
@@ -87,6 +89,10 @@ public enum Messages {
         let until = Timestamp.local(c.expiresAt, timeZone: c.order.timeZone)
         let payLink = c.order.payURL.map { zh ? "：\($0)" : ": \($0)" } ?? ""
         let name = c.order.customerName.map { zh ? "\($0)，" : " \($0)" } ?? ""
+        if let (amount, why) = c.toReturn, kind == .duplicatePayment {
+            return ("Order \(id): return \(money(amount, c.order.currency))",
+                    "Order \(id) received \(paid) for \(money(c.ledger.amountDue, c.order.currency)) due (\(why)): \(money(amount, c.order.currency)) must be returned to the customer.")
+        }
         if let refund = c.refund {
             let amount = money(refund.amount ?? 0, c.order.currency)
             let refundID = Validator.display(refund.id)
@@ -194,6 +200,9 @@ public enum Messages {
         json.add("expires_at", Timestamp.iso8601(c.expiresAt))
         json.add("pay_url", c.order.payURL)
         if kind == .paymentFailed { json.add("failure_reason", c.failureReason ?? "") }
+        if let (amount, _) = c.toReturn {
+            json.add("amount_to_return", amount)
+        }
         if let refund = c.refund {
             json.add("refund_id", refund.id)
             json.add("refund_status", refund.status)

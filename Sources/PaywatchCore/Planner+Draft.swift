@@ -16,6 +16,7 @@ extension Planner {
         var messages: [OutgoingMessage] = []
         var events: [PlanEvent] = []
         var nextDue: Millis?
+        var needsRefund: Int64 = 0
 
         init(planner: Planner, snapshot: OrderSnapshot, order: OrderRecord, now: Millis) {
             self.planner = planner
@@ -96,10 +97,12 @@ extension Planner {
                 let transition = PlanEvent("status", "\(previous?.rawValue ?? "new") → \(status.rawValue)")
                 events.insert(transition, at: previous == nil ? 1 : 0)
             }
-            return Plan(
+            var plan = Plan(
                 orderID: order.id, quarantine: nil, previousStatus: previous, status: status, amountPaid: ledger.amountPaid,
                 messages: messages, events: events, marks: marks, nextDueAt: nextDue
             )
+            plan.needsRefund = needsRefund
+            return plan
         }
     }
 }

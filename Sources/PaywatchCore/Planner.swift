@@ -22,6 +22,9 @@ public struct Plan: Sendable, Hashable {
     public var marks: [String: Int]
     /// When the planner must look at this order again even if nothing changes; nil: only on change.
     public var nextDueAt: Millis?
+    /// Money the shop must return (a duplicate or excess payment, money on a cancelled order),
+    /// less what refunds already cover; 0 when nothing is owed. Shown as `needs_refund`.
+    public var needsRefund: Int64 = 0
 
     public var statusChanged: Bool { previousStatus != status }
 }
@@ -45,7 +48,7 @@ public struct Planner: Sendable {
     static let failedStride = 100
 
     /// Plans one order: validation first (a problem quarantines it), then the rules of its
-    /// status, each in its own extension (`Planner+Unpaid`, `+Failed`, `+PartiallyPaid`, `+Paid`, `+Refunding`, `+Cancelled`), all
+    /// status, each in its own extension (`Planner+Unpaid`, `+Failed`, `+PartiallyPaid`, `+Paid`, `+Refunding`, `+Duplicates`, `+Cancelled`), all
     /// writing into one ``Draft``.
     public func plan(_ snapshot: OrderSnapshot, now: Millis) -> Plan {
         let previous = snapshot.state.status
@@ -73,6 +76,7 @@ public struct Planner: Sendable {
         default: break
         }
         refunds(&draft)
+        duplicates(&draft)
         return draft.plan()
     }
 

@@ -22,6 +22,9 @@ public struct Policy: Sendable, Hashable {
     /// `[refunding]`: a refund `requested` or `processing` for this long without moving goes to ops.
     public var refundStallAfterMs: Millis
     public var refundingChannels: [String]
+    /// `[cancelled].on_late_payment = "reinstate"`: money arriving after the cancel that covers the
+    /// amount due makes the order paid again (else ops only).
+    public var reinstateLatePayments: Bool
     /// Channels with a fixed recipient (`to = "…"` in `[channels.NAME]`), used when the order has no
     /// address field for that channel (always for `ops`).
     public var fixedRecipients: [String: String]
@@ -46,6 +49,7 @@ public struct Policy: Sendable, Hashable {
         partiallyPaidChannels: [String]? = nil,
         refundStallAfterMs: Millis = 3 * 86_400_000,
         refundingChannels: [String]? = nil,
+        reinstateLatePayments: Bool = false,
         fixedRecipients: [String: String] = [:],
         opsChannel: String = "ops",
         maxClockSkewMs: Millis = 5 * 60_000
@@ -65,6 +69,7 @@ public struct Policy: Sendable, Hashable {
         self.partiallyPaidChannels = partiallyPaidChannels ?? unpaidChannels
         self.refundStallAfterMs = refundStallAfterMs
         self.refundingChannels = refundingChannels ?? unpaidChannels
+        self.reinstateLatePayments = reinstateLatePayments
         self.fixedRecipients = fixedRecipients
         self.opsChannel = opsChannel
         self.maxClockSkewMs = maxClockSkewMs

@@ -43,6 +43,9 @@ public struct OrderView: Sendable {
         if let reason = detail.quarantine {
             lines.append("  QUARANTINED: \(reason) (fix the row; paywatch re-checks it on the next change)")
         }
+        if detail.needsRefund > 0 {
+            lines.append("  NEEDS REFUND: \(Messages.money(detail.needsRefund, show(detail.snapshot.order?.currency ?? ""))) must be returned to the customer")
+        }
         if let order = snapshot.order {
             let due = order.amountDue ?? 0
             let currency = show(order.currency)
@@ -103,14 +106,14 @@ public struct OrderView: Sendable {
         struct Payment: Encodable { var id: String; var amount: Int64?; var status: String; var provider_ref: String?; var method: String?; var failure_reason: String?; var created_at: String? }
         struct Next: Encodable { var at: String; var actions: [String] }
         struct Body: Encodable {
-            var id: String; var status: String?; var quarantine: String?
+            var id: String; var status: String?; var quarantine: String?; var needs_refund: Int64
             var amount_due: Int64?; var amount_paid: Int64; var amount_remaining: Int64?; var currency: String?
             var created_at: String?; var expires_at: String?; var next: Next?
             var payments: [Payment]; var timeline: [TimelineEntry]; var deliveries: [DeliveryRecord]
         }
         let order = detail.snapshot.order
         let body = Body(
-            id: detail.orderID, status: detail.trackedStatus?.rawValue, quarantine: detail.quarantine,
+            id: detail.orderID, status: detail.trackedStatus?.rawValue, quarantine: detail.quarantine, needs_refund: detail.needsRefund,
             amount_due: order?.amountDue, amount_paid: detail.amountPaid,
             amount_remaining: order?.amountDue.map { max(0, $0.saturatingSubtract(detail.amountPaid)) }, currency: order?.currency,
             created_at: order?.createdAt.map(Timestamp.iso8601), expires_at: order.map { Timestamp.iso8601(policy.expiry(of: $0)) },

@@ -52,6 +52,7 @@ extension Policy {
             partiallyPaidChannels: config.partiallyPaid.channels,
             refundStallAfterMs: config.refunding.stallAfterMs,
             refundingChannels: config.refunding.channels,
+            reinstateLatePayments: config.cancelled.onLatePayment == .reinstate,
             fixedRecipients: fixed,
             maxClockSkewMs: config.daemon.maxClockSkewMs
         )

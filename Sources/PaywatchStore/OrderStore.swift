@@ -99,6 +99,8 @@ public struct OrderSummary: Sendable, Hashable, Codable {
     public var currency: String
     public var nextDueAt: Millis?
     public var quarantine: String?
+    /// Money the shop must return (minor units of `currency`); 0 when nothing is owed.
+    public var needsRefund: Int64
 }
 
 public struct TimelineEntry: Sendable, Hashable, Codable {
@@ -138,6 +140,8 @@ public struct OrderDetail: Sendable {
     public var amountPaid: Int64
     public var nextDueAt: Millis?
     public var quarantine: String?
+    /// Money the shop must return; 0 when nothing is owed.
+    public var needsRefund: Int64
     public var timeline: [TimelineEntry]
     public var deliveries: [DeliveryRecord]
 }
@@ -155,6 +159,8 @@ public struct Report: Sendable, Hashable, Codable {
     /// Tracked orders by status (quarantined ones counted apart).
     public var ordersByStatus: [String: Int]
     public var quarantined: Int
+    /// Orders with money to return (`needs_refund`).
+    public var needsRefund: Int
     /// Messages decided since `since`, by kind, channel and current state.
     public var messages: [MessageCount]
     /// Delivery attempts since `since`, by outcome (delivered, retry, dead).

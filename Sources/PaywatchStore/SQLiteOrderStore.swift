@@ -310,10 +310,10 @@ public final class SQLiteOrderStore: OrderStore {
         guard key?.raw == nil else { return nil }
         try db.cachedStatement(sql: """
             UPDATE pw_order_state SET status = ?, amount_paid = ?, marks = ?, next_due_at = ?, quarantine = NULL,
-                first_seen_at = COALESCE(first_seen_at, ?), updated_at = ?
+                first_seen_at = COALESCE(first_seen_at, ?), updated_at = ?, needs_refund = ?
             WHERE order_id = ? AND version = ?
             """).execute(arguments: [plan.status.rawValue, plan.amountPaid, MarksCodec.encode(plan.marks), plan.nextDueAt,
-                             now, now, plan.orderID, version])
+                             now, now, plan.needsRefund, plan.orderID, version])
         // The shop changed the order since it was read: it is marked changed, planned again next.
         guard db.changesCount > 0 else { return nil }
         if plan.statusChanged {
@@ -486,11 +486,11 @@ public final class SQLiteOrderStore: OrderStore {
 
     public func order(id: String) async throws -> OrderDetail? {
         try await pool.read { db in
-            let columns = "order_id, status, marks, first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB), amount_paid, next_due_at, quarantine"
+            let columns = "order_id, status, marks, first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB), amount_paid, next_due_at, quarantine, needs_refund"
             var state = try Row.fetchOne(db, sql: "SELECT \(columns) FROM pw_order_state WHERE order_id = ?", arguments: [id])
             if state == nil, try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM orders WHERE id = ?)", arguments: [id]) ?? false {
                 // In orders, not planned yet.
-                state = try Row.fetchOne(db, sql: "SELECT ?, NULL, NULL, NULL, 0, 'text', CAST(? AS BLOB), 0, NULL, NULL",
+                state = try Row.fetchOne(db, sql: "SELECT ?, NULL, NULL, NULL, 0, 'text', CAST(? AS BLOB), 0, NULL, NULL, 0",
                                          arguments: [id, id])
             }
             guard let state, let snapshot = try Self.loadSnapshots(db, states: [state]).0.first else { return nil }
@@ -517,7 +517,7 @@ public final class SQLiteOrderStore: OrderStore {
             return OrderDetail(
                 orderID: id, snapshot: snapshot,
                 trackedStatus: text(state[1]).flatMap(OrderStatus.init(rawValue:)),
-                amountPaid: int(state[7]) ?? 0, nextDueAt: int(state[8]), quarantine: text(state[9]),
+                amountPaid: int(state[7]) ?? 0, nextDueAt: int(state[8]), quarantine: text(state[9]), needsRefund: int(state[10]) ?? 0,
                 timeline: timeline, deliveries: deliveries)
         }
     }
@@ -526,13 +526,15 @@ public final class SQLiteOrderStore: OrderStore {
         try await pool.read { db in
             var sql = """
                 SELECT s.order_id, COALESCE(s.status, o.status, '?') AS status, o.amount_due, s.amount_paid,
-                       COALESCE(o.currency, '') AS currency, s.next_due_at, s.quarantine
+                       COALESCE(o.currency, '') AS currency, s.next_due_at, s.quarantine, s.needs_refund
                 FROM pw_order_state s LEFT JOIN orders o ON o.id = s.order_id
                 """
             var arguments: StatementArguments = []
             if let status {
                 if status == "quarantined" {
                     sql += " WHERE s.quarantine IS NOT NULL"
+                } else if status == "needs_refund" {
+                    sql += " WHERE s.needs_refund > 0"
                 } else {
                     sql += " WHERE s.status = ? AND s.quarantine IS NULL"
                     arguments += [status]
@@ -552,7 +554,8 @@ public final class SQLiteOrderStore: OrderStore {
                 }
                 return OrderSummary(id: id, status: text(row["status"]) ?? "?", amountDue: int(row["amount_due"]),
                                     amountPaid: int(row["amount_paid"]) ?? 0, currency: text(row["currency"]) ?? "",
-                                    nextDueAt: int(row["next_due_at"]), quarantine: text(row["quarantine"]))
+                                    nextDueAt: int(row["next_due_at"]), quarantine: text(row["quarantine"]),
+                                    needsRefund: int(row["needs_refund"]) ?? 0)
             }
         }
     }
@@ -566,6 +569,7 @@ public final class SQLiteOrderStore: OrderStore {
                 byStatus[row["status"]] = row["n"]
             }
             let quarantined = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pw_order_state WHERE quarantine IS NOT NULL") ?? 0
+            let needsRefund = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pw_order_state WHERE needs_refund > 0") ?? 0
             let messages = try Row.fetchAll(db, sql: """
                 SELECT kind, channel, state, COUNT(*) AS n FROM pw_outbox WHERE created_at >= ?
                 GROUP BY kind, channel, state ORDER BY kind, channel, state
@@ -580,7 +584,8 @@ public final class SQLiteOrderStore: OrderStore {
             let backlog = try Row.fetchOne(db, sql: """
                 SELECT COUNT(*) AS n, MIN(due_at) AS oldest FROM pw_outbox WHERE state = 'pending' AND due_at <= ?
                 """, arguments: [now])
-            return Report(since: since, now: now, ordersByStatus: byStatus, quarantined: quarantined, messages: messages,
+            return Report(since: since, now: now, ordersByStatus: byStatus, quarantined: quarantined, needsRefund: needsRefund,
+                          messages: messages,
                           attempts: attempts, backlog: backlog?["n"] ?? 0, oldestBacklogDueAt: backlog?["oldest"])
         }
     }

@@ -139,6 +139,10 @@ enum SQLiteSchema {
         migrator.registerMigration("v3: triggers skip rows without an order id") { db in
             try createMarkTriggers(db, bumpVersion: true)
         }
+        migrator.registerMigration("v4: needs_refund") { db in
+            // Money the shop must return (duplicate, excess or late payments), less refunds under way.
+            try db.execute(sql: "ALTER TABLE pw_order_state ADD COLUMN needs_refund INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 

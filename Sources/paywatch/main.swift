@@ -232,13 +232,13 @@ struct Orders: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List tracked orders.")
         @OptionGroup var options: ConfigOption
-        @Option(help: "Only this status (unpaid, paying, partially_paid, paid, failed, refunding, refunded, cancelled, quarantined).")
+        @Option(help: "Only this status (unpaid, paying, partially_paid, paid, failed, refunding, refunded, cancelled), or quarantined, or needs_refund.")
         var status: String?
         @Option(help: "At most this many.") var limit = 100
         @Flag(help: "Machine-readable output.") var json = false
 
         func validate() throws {
-            if let status, OrderStatus(rawValue: status) == nil, status != "quarantined" {
+            if let status, OrderStatus(rawValue: status) == nil, status != "quarantined", status != "needs_refund" {
                 throw ValidationError("unknown status \"\(status)\"")
             }
         }
@@ -255,7 +255,8 @@ struct Orders: AsyncParsableCommand {
                 print(pad("ID", 24) + pad("STATUS", 16) + pad("DUE", 16) + pad("PAID", 16) + "NEXT")
                 for row in rows {
                     let due = row.amountDue.map { Messages.money($0, row.currency) } ?? "?"
-                    let next = row.quarantine.map { "quarantined: \($0)" } ?? row.nextDueAt.map { $0 == 0 ? "now" : Timestamp.iso8601($0) } ?? "-"
+                    var next = row.quarantine.map { "quarantined: \($0)" } ?? row.nextDueAt.map { $0 == 0 ? "now" : Timestamp.iso8601($0) } ?? "-"
+                    if row.needsRefund > 0 { next = "needs_refund \(Messages.money(row.needsRefund, row.currency)); " + next }
                     print(pad(row.id, 24) + pad(row.status, 16) + pad(due, 16) + pad(Messages.money(row.amountPaid, row.currency), 16) + next)
                 }
             }
@@ -300,6 +301,7 @@ struct ReportCommand: AsyncParsableCommand {
             if let count = report.ordersByStatus[status.rawValue] { print("  " + pad(status.rawValue, 16) + "\(count)") }
         }
         if report.quarantined > 0 { print("  " + pad("quarantined", 16) + "\(report.quarantined)") }
+        if report.needsRefund > 0 { print("  " + pad("needs_refund", 16) + "\(report.needsRefund) (money to return: paywatch orders list --status needs_refund)") }
         print("Messages decided since \(Timestamp.iso8601(report.since)):")
         if report.messages.isEmpty { print("  none") }
         for row in report.messages {

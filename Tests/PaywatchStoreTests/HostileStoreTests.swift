@@ -135,6 +135,23 @@ import Testing
         #expect(plan.quarantine == "created_at is outside 2000-01-01…2200-01-01 (1790000000; it looks like seconds, paywatch expects milliseconds)")
     }
 
+    @Test func moneyToReturnIsStoredListedAndReported() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        try await temp.shop().write { db in
+            try insertGood(db)
+            for id in ["P1", "P2"] {
+                try db.execute(sql: "INSERT INTO payments(id, order_id, amount, status, provider_ref, created_at) VALUES (?, 'GOOD', 100, 'succeeded', 'ch_9', ?)",
+                               arguments: [id, t0])
+            }
+        }
+        _ = try await sweepAll(store, now: t0 + minute)
+        #expect(try await store.order(id: "GOOD")?.needsRefund == 100)
+        #expect(try await store.orders(status: "needs_refund", limit: 10).map(\.id) == ["GOOD"])
+        #expect(try await store.report(since: 0, now: t0 + minute).needsRefund == 1)
+    }
+
     @Test func aFreshDatabaseNeedsNoAdapting() async throws {
         let temp = try TempDatabase()
         #expect(try await SQLiteOrderStore(path: temp.path).migrate().isEmpty)
