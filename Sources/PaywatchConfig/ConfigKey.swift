@@ -113,6 +113,33 @@ extension ValueKind where Value == Int64 {
     }
 }
 
+extension ValueKind where Value == [String: Int64] {
+    /// A table of names to durations (`[unpaid.hold_by_method]`: `bank_transfer = "3d"`), written
+    /// back as an inline table.
+    static var durationTable: ValueKind {
+        ValueKind(
+            type: "table of durations",
+            read: { node in
+                guard case .table(let entries) = node else {
+                    return .failure(ValueProblem("expected a table of durations such as { bank_transfer = \"3d\" }, got \(node.summary)"))
+                }
+                var result: [String: Int64] = [:]
+                for (name, value) in entries.sorted(by: { $0.key < $1.key }) {
+                    switch durationValue(value, entry: nil) {
+                    case .success(let ms): result[name] = ms
+                    case .failure(let problem): return .failure(ValueProblem("\(displayKey(name)): \(problem.message)"))
+                    }
+                }
+                return .success(result)
+            },
+            render: { table in
+                "{" + table.sorted { $0.key < $1.key }
+                    .map { " \(displayKey($0.key)) = \(tomlQuoted(formatDuration($0.value)))" }.joined(separator: ",")
+                    + (table.isEmpty ? "}" : " }")
+            })
+    }
+}
+
 extension ValueKind where Value == [Int64] {
     /// A list of durations, strictly in `order`, no duplicates.
     static func durations(_ order: ListOrder) -> ValueKind {

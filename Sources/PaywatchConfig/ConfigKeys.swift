@@ -50,6 +50,10 @@ extension PaywatchConfiguration {
             ConfigSection("unpaid", [
                 .key("hold", .duration, \.unpaid.holdMs, doc: "hold time after `created_at` when `expires_at` is NULL"),
                 .key("reminders", .durations(.ascending), \.unpaid.remindersMs, doc: "`unpaid_reminder` after `created_at`"),
+                .key("hold_by_method", .durationTable, \.unpaid.holdByMethodMs, default: "none", doc: """
+                    the hold per payment method (`[unpaid.hold_by_method]`, e.g. `bank_transfer = "3d"`): the order's \
+                    `payment_method`, else its latest attempt's `method`, picks it; `expires_at` still wins
+                    """),
                 .channels(\.unpaid.channels, doc: """
                     every listed channel the order has an address for; when not written, only the default names \
                     that have a `[channels.NAME]` section

@@ -115,14 +115,17 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         public var holdMs: Int64
         public var remindersMs: [Int64]
         public var channels: [String]
+        /// `[unpaid.hold_by_method]`: payment method → hold.
+        public var holdByMethodMs: [String: Int64]
 
         public init(
             holdMs: Int64 = 1_800_000, remindersMs: [Int64] = [600_000, 1_500_000],
-            channels: [String] = PaywatchConfiguration.defaultChannels
+            channels: [String] = PaywatchConfiguration.defaultChannels, holdByMethodMs: [String: Int64] = [:]
         ) {
             self.holdMs = holdMs
             self.remindersMs = remindersMs
             self.channels = channels
+            self.holdByMethodMs = holdByMethodMs
         }
     }
 

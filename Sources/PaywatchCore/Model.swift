@@ -40,11 +40,13 @@ public struct OrderRecord: Sendable, Hashable {
     public var timeZone: String?
     public var payURL: String?
     public var customerName: String?
+    /// Picks the hold from `[unpaid.hold_by_method]`.
+    public var paymentMethod: String?
 
     public init(
         id: String, amountDue: Int64?, currency: String = "CNY", createdAt: Millis?, expiresAt: Millis? = nil,
         email: String? = nil, phone: String? = nil, pushToken: String? = nil, locale: String? = nil,
-        timeZone: String? = nil, payURL: String? = nil, customerName: String? = nil
+        timeZone: String? = nil, payURL: String? = nil, customerName: String? = nil, paymentMethod: String? = nil
     ) {
         self.id = id
         self.amountDue = amountDue
@@ -58,6 +60,7 @@ public struct OrderRecord: Sendable, Hashable {
         self.timeZone = timeZone
         self.payURL = payURL
         self.customerName = customerName
+        self.paymentMethod = paymentMethod
     }
 }
 

@@ -24,9 +24,9 @@ extension Planner {
             self.order = order
             self.now = now
             ledger = Ledger(amountDue: order.amountDue ?? 0, payments: snapshot.payments, refunds: snapshot.refunds)
-            expiresAt = planner.policy.expiry(of: order)
             previous = snapshot.state.status
             attempts = Ledger.sortedAttempts(snapshot.payments)
+            expiresAt = planner.policy.expiry(of: order, attemptMethod: attempts.last?.method)
             status = ledger.derivedStatus(previous: previous)
             marks = snapshot.state.marks
         }

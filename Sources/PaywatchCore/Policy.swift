@@ -1,6 +1,8 @@
 /// The business rules' parameters, taken from the configuration. All durations in milliseconds.
 public struct Policy: Sendable, Hashable {
     public var unpaidHoldMs: Millis
+    /// `[unpaid.hold_by_method]`: the hold per payment method.
+    public var holdByMethodMs: [String: Millis]
     /// Offsets after `created_at`, ascending.
     public var unpaidRemindersMs: [Millis]
     public var unpaidChannels: [String]
@@ -35,6 +37,7 @@ public struct Policy: Sendable, Hashable {
 
     public init(
         unpaidHoldMs: Millis = 30 * 60_000,
+        holdByMethodMs: [String: Millis] = [:],
         unpaidRemindersMs: [Millis] = [10 * 60_000, 25 * 60_000],
         unpaidChannels: [String] = ["push", "sms", "email"],
         failedRemindersMs: [Millis] = [10 * 60_000, 2 * 3_600_000],
@@ -55,6 +58,7 @@ public struct Policy: Sendable, Hashable {
         maxClockSkewMs: Millis = 5 * 60_000
     ) {
         self.unpaidHoldMs = unpaidHoldMs
+        self.holdByMethodMs = holdByMethodMs
         self.unpaidRemindersMs = unpaidRemindersMs
         self.unpaidChannels = unpaidChannels
         self.failedRemindersMs = failedRemindersMs
@@ -81,9 +85,14 @@ public struct Policy: Sendable, Hashable {
         order.expiresAt ?? (order.createdAt ?? 0).saturatingAdd(balanceDueMs)
     }
 
-    /// When the hold of `order` ends: `expires_at`, else `created_at + hold`.
-    public func expiry(of order: OrderRecord) -> Millis {
+    /// When the hold of `order` ends: `expires_at`, else `created_at` + the hold of its payment
+    /// method (`payment_method`, else `attemptMethod`, the latest attempt's) in
+    /// `[unpaid.hold_by_method]`, else `created_at + [unpaid].hold`.
+    public func expiry(of order: OrderRecord, attemptMethod: String? = nil) -> Millis {
+        if let expiresAt = order.expiresAt { return expiresAt }
+        let method = order.paymentMethod.flatMap { $0.isEmpty ? nil : $0 } ?? attemptMethod
+        let hold = method.flatMap { holdByMethodMs[$0] } ?? unpaidHoldMs
         // Saturating: `orders show` asks this of quarantined rows too, whatever their times.
-        order.expiresAt ?? (order.createdAt ?? 0).saturatingAdd(unpaidHoldMs)
+        return (order.createdAt ?? 0).saturatingAdd(hold)
     }
 }

@@ -51,7 +51,7 @@ public struct OrderView: Sendable {
             let currency = show(order.currency)
             lines.append("  amount due \(Messages.money(due, currency)) · paid \(Messages.money(detail.amountPaid, currency)) · remaining \(Messages.money(max(0, due.saturatingSubtract(detail.amountPaid)), currency))")
             if let created = order.createdAt {
-                lines.append("  created \(Timestamp.iso8601(created)) · hold ends \(Timestamp.iso8601(policy.expiry(of: order)))")
+                lines.append("  created \(Timestamp.iso8601(created)) · hold ends \(Timestamp.iso8601(policy.expiry(of: order, attemptMethod: Ledger.sortedAttempts(detail.snapshot.payments).last?.method)))")
             }
             var contact: [String] = []
             if let phone = order.phone { contact.append("sms \(Redact.phone(phone))") }
@@ -116,7 +116,7 @@ public struct OrderView: Sendable {
             id: detail.orderID, status: detail.trackedStatus?.rawValue, quarantine: detail.quarantine, needs_refund: detail.needsRefund,
             amount_due: order?.amountDue, amount_paid: detail.amountPaid,
             amount_remaining: order?.amountDue.map { max(0, $0.saturatingSubtract(detail.amountPaid)) }, currency: order?.currency,
-            created_at: order?.createdAt.map(Timestamp.iso8601), expires_at: order.map { Timestamp.iso8601(policy.expiry(of: $0)) },
+            created_at: order?.createdAt.map(Timestamp.iso8601), expires_at: order.map { Timestamp.iso8601(policy.expiry(of: $0, attemptMethod: Ledger.sortedAttempts(detail.snapshot.payments).last?.method)) },
             next: nextAction.map { Next(at: Timestamp.iso8601($0.at), actions: $0.actions) },
             payments: Ledger.sortedAttempts(detail.snapshot.payments).map {
                 Payment(id: $0.id, amount: $0.amount, status: $0.status, provider_ref: $0.providerRef, method: $0.method,

@@ -38,6 +38,7 @@ extension Policy {
         }
         self.init(
             unpaidHoldMs: config.unpaid.holdMs,
+            holdByMethodMs: config.unpaid.holdByMethodMs,
             unpaidRemindersMs: config.unpaid.remindersMs,
             unpaidChannels: config.unpaid.channels,
             failedRemindersMs: config.failed.remindersMs,

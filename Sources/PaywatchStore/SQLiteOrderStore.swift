@@ -601,7 +601,8 @@ public final class SQLiteOrderStore: OrderStore {
             id: text(c[row, "id"]) ?? "", amountDue: int(c[row, "amount_due"]), currency: text(c[row, "currency"]) ?? "",
             createdAt: int(c[row, "created_at"]), expiresAt: int(c[row, "expires_at"]), email: text(c[row, "email"]),
             phone: text(c[row, "phone"]), pushToken: text(c[row, "push_token"]), locale: text(c[row, "locale"]),
-            timeZone: text(c[row, "time_zone"]), payURL: text(c[row, "pay_url"]), customerName: text(c[row, "customer_name"]))
+            timeZone: text(c[row, "time_zone"]), payURL: text(c[row, "pay_url"]), customerName: text(c[row, "customer_name"]),
+            paymentMethod: text(c[row, "payment_method"]))
     }
 
     static func paymentRecord(_ row: Row, _ c: ColumnMap) -> PaymentRecord {

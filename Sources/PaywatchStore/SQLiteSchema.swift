@@ -143,6 +143,11 @@ enum SQLiteSchema {
             // Money the shop must return (duplicate, excess or late payments), less refunds under way.
             try db.execute(sql: "ALTER TABLE pw_order_state ADD COLUMN needs_refund INTEGER NOT NULL DEFAULT 0")
         }
+        migrator.registerMigration("v5: triggers watch orders.payment_method") { db in
+            // The hold may depend on it ([unpaid.hold_by_method]). (A shop table without the
+            // column gets it from ShopTables.conform, which then creates the triggers again.)
+            try createMarkTriggers(db, bumpVersion: true)
+        }
         return migrator
     }
 
@@ -164,7 +169,7 @@ enum SQLiteSchema {
         try db.execute(sql: """
             CREATE TRIGGER pw_orders_insert AFTER INSERT ON orders BEGIN \(mark("NEW.id")) END;
             CREATE TRIGGER pw_orders_update AFTER UPDATE OF id, amount_due, currency, created_at, expires_at,
-                email, phone, push_token, locale, time_zone, pay_url, customer_name ON orders
+                email, phone, push_token, locale, time_zone, pay_url, customer_name, payment_method ON orders
                 BEGIN \(mark("NEW.id")) END;
             CREATE TRIGGER pw_orders_delete AFTER DELETE ON orders BEGIN \(mark("OLD.id")) END;
             """)

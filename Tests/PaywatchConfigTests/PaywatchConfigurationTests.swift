@@ -367,3 +367,29 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
         #expect(c.warnings.contains { $0.hasPrefix("[paying] reconcile_url has no {provider_ref} placeholder") })
     }
 }
+
+@Suite struct HoldByMethodConfigTests {
+    static let channel = "\n[channels.ops]\nprovider = \"webhook\"\nurl = \"http://127.0.0.1:9/ops\"\n"
+
+    @Test func aSectionOfDurationsPerMethodIsReadAndRenderedBack() throws {
+        let text = "[unpaid]\nhold = \"30m\"\n[unpaid.hold_by_method]\nbank_transfer = \"3d\"\n\"wechat pay\" = \"15m\"\n" + Self.channel
+        let config = try PaywatchConfiguration.parse(text, fileName: "t.toml")
+        #expect(config.unpaid.holdByMethodMs == ["bank_transfer": 259_200_000, "wechat pay": 900_000])
+        let rendered = config.rendered()
+        #expect(rendered.contains(#"hold_by_method = { bank_transfer = "3d", "wechat pay" = "15m" }"#))
+        #expect(try PaywatchConfiguration.parse(rendered, fileName: "r.toml") == config)
+        #expect(PaywatchConfiguration().unpaid.holdByMethodMs.isEmpty)
+    }
+
+    @Test func aBadHoldNamesItsLineAndMethod() {
+        let text = "[unpaid]\n[unpaid.hold_by_method]\nbank_transfer = \"3 days\"\n" + Self.channel
+        #expect(throws: ConfigError.self) { try PaywatchConfiguration.parse(text, fileName: "t.toml") }
+        do {
+            _ = try PaywatchConfiguration.parse(text, fileName: "t.toml")
+        } catch {
+            #expect("\(error)".contains("t.toml:"))
+            #expect("\(error)".contains("hold_by_method"))
+            #expect("\(error)".contains("bank_transfer"))
+        }
+    }
+}

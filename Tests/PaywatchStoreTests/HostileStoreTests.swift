@@ -152,6 +152,26 @@ import Testing
         #expect(try await store.report(since: 0, now: t0 + minute).needsRefund == 1)
     }
 
+    @Test func thePaymentMethodIsReadAndWatched() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        try await temp.shop().write { db in
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, payment_method) VALUES ('BANK', 100, ?, 'bank_transfer')",
+                           arguments: [t0])
+        }
+        let planned = try await store.sweep(now: t0, limit: 10) { snapshot in
+            #expect(snapshot.order?.paymentMethod == "bank_transfer")
+            return planner.plan(snapshot, now: t0)
+        }
+        #expect(planned.plans.count == 1)
+        try await temp.shop().write { db in
+            try db.execute(sql: "UPDATE orders SET payment_method = 'alipay' WHERE id = 'BANK'")
+        }
+        let due = try await temp.shop().read { try Int64.fetchOne($0, sql: "SELECT next_due_at FROM pw_order_state WHERE order_id = 'BANK'") }
+        #expect(due == 0)
+    }
+
     @Test func aFreshDatabaseNeedsNoAdapting() async throws {
         let temp = try TempDatabase()
         #expect(try await SQLiteOrderStore(path: temp.path).migrate().isEmpty)
