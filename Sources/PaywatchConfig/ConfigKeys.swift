@@ -97,6 +97,12 @@ extension PaywatchConfiguration {
                     the amount due, the order becomes paid and the customer gets `payment_confirmed`; ops is told either way)
                     """),
             ]),
+            ConfigSection("templates", [
+                .optional("support_contact", .string, \.templates.supportContact,
+                          doc: "how customers reach you (phone, e-mail, URL); added to `payment_failed` and refund messages"),
+                .key("default_locale", .oneOf(["zh-CN", "en"], unknown: "locale"), \.templates.defaultLocale,
+                     doc: "the language of orders whose `locale` is not set or is neither `zh*` nor `en*`"),
+            ]),
         ]
     }
 

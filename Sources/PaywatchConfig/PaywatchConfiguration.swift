@@ -208,6 +208,19 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         }
     }
 
+    public struct Templates: Sendable, Equatable {
+        /// How customers reach the shop (a phone number, an address, a URL), added to failure and
+        /// refund messages.
+        public var supportContact: String?
+        /// The language for orders whose `locale` is not set or has no texts: `zh-CN` or `en`.
+        public var defaultLocale: String
+
+        public init(supportContact: String? = nil, defaultLocale: String = "zh-CN") {
+            self.supportContact = supportContact
+            self.defaultLocale = defaultLocale
+        }
+    }
+
     public struct Channel: Sendable, Equatable {
         public var name: String
         /// Only `"webhook"` for now.
@@ -243,6 +256,7 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     public var paid: Paid
     public var refunding: Refunding
     public var cancelled: Cancelled
+    public var templates: Templates
     /// Configured channels by name.
     public var channels: [String: Channel]
 
@@ -294,6 +308,7 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         paid = Paid()
         refunding = Refunding()
         cancelled = Cancelled()
+        templates = Templates()
         channels = [:]
     }
 

@@ -15,6 +15,10 @@ public enum Messages {
         public var refundSince: Millis?
         /// Money to return (`duplicate_payment`) and why.
         public var toReturn: (amount: Int64, why: String)?
+        /// `[templates] support_contact`, added to failure and refund messages.
+        public var supportContact: String?
+        /// Chinese for a locale that is unset or neither `zh*` nor `en*`.
+        public var chineseByDefault = false
         public init(order: OrderRecord, ledger: Ledger, expiresAt: Millis, failureReason: String? = nil,
                     installment: InstallmentNotice? = nil, refund: RefundRecord? = nil, refundSince: Millis? = nil) {
             self.order = order
@@ -40,8 +44,12 @@ public enum Messages {
         }
     }
 
-    public static func isChinese(_ locale: String?) -> Bool {
-        locale?.lowercased().hasPrefix("zh") ?? false
+    /// Chinese for `zh*`, English for `en*`, else the default language.
+    public static func isChinese(_ locale: String?, byDefault: Bool = false) -> Bool {
+        guard let locale = locale?.lowercased() else { return byDefault }
+        if locale.hasPrefix("zh") { return true }
+        if locale.hasPrefix("en") { return false }
+        return byDefault
     }
 
     /// "129.00 CNY": minor units shown with the currency's exponent.
@@ -62,26 +70,42 @@ public enum Messages {
         return "\(sign)\(whole).\(String(repeating: "0", count: exponent - fraction.count))\(fraction) \(currency)"
     }
 
-    /// A payment provider's failure code in words, with the code kept for support.
+    /// A payment provider's failure code in words a customer understands (Stripe, Alipay, WeChat
+    /// Pay and PayPal spellings of the common ones); an unknown code gets a generic sentence with
+    /// the code kept for support — never the raw code alone.
     public static func failureText(_ code: String?, chinese: Bool) -> String {
         guard let code, !code.isEmpty else { return chinese ? "支付未完成" : "the payment was not completed" }
-        let known: [String: (String, String)] = [
-            "insufficient_funds": ("insufficient funds", "余额不足"),
-            "card_declined": ("the card was declined", "银行卡被拒绝"),
-            "expired_card": ("the card has expired", "银行卡已过期"),
-            "incorrect_cvc": ("the security code was wrong", "安全码错误"),
-            "timeout": ("the payment timed out", "支付超时"),
-            "cancelled_by_user": ("the payment was cancelled", "支付已取消"),
-            "limit_exceeded": ("a payment limit was exceeded", "超出支付限额"),
-        ]
-        if let text = known[code] { return chinese ? text.1 : text.0 }
-        // The provider's text goes into a customer message: clipped, controls escaped.
-        let shown = Validator.display(code, limit: 64)
-        return chinese ? "错误代码 \(shown)" : "error code \(shown)"
+        let words: (String, String)
+        switch code.lowercased() {
+        case "insufficient_funds", "balance_not_enough", "notenough", "instrument_declined_insufficient_funds":
+            words = ("there were not enough funds", "余额不足")
+        case "card_declined", "do_not_honor", "generic_decline", "lost_card", "stolen_card", "instrument_declined", "declined":
+            words = ("the card was declined", "银行卡被拒绝")
+        case "expired_card", "card_expired":
+            words = ("the card has expired", "银行卡已过期")
+        case "incorrect_cvc", "invalid_cvc", "incorrect_number", "invalid_card":
+            words = ("the card details were not accepted", "银行卡信息有误")
+        case "authentication_required", "authentication_failed", "3ds_failed", "payer_action_required", "user_auth_failed":
+            words = ("the bank could not verify the payment", "银行验证未通过")
+        case "timeout", "order_timeout", "trade_timeout":
+            words = ("the payment timed out", "支付超时")
+        case "network_error", "processing_error", "systemerror", "system_error", "service_unavailable":
+            words = ("a network or bank problem interrupted the payment", "网络或银行系统异常，支付中断")
+        case "cancelled_by_user", "user_cancelled", "userpaying_cancelled", "closed":
+            words = ("the payment was cancelled", "支付已取消")
+        case "limit_exceeded", "exceed_limit", "card_velocity_exceeded":
+            words = ("a payment limit was exceeded", "超出支付限额")
+        default:
+            // The provider's text goes into a customer message: clipped, controls escaped.
+            let shown = Validator.display(code, limit: 64)
+            return chinese ? "支付未能完成（错误代码 \(shown)）" : "the payment could not be completed (code \(shown))"
+        }
+        return chinese ? words.1 : words.0
     }
 
     public static func subjectAndBody(kind: NotificationKind, context c: Context) -> (String, String) {
-        let zh = isChinese(c.order.locale)
+        let zh = isChinese(c.order.locale, byDefault: c.chineseByDefault)
+        let support = c.supportContact.map { zh ? "如有疑问请联系：\(Validator.display($0, limit: 200))" : " Questions? Contact us: \(Validator.display($0, limit: 200))" } ?? ""
         let id = c.order.id
         let due = money(c.ledger.amountDue, c.order.currency)
         let remaining = money(c.ledger.amountRemaining, c.order.currency)
@@ -101,19 +125,19 @@ public enum Messages {
                 let since = c.refundSince.map { Timestamp.iso8601($0) } ?? "?"
                 return ("Order \(id): refund \(refundID) is stuck in \(refund.status)",
                         "Refund \(refundID) of order \(id) (\(amount)) has been \(refund.status) since \(since) without moving.")
-            case (_, true, .requested?): return ("订单 \(id) 退款已受理", "\(name)订单 \(id) 的退款 \(amount) 已受理，我们会尽快处理。")
-            case (_, true, .processing?): return ("订单 \(id) 退款处理中", "\(name)订单 \(id) 的退款 \(amount) 正在处理中。")
-            case (_, true, .succeeded?): return ("订单 \(id) 退款已完成", "\(name)订单 \(id) 的退款 \(amount) 已退回您的支付账户。")
-            case (_, true, _): return ("订单 \(id) 退款未成功", "\(name)订单 \(id) 的退款 \(amount) 未能完成，我们会与您联系。")
+            case (_, true, .requested?): return ("订单 \(id) 退款已受理", "\(name)订单 \(id) 的退款 \(amount) 已受理，我们会尽快处理。\(support)")
+            case (_, true, .processing?): return ("订单 \(id) 退款处理中", "\(name)订单 \(id) 的退款 \(amount) 正在处理中。\(support)")
+            case (_, true, .succeeded?): return ("订单 \(id) 退款已完成", "\(name)订单 \(id) 的退款 \(amount) 已退回您的支付账户。\(support)")
+            case (_, true, _): return ("订单 \(id) 退款未成功", "\(name)订单 \(id) 的退款 \(amount) 未能完成，我们会与您联系。\(support)")
             case (_, false, .requested?):
-                return ("Refund for order \(id) received", "Hi\(name), we received the refund of \(amount) for order \(id) and will process it soon.")
+                return ("Refund for order \(id) received", "Hi\(name), we received the refund of \(amount) for order \(id) and will process it soon.\(support)")
             case (_, false, .processing?):
-                return ("Refund for order \(id) in progress", "Hi\(name), the refund of \(amount) for order \(id) is being processed.")
+                return ("Refund for order \(id) in progress", "Hi\(name), the refund of \(amount) for order \(id) is being processed.\(support)")
             case (_, false, .succeeded?):
-                return ("Refund for order \(id) completed", "Hi\(name), the refund of \(amount) for order \(id) was returned to your payment account.")
+                return ("Refund for order \(id) completed", "Hi\(name), the refund of \(amount) for order \(id) was returned to your payment account.\(support)")
             case (_, false, _):
                 return ("Refund for order \(id) did not go through",
-                        "Hi\(name), the refund of \(amount) for order \(id) could not be completed; we will contact you.")
+                        "Hi\(name), the refund of \(amount) for order \(id) could not be completed; we will contact you.\(support)")
             }
         }
         if let plan = c.installment {
@@ -166,11 +190,11 @@ public enum Messages {
             return ("Payment received for order \(id)", "Thank you\(name)! We received \(paid) for order \(id).")
         case (.paymentFailed, true):
             let why = failureText(c.failureReason, chinese: true)
-            return ("订单 \(id) 支付失败", "\(name)订单 \(id) 支付未成功（\(why)）。您可在 \(until) 前重新支付\(payLink)")
+            return ("订单 \(id) 支付失败", "\(name)订单 \(id) 支付未成功（\(why)）。您可在 \(until) 前重新支付\(payLink)\(support.isEmpty ? "" : "。" + support)")
         case (.paymentFailed, false):
             let why = failureText(c.failureReason, chinese: false)
             return ("Payment for order \(id) failed",
-                    "Hi\(name), your payment for order \(id) did not go through (\(why)). You can try again until \(until)\(payLink)")
+                    "Hi\(name), your payment for order \(id) did not go through (\(why)). You can try again until \(until)\(payLink)\(support.isEmpty ? "" : "." + support)")
         case (.latePayment, _):
             return ("Late payment on cancelled order \(id)",
                     "Order \(id) was cancelled, but \(paid) arrived afterwards: refund it or reinstate the order.")

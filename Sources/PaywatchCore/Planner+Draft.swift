@@ -38,8 +38,12 @@ extension Planner {
             nextDue = min(nextDue ?? at, at)
         }
 
+        /// What a message is written from; rules add what their kind is about (an installment, a refund).
         func context(failureReason: String? = nil) -> Messages.Context {
-            Messages.Context(order: order, ledger: ledger, expiresAt: expiresAt, failureReason: failureReason)
+            var context = Messages.Context(order: order, ledger: ledger, expiresAt: expiresAt, failureReason: failureReason)
+            context.supportContact = policy.supportContact
+            context.chineseByDefault = policy.chineseByDefault
+            return context
         }
 
         /// Decides `kind` step `step` on every channel of `channels` the order has an address for,

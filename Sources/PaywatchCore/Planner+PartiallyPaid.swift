@@ -44,7 +44,9 @@ extension Planner {
         guard draft.status == .partiallyPaid, let debt = openInstallment(draft) else { return }
         let seq = Int(debt.seq ?? 0)
         let base = seq * Planner.installmentStride
-        let context = Messages.Context(order: draft.order, ledger: draft.ledger, expiresAt: debt.dueAt, installment: debt)
+        var context = draft.context()
+        context.expiresAt = debt.dueAt
+        context.installment = debt
         if draft.now >= debt.dueAt {
             // Due already: the overdue notices speak for it, a "due soon" would be stale.
         } else if debt.seq == nil {

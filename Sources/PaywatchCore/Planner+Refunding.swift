@@ -59,6 +59,8 @@ extension Planner {
     }
 
     private func refundContext(_ draft: Draft, _ refund: RefundRecord) -> Messages.Context {
-        Messages.Context(order: draft.order, ledger: draft.ledger, expiresAt: draft.expiresAt, refund: refund)
+        var context = draft.context()
+        context.refund = refund
+        return context
     }
 }

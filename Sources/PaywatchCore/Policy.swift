@@ -27,6 +27,10 @@ public struct Policy: Sendable, Hashable {
     /// `[cancelled].on_late_payment = "reinstate"`: money arriving after the cancel that covers the
     /// amount due makes the order paid again (else ops only).
     public var reinstateLatePayments: Bool
+    /// `[templates]`: added to failure and refund messages.
+    public var supportContact: String?
+    /// Chinese texts for orders whose locale is unset or neither `zh*` nor `en*` (`default_locale = "zh-CN"`).
+    public var chineseByDefault: Bool
     /// Channels with a fixed recipient (`to = "…"` in `[channels.NAME]`), used when the order has no
     /// address field for that channel (always for `ops`).
     public var fixedRecipients: [String: String]
@@ -53,6 +57,8 @@ public struct Policy: Sendable, Hashable {
         refundStallAfterMs: Millis = 3 * 86_400_000,
         refundingChannels: [String]? = nil,
         reinstateLatePayments: Bool = false,
+        supportContact: String? = nil,
+        chineseByDefault: Bool = false,
         fixedRecipients: [String: String] = [:],
         opsChannel: String = "ops",
         maxClockSkewMs: Millis = 5 * 60_000
@@ -74,6 +80,8 @@ public struct Policy: Sendable, Hashable {
         self.refundStallAfterMs = refundStallAfterMs
         self.refundingChannels = refundingChannels ?? unpaidChannels
         self.reinstateLatePayments = reinstateLatePayments
+        self.supportContact = supportContact
+        self.chineseByDefault = chineseByDefault
         self.fixedRecipients = fixedRecipients
         self.opsChannel = opsChannel
         self.maxClockSkewMs = maxClockSkewMs

@@ -54,6 +54,8 @@ extension Policy {
             refundStallAfterMs: config.refunding.stallAfterMs,
             refundingChannels: config.refunding.channels,
             reinstateLatePayments: config.cancelled.onLatePayment == .reinstate,
+            supportContact: config.templates.supportContact,
+            chineseByDefault: config.templates.defaultLocale.hasPrefix("zh"),
             fixedRecipients: fixed,
             maxClockSkewMs: config.daemon.maxClockSkewMs
         )
