@@ -284,6 +284,68 @@ func benchPlan(_ count: Int) async throws {
                  count, insertSeconds, Double(planned) / firstSeconds, Double(count) / dueSeconds, reminded))
 }
 
+/// Planning throughput over a mix of statuses (issue 7): 30 % unpaid, 20 % partially paid without
+/// a plan, 15 % with an installment plan, 15 % paid with a refund under way, 10 % failed, 5 %
+/// paying, 5 % paid twice with one provider_ref. First sight, then a sweep a day and a half later
+/// when balance and installment reminders, refund and failure messages come due.
+func benchPlanMix(_ count: Int) async throws {
+    let dir = tempDirectory("planmix")
+    defer { removeUnlessKept(dir) }
+    let path = dir.appendingPathComponent("bench.db").path
+    let created = nowMs()
+    try await populate(path: path, count: count) { _ in (created, nil) }
+    var config = Configuration()
+    config.busyMode = .timeout(30)
+    let queue = try DatabaseQueue(path: path, configuration: config)
+    try await queue.write { db in
+        // The share of each kind by rowid modulo 20: 0–5 unpaid, 6–9 balance, 10–12 plan, 13–15 refund,
+        // 16–17 failed, 18 paying, 19 duplicate.
+        let at = created + 60_000
+        try db.execute(sql: """
+            INSERT INTO payments(id, order_id, amount, status, provider_ref, failure_reason, created_at)
+            SELECT 'P' || rowid, id,
+                   CASE WHEN rowid % 20 BETWEEN 6 AND 9 THEN 5000 WHEN rowid % 20 BETWEEN 10 AND 12 THEN 4300 ELSE 12900 END,
+                   CASE WHEN rowid % 20 BETWEEN 16 AND 17 THEN 'failed' WHEN rowid % 20 = 18 THEN 'pending' ELSE 'succeeded' END,
+                   'ch_' || rowid, CASE WHEN rowid % 20 BETWEEN 16 AND 17 THEN 'card_declined' END, ?
+            FROM orders WHERE rowid % 20 >= 6
+            """, arguments: [at])
+        try db.execute(sql: """
+            INSERT INTO payments(id, order_id, amount, status, provider_ref, created_at)
+            SELECT 'Q' || rowid, id, 12900, 'succeeded', 'ch_' || rowid, ? FROM orders WHERE rowid % 20 = 19
+            """, arguments: [at + 1])
+        for (seq, amount, due) in [(1, 4300, created + 60_000), (2, 4300, created + 2 * 86_400_000), (3, 4300, created + 30 * 86_400_000)] {
+            try db.execute(sql: """
+                INSERT INTO installments(order_id, seq, amount, due_at) SELECT id, ?, ?, ? FROM orders WHERE rowid % 20 BETWEEN 10 AND 12
+                """, arguments: [seq, amount, due])
+        }
+        try db.execute(sql: """
+            INSERT INTO refunds(id, order_id, amount, status, requested_at)
+            SELECT 'R' || rowid, id, 2000, 'processing', ? FROM orders WHERE rowid % 20 BETWEEN 13 AND 15
+            """, arguments: [at + 2])
+    }
+    try queue.close()
+    let store = try SQLiteOrderStore(path: path)
+    let planner = Planner(policy: Policy(unpaidChannels: ["sms"], fixedRecipients: ["ops": "oncall"]))
+    func sweepAll(at now: Millis) async throws -> (orders: Int, messages: Int, seconds: Double) {
+        let start = monotonicSeconds()
+        var planned = 0
+        var messages = 0
+        while true {
+            let result = try await store.sweep(now: now, limit: 500) { planner.plan($0, now: now) }
+            planned += result.claimed
+            messages += result.plans.reduce(0) { $0 + $1.messages.count }
+            if result.claimed < 500 { break }
+        }
+        return (planned, messages, monotonicSeconds() - start)
+    }
+    let first = try await sweepAll(at: created + 120_000)
+    let later = try await sweepAll(at: created + 36 * 3_600_000)
+    try await store.close()
+    print(String(format: "planmix orders=%d first-sight=%.0f orders/s (%d messages) day-and-a-half=%.0f orders/s (%d orders, %d messages)",
+                 count, Double(first.orders) / first.seconds, first.messages, Double(later.orders) / later.seconds, later.orders,
+                 later.messages))
+}
+
 /// A burst of `count` reminders due at one instant, through the real daemon to a loopback sink.
 func benchBurst(_ count: Int, external: Bool, slow: Bool) async throws {
     let dir = tempDirectory("burst")
@@ -461,6 +523,7 @@ let slow = args.contains("slow")
 
 switch args.first ?? "all" {
 case "plan": try await benchPlan(arg(1, 100_000))
+case "planmix": try await benchPlanMix(arg(1, 100_000))
 case "burst": try await benchBurst(arg(1, 20_000), external: external, slow: slow)
 case "cancels": try await benchCancels(arg(1, 10_000), spread: arg(2, 60), external: external)
 case "rss": try await benchRSS(arg(1, 1_000_000))
@@ -469,6 +532,7 @@ case "deliver": try await benchDeliver(arg(1, 20_000))
 case "idle": try await benchIdle(arg(1, 100_000), seconds: arg(2, 60))
 case "all":
     try await benchPlan(100_000)
+    try await benchPlanMix(100_000)
     try await benchPlan(1_000_000)
     try await benchBurst(20_000, external: false, slow: false)
     try await benchBurst(20_000, external: true, slow: false)
