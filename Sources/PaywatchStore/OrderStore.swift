@@ -181,8 +181,8 @@ public struct Report: Sendable, Hashable, Codable {
             self.amount = amount
         }
     }
-    /// Orders sent at least one `unpaid_reminder` (delivered, the attempt in the period), and how
-    /// many of them are `paid` now.
+    /// Orders sent at least one `unpaid_reminder` in the period (decided in it and delivered), and
+    /// how many of them are `paid` now.
     public struct ReminderConversion: Sendable, Hashable, Codable {
         public var remindedOrders: Int
         public var paidOrders: Int
