@@ -168,6 +168,60 @@ public struct Report: Sendable, Hashable, Codable {
     /// Messages due now and not yet delivered (a backlog), and the oldest due time among them.
     public var backlog: Int
     public var oldestBacklogDueAt: Millis?
+
+    /// Money per currency (minor units), over some orders.
+    public struct Money: Sendable, Hashable, Codable {
+        public var currency: String
+        public var orders: Int
+        public var amount: Int64
+
+        public init(currency: String, orders: Int, amount: Int64) {
+            self.currency = currency
+            self.orders = orders
+            self.amount = amount
+        }
+    }
+    /// Orders sent at least one `unpaid_reminder` in the period (decided in it and delivered), and
+    /// how many of them are `paid` now.
+    public struct ReminderConversion: Sendable, Hashable, Codable {
+        public var remindedOrders: Int
+        public var paidOrders: Int
+        /// `paidOrders / remindedOrders`; nil when no order was reminded.
+        public var rate: Double?
+    }
+    /// Orders whose status became `cancelled` in the period, and how many of them had been sent a
+    /// delivered `unpaid_reminder` before.
+    public struct Cancellations: Sendable, Hashable, Codable {
+        public var orders: Int
+        public var reminded: Int
+    }
+    /// Time from `orders.created_at` to the order's first transition to `paid` in the period.
+    public struct TimeToPayment: Sendable, Hashable, Codable {
+        /// Orders that became paid in the period from unpaid, paying, partially_paid, failed or
+        /// cancelled (not back from refunding, not first seen already paid).
+        public var orders: Int
+        public var medianMs: Millis?
+    }
+
+    public var reminderConversion = ReminderConversion(remindedOrders: 0, paidOrders: 0, rate: nil)
+    public var cancellations = Cancellations(orders: 0, reminded: 0)
+    /// Ops messages (escalations) decided in the period, by kind; `delivery_dead` included.
+    public var escalations: [String: Int] = [:]
+    /// Orders flagged `needs_refund` now and the money to return, per currency.
+    public var needsRefundByCurrency: [Money] = []
+    /// `amount_due − amount_paid` over tracked, not quarantined orders that are unpaid, paying,
+    /// partially_paid or failed, per currency.
+    public var outstanding: [Money] = []
+    public var timeToPayment = TimeToPayment(orders: 0, medianMs: nil)
+
+    /// The ops kinds counted as escalations.
+    public static let escalationKinds: [NotificationKind] = [
+        .latePayment, .duplicatePayment, .installmentEscalated, .refundStalled, .payingStalled, .deliveryDead,
+    ]
+    /// The statuses whose unpaid balance counts as money outstanding.
+    public static let outstandingStatuses: [OrderStatus] = [.unpaid, .paying, .partiallyPaid, .failed]
+    /// The statuses a transition to `paid` counts as a payment from.
+    public static let payableStatuses: [OrderStatus] = [.unpaid, .paying, .partiallyPaid, .failed, .cancelled]
 }
 
 /// The order store: the only place that knows SQL. The SQLite implementation is the embedded

@@ -271,9 +271,10 @@ func pad(_ text: String, _ width: Int) -> String {
 
 struct ReportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "report", abstract: "Orders by status, messages by kind/channel/outcome, delivery attempts, backlog.")
+        commandName: "report",
+        abstract: "Orders by status, money outstanding and to refund, reminder conversion, cancellations, time to payment, escalations, messages, attempts, backlog.")
     @OptionGroup var options: ConfigOption
-    @Option(help: "The period to count messages and attempts over, as a duration (\"24h\", \"7d\").")
+    @Option(help: "The period to count over (reminders, cancellations, payments, escalations, messages, attempts), as a duration (\"24h\", \"7d\").")
     var since = "24h"
     @Flag(help: "Machine-readable output.") var json = false
 
@@ -302,6 +303,17 @@ struct ReportCommand: AsyncParsableCommand {
         }
         if report.quarantined > 0 { print("  " + pad("quarantined", 16) + "\(report.quarantined)") }
         if report.needsRefund > 0 { print("  " + pad("needs_refund", 16) + "\(report.needsRefund) (money to return: paywatch orders list --status needs_refund)") }
+        print("Outstanding (unpaid, paying, partially_paid, failed): " + moneyList(report.outstanding))
+        print("To refund (needs_refund): " + moneyList(report.needsRefundByCurrency))
+        print("Since \(Timestamp.iso8601(report.since)):")
+        let conversion = report.reminderConversion
+        print("  " + pad("reminded", 16) + "\(conversion.remindedOrders) order(s) got an unpaid_reminder, \(conversion.paidOrders) of them paid now"
+            + (conversion.rate.map { " (\(percent($0)))" } ?? ""))
+        print("  " + pad("cancelled", 16) + "\(report.cancellations.orders) order(s), \(report.cancellations.reminded) of them reminded before")
+        print("  " + pad("paid", 16) + "\(report.timeToPayment.orders) order(s)"
+            + (report.timeToPayment.medianMs.map { ", median \(humanDuration($0)) from creation to payment" } ?? ""))
+        print("  " + pad("escalations", 16) + (report.escalations.isEmpty ? "none" :
+            report.escalations.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
         print("Messages decided since \(Timestamp.iso8601(report.since)):")
         if report.messages.isEmpty { print("  none") }
         for row in report.messages {
@@ -315,6 +327,27 @@ struct ReportCommand: AsyncParsableCommand {
             print("Backlog: none")
         }
     }
+}
+
+/// `1290.00 CNY (3 orders), 20.00 USD (1 order)`, or `none`.
+func moneyList(_ rows: [Report.Money]) -> String {
+    rows.isEmpty ? "none" : rows.map {
+        "\(Messages.money($0.amount, $0.currency.isEmpty ? "(no currency)" : $0.currency)) (\($0.orders) order\($0.orders == 1 ? "" : "s"))"
+    }.joined(separator: ", ")
+}
+
+/// `0.333…` → `33%`.
+func percent(_ rate: Double) -> String {
+    "\(Int((rate * 100).rounded()))%"
+}
+
+/// A duration read at a glance: `45s`, `12m`, `3h20m`, `2d4h` (minutes under a day, hours above).
+func humanDuration(_ ms: Int64) -> String {
+    if ms < 1_000 { return "<1s" }
+    if ms < 60_000 { return "\(ms / 1_000)s" }
+    let minutes = (ms + 30_000) / 60_000
+    if minutes < 24 * 60 { return formatDuration(minutes * 60_000) }
+    return formatDuration((minutes + 30) / 60 * 3_600_000)
 }
 
 struct SendTest: AsyncParsableCommand {
