@@ -70,7 +70,7 @@ public struct PaywatchService: Service {
         let engine = DeliveryEngine(runtime: runtime, stats: stats)
         try await planDue(engine)
         // An answer from the payment provider moves its order on in the same run.
-        if try await Reconciler(runtime: runtime).runDue() > 0 {
+        if try await Reconciler(runtime: runtime).runDue().definite > 0 {
             try await planDue(engine)
         }
         await engine.run(finishWhenIdle: true)
@@ -90,7 +90,7 @@ public struct PaywatchService: Service {
                 let progress = try await planDue(engine)
                 // Stalled payments decided by this sweep (or left by an earlier run) are asked about
                 // now; a definite answer marks its order, planned at the next pass.
-                try await Reconciler(runtime: runtime).runDue()
+                if try await Reconciler(runtime: runtime).runDue().unresolved > 0 { engine.wake() }
                 outage.succeeded(now: runtime.clock.now(), logger: runtime.logger)
                 let now = runtime.clock.now()
                 var next = try await runtime.store.nextPlanningAt() ?? (now + poll)

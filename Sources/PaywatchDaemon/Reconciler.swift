@@ -80,10 +80,12 @@ struct Reconciler: Sendable {
     let runtime: Runtime
     static let batch = 32
 
-    /// Asks about every request due now. Returns how many answers were definite.
+    /// Asks about every request due now. Returns how many answers were definite, and how many
+    /// were not (each of those queued its fallback message).
     @discardableResult
-    func runDue() async throws -> Int {
+    func runDue() async throws -> (definite: Int, unresolved: Int) {
         var definite = 0
+        var unresolved = 0
         while !Task.isCancelled {
             let now = runtime.clock.now()
             let tasks = try await runtime.store.claimReconciles(
@@ -112,13 +114,14 @@ struct Reconciler: Sendable {
                     metadata["status"] = "\(status.rawValue)"
                     runtime.logger.notice("payment reconciled with the provider", metadata: metadata)
                 case .unresolved:
+                    unresolved += 1
                     metadata["event"] = "reconcile_unresolved"
                     runtime.logger.warning("the provider gave no definite answer about a stalled payment", metadata: metadata)
                 }
             }
             if tasks.count < Self.batch { break }
         }
-        return definite
+        return (definite, unresolved)
     }
 }
 
