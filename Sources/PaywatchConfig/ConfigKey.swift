@@ -246,7 +246,41 @@ extension ValueKind where Value: RawRepresentable & CaseIterable, Value.RawValue
     }
 }
 
+extension ValueKind where Value == String {
+    /// A dotted path of JSON object keys (`data.status`): non-empty parts.
+    static var fieldPath: ValueKind {
+        ValueKind(
+            type: "dotted field path",
+            read: { node in
+                nonEmptyString(node).flatMap { text in
+                    text.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty)
+                        ? .failure(ValueProblem("expected a field name or a dotted path such as \"data.status\" (no empty parts)"))
+                        : .success(text)
+                }
+            },
+            render: tomlQuoted)
+    }
+}
+
 extension ValueKind where Value == [String] {
+    /// A list of non-empty strings, each at most once.
+    static var strings: ValueKind {
+        ValueKind(type: "strings", read: { node in
+            guard case .array(let items) = node else {
+                return .failure(ValueProblem("expected a list of strings such as [\"paid\"], got \(node.summary)"))
+            }
+            var values: [String] = []
+            for (offset, item) in items.enumerated() {
+                guard case .string(let text) = item, !text.isEmpty else {
+                    return .failure(ValueProblem("entry \(offset + 1): expected a non-empty string, got \(item.summary)"))
+                }
+                guard !values.contains(text) else { return .failure(ValueProblem("\(tomlQuoted(text)) is listed twice")) }
+                values.append(text)
+            }
+            return .success(values)
+        }, render: renderStringArray)
+    }
+
     /// Channel names, each at most once (whether each has a section is checked by the reader).
     static var channelNames: ValueKind {
         ValueKind(type: "channel names", read: channelNameList, render: renderStringArray)

@@ -113,6 +113,14 @@ struct ConfigReader {
         if let url = config.paying.reconcileURL, !url.contains("{provider_ref}") {
             warnings.append("[paying] reconcile_url has no {provider_ref} placeholder: every stalled payment is looked up at the same URL")
         }
+        if usable("paying", "reconcile_succeeded"), usable("paying", "reconcile_failed"),
+           let both = config.paying.reconcileSucceeded.first(where: config.paying.reconcileFailed.contains) {
+            fail(section: ["paying"], key: written("paying", "reconcile_failed") ? "reconcile_failed" : "reconcile_succeeded",
+                 "\(tomlQuoted(both)) is in both reconcile_succeeded and reconcile_failed")
+        }
+        if config.paying.giveUpAfterMs <= config.paying.stallAfterMs {
+            warnings.append("[paying] give_up_after is not after stall_after: a pending attempt is given up before it is ever asked about")
+        }
 
         // [channels.NAME]; names with any section (even a broken one) count as defined,
         // so a broken section is reported once, not again at every list that names it.

@@ -132,10 +132,38 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     public struct Paying: Sendable, Equatable {
         public var stallAfterMs: Int64
         public var reconcileURL: String?
+        /// Dotted path into the answer's JSON objects.
+        public var reconcileStatusField: String
+        public var reconcileReasonField: String
+        public var reconcileSucceeded: [String]
+        public var reconcileFailed: [String]
+        public var escalations: Int
+        public var giveUpAfterMs: Int64
+        /// As a channel's: one line of printable ASCII, sent as `Authorization: Bearer …`.
+        public var tokenFile: String?
+        /// `Name: value` lines sent as headers with the reconcile GET.
+        public var headersFile: String?
 
-        public init(stallAfterMs: Int64 = 900_000, reconcileURL: String? = nil) {
+        public static let defaultSucceeded = ["succeeded", "success", "paid", "SUCCESS", "TRADE_SUCCESS", "TRADE_FINISHED", "COMPLETED"]
+        public static let defaultFailed = ["failed", "canceled", "cancelled", "FAIL", "FAILED", "CLOSED", "TRADE_CLOSED",
+                                           "PAYERROR", "REVOKED", "DECLINED"]
+
+        public init(
+            stallAfterMs: Int64 = 900_000, reconcileURL: String? = nil, reconcileStatusField: String = "status",
+            reconcileReasonField: String = "failure_reason", reconcileSucceeded: [String] = Paying.defaultSucceeded,
+            reconcileFailed: [String] = Paying.defaultFailed, escalations: Int = 3, giveUpAfterMs: Int64 = 86_400_000,
+            tokenFile: String? = nil, headersFile: String? = nil
+        ) {
             self.stallAfterMs = stallAfterMs
             self.reconcileURL = reconcileURL
+            self.reconcileStatusField = reconcileStatusField
+            self.reconcileReasonField = reconcileReasonField
+            self.reconcileSucceeded = reconcileSucceeded
+            self.reconcileFailed = reconcileFailed
+            self.escalations = escalations
+            self.giveUpAfterMs = giveUpAfterMs
+            self.tokenFile = tokenFile
+            self.headersFile = headersFile
         }
     }
 

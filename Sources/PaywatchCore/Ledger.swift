@@ -60,14 +60,17 @@ public struct Ledger: Sendable, Hashable {
     /// The status the ledger implies, before any time-based rule (the hold) is applied.
     /// `previous` terminal statuses are kept: a cancelled order is never revived by a late payment
     /// (that is escalated instead), a refunded order stays refunded.
-    public func derivedStatus(previous: OrderStatus?) -> OrderStatus {
+    /// - Parameter heldPending: how many pending attempts still hold the order (those pending for
+    ///   longer than `[paying].give_up_after` do not); nil: all of them.
+    public func derivedStatus(previous: OrderStatus?, heldPending: Int? = nil) -> OrderStatus {
         if let previous, previous.isTerminal { return previous }
         if activeRefunds > 0 { return .refunding }
         if amountRefunded > 0, amountPaid > 0, amountRefunded >= amountPaid { return .refunded }
         if amountPaid >= amountDue, amountPaid > 0 || amountDue == 0 { return .paid }
-        if pendingPayments > 0 { return .paying }
+        if (heldPending ?? pendingPayments) > 0 { return .paying }
         if amountPaid > 0 { return .partiallyPaid }
         if latestAttempt == .failed { return .failed }
+        // A given-up pending attempt (latest) leaves the order unpaid, like no attempt at all.
         return .unpaid
     }
 }

@@ -19,6 +19,8 @@ public enum Messages {
         public var supportContact: String?
         /// Chinese for a locale that is unset or neither `zh*` nor `en*`.
         public var chineseByDefault = false
+        /// The attempt a `paying_stalled` message is about.
+        public var stalled: StalledAttempt?
         public init(order: OrderRecord, ledger: Ledger, expiresAt: Millis, failureReason: String? = nil,
                     installment: InstallmentNotice? = nil, refund: RefundRecord? = nil, refundSince: Millis? = nil) {
             self.order = order
@@ -28,6 +30,28 @@ public enum Messages {
             self.installment = installment
             self.refund = refund
             self.refundSince = refundSince
+        }
+    }
+
+    /// A stalled pending attempt (`paying_stalled`): which escalation, and what paywatch did.
+    public struct StalledAttempt: Sendable, Hashable {
+        public enum Note: Sendable, Hashable {
+            /// The provider is asked; this message goes out only if it gives no definite answer.
+            case asked
+            /// The provider cannot be asked, and why.
+            case notAsked(String)
+            /// Past `give_up_after`: the attempt no longer holds the order.
+            case givenUp
+        }
+        public var payment: PaymentRecord
+        public var escalation: Int
+        public var of: Int
+        public var note: Note
+        public init(payment: PaymentRecord, escalation: Int, of: Int, note: Note) {
+            self.payment = payment
+            self.escalation = escalation
+            self.of = of
+            self.note = note
         }
     }
 
@@ -116,6 +140,24 @@ public enum Messages {
         if let (amount, why) = c.toReturn, kind == .duplicatePayment {
             return ("Order \(id): return \(money(amount, c.order.currency))",
                     "Order \(id) received \(paid) for \(money(c.ledger.amountDue, c.order.currency)) due (\(why)): \(money(amount, c.order.currency)) must be returned to the customer.")
+        }
+        if let stalled = c.stalled, kind == .payingStalled {
+            let payment = Validator.display(stalled.payment.id)
+            let ref = stalled.payment.providerRef.map { ", provider_ref \(Validator.display($0))" } ?? ""
+            let amount = money(stalled.payment.amount ?? 0, c.order.currency)
+            let since = Timestamp.iso8601(stalled.payment.createdAt ?? 0)
+            let what = "Payment \(payment) of order \(id) (\(amount)\(ref)) has been pending since \(since)"
+            switch stalled.note {
+            case .asked:
+                return ("Order \(id): payment \(payment) is stuck in paying",
+                        "\(what) (escalation \(stalled.escalation) of \(stalled.of)). The payment provider was asked and gave no definite answer (see `paywatch orders show \(id)`); the order stays paying.")
+            case .notAsked(let why):
+                return ("Order \(id): payment \(payment) is stuck in paying",
+                        "\(what) (escalation \(stalled.escalation) of \(stalled.of)). The payment provider was not asked (\(why)); the order stays paying.")
+            case .givenUp:
+                return ("Order \(id): gave up waiting for payment \(payment)",
+                        "\(what), longer than [paying] give_up_after: it no longer holds the order, which is treated as unpaid again (hold and reminders resume; if the hold has passed, it is cancelled).")
+            }
         }
         if let refund = c.refund {
             let amount = money(refund.amount ?? 0, c.order.currency)
@@ -226,6 +268,16 @@ public enum Messages {
         if kind == .paymentFailed { json.add("failure_reason", c.failureReason ?? "") }
         if let (amount, _) = c.toReturn {
             json.add("amount_to_return", amount)
+        }
+        if let stalled = c.stalled, kind == .payingStalled {
+            json.add("payment_id", stalled.payment.id)
+            json.add("provider_ref", stalled.payment.providerRef)
+            json.add("pending_since", Timestamp.iso8601(stalled.payment.createdAt ?? 0))
+            if stalled.note == .givenUp {
+                json.add("given_up", "true")
+            } else {
+                json.add("escalation", stalled.escalation)
+            }
         }
         if let refund = c.refund {
             json.add("refund_id", refund.id)

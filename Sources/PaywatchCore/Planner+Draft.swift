@@ -17,6 +17,9 @@ extension Planner {
         var events: [PlanEvent] = []
         var nextDue: Millis?
         var needsRefund: Int64 = 0
+        var reconciles: [ReconcileRequest] = []
+        /// The status would be `paying` if every pending attempt still held the order.
+        let pendingHolds: Bool
 
         init(planner: Planner, snapshot: OrderSnapshot, order: OrderRecord, now: Millis) {
             self.planner = planner
@@ -27,7 +30,19 @@ extension Planner {
             previous = snapshot.state.status
             attempts = Ledger.sortedAttempts(snapshot.payments)
             expiresAt = planner.policy.expiry(of: order, attemptMethod: attempts.last?.method)
-            status = ledger.derivedStatus(previous: previous)
+            let held = ledger.derivedStatus(previous: previous)
+            pendingHolds = held == .paying
+            if held == .paying {
+                // Attempts pending for longer than [paying].give_up_after no longer hold the order.
+                var ids: Set<String> = []
+                for attempt in attempts where attempt.paymentStatus == .pending
+                    && (attempt.createdAt ?? 0).saturatingAdd(planner.policy.payingGiveUpAfterMs) > now {
+                    ids.insert(attempt.id)
+                }
+                status = ledger.derivedStatus(previous: previous, heldPending: ids.count)
+            } else {
+                status = held
+            }
             marks = snapshot.state.marks
         }
 
@@ -51,19 +66,23 @@ extension Planner {
         mutating func send(_ kind: NotificationKind, step: Int, channels: [String], context: Messages.Context) {
             var used: [String] = []
             for channel in channels {
-                guard let to = planner.recipient(of: order, channel: channel) else { continue }
+                guard let message = message(kind, step: step, channel: channel, context: context) else { continue }
                 used.append(channel)
-                let key = OutgoingMessage.key(orderID: order.id, kind: kind, step: step, channel: channel)
-                let body = Messages.webhookBody(key: key, kind: kind, channel: channel, to: to, context: context)
-                messages.append(OutgoingMessage(
-                    idempotencyKey: key, orderID: order.id, kind: kind, step: step, channel: channel,
-                    recipient: to, body: body
-                ))
+                messages.append(message)
             }
             let detail = used.isEmpty
                 ? "step \(step) decided; no address for \(channels.joined(separator: ","))"
                 : "step \(step) decided for \(used.joined(separator: ","))"
             events.append(PlanEvent(kind.rawValue, detail))
+        }
+
+        /// `kind` step `step` on `channel`, or nil when the order has no address there.
+        func message(_ kind: NotificationKind, step: Int, channel: String, context: Messages.Context) -> OutgoingMessage? {
+            guard let to = planner.recipient(of: order, channel: channel) else { return nil }
+            let key = OutgoingMessage.key(orderID: order.id, kind: kind, step: step, channel: channel)
+            let body = Messages.webhookBody(key: key, kind: kind, channel: channel, to: to, context: context)
+            return OutgoingMessage(
+                idempotencyKey: key, orderID: order.id, kind: kind, step: step, channel: channel, recipient: to, body: body)
         }
 
         /// Sends the latest step of a reminder series whose time has come and that was not decided
@@ -106,6 +125,7 @@ extension Planner {
                 messages: messages, events: events, marks: marks, nextDueAt: nextDue
             )
             plan.needsRefund = needsRefund
+            plan.reconciles = reconciles
             return plan
         }
     }

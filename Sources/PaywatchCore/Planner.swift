@@ -8,6 +8,27 @@ public struct PlanEvent: Sendable, Hashable {
     }
 }
 
+/// A stalled payment attempt to ask the payment provider about (`GET [paying].reconcile_url` with
+/// `{provider_ref}` filled in). A definite answer updates the `payments` row (the order then moves
+/// on at its next plan); any other answer sends ``fallback`` (`paying_stalled` to ops).
+public struct ReconcileRequest: Sendable, Hashable {
+    public var orderID: String
+    public var paymentID: String
+    public var providerRef: String
+    /// Which ask of this attempt: its `paying_stalled` step (unique per attempt and ask).
+    public var step: Int
+    /// What ops gets when the provider gives no definite answer; nil when ops has no address.
+    public var fallback: OutgoingMessage?
+
+    public init(orderID: String, paymentID: String, providerRef: String, step: Int, fallback: OutgoingMessage?) {
+        self.orderID = orderID
+        self.paymentID = paymentID
+        self.providerRef = providerRef
+        self.step = step
+        self.fallback = fallback
+    }
+}
+
 /// The planner's decision for one order at one instant. The store applies all of it in one
 /// transaction: status, marks, outbox rows, timeline events and the next due time.
 public struct Plan: Sendable, Hashable {
@@ -25,6 +46,9 @@ public struct Plan: Sendable, Hashable {
     /// Money the shop must return (a duplicate or excess payment, money on a cancelled order),
     /// less what refunds already cover; 0 when nothing is owed. Shown as `needs_refund`.
     public var needsRefund: Int64 = 0
+    /// Stalled attempts to ask the payment provider about (`[paying].reconcile_url`). The store
+    /// keeps them with the plan; the daemon's reconciler asks and records the answer.
+    public var reconciles: [ReconcileRequest] = []
 
     public var statusChanged: Bool { previousStatus != status }
 }
@@ -69,6 +93,7 @@ public struct Planner: Sendable {
         failureNotice(&draft)
         holdExpiry(&draft)
         confirmation(&draft)
+        paying(&draft)
         switch draft.status {
         case .unpaid: unpaidReminders(&draft)
         case .failed: failedReminders(&draft)

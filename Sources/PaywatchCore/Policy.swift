@@ -24,6 +24,15 @@ public struct Policy: Sendable, Hashable {
     /// `[refunding]`: a refund `requested` or `processing` for this long without moving goes to ops.
     public var refundStallAfterMs: Millis
     public var refundingChannels: [String]
+    /// `[paying]`: an attempt `pending` this long (since its `created_at`) is stalled; it is asked
+    /// about (or escalated) again every `stall_after`, at most ``payingEscalations`` times.
+    public var payingStallAfterMs: Millis
+    public var payingEscalations: Int
+    /// A pending attempt older than this no longer holds the order (hold and reminders resume).
+    public var payingGiveUpAfterMs: Millis
+    /// `[paying].reconcile_url` is set: a stalled attempt with a `provider_ref` is asked about
+    /// (a ``ReconcileRequest``) before ops hears of it.
+    public var reconcileEnabled: Bool
     /// `[cancelled].on_late_payment = "reinstate"`: money arriving after the cancel that covers the
     /// amount due makes the order paid again (else ops only).
     public var reinstateLatePayments: Bool
@@ -56,6 +65,10 @@ public struct Policy: Sendable, Hashable {
         partiallyPaidChannels: [String]? = nil,
         refundStallAfterMs: Millis = 3 * 86_400_000,
         refundingChannels: [String]? = nil,
+        payingStallAfterMs: Millis = 15 * 60_000,
+        payingEscalations: Int = 3,
+        payingGiveUpAfterMs: Millis = 86_400_000,
+        reconcileEnabled: Bool = false,
         reinstateLatePayments: Bool = false,
         supportContact: String? = nil,
         chineseByDefault: Bool = false,
@@ -79,6 +92,10 @@ public struct Policy: Sendable, Hashable {
         self.partiallyPaidChannels = partiallyPaidChannels ?? unpaidChannels
         self.refundStallAfterMs = refundStallAfterMs
         self.refundingChannels = refundingChannels ?? unpaidChannels
+        self.payingStallAfterMs = max(1, payingStallAfterMs)
+        self.payingEscalations = max(0, payingEscalations)
+        self.payingGiveUpAfterMs = payingGiveUpAfterMs
+        self.reconcileEnabled = reconcileEnabled
         self.reinstateLatePayments = reinstateLatePayments
         self.supportContact = supportContact
         self.chineseByDefault = chineseByDefault

@@ -69,6 +69,10 @@ public struct PaywatchService: Service {
         _ = try await runtime.store.releaseLeases(now: runtime.clock.now())
         let engine = DeliveryEngine(runtime: runtime, stats: stats)
         try await planDue(engine)
+        // An answer from the payment provider moves its order on in the same run.
+        if try await Reconciler(runtime: runtime).runDue().definite > 0 {
+            try await planDue(engine)
+        }
         await engine.run(finishWhenIdle: true)
         runtime.transport.shutdown()
     }
@@ -84,9 +88,13 @@ public struct PaywatchService: Service {
             do {
                 try runtime.store.verifyStillOpen()
                 let progress = try await planDue(engine)
+                // Stalled payments decided by this sweep (or left by an earlier run) are asked about
+                // now; a definite answer marks its order, planned at the next pass.
+                if try await Reconciler(runtime: runtime).runDue().unresolved > 0 { engine.wake() }
                 outage.succeeded(now: runtime.clock.now(), logger: runtime.logger)
                 let now = runtime.clock.now()
                 var next = try await runtime.store.nextPlanningAt() ?? (now + poll)
+                if let ask = try await runtime.store.nextReconcileAt() { next = min(next, ask) }
                 if progress.claimed > 0 && progress.applied == 0 {
                     // Everything claimed was left due (the shop changed each order meanwhile, or a
                     // row cannot be written back): look again after a pause, never at once.

@@ -53,6 +53,10 @@ extension Policy {
             partiallyPaidChannels: config.partiallyPaid.channels,
             refundStallAfterMs: config.refunding.stallAfterMs,
             refundingChannels: config.refunding.channels,
+            payingStallAfterMs: config.paying.stallAfterMs,
+            payingEscalations: config.paying.escalations,
+            payingGiveUpAfterMs: config.paying.giveUpAfterMs,
+            reconcileEnabled: config.paying.reconcileURL != nil,
             reinstateLatePayments: config.cancelled.onLatePayment == .reinstate,
             supportContact: config.templates.supportContact,
             chineseByDefault: config.templates.defaultLocale.hasPrefix("zh"),
@@ -71,6 +75,8 @@ public struct Runtime: Sendable {
     public var store: any OrderStore
     public var transport: HTTPTransport
     public var channels: [String: ChannelEndpoint]
+    /// Where stalled payment attempts are asked about; nil without `[paying] reconcile_url`.
+    public var reconcile: ReconcileEndpoint?
     public var clock: any PaywatchClock
     public var logger: Logger
     /// Every channel a message can name: the configured ones, those the rules list, and `ops`.
@@ -92,6 +98,7 @@ public struct Runtime: Sendable {
         self.logger = logger
         self.transport = transport ?? HTTPTransport(concurrency: config.delivery.concurrency, timeoutMs: config.delivery.timeoutMs)
         self.channels = try Runtime.endpoints(config, configPath: configPath)
+        self.reconcile = try Runtime.reconcileEndpoint(config, configPath: configPath)
         let named = config.unpaid.channels + config.failed.channels + config.partiallyPaid.channels + config.paid.channels
             + config.refunding.channels + [policy.opsChannel]
         self.knownChannels = Set(named).union(config.channels.keys).sorted()

@@ -83,6 +83,35 @@ public struct DeliveryHandOff: Sendable {
     }
 }
 
+/// A stored ``ReconcileRequest``, claimed for asking.
+public struct ReconcileTask: Sendable, Hashable {
+    public var id: Int64
+    public var request: ReconcileRequest
+    public init(id: Int64, request: ReconcileRequest) {
+        self.id = id
+        self.request = request
+    }
+}
+
+/// What the payment provider said about a stalled attempt.
+public struct ReconcileOutcome: Sendable, Hashable {
+    public enum Answer: Sendable, Hashable {
+        /// `succeeded` or `failed` (with the provider's reason, if any): the payments row is updated.
+        case definite(PaymentStatus, failureReason: String?)
+        /// Anything else (another value, an HTTP error, a timeout): the fallback goes to ops.
+        case unresolved
+    }
+    public var task: ReconcileTask
+    public var answer: Answer
+    /// For the timeline: the provider's value and the HTTP status, or the error; clipped, no secrets.
+    public var detail: String
+    public init(task: ReconcileTask, answer: Answer, detail: String) {
+        self.task = task
+        self.answer = answer
+        self.detail = detail
+    }
+}
+
 /// One sweep's outcome.
 public struct SweepResult: Sendable {
     public var plans: [Plan]
@@ -266,6 +295,17 @@ public protocol OrderStore: Sendable {
     /// `nextDueAt` is still reported. Throws on storage errors; then nothing of it was applied.
     func exchangeDeliveries(recording results: [DeliveryResult], claiming claim: DeliveryClaimRequest?,
                             now: Millis) async throws -> DeliveryClaim
+    /// Leases up to `limit` reconcile requests that are due (written by `sweep` from
+    /// ``Plan/reconciles``) until `now + leaseMs`; one not recorded by then is due again.
+    func claimReconciles(now: Millis, limit: Int, leaseMs: Millis) async throws -> [ReconcileTask]
+    /// Records the provider's answers in one transaction: a definite one updates the payments row
+    /// (`status`, and `failure_reason` when failed) if it is still `pending` — the shop's triggers
+    /// then mark the order — and writes a `reconciled` event; any other writes the request's
+    /// fallback message to the outbox and a `reconcile_unresolved` event. A request is recorded
+    /// once; recording it again changes nothing.
+    func recordReconciles(_ outcomes: [ReconcileOutcome], now: Millis) async throws
+    /// The earliest `due_at` of a pending reconcile request, or nil.
+    func nextReconcileAt() async throws -> Millis?
     func order(id: String) async throws -> OrderDetail?
     func orders(status: String?, limit: Int) async throws -> [OrderSummary]
     func report(since: Millis, now: Millis) async throws -> Report

@@ -335,7 +335,91 @@ public final class SQLiteOrderStore: OrderStore {
         for event in plan.events {
             try insertEvent(db, orderID: plan.orderID, at: now, event: event.event, detail: event.detail)
         }
+        for request in plan.reconciles {
+            let fallback = request.fallback
+            try db.cachedStatement(sql: """
+                INSERT INTO pw_reconcile(order_id, payment_id, provider_ref, step, fallback_key, fallback_kind, fallback_step,
+                    fallback_channel, fallback_recipient, fallback_body, due_at, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(order_id, payment_id, step) DO NOTHING
+                """).execute(arguments: [request.orderID, request.paymentID, request.providerRef, request.step,
+                                         fallback?.idempotencyKey, fallback?.kind.rawValue, fallback?.step, fallback?.channel,
+                                         fallback?.recipient, fallback?.body, now, now, now])
+        }
         return handed
+    }
+
+    // MARK: Reconciliation
+
+    public func claimReconciles(now: Millis, limit: Int, leaseMs: Millis) async throws -> [ReconcileTask] {
+        try await writeImmediate { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT * FROM pw_reconcile WHERE state = 'pending' AND due_at <= ? ORDER BY due_at, id LIMIT ?
+                """, arguments: [now, limit])
+            var tasks: [ReconcileTask] = []
+            for row in rows {
+                let id: Int64 = row["id"]
+                try db.execute(sql: "UPDATE pw_reconcile SET due_at = ?, updated_at = ? WHERE id = ?",
+                               arguments: [now.saturatingAdd(leaseMs), now, id])
+                var fallback: OutgoingMessage?
+                if let key: String = row["fallback_key"], let kindText: String = row["fallback_kind"],
+                   let kind = NotificationKind(rawValue: kindText) {
+                    fallback = OutgoingMessage(
+                        idempotencyKey: key, orderID: row["order_id"], kind: kind, step: row["fallback_step"] ?? 0,
+                        channel: row["fallback_channel"] ?? "", recipient: row["fallback_recipient"] ?? "",
+                        body: row["fallback_body"] ?? "")
+                }
+                tasks.append(ReconcileTask(id: id, request: ReconcileRequest(
+                    orderID: row["order_id"], paymentID: row["payment_id"], providerRef: row["provider_ref"],
+                    step: row["step"], fallback: fallback)))
+            }
+            return tasks
+        }
+    }
+
+    public func recordReconciles(_ outcomes: [ReconcileOutcome], now: Millis) async throws {
+        guard !outcomes.isEmpty else { return }
+        try await writeImmediate { db in
+            for outcome in outcomes {
+                let state: String
+                switch outcome.answer {
+                case .definite: state = "reconciled"
+                case .unresolved: state = "unresolved"
+                }
+                try db.execute(sql: """
+                    UPDATE pw_reconcile SET state = ?, answer = ?, updated_at = ? WHERE id = ? AND state = 'pending'
+                    """, arguments: [state, outcome.detail, now, outcome.task.id])
+                // Recorded before (a repeated record): nothing more to do.
+                guard db.changesCount > 0 else { continue }
+                let request = outcome.task.request
+                let payment = request.paymentID
+                switch outcome.answer {
+                case .definite(let status, let reason):
+                    // The only write paywatch makes to a payments row; the shop's triggers mark the order.
+                    try db.execute(sql: """
+                        UPDATE payments SET status = ?, failure_reason = COALESCE(?, failure_reason)
+                        WHERE id = ? AND order_id = ? AND status = 'pending'
+                        """, arguments: [status.rawValue, status == .failed ? reason : nil, payment, request.orderID])
+                    let applied = db.changesCount > 0
+                    try Self.insertEvent(db, orderID: request.orderID, at: now, event: "reconciled", detail: applied
+                        ? "payment \(Self.shown(payment)) → \(status.rawValue): \(outcome.detail)"
+                        : "payment \(Self.shown(payment)) was no longer pending, left as it is: \(outcome.detail)")
+                case .unresolved:
+                    if let fallback = request.fallback { try Self.insertOutbox(db, fallback, now: now) }
+                    try Self.insertEvent(db, orderID: request.orderID, at: now, event: "reconcile_unresolved",
+                                         detail: "payment \(Self.shown(payment)): \(outcome.detail)")
+                }
+            }
+        }
+    }
+
+    public func nextReconcileAt() async throws -> Millis? {
+        try await pool.read { db in
+            try Millis.fetchOne(db, sql: "SELECT MIN(due_at) FROM pw_reconcile WHERE state = 'pending'")
+        }
+    }
+
+    private static func shown(_ text: String) -> String {
+        Validator.display(text)
     }
 
     private static func insertEvent(_ db: Database, orderID: String, at: Millis, event: String, detail: String) throws {
@@ -368,7 +452,10 @@ public final class SQLiteOrderStore: OrderStore {
         try await writeImmediate { db in
             try db.execute(sql: "UPDATE pw_outbox SET in_flight = 0, due_at = ? WHERE state = 'pending' AND in_flight = 1",
                            arguments: [now])
-            return db.changesCount
+            let released = db.changesCount
+            // Asks a run that ended had claimed: due again (a GET may be repeated, it changes nothing).
+            try db.execute(sql: "UPDATE pw_reconcile SET due_at = ? WHERE state = 'pending' AND due_at > ?", arguments: [now, now])
+            return released
         }
     }
 

@@ -148,6 +148,33 @@ enum SQLiteSchema {
             // column gets it from ShopTables.conform, which then creates the triggers again.)
             try createMarkTriggers(db, bumpVersion: true)
         }
+        migrator.registerMigration("v6: pw_reconcile") { db in
+            // Stalled payment attempts to ask the provider about (Plan.reconciles): written with
+            // the plan, asked by the reconciler, answered in one transaction with the payments
+            // UPDATE (or the fallback paying_stalled message) and the timeline event.
+            try db.execute(sql: """
+                CREATE TABLE pw_reconcile (
+                    id INTEGER PRIMARY KEY,
+                    order_id TEXT NOT NULL,
+                    payment_id TEXT NOT NULL,
+                    provider_ref TEXT NOT NULL,
+                    step INTEGER NOT NULL,
+                    fallback_key TEXT,
+                    fallback_kind TEXT,
+                    fallback_step INTEGER,
+                    fallback_channel TEXT,
+                    fallback_recipient TEXT,
+                    fallback_body TEXT,
+                    state TEXT NOT NULL DEFAULT 'pending',
+                    due_at INTEGER NOT NULL,
+                    answer TEXT,
+                    created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    UNIQUE(order_id, payment_id, step)
+                );
+                CREATE INDEX pw_reconcile_due ON pw_reconcile(due_at) WHERE state = 'pending';
+                """)
+        }
         return migrator
     }
 

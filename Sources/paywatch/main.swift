@@ -192,6 +192,7 @@ struct CheckConfig: AsyncParsableCommand {
             // What the TOML parser cannot check: every token_file holds one printable line, and
             // [delivery] concurrency fits the open-files limit (as `run` checks at start).
             _ = try Runtime.endpoints(config, configPath: options.path)
+            _ = try Runtime.reconcileEndpoint(config, configPath: options.path)
             try Runtime.checkResources(config, configPath: options.path)
         } catch {
             printError("paywatch: \(error)")

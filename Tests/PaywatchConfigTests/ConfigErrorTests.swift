@@ -279,3 +279,38 @@ private let channelSections = """
         }
     }
 }
+
+@Suite struct PayingConfigTests {
+    @Test func theReconcileKeysAreReadWithTheirDefaults() throws {
+        let defaults = try PaywatchConfiguration.parse(channelSections, fileName: "x.toml").paying
+        #expect(defaults.reconcileStatusField == "status" && defaults.reconcileReasonField == "failure_reason")
+        #expect(defaults.reconcileSucceeded.contains("TRADE_SUCCESS") && defaults.reconcileFailed.contains("PAYERROR"))
+        #expect(defaults.escalations == 3 && defaults.giveUpAfterMs == 86_400_000)
+        let set = try PaywatchConfiguration.parse("""
+            [paying]
+            reconcile_url = "https://psp.example/v1/{provider_ref}"
+            reconcile_status_field = "data.trade.status"
+            reconcile_succeeded = ["OK"]
+            reconcile_failed = ["KO", "GONE"]
+            escalations = 5
+            give_up_after = "6h"
+            token_file = "/run/credentials/paywatch/psp"
+            headers_file = "/etc/paywatch/psp.headers"
+            """ + "\n" + channelSections, fileName: "x.toml").paying
+        #expect(set.reconcileStatusField == "data.trade.status")
+        #expect(set.reconcileSucceeded == ["OK"] && set.reconcileFailed == ["KO", "GONE"])
+        #expect(set.escalations == 5 && set.giveUpAfterMs == 6 * 3_600_000)
+        #expect(set.tokenFile == "/run/credentials/paywatch/psp" && set.headersFile == "/etc/paywatch/psp.headers")
+    }
+
+    @Test func badReconcileKeysNameTheKey() {
+        #expect(failure("[paying]\nreconcile_status_field = \"data..status\"\n" + channelSections)
+            .hasPrefix("x.toml:2: [paying] reconcile_status_field: expected a field name or a dotted path"))
+        #expect(failure("[paying]\nreconcile_succeeded = [\"paid\", 1]\n" + channelSections)
+            .hasPrefix("x.toml:2: [paying] reconcile_succeeded: entry 2: expected a non-empty string"))
+        #expect(failure("[paying]\nreconcile_failed = [\"paid\"]\n" + channelSections)
+            == "x.toml:2: [paying] reconcile_failed: \"paid\" is in both reconcile_succeeded and reconcile_failed")
+        #expect(failure("[paying]\nescalations = 0\n" + channelSections).hasPrefix("x.toml:2: [paying] escalations: must be at least 1"))
+        #expect(failure("[paying]\nescalations = 101\n" + channelSections).hasPrefix("x.toml:2: [paying] escalations: must be at most 100"))
+    }
+}
