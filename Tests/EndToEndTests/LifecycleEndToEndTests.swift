@@ -67,5 +67,45 @@ extension EndToEnd {
             #expect(show.out.contains("status: cancelled"))
             #expect(show.out.contains("installment_escalated"))
         }
+
+        @Test func aDoublePaymentIsEscalatedFlaggedAndItsRefundFollowed() throws {
+            let h = try Harness { Self.config($0) }
+            #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+            let created = Harness.nowMs()
+            try h.shop().write { db in
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone, locale) VALUES ('TWICE', 10000, ?, '+8613800000000', 'en')",
+                               arguments: [created])
+                for id in ["P1", "P2"] {
+                    try db.execute(sql: "INSERT INTO payments(id, order_id, amount, status, provider_ref, created_at) VALUES (?, 'TWICE', 10000, 'succeeded', 'ch_7', ?)",
+                                   arguments: [id, created])
+                }
+            }
+            try h.start()
+            #expect(Harness.eventually(10) { h.gateway.requests().contains { $0.path == "/ops" } })
+            let flagged = try h.run(["orders", "list", "--status", "needs_refund", "--config", h.configPath])
+            #expect(flagged.out.contains("TWICE"))
+            #expect(flagged.out.contains("needs_refund 100.00 CNY"))
+            // The shop refunds the second charge: the customer hears of each step, the flag clears.
+            try h.shop().write { db in
+                try db.execute(sql: "INSERT INTO refunds(id, order_id, amount, status, requested_at) VALUES ('R1', 'TWICE', 10000, 'processing', ?)",
+                               arguments: [Harness.nowMs()])
+            }
+            #expect(Harness.eventually(10) { EndToEndTests().kinds(h.gateway.requests(), order: "TWICE").contains { $0.kind == "refund_progress" } })
+            try h.shop().write { db in
+                try db.execute(sql: "UPDATE refunds SET status = 'succeeded' WHERE id = 'R1'")
+            }
+            #expect(Harness.eventually(10) {
+                EndToEndTests().kinds(h.gateway.requests(), order: "TWICE").filter { $0.kind == "refund_progress" }.count == 2
+            })
+            #expect(h.stop() == 0)
+            let kinds = EndToEndTests().kinds(h.gateway.requests(), order: "TWICE").map(\.kind)
+            #expect(kinds.filter { $0 == "duplicate_payment" }.count == 1)
+            #expect(kinds.filter { $0 == "payment_confirmed" }.count == 1)
+            let show = try h.run(["orders", "show", "TWICE", "--config", h.configPath])
+            #expect(!show.out.contains("NEEDS REFUND"))
+            #expect(show.out.contains("status: paid"))
+            let report = try h.run(["report", "--config", h.configPath])
+            #expect(report.code == 0)
+        }
     }
 }
