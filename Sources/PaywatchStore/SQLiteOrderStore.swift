@@ -225,26 +225,24 @@ public final class SQLiteOrderStore: OrderStore {
         if !readable.isEmpty {
             let placeholders = databaseQuestionMarks(count: readable.count)
             let args = StatementArguments(readable)
-            for (row, c) in try shopRows(db, "orders", "id", placeholders, args) {
-                let record = orderRecord(row, c)
+            for row in try shopRows(db, "orders", "id", orderColumns, placeholders, args) {
+                let record = orderRecord(row)
                 if orders[record.id] == nil { orders[record.id] = record }
             }
-            for (row, c) in try shopRows(db, "payments", "order_id", placeholders, args) {
-                let record = paymentRecord(row, c)
-                if case .blob = c[row, "id"].storage { problems[record.orderID] = "a payment id is not text (a BLOB)" }
+            for row in try shopRows(db, "payments", "order_id", paymentColumns, placeholders, args) {
+                let record = paymentRecord(row)
+                if case .blob = (row[0] as DatabaseValue).storage { problems[record.orderID] = "a payment id is not text (a BLOB)" }
                 payments[record.orderID, default: []].append(record)
             }
-            for (row, c) in try shopRows(db, "installments", "order_id", placeholders, args) {
-                let orderID = text(c[row, "order_id"]) ?? ""
-                installments[orderID, default: []].append(
-                    InstallmentRecord(seq: int(c[row, "seq"]) ?? 0, amount: int(c[row, "amount"]), dueAt: int(c[row, "due_at"])))
+            for row in try shopRows(db, "installments", "order_id", ["order_id", "seq", "amount", "due_at"], placeholders, args) {
+                installments[text(row[0]) ?? "", default: []].append(
+                    InstallmentRecord(seq: int(row[1]) ?? 0, amount: int(row[2]), dueAt: int(row[3])))
             }
-            for (row, c) in try shopRows(db, "refunds", "order_id", placeholders, args) {
-                let orderID = text(c[row, "order_id"]) ?? ""
-                if case .blob = c[row, "id"].storage { problems[orderID] = "a refund id is not text (a BLOB)" }
+            for row in try shopRows(db, "refunds", "order_id", ["order_id", "id", "amount", "status", "requested_at"], placeholders, args) {
+                let orderID = text(row[0]) ?? ""
+                if case .blob = (row[1] as DatabaseValue).storage { problems[orderID] = "a refund id is not text (a BLOB)" }
                 refunds[orderID, default: []].append(RefundRecord(
-                    id: text(c[row, "id"]) ?? "", amount: int(c[row, "amount"]), status: text(c[row, "status"]) ?? "",
-                    requestedAt: int(c[row, "requested_at"])))
+                    id: text(row[1]) ?? "", amount: int(row[2]), status: text(row[3]) ?? "", requestedAt: int(row[4])))
             }
         }
         let snapshots = due.map { entry in
@@ -256,18 +254,26 @@ public final class SQLiteOrderStore: OrderStore {
         return (snapshots, keys)
     }
 
-    /// Rows of a shop table whose `column` is one of the bound ids, with their column map.
-    /// Throws, naming it, when the table lacks a column a sweep cannot do without (dropped or
-    /// renamed while running): the sweep fails and is retried at the next poll.
-    private static func shopRows(_ db: Database, _ table: String, _ column: String, _ placeholders: String,
-                                 _ args: StatementArguments) throws -> [(Row, ColumnMap)] {
-        let statement = try db.makeStatement(sql: "SELECT * FROM \(table) WHERE \(column) IN (\(placeholders))")
-        let columns = ColumnMap(names: statement.columnNames)
-        let missing = ShopTables.requiredWhileRunning(table).filter { !columns.has($0) }
+    /// The contract's columns of `orders` and `payments` a sweep reads, in the order it selects
+    /// them (``orderRecord(_:)`` and ``paymentRecord(_:)`` read by position).
+    static let orderColumns = ["id", "amount_due", "currency", "created_at", "expires_at", "email", "phone", "push_token",
+                               "locale", "time_zone", "pay_url", "customer_name", "payment_method"]
+    static let paymentColumns = ["id", "order_id", "amount", "status", "provider_ref", "method", "failure_reason", "created_at"]
+
+    /// Rows of a shop table whose `keyColumn` is one of the bound ids: the `wanted` columns in
+    /// that order, NULL for an optional one the table lacks, and nothing of the shop's own
+    /// columns. Throws, naming it, when the table lacks a column a sweep cannot do without
+    /// (dropped or renamed while running): the sweep fails and is retried at the next poll.
+    private static func shopRows(_ db: Database, _ table: String, _ keyColumn: String, _ wanted: [String],
+                                 _ placeholders: String, _ args: StatementArguments) throws -> [Row] {
+        let present = Set(try db.columns(in: table).map { $0.name.lowercased() })
+        let missing = ShopTables.requiredWhileRunning(table).filter { !present.contains($0) }
         if !missing.isEmpty {
             throw StoreError(description: "the shop's \(table) table has no column \(missing.joined(separator: ", ")) (the contract requires it): restore it, then run `paywatch migrate`")
         }
-        return try Row.fetchAll(statement, arguments: args).map { ($0, columns) }
+        let columns = wanted.map { present.contains($0) ? $0 : "NULL" }.joined(separator: ", ")
+        return try Row.fetchAll(db.cachedStatement(sql: "SELECT \(columns) FROM \(table) WHERE \(keyColumn) IN (\(placeholders))"),
+                                arguments: args)
     }
 
     /// The rows without exact repeats (a shop table without a unique key may hold a row twice):
@@ -786,44 +792,19 @@ public final class SQLiteOrderStore: OrderStore {
 
     // MARK: Lenient decoding (bad content becomes nil, which the validator quarantines)
 
-    static func orderRecord(_ row: Row, _ c: ColumnMap) -> OrderRecord {
+    /// An `orders` row selected as ``orderColumns``.
+    static func orderRecord(_ row: Row) -> OrderRecord {
         OrderRecord(
-            id: text(c[row, "id"]) ?? "", amountDue: int(c[row, "amount_due"]), currency: text(c[row, "currency"]) ?? "",
-            createdAt: int(c[row, "created_at"]), expiresAt: int(c[row, "expires_at"]), email: text(c[row, "email"]),
-            phone: text(c[row, "phone"]), pushToken: text(c[row, "push_token"]), locale: text(c[row, "locale"]),
-            timeZone: text(c[row, "time_zone"]), payURL: text(c[row, "pay_url"]), customerName: text(c[row, "customer_name"]),
-            paymentMethod: text(c[row, "payment_method"]))
+            id: text(row[0]) ?? "", amountDue: int(row[1]), currency: text(row[2]) ?? "", createdAt: int(row[3]),
+            expiresAt: int(row[4]), email: text(row[5]), phone: text(row[6]), pushToken: text(row[7]), locale: text(row[8]),
+            timeZone: text(row[9]), payURL: text(row[10]), customerName: text(row[11]), paymentMethod: text(row[12]))
     }
 
-    static func paymentRecord(_ row: Row, _ c: ColumnMap) -> PaymentRecord {
+    /// A `payments` row selected as ``paymentColumns``.
+    static func paymentRecord(_ row: Row) -> PaymentRecord {
         PaymentRecord(
-            id: text(c[row, "id"]) ?? "", orderID: text(c[row, "order_id"]) ?? "", amount: int(c[row, "amount"]),
-            status: text(c[row, "status"]) ?? "", providerRef: text(c[row, "provider_ref"]), method: text(c[row, "method"]),
-            failureReason: text(c[row, "failure_reason"]), createdAt: int(c[row, "created_at"]))
-    }
-}
-
-/// Column positions of one result set, looked up once: GRDB's lookup by name lowercases the
-/// name on every access, which showed in profiles of the planning path. A column the shop's
-/// table lacks reads as NULL.
-struct ColumnMap {
-    private var positions: [String: Int] = [:]
-
-    init(names: [String]) {
-        for (index, name) in names.enumerated() where positions[name.lowercased()] == nil {
-            positions[name.lowercased()] = index
-        }
-    }
-
-    init(_ row: Row?) {
-        self.init(names: row.map { Array($0.columnNames) } ?? [])
-    }
-
-    func has(_ name: String) -> Bool { positions[name] != nil }
-
-    subscript(_ row: Row, _ name: String) -> DatabaseValue {
-        guard let index = positions[name] else { return .null }
-        return row[index]
+            id: text(row[0]) ?? "", orderID: text(row[1]) ?? "", amount: int(row[2]), status: text(row[3]) ?? "",
+            providerRef: text(row[4]), method: text(row[5]), failureReason: text(row[6]), createdAt: int(row[7]))
     }
 }
 
