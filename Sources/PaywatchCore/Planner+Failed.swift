@@ -1,6 +1,8 @@
 /// `failed`: the latest attempt failed and no money arrived. The customer is told at once why
 /// and how to retry, then reminded per `[failed].reminders` until the hold ends.
 extension Planner {
+    static let failedSeenSeries = "payment_failed_at"
+
     /// The newest failed attempt, if any.
     func lastFailure(_ draft: Draft) -> PaymentRecord? {
         draft.attempts.last { $0.paymentStatus == .failed }
@@ -11,6 +13,10 @@ extension Planner {
         let failed = draft.ledger.failedPayments
         guard failed > draft.marks[Planner.failedNoticeSeries, default: 0] else { return }
         draft.marks[Planner.failedNoticeSeries] = failed
+        // When paywatch learned of it: a failure reported late (by the provider's answer to a
+        // reconcile, or a shop that writes it late) starts its reminders from here, not from the
+        // attempt's created_at, so the first reminder never follows the notice at once.
+        draft.marks[Planner.failedSeenSeries] = Int(draft.now)
         if draft.status == .failed, draft.now < draft.expiresAt {
             draft.send(.paymentFailed, step: failed, channels: policy.failedChannels,
                        context: draft.context(failureReason: lastFailure(draft)?.failureReason))
@@ -21,7 +27,8 @@ extension Planner {
     /// series of steps (`attempt * failedStride + index`).
     func failedReminders(_ draft: inout Draft) {
         guard let failedAt = lastFailure(draft)?.createdAt else { return }
-        draft.reminders(series: Planner.failedSeries, due: policy.failedRemindersMs.map { failedAt + $0 },
+        let from = max(failedAt, Millis(draft.marks[Planner.failedSeenSeries] ?? 0))
+        draft.reminders(series: Planner.failedSeries, due: policy.failedRemindersMs.map { from.saturatingAdd($0) },
                         base: draft.ledger.failedPayments * Planner.failedStride, channels: policy.failedChannels)
     }
 }

@@ -45,3 +45,19 @@ import Testing
         #expect(run.at(t0 + 10 * minute).messages[0].body.contains("待支付"))
     }
 }
+
+@Suite struct LateFailureTests {
+    @Test func aFailureLearnedLateStartsItsRemindersWhenItWasLearned() {
+        let policy = Policy(unpaidHoldMs: 60 * minute, unpaidRemindersMs: [50 * minute], unpaidChannels: ["sms"])
+        var run = Run(order(), payments: [payment("P1", 12_900, "pending", at: t0 + minute)], policy: policy)
+        #expect(run.at(t0 + 2 * minute).status == .paying)
+        // The provider's "failed" arrives 15 minutes after the attempt.
+        run.snapshot.payments = [payment("P1", 12_900, "failed", at: t0 + minute, reason: "card_declined")]
+        let told = run.at(t0 + 16 * minute)
+        #expect(told.messages.map(\.kind) == [.paymentFailed])
+        // [failed].reminders (10m) count from 16m, not from the attempt at 1m.
+        #expect(told.nextDueAt == t0 + 26 * minute)
+        #expect(run.at(t0 + 25 * minute).messages.isEmpty)
+        #expect(run.at(t0 + 26 * minute).messages.map(\.kind) == [.unpaidReminder])
+    }
+}
