@@ -130,6 +130,21 @@ final class Harness: @unchecked Sendable {
         }
     }
 
+    /// The `[channels.sms]` and `[channels.ops]` (to "oncall") sections most end-to-end configs use,
+    /// pointing at `base`.
+    static func smsAndOps(_ base: String) -> String {
+        """
+        [channels.sms]
+        provider = "webhook"
+        url = "\(base)/sms"
+
+        [channels.ops]
+        provider = "webhook"
+        url = "\(base)/ops"
+        to = "oncall"
+        """
+    }
+
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     /// Polls `condition` every 20 ms for at most `seconds`.

@@ -26,14 +26,7 @@ extension EndToEnd {
             overdue_max = 1
             on_overdue = "cancel"
 
-            [channels.sms]
-            provider = "webhook"
-            url = "\(base)/sms"
-
-            [channels.ops]
-            provider = "webhook"
-            url = "\(base)/ops"
-            to = "oncall"
+            \(Harness.smsAndOps(base))
             """
         }
 

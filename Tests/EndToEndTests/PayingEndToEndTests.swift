@@ -27,14 +27,7 @@ extension EndToEnd {
             reconcile_status_field = "data.status"
             token_file = "\(tokenFile)"
 
-            [channels.sms]
-            provider = "webhook"
-            url = "\(base)/sms"
-
-            [channels.ops]
-            provider = "webhook"
-            url = "\(base)/ops"
-            to = "oncall"
+            \(Harness.smsAndOps(base))
             """
         }
 
