@@ -123,6 +123,11 @@ struct Recipe {
 
     /// Ascending positive offsets, as the configuration allows (up to 100 years, the bound the
     /// configuration is meant to enforce).
+    /// One duration as the configuration allows them: minutes most of the time, up to 100 years.
+    mutating func span() -> Int64 {
+        chance(6) ? Int64(1 + below(256)) * 60_000 : Int64(1 + below(100)) * 365 * 86_400_000
+    }
+
     mutating func offsets() -> [Int64] {
         var out: [Int64] = []
         var at: Int64 = 0
@@ -138,16 +143,31 @@ func makeCase(_ bytes: UnsafeBufferPointer<UInt8>) -> (Policy, OrderSnapshot, In
     var r = Recipe(bytes)
     let now: Int64 = r.chance(6) ? 1_780_000_000_000 + Int64(r.byte()) * 3_600_000 : r.time(near: 1_780_000_000_000)
 
-    let policy = Policy(
+    var policy = Policy(
         unpaidHoldMs: r.chance(7) ? Int64(1 + r.below(256)) * 60_000 : Int64(1 + r.below(100)) * 365 * 86_400_000,
         unpaidRemindersMs: r.offsets(),
         unpaidChannels: r.channels(),
         failedRemindersMs: r.offsets(),
         failedChannels: r.chance(4) ? r.channels() : nil,
         paidChannels: r.chance(4) ? r.channels() : nil,
+        balanceRemindersMs: r.offsets(),
+        balanceDueMs: r.span(),
+        installmentRemindersMs: Array(r.offsets().reversed()),
+        overdueEveryMs: r.span(),
+        overdueMax: 1 + r.below(5),
+        cancelOnOverdue: r.chance(2),
+        refundStallAfterMs: r.span(),
+        payingStallAfterMs: r.span(),
+        payingEscalations: 1 + r.below(4),
+        payingGiveUpAfterMs: r.span(),
+        reconcileEnabled: r.chance(2),
+        reinstateLatePayments: r.chance(2),
+        supportContact: r.chance(4) ? r.text() : nil,
+        chineseByDefault: r.chance(2),
         fixedRecipients: r.chance(4) ? ["ops": r.text(), "webhook": r.text()] : [:],
         opsChannel: ["ops", "pager", "ops_2"][r.below(3)]  // a channel name: [a-z][a-z0-9_]*, checked by the configuration
     )
+    policy.holdByMethodMs = r.chance(4) ? ["alipay": r.span(), "bank_transfer": r.span()] : [:]
 
     let orderIDs = ["A1", "ORD-1001", "😀", "a\r\nX-Injected: yes", "\u{FFFD}"]
     let orderID = r.id(orderIDs)
@@ -165,7 +185,8 @@ func makeCase(_ bytes: UnsafeBufferPointer<UInt8>) -> (Policy, OrderSnapshot, In
             locale: r.optional { $0.chance(4) ? ["zh-CN", "en", "ZH"][$0.below(3)] : $0.text() },
             timeZone: r.optional { $0.chance(4) ? ["Asia/Shanghai", "UTC", "America/New_York", "Pacific/Kiritimati"][$0.below(4)] : $0.text() },
             payURL: r.optional { $0.text() },
-            customerName: r.optional { $0.text() }
+            customerName: r.optional { $0.text() },
+            paymentMethod: r.optional { $0.chance(6) ? ["alipay", "bank_transfer", "card"][$0.below(3)] : $0.text() }
         )
     }
 
@@ -190,7 +211,7 @@ func makeCase(_ bytes: UnsafeBufferPointer<UInt8>) -> (Policy, OrderSnapshot, In
     var installments: [InstallmentRecord] = []
     for _ in 0..<r.below(3) {
         installments.append(InstallmentRecord(
-            seq: r.chance(6) ? Int64(r.below(4)) : r.amount(), amount: r.optional { $0.amount() },
+            seq: r.chance(6) ? Int64(r.below(4)) : r.amount(), amount: r.optional { $0.amount() },  // 1…3 valid, 0 not
             dueAt: r.optional { $0.time(near: now) }
         ))
     }
