@@ -179,11 +179,20 @@ public struct Templates: Sendable, Hashable {
     /// ``locales(for:)`` that has one, and that locale.
     func template(_ kind: NotificationKind, channel: String, subject: Bool, orderLocale: String?) -> (MustacheTemplate, String)? {
         let channel = subject ? "email" : (Templates.channels.contains(channel) ? channel : "sms")
-        for locale in locales(for: orderLocale) {
-            let name = "\(kind.rawValue).\(channel).\(locale)" + (subject ? ".subject" : "")
-            if let template = compiled[name] { return (template, locale) }
+        let prefix = kind.rawValue + "." + channel + "."
+        func find(_ locale: String) -> (MustacheTemplate, String)? {
+            compiled[subject ? prefix + locale + ".subject" : prefix + locale].map { ($0, locale) }
         }
-        return nil
+        // As locales(for:), without building the list: planning asks this twice per message.
+        if let locale = orderLocale, !locale.isEmpty {
+            if let found = find(locale) { return found }
+            if let first = locale.utf8.first, first | 0x20 == UInt8(ascii: "z") || first | 0x20 == UInt8(ascii: "e") {
+                let lower = locale.lowercased()
+                if lower.hasPrefix("zh"), let found = find("zh-CN") { return found }
+                if lower.hasPrefix("en"), let found = find("en") { return found }
+            }
+        }
+        return find(defaultLocale)
     }
 
     /// Subject and body of a customer message, or nil for a kind without templates (ops kinds).
@@ -196,47 +205,82 @@ public struct Templates: Sendable, Hashable {
         return (subject.render(values), body.render(values))
     }
 
-    /// The variables of a message. Absent values (no customer name, no pay URL, …) are left
-    /// out, so `{{#name}}…{{/name}}` shows only what is there.
-    static func values(_ kind: NotificationKind, context c: Messages.Context, chinese: Bool) -> [String: Any] {
-        let currency = c.order.currency
-        func money(_ minor: Int64) -> String { Messages.localMoney(minor, currency, chinese: chinese) }
-        var values: [String: Any] = [
-            "order_id": c.order.id,
-            "amount_due": money(c.ledger.amountDue),
-            "amount_paid": money(c.ledger.amountPaid),
-            "amount_remaining": money(c.ledger.amountRemaining),
-            "currency": currency,
-            "expires_at": Timestamp.local(c.expiresAt, timeZone: c.order.timeZone),
-        ]
-        if let name = c.order.customerName, !name.isEmpty { values["customer_name"] = name }
-        if let url = c.order.payURL, !url.isEmpty { values["pay_url"] = url }
-        if let support = c.supportContact, !support.isEmpty {
-            values["support_contact"] = Validator.display(support, limit: 200)
+    /// The variables of a message, computed when a template asks for one (planning renders
+    /// two templates per message: no dictionary is built, no value is formatted unless used).
+    /// Absent values (no customer name, no pay URL, …) are nil, so `{{#name}}…{{/name}}` shows
+    /// only what is there.
+    static func values(_ kind: NotificationKind, context: Messages.Context, chinese: Bool) -> Values {
+        Values(kind: kind, context: context, chinese: chinese)
+    }
+
+    struct Values: MustacheParent {
+        let kind: NotificationKind
+        let context: Messages.Context
+        let chinese: Bool
+
+        func money(_ minor: Int64) -> String { Messages.localMoney(minor, context.order.currency, chinese: chinese) }
+
+        func child(named name: String) -> Any? {
+            let c = context
+            let text: String
+            switch name {
+            case "order_id": text = c.order.id
+            case "amount_due": text = money(c.ledger.amountDue)
+            case "amount_paid": text = money(c.ledger.amountPaid)
+            case "amount_remaining": text = money(c.ledger.amountRemaining)
+            case "currency": text = c.order.currency
+            case "expires_at": text = Timestamp.local(c.expiresAt, timeZone: c.order.timeZone)
+            case "customer_name":
+                guard let name = c.order.customerName, !name.isEmpty else { return nil }
+                text = name
+            case "pay_url":
+                guard let url = c.order.payURL, !url.isEmpty else { return nil }
+                text = url
+            case "support_contact":
+                guard let support = c.supportContact, !support.isEmpty else { return nil }
+                text = Validator.display(support, limit: 200)
+            case "failure_reason_text":
+                guard kind == .paymentFailed || c.failureReason != nil else { return nil }
+                text = Messages.failureText(c.failureReason, chinese: chinese)
+            case "installment_seq":
+                guard let seq = c.installment?.seq else { return nil }
+                text = String(seq)
+            case "installment_amount":
+                guard let plan = c.installment else { return nil }
+                text = money(plan.open)
+            case "installment_due_at":
+                guard let plan = c.installment else { return nil }
+                text = Timestamp.local(plan.dueAt, timeZone: c.order.timeZone)
+            case "refund_amount":
+                guard let refund = c.refund else { return nil }
+                text = money(refund.amount ?? 0)
+            case "refund_status":
+                guard let refund = c.refund else { return nil }
+                return RefundStatusValue(status: refund.status, known: refund.refundStatus)
+            default: return nil
+            }
+            return Text(text: text)
         }
-        if kind == .paymentFailed || c.failureReason != nil {
-            values["failure_reason_text"] = Messages.failureText(c.failureReason, chinese: chinese)
-        }
-        if let plan = c.installment {
-            if let seq = plan.seq { values["installment_seq"] = seq }
-            values["installment_amount"] = money(plan.open)
-            values["installment_due_at"] = Timestamp.local(plan.dueAt, timeZone: c.order.timeZone)
-        }
-        if let refund = c.refund {
-            values["refund_amount"] = money(refund.amount ?? 0)
-            values["refund_status"] = RefundStatusValue(status: refund.status, known: refund.refundStatus)
-        }
-        return values
+    }
+
+    /// A value as templates see it: rendered as is, and with no children — a section on it
+    /// (`{{#pay_url}}…{{/pay_url}}`) looks names up in the message's variables, not by reflection.
+    struct Text: MustacheParent, MustacheCustomRenderable {
+        let text: String
+        var renderText: String { text }
+        var isNull: Bool { false }
+        func child(named: String) -> Any? { nil }
     }
 }
 
 /// `{{refund_status}}` renders the status as the shop wrote it; `{{#refund_status.succeeded}}`
 /// and its siblings are true for that status (`failed`: any status that is not requested,
 /// processing or succeeded).
-struct RefundStatusValue: MustacheParent, CustomStringConvertible {
+struct RefundStatusValue: MustacheParent, MustacheCustomRenderable {
     var status: String
     var known: RefundStatus?
-    var description: String { status }
+    var renderText: String { status }
+    var isNull: Bool { false }
     func child(named name: String) -> Any? {
         switch (name, known) {
         case ("requested", .requested?), ("processing", .processing?), ("succeeded", .succeeded?): return true
