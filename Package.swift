@@ -23,10 +23,15 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
         .package(url: "https://github.com/apple/swift-collections", exact: "1.6.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", exact: "2.1.1"),
     ],
     targets: [
-        // Pure domain: statuses, ledger, planner, message texts. No I/O, no clock reads.
-        .target(name: "PaywatchCore", swiftSettings: strict),
+        // Pure domain: statuses, ledger, planner, message templates (compiled Mustache). No I/O, no clock reads.
+        .target(
+            name: "PaywatchCore",
+            dependencies: [.product(name: "Mustache", package: "swift-mustache")],
+            swiftSettings: strict
+        ),
         // TOML -> typed configuration; errors name file, line and key.
         .target(
             name: "PaywatchConfig",

@@ -118,6 +118,10 @@ extension PaywatchConfiguration {
                           doc: "how customers reach you (phone, e-mail, URL); added to `payment_failed` and refund messages"),
                 .key("default_locale", .oneOf(["zh-CN", "en"], unknown: "locale"), \.templates.defaultLocale,
                      doc: "the language of orders whose `locale` is not set or is neither `zh*` nor `en*`"),
+                .optional("dir", .string, \.templates.dir, doc: """
+                    a folder of `KIND.CHANNEL.LOCALE.mustache` (and `KIND.email.LOCALE.subject.mustache`) files that \
+                    replace the built-in templates of those names (see Templates); a relative path is beside the config file; unset: built-in templates only
+                    """),
             ]),
         ]
     }

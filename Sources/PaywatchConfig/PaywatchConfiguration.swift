@@ -242,10 +242,13 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         public var supportContact: String?
         /// The language for orders whose `locale` is not set or has no texts: `zh-CN` or `en`.
         public var defaultLocale: String
+        /// A folder of `.mustache` files that override built-in templates by name.
+        public var dir: String?
 
-        public init(supportContact: String? = nil, defaultLocale: String = "zh-CN") {
+        public init(supportContact: String? = nil, defaultLocale: String = "zh-CN", dir: String? = nil) {
             self.supportContact = supportContact
             self.defaultLocale = defaultLocale
+            self.dir = dir
         }
     }
 

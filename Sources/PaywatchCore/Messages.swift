@@ -21,6 +21,8 @@ public enum Messages {
         public var chineseByDefault = false
         /// The attempt a `paying_stalled` message is about.
         public var stalled: StalledAttempt?
+        /// The compiled customer templates (`Policy.templates`).
+        public var templates: Templates = .builtIn
         public init(order: OrderRecord, ledger: Ledger, expiresAt: Millis, failureReason: String? = nil,
                     installment: InstallmentNotice? = nil, refund: RefundRecord? = nil, refundSince: Millis? = nil) {
             self.order = order
@@ -94,6 +96,17 @@ public enum Messages {
         return "\(sign)\(whole).\(String(repeating: "0", count: exponent - fraction.count))\(fraction) \(currency)"
     }
 
+    /// An amount as customer texts show it: zh-CN writes CNY as `¥129.00`, every other case is
+    /// `CODE 129.00` (`CNY 129.00`, `USD 5.00`, `JPY 500`), with the currency's exponent.
+    public static func localMoney(_ minor: Int64, _ currency: String, chinese: Bool) -> String {
+        let plain = money(minor, currency)  // "129.00 CNY"
+        let number = plain.hasSuffix(" \(currency)") ? String(plain.dropLast(currency.count + 1)) : plain
+        if chinese, currency == "CNY" {
+            return number.hasPrefix("-") ? "-¥" + number.dropFirst() : "¥" + number
+        }
+        return "\(currency) \(number)"
+    }
+
     /// A payment provider's failure code in words a customer understands (Stripe, Alipay, WeChat
     /// Pay and PayPal spellings of the common ones); an unknown code gets a generic sentence with
     /// the code kept for support — never the raw code alone.
@@ -127,16 +140,19 @@ public enum Messages {
         return chinese ? words.1 : words.0
     }
 
-    public static func subjectAndBody(kind: NotificationKind, context c: Context) -> (String, String) {
-        let zh = isChinese(c.order.locale, byDefault: c.chineseByDefault)
-        let support = c.supportContact.map { zh ? "如有疑问请联系：\(Validator.display($0, limit: 200))" : " Questions? Contact us: \(Validator.display($0, limit: 200))" } ?? ""
+    /// Subject and body of a message on `channel`: customer kinds from ``Context/templates``,
+    /// ops kinds (English, for the shop's staff) built here.
+    public static func subjectAndBody(kind: NotificationKind, channel: String = "sms", context c: Context) -> (String, String) {
+        if let rendered = c.templates.render(kind, channel: channel, context: c) {
+            return (rendered.subject, rendered.body)
+        }
+        return opsSubjectAndBody(kind: kind, context: c)
+    }
+
+    /// The ops kinds' texts (and a plain line for any kind without one).
+    static func opsSubjectAndBody(kind: NotificationKind, context c: Context) -> (String, String) {
         let id = c.order.id
-        let due = money(c.ledger.amountDue, c.order.currency)
-        let remaining = money(c.ledger.amountRemaining, c.order.currency)
         let paid = money(c.ledger.amountPaid, c.order.currency)
-        let until = Timestamp.local(c.expiresAt, timeZone: c.order.timeZone)
-        let payLink = c.order.payURL.map { zh ? "：\($0)" : ": \($0)" } ?? ""
-        let name = c.order.customerName.map { zh ? "\($0)，" : " \($0)" } ?? ""
         if let (amount, why) = c.toReturn, kind == .duplicatePayment {
             return ("Order \(id): return \(money(amount, c.order.currency))",
                     "Order \(id) received \(paid) for \(money(c.ledger.amountDue, c.order.currency)) due (\(why)): \(money(amount, c.order.currency)) must be returned to the customer.")
@@ -159,97 +175,32 @@ public enum Messages {
                         "\(what), longer than [paying] give_up_after: it no longer holds the order, which is treated as unpaid again (hold and reminders resume; if the hold has passed, it is cancelled).")
             }
         }
-        if let refund = c.refund {
+        if let refund = c.refund, kind == .refundStalled {
             let amount = money(refund.amount ?? 0, c.order.currency)
             let refundID = Validator.display(refund.id)
-            switch (kind, zh, refund.refundStatus) {
-            case (.refundStalled, _, _):
-                let since = c.refundSince.map { Timestamp.iso8601($0) } ?? "?"
-                return ("Order \(id): refund \(refundID) is stuck in \(refund.status)",
-                        "Refund \(refundID) of order \(id) (\(amount)) has been \(refund.status) since \(since) without moving.")
-            case (_, true, .requested?): return ("订单 \(id) 退款已受理", "\(name)订单 \(id) 的退款 \(amount) 已受理，我们会尽快处理。\(support)")
-            case (_, true, .processing?): return ("订单 \(id) 退款处理中", "\(name)订单 \(id) 的退款 \(amount) 正在处理中。\(support)")
-            case (_, true, .succeeded?): return ("订单 \(id) 退款已完成", "\(name)订单 \(id) 的退款 \(amount) 已退回您的支付账户。\(support)")
-            case (_, true, _): return ("订单 \(id) 退款未成功", "\(name)订单 \(id) 的退款 \(amount) 未能完成，我们会与您联系。\(support)")
-            case (_, false, .requested?):
-                return ("Refund for order \(id) received", "Hi\(name), we received the refund of \(amount) for order \(id) and will process it soon.\(support)")
-            case (_, false, .processing?):
-                return ("Refund for order \(id) in progress", "Hi\(name), the refund of \(amount) for order \(id) is being processed.\(support)")
-            case (_, false, .succeeded?):
-                return ("Refund for order \(id) completed", "Hi\(name), the refund of \(amount) for order \(id) was returned to your payment account.\(support)")
-            case (_, false, _):
-                return ("Refund for order \(id) did not go through",
-                        "Hi\(name), the refund of \(amount) for order \(id) could not be completed; we will contact you.\(support)")
-            }
+            let since = c.refundSince.map { Timestamp.iso8601($0) } ?? "?"
+            return ("Order \(id): refund \(refundID) is stuck in \(refund.status)",
+                    "Refund \(refundID) of order \(id) (\(amount)) has been \(refund.status) since \(since) without moving.")
         }
-        if let plan = c.installment {
+        if let plan = c.installment, kind == .installmentEscalated {
             let amount = money(plan.open, c.order.currency)
             let due = Timestamp.local(plan.dueAt, timeZone: c.order.timeZone)
-            let which = plan.seq.map { zh ? "第 \($0) 期款项" : "installment \($0)" } ?? (zh ? "余款" : "the balance")
-            let Which = plan.seq.map { "Installment \($0)" } ?? "The balance"
-            switch (kind, zh) {
-            case (.balanceReminder, true):
-                return ("订单 \(id) 尚欠 \(remaining)", "\(name)您的订单 \(id) 已支付 \(paid)，尚欠 \(remaining)，请于 \(due) 前付清\(payLink)")
-            case (.balanceReminder, false):
-                return ("Order \(id): \(remaining) left to pay",
-                        "Hi\(name), you have paid \(paid) of order \(id); \(remaining) is left to pay by \(due). Please complete the payment\(payLink)")
-            case (.installmentDue, true):
-                return ("订单 \(id) \(which)即将到期", "\(name)订单 \(id) \(which) \(amount) 将于 \(due) 到期，请按时支付\(payLink)")
-            case (.installmentDue, false):
-                return ("\(Which) of order \(id) is due soon",
-                        "Hi\(name), \(which) of order \(id) (\(amount)) is due on \(due). Please pay it in time\(payLink)")
-            case (.installmentOverdue, true):
-                return ("订单 \(id) \(which)已逾期", "\(name)订单 \(id) \(which) \(amount) 已于 \(due) 到期，尚未支付，请尽快支付\(payLink)")
-            case (.installmentOverdue, false):
-                return ("\(Which) of order \(id) is overdue",
-                        "Hi\(name), \(which) of order \(id) (\(amount)) was due on \(due) and is still unpaid. Please pay it as soon as possible\(payLink)")
-            case (.installmentEscalated, _):
-                return ("Order \(id): \(which) overdue after the last notice",
-                        "Order \(id): \(which) (\(amount)) was due \(due) and is still unpaid after the last overdue notice; paid so far \(paid) of \(money(c.ledger.amountDue, c.order.currency)).")
-            case (.orderCancelled, true):
-                return ("订单 \(id) 已取消", "\(name)订单 \(id) \(which) \(amount) 已于 \(due) 到期且多次提醒后仍未支付，订单已取消。已支付的 \(paid) 将退还给您。")
-            case (.orderCancelled, false):
-                return ("Order \(id) was cancelled",
-                        "Hi\(name), \(which) of order \(id) (\(amount)) was due on \(due) and stayed unpaid after our reminders, so the order was cancelled. The \(paid) you paid will be refunded.")
-            default:
-                break
-            }
+            let which = plan.seq.map { "installment \($0)" } ?? "the balance"
+            return ("Order \(id): \(which) overdue after the last notice",
+                    "Order \(id): \(which) (\(amount)) was due \(due) and is still unpaid after the last overdue notice; paid so far \(paid) of \(money(c.ledger.amountDue, c.order.currency)).")
         }
-        switch (kind, zh) {
-        case (.unpaidReminder, true):
-            return ("订单 \(id) 待支付", "\(name)您的订单 \(id)（\(remaining)）将保留至 \(until)，请尽快完成支付\(payLink)")
-        case (.unpaidReminder, false):
-            return ("Order \(id) is waiting for payment",
-                    "Hi\(name), your order \(id) (\(remaining)) is reserved until \(until). Please complete the payment\(payLink)")
-        case (.orderCancelled, true):
-            return ("订单 \(id) 已取消", "\(name)订单 \(id)（\(due)）未在 \(until) 前完成支付，已自动取消。")
-        case (.orderCancelled, false):
-            return ("Order \(id) was cancelled",
-                    "Hi\(name), we did not receive the payment for order \(id) (\(due)) by \(until), so the order was cancelled.")
-        case (.paymentConfirmed, true):
-            return ("订单 \(id) 支付成功", "\(name)我们已收到订单 \(id) 的付款 \(paid)，感谢您的购买！")
-        case (.paymentConfirmed, false):
-            return ("Payment received for order \(id)", "Thank you\(name)! We received \(paid) for order \(id).")
-        case (.paymentFailed, true):
-            let why = failureText(c.failureReason, chinese: true)
-            return ("订单 \(id) 支付失败", "\(name)订单 \(id) 支付未成功（\(why)）。您可在 \(until) 前重新支付\(payLink)\(support.isEmpty ? "" : "。" + support)")
-        case (.paymentFailed, false):
-            let why = failureText(c.failureReason, chinese: false)
-            return ("Payment for order \(id) failed",
-                    "Hi\(name), your payment for order \(id) did not go through (\(why)). You can try again until \(until)\(payLink)\(support.isEmpty ? "" : "." + support)")
-        case (.latePayment, _):
+        if kind == .latePayment {
             return ("Late payment on cancelled order \(id)",
                     "Order \(id) was cancelled, but \(paid) arrived afterwards: refund it or reinstate the order.")
-        default:
-            return ("Order \(id): \(kind.rawValue)", "Order \(id): \(kind.rawValue)")
         }
+        return ("Order \(id): \(kind.rawValue)", "Order \(id): \(kind.rawValue)")
     }
 
     /// The `webhook` provider's JSON body (DESIGN.md "Notifications").
     public static func webhookBody(
         key: String, kind: NotificationKind, channel: String, to: String, context c: Context
     ) -> String {
-        let (subject, body) = subjectAndBody(kind: kind, context: c)
+        let (subject, body) = subjectAndBody(kind: kind, channel: channel, context: c)
         var json = JSONObjectWriter()
         json.add("idempotency_key", key)
         json.add("kind", kind.rawValue)

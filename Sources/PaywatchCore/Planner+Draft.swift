@@ -58,6 +58,7 @@ extension Planner {
             var context = Messages.Context(order: order, ledger: ledger, expiresAt: expiresAt, failureReason: failureReason)
             context.supportContact = policy.supportContact
             context.chineseByDefault = policy.chineseByDefault
+            context.templates = policy.templates
             return context
         }
 

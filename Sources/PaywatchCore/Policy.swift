@@ -40,6 +40,8 @@ public struct Policy: Sendable, Hashable {
     public var supportContact: String?
     /// Chinese texts for orders whose locale is unset or neither `zh*` nor `en*` (`default_locale = "zh-CN"`).
     public var chineseByDefault: Bool
+    /// The compiled customer message templates (built-in, and `[templates] dir`).
+    public var templates: Templates
     /// Channels with a fixed recipient (`to = "…"` in `[channels.NAME]`), used when the order has no
     /// address field for that channel (always for `ops`).
     public var fixedRecipients: [String: String]
@@ -72,6 +74,7 @@ public struct Policy: Sendable, Hashable {
         reinstateLatePayments: Bool = false,
         supportContact: String? = nil,
         chineseByDefault: Bool = false,
+        templates: Templates? = nil,
         fixedRecipients: [String: String] = [:],
         opsChannel: String = "ops",
         maxClockSkewMs: Millis = 5 * 60_000
@@ -99,6 +102,7 @@ public struct Policy: Sendable, Hashable {
         self.reinstateLatePayments = reinstateLatePayments
         self.supportContact = supportContact
         self.chineseByDefault = chineseByDefault
+        self.templates = templates ?? (chineseByDefault ? .builtIn : .builtIn.withDefaultLocale("en"))
         self.fixedRecipients = fixedRecipients
         self.opsChannel = opsChannel
         self.maxClockSkewMs = maxClockSkewMs

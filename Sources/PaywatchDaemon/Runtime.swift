@@ -30,8 +30,9 @@ public struct RuntimeConfigError: Error, CustomStringConvertible, Sendable {
 }
 
 extension Policy {
-    /// The planner's parameters from the TOML configuration.
-    public init(_ config: PaywatchConfiguration) {
+    /// The planner's parameters from the TOML configuration; `templates` as ``Runtime/templates(_:configPath:)``
+    /// compiled them (by default the built-in ones with `[templates] default_locale`).
+    public init(_ config: PaywatchConfiguration, templates: Templates? = nil) {
         var fixed: [String: String] = [:]
         for (name, channel) in config.channels {
             if let to = channel.to { fixed[name] = to }
@@ -60,6 +61,7 @@ extension Policy {
             reinstateLatePayments: config.cancelled.onLatePayment == .reinstate,
             supportContact: config.templates.supportContact,
             chineseByDefault: config.templates.defaultLocale.hasPrefix("zh"),
+            templates: templates ?? Templates.builtIn.withDefaultLocale(config.templates.defaultLocale),
             fixedRecipients: fixed,
             maxClockSkewMs: config.daemon.maxClockSkewMs
         )
@@ -90,7 +92,7 @@ public struct Runtime: Sendable {
         config: PaywatchConfiguration, store: any OrderStore, clock: any PaywatchClock = SystemClock(),
         transport: HTTPTransport? = nil, logger: Logger, configPath: String = "paywatch.toml"
     ) throws {
-        let policy = Policy(config)
+        let policy = Policy(config, templates: try Runtime.templates(config, configPath: configPath))
         self.config = config
         self.planner = Planner(policy: policy)
         self.store = store
@@ -102,6 +104,40 @@ public struct Runtime: Sendable {
         let named = config.unpaid.channels + config.failed.channels + config.partiallyPaid.channels + config.paid.channels
             + config.refunding.channels + [policy.opsChannel]
         self.knownChannels = Set(named).union(config.channels.keys).sorted()
+    }
+
+    /// Every template compiled: the built-in ones and the `.mustache` files of `[templates] dir`. An
+    /// unreadable dir, a file name that is no template name, a syntax error or an unknown variable
+    /// is a configuration error naming the file (and line) — found at start, never at a send.
+    public static func templates(_ config: PaywatchConfiguration, configPath: String) throws -> Templates {
+        var overrides: [String: (file: String, source: String)] = [:]
+        if var dir = config.templates.dir {
+            // Relative: beside the config file (systemd starts services in /), as a sqlite path.
+            if !dir.hasPrefix("/") {
+                dir = ((configPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent(dir)
+            }
+            func failure(_ message: String) -> RuntimeConfigError {
+                RuntimeConfigError(description: config.error(
+                    file: configPath, section: ["templates"], key: "dir", message: message).description)
+            }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue,
+                  let names = try? FileManager.default.contentsOfDirectory(atPath: dir)
+            else { throw failure("cannot read the folder \(dir)") }
+            for name in names.sorted() where name.hasSuffix(".mustache") && !name.hasPrefix(".") {
+                let path = (dir as NSString).appendingPathComponent(name)
+                guard let data = FileManager.default.contents(atPath: path) else { throw failure("cannot read \(path)") }
+                guard let source = String(data: data, encoding: .utf8) else {
+                    throw RuntimeConfigError(description: "\(path): template: not UTF-8 text")
+                }
+                overrides[String(name.dropLast(".mustache".count))] = (path, source)
+            }
+        }
+        do {
+            return try Templates(overrides: overrides, defaultLocale: config.templates.defaultLocale)
+        } catch {
+            throw RuntimeConfigError(description: error.description)
+        }
     }
 
     /// The configured channels with their tokens read. An unreadable `token_file`, or one whose

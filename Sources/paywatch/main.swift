@@ -193,6 +193,8 @@ struct CheckConfig: AsyncParsableCommand {
             // [delivery] concurrency fits the open-files limit (as `run` checks at start).
             _ = try Runtime.endpoints(config, configPath: options.path)
             _ = try Runtime.reconcileEndpoint(config, configPath: options.path)
+            // Every template compiles and names only known variables (as `run` checks at start).
+            _ = try Runtime.templates(config, configPath: options.path)
             try Runtime.checkResources(config, configPath: options.path)
         } catch {
             printError("paywatch: \(error)")

@@ -195,7 +195,8 @@ struct Run {
         #expect(json["locale"] as? String == "zh-CN")
         #expect(json["expires_at"] as? String == Timestamp.iso8601(t0 + 30 * minute))
         #expect((json["subject"] as? String)?.isEmpty == false)
-        #expect((json["body"] as? String)?.contains("129.00 CNY") == true)
+        // zh-CN shows CNY as ¥ (templates format amounts per locale).
+        #expect((json["body"] as? String)?.contains("¥129.00") == true)
     }
 
     @Test(arguments: [
