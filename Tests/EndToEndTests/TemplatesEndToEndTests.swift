@@ -17,14 +17,7 @@ extension EndToEnd {
             dir = "\(dir)"
             default_locale = "en"
 
-            [channels.sms]
-            provider = "webhook"
-            url = "\(base)/sms"
-
-            [channels.ops]
-            provider = "webhook"
-            url = "\(base)/ops"
-            to = "oncall"
+            \(Harness.smsAndOps(base))
             """
         }
 
