@@ -88,6 +88,8 @@ struct Reconciler: Sendable {
         var unresolved = 0
         while !Task.isCancelled {
             let now = runtime.clock.now()
+            // A read first: most passes have nothing to ask, and a claim takes the write lock.
+            guard let due = try await runtime.store.nextReconcileAt(), due <= now else { break }
             let tasks = try await runtime.store.claimReconciles(
                 now: now, limit: Self.batch, leaseMs: runtime.config.delivery.timeoutMs * 2 + 30_000)
             guard !tasks.isEmpty else { break }
