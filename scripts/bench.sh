@@ -10,7 +10,7 @@ swift build -c release --product paywatch-bench >/dev/null
 swift build -c release --product fake-gateway >/dev/null
 out=$(mktemp)
 for i in $(seq "$runs"); do
-  for args in "plan 100000" "plan 1000000" \
+  for args in "plan 100000" "plan 100000 3ch" "planmix 100000" "plan 1000000" \
               "burst 20000" "burst 20000 ext" "burst 20000 ext slow" "deliver 20000" \
               "cancels 10000 60" "cancels 10000 60 ext" "rss 1000000" \
               "crash 20000" "crash 20000 ext" "crash 600 ext 30" "idle 100000 60"; do
@@ -21,7 +21,7 @@ echo "--- medians of $runs runs"
 python3 - "$out" <<'PY'
 import re, statistics, sys
 # A benchmark is its first word plus the words that say what was measured (not the figures).
-ident = re.compile(r"^(orders|messages|open_orders|spread|sink|slow_tail|answer)=")
+ident = re.compile(r"^(orders|channels|messages|open_orders|spread|sink|slow_tail|answer)=")
 groups = {}
 for line in open(sys.argv[1]):
     words = line.split()

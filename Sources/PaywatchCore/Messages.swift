@@ -143,7 +143,14 @@ public enum Messages {
     /// Subject and body of a message on `channel`: customer kinds from ``Context/templates``,
     /// ops kinds (English, for the shop's staff) built here.
     public static func subjectAndBody(kind: NotificationKind, channel: String = "sms", context c: Context) -> (String, String) {
-        if let rendered = c.templates.render(kind, channel: channel, context: c) {
+        var memo = Templates.RenderMemo()
+        return subjectAndBody(kind: kind, channel: channel, context: c, memo: &memo)
+    }
+
+    /// ``subjectAndBody(kind:channel:context:)`` reusing the texts of the same decision on other channels.
+    public static func subjectAndBody(kind: NotificationKind, channel: String, context c: Context,
+                                      memo: inout Templates.RenderMemo) -> (String, String) {
+        if let rendered = c.templates.render(kind, channel: channel, context: c, memo: &memo) {
             return (rendered.subject, rendered.body)
         }
         return opsSubjectAndBody(kind: kind, context: c)
@@ -200,7 +207,16 @@ public enum Messages {
     public static func webhookBody(
         key: String, kind: NotificationKind, channel: String, to: String, context c: Context
     ) -> String {
-        let (subject, body) = subjectAndBody(kind: kind, channel: channel, context: c)
+        var memo = Templates.RenderMemo()
+        return webhookBody(key: key, kind: kind, channel: channel, to: to, context: c, memo: &memo)
+    }
+
+    /// ``webhookBody(key:kind:channel:to:context:)`` for one of several channels of one decision.
+    public static func webhookBody(
+        key: String, kind: NotificationKind, channel: String, to: String, context c: Context,
+        memo: inout Templates.RenderMemo
+    ) -> String {
+        let (subject, body) = subjectAndBody(kind: kind, channel: channel, context: c, memo: &memo)
         var json = JSONObjectWriter()
         json.add("idempotency_key", key)
         json.add("kind", kind.rawValue)

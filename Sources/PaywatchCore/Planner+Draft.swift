@@ -66,8 +66,9 @@ extension Planner {
         /// and records the decision on the timeline.
         mutating func send(_ kind: NotificationKind, step: Int, channels: [String], context: Messages.Context) {
             var used: [String] = []
+            var texts = Templates.RenderMemo()
             for channel in channels {
-                guard let message = message(kind, step: step, channel: channel, context: context) else { continue }
+                guard let message = message(kind, step: step, channel: channel, context: context, texts: &texts) else { continue }
                 used.append(channel)
                 messages.append(message)
             }
@@ -77,11 +78,19 @@ extension Planner {
             events.append(PlanEvent(kind.rawValue, detail))
         }
 
-        /// `kind` step `step` on `channel`, or nil when the order has no address there.
+        /// `kind` step `step` on one channel, on its own.
         func message(_ kind: NotificationKind, step: Int, channel: String, context: Messages.Context) -> OutgoingMessage? {
+            var texts = Templates.RenderMemo()
+            return message(kind, step: step, channel: channel, context: context, texts: &texts)
+        }
+
+        /// `kind` step `step` on `channel`, or nil when the order has no address there. `texts`
+        /// holds what the same decision rendered for its other channels.
+        func message(_ kind: NotificationKind, step: Int, channel: String, context: Messages.Context,
+                     texts: inout Templates.RenderMemo) -> OutgoingMessage? {
             guard let to = planner.recipient(of: order, channel: channel) else { return nil }
             let key = OutgoingMessage.key(orderID: order.id, kind: kind, step: step, channel: channel)
-            let body = Messages.webhookBody(key: key, kind: kind, channel: channel, to: to, context: context)
+            let body = Messages.webhookBody(key: key, kind: kind, channel: channel, to: to, context: context, memo: &texts)
             return OutgoingMessage(
                 idempotencyKey: key, orderID: order.id, kind: kind, step: step, channel: channel, recipient: to, body: body)
         }

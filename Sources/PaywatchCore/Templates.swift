@@ -177,11 +177,13 @@ public struct Templates: Sendable, Hashable {
 
     /// The template `KIND.CHANNEL.L` (`subject` adds `.subject`) for the first locale L of
     /// ``locales(for:)`` that has one, and that locale.
-    func template(_ kind: NotificationKind, channel: String, subject: Bool, orderLocale: String?) -> (MustacheTemplate, String)? {
+    func template(_ kind: NotificationKind, channel: String, subject: Bool,
+                  orderLocale: String?) -> (MustacheTemplate, locale: String, name: String)? {
         let channel = subject ? "email" : (Templates.channels.contains(channel) ? channel : "sms")
         let prefix = kind.rawValue + "." + channel + "."
-        func find(_ locale: String) -> (MustacheTemplate, String)? {
-            compiled[subject ? prefix + locale + ".subject" : prefix + locale].map { ($0, locale) }
+        func find(_ locale: String) -> (MustacheTemplate, locale: String, name: String)? {
+            let name = subject ? prefix + locale + ".subject" : prefix + locale
+            return compiled[name].map { ($0, locale, name) }
         }
         // As locales(for:), without building the list: planning asks this twice per message.
         if let locale = orderLocale, !locale.isEmpty {
@@ -198,11 +200,34 @@ public struct Templates: Sendable, Hashable {
     /// Subject and body of a customer message, or nil for a kind without templates (ops kinds).
     /// The subject is the e-mail subject template's on every channel (the webhook body carries it).
     public func render(_ kind: NotificationKind, channel: String, context: Messages.Context) -> (subject: String, body: String)? {
-        guard let (body, locale) = template(kind, channel: channel, subject: false, orderLocale: context.order.locale),
-              let (subject, _) = template(kind, channel: channel, subject: true, orderLocale: context.order.locale)
+        var memo = RenderMemo()
+        return render(kind, channel: channel, context: context, memo: &memo)
+    }
+
+    /// Texts already rendered for one decision (one kind, one order, several channels): the
+    /// subject is the same on every channel, and channels whose templates have the same source
+    /// (the built-in sms and push ones) share the body. Rendering is most of a decision's cost.
+    public struct RenderMemo {
+        var texts: [String: String] = [:]
+        public init() {}
+    }
+
+    /// ``render(_:channel:context:)``, reusing what `memo` holds for the same decision.
+    public func render(_ kind: NotificationKind, channel: String, context: Messages.Context,
+                       memo: inout RenderMemo) -> (subject: String, body: String)? {
+        guard let (body, locale, bodyName) = template(kind, channel: channel, subject: false, orderLocale: context.order.locale),
+              let (subject, _, subjectName) = template(kind, channel: channel, subject: true, orderLocale: context.order.locale)
         else { return nil }
-        let values = Templates.values(kind, context: context, chinese: locale.lowercased().hasPrefix("zh"))
-        return (subject.render(values), body.render(values))
+        let chinese = locale.lowercased().hasPrefix("zh")
+        let values = Templates.values(kind, context: context, chinese: chinese)
+        let flag = chinese ? "zh" : "en"
+        let subjectKey = "s\u{0}\(flag)\u{0}\(subjectName)"
+        let bodyKey = "b\u{0}\(flag)\u{0}\(sources[bodyName] ?? bodyName)"
+        let subjectText = memo.texts[subjectKey] ?? subject.render(values)
+        let bodyText = memo.texts[bodyKey] ?? body.render(values)
+        memo.texts[subjectKey] = subjectText
+        memo.texts[bodyKey] = bodyText
+        return (subjectText, bodyText)
     }
 
     /// The variables of a message, computed when a template asks for one (planning renders

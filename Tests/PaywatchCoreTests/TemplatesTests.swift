@@ -168,3 +168,22 @@ import Testing
         #expect(problem("unpaid_reminder.email.en.subject", "x") == nil)
     }
 }
+
+@Suite struct SharedTextsTests {
+    /// One decision on push, sms and e-mail renders the subject once and the push/sms text once:
+    /// every message is still exactly what rendering it alone gives.
+    @Test func channelsOfOneDecisionShareTextsWithoutChangingThem() throws {
+        let policy = Policy(unpaidChannels: ["push", "sms", "email"])
+        let record = order(push: "tok-1234567")
+        var draft = Planner.Draft(planner: Planner(policy: policy), snapshot: OrderSnapshot(orderID: record.id, order: record),
+                                  order: record, now: t0 + 10 * minute)
+        draft.send(.unpaidReminder, step: 1, channels: policy.unpaidChannels, context: draft.context())
+        #expect(draft.messages.map(\.channel) == ["push", "sms", "email"])
+        for message in draft.messages {
+            let alone = try #require(draft.message(.unpaidReminder, step: 1, channel: message.channel, context: draft.context()))
+            #expect(alone.body == message.body)
+        }
+        // The e-mail body is its own text, the others share one.
+        #expect(draft.messages[2].body != draft.messages[1].body.replacingOccurrences(of: "\"sms\"", with: "\"email\""))
+    }
+}
