@@ -22,7 +22,7 @@ extension Planner {
         var seen: Set<String> = []
         for attempt in draft.attempts where attempt.paymentStatus == .pending && seen.insert(attempt.id).inserted {
             let createdAt = attempt.createdAt ?? 0
-            let hash = Planner.refundHash(attempt.id)
+            let hash = Planner.idHash(attempt.id)
             let giveUpAt = createdAt.saturatingAdd(policy.payingGiveUpAfterMs)
             if draft.now >= giveUpAt {
                 giveUp(&draft, attempt, hash: hash)

@@ -16,8 +16,9 @@ extension Planner {
         }
     }
 
-    /// A stable 6-digit hash of a refund id (FNV-1a).
-    static func refundHash(_ id: String) -> Int {
+    /// A stable 6-digit hash of a refund or payment id (FNV-1a), for marks and steps (ids may
+    /// hold characters the marks' text form reserves).
+    static func idHash(_ id: String) -> Int {
         var hash: UInt32 = 2_166_136_261
         for byte in id.utf8 {
             hash = (hash ^ UInt32(byte)) &* 16_777_619
@@ -30,7 +31,7 @@ extension Planner {
         var seen: Set<String> = []
         for refund in refunds where seen.insert(refund.id).inserted {
             guard let status = refund.refundStatus else { continue }
-            let hash = Planner.refundHash(refund.id)
+            let hash = Planner.idHash(refund.id)
             let code = Planner.refundStatusCode(status)
             let toldKey = "refund.\(hash)"
             let sinceKey = "refund_at.\(hash)"

@@ -90,11 +90,12 @@ public struct PaywatchService: Service {
                 let progress = try await planDue(engine)
                 // Stalled payments decided by this sweep (or left by an earlier run) are asked about
                 // now; a definite answer marks its order, planned at the next pass.
-                if try await Reconciler(runtime: runtime).runDue().unresolved > 0 { engine.wake() }
+                let asked = try await Reconciler(runtime: runtime).runDue()
+                if asked.unresolved > 0 { engine.wake() }
                 outage.succeeded(now: runtime.clock.now(), logger: runtime.logger)
                 let now = runtime.clock.now()
                 var next = try await runtime.store.nextPlanningAt() ?? (now + poll)
-                if let ask = try await runtime.store.nextReconcileAt() { next = min(next, ask) }
+                if let ask = asked.nextDue { next = min(next, ask) }
                 if progress.claimed > 0 && progress.applied == 0 {
                     // Everything claimed was left due (the shop changed each order meanwhile, or a
                     // row cannot be written back): look again after a pause, never at once.

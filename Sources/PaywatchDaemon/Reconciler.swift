@@ -80,19 +80,21 @@ struct Reconciler: Sendable {
     let runtime: Runtime
     static let batch = 32
 
-    /// Asks about every request due now. Returns how many answers were definite, and how many
-    /// were not (each of those queued its fallback message).
+    /// Asks about every request due now. Returns how many answers were definite, how many were
+    /// not (each of those queued its fallback message), and when the next ask is due (nil: none).
     @discardableResult
-    func runDue() async throws -> (definite: Int, unresolved: Int) {
+    func runDue() async throws -> (definite: Int, unresolved: Int, nextDue: Millis?) {
         var definite = 0
         var unresolved = 0
+        var nextDue: Millis?
         while !Task.isCancelled {
             let now = runtime.clock.now()
             // A read first: most passes have nothing to ask, and a claim takes the write lock.
-            guard let due = try await runtime.store.nextReconcileAt(), due <= now else { break }
+            nextDue = try await runtime.store.nextReconcileAt()
+            guard let due = nextDue, due <= now else { break }
             let tasks = try await runtime.store.claimReconciles(
                 now: now, limit: Self.batch, leaseMs: runtime.config.delivery.timeoutMs * 2 + 30_000)
-            guard !tasks.isEmpty else { break }
+            guard !tasks.isEmpty else { break }  // due, but leased to an ask still under way
             var outcomes: [ReconcileOutcome] = []
             if let endpoint = runtime.reconcile {
                 let responses = await runtime.transport.perform(tasks.map { endpoint.request(id: $0.id, providerRef: $0.request.providerRef) })
@@ -121,9 +123,8 @@ struct Reconciler: Sendable {
                     runtime.logger.warning("the provider gave no definite answer about a stalled payment", metadata: metadata)
                 }
             }
-            if tasks.count < Self.batch { break }
         }
-        return (definite, unresolved)
+        return (definite, unresolved, nextDue)
     }
 }
 
