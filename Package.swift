@@ -41,7 +41,7 @@ let package = Package(
         // OrderStore protocol and its SQLite implementation.
         .target(
             name: "PaywatchStore",
-            dependencies: ["PaywatchCore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["PaywatchCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift")],
             swiftSettings: strict
         ),
         .systemLibrary(

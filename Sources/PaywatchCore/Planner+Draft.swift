@@ -62,8 +62,9 @@ extension Planner {
             return context
         }
 
-        /// Decides `kind` step `step` on every channel of `channels` the order has an address for,
-        /// and records the decision on the timeline.
+        /// Decides `kind` step `step` on every channel of `channels` the order has an address for.
+        /// The messages are the decision's record (the timeline shows them from the outbox); a
+        /// decision that found no address is recorded as an event.
         mutating func send(_ kind: NotificationKind, step: Int, channels: [String], context: Messages.Context) {
             var used: [String] = []
             var texts = Templates.RenderMemo()
@@ -72,10 +73,9 @@ extension Planner {
                 used.append(channel)
                 messages.append(message)
             }
-            let detail = used.isEmpty
-                ? "step \(step) decided; no address for \(channels.joined(separator: ","))"
-                : "step \(step) decided for \(used.joined(separator: ","))"
-            events.append(PlanEvent(kind.rawValue, detail))
+            if used.isEmpty {
+                events.append(PlanEvent(kind.rawValue, "step \(step) decided; no address for \(channels.joined(separator: ","))"))
+            }
         }
 
         /// `kind` step `step` on one channel, on its own.

@@ -38,6 +38,9 @@ public struct Templates: Sendable, Hashable {
     }
 
     private let compiled: [String: MustacheTemplate]
+    /// Name → a number shared by the templates whose sources are equal (the built-in sms and
+    /// push ones): what ``RenderMemo`` keys texts by.
+    private let textIDs: [String: Int]
     /// Name → source, for equality (compiled templates are not comparable).
     private let sources: [String: String]
     /// `[templates] default_locale`.
@@ -85,6 +88,13 @@ public struct Templates: Sendable, Hashable {
         }
         self.compiled = compiled
         self.sources = sources.mapValues(\.source)
+        var ids: [String: Int] = [:]
+        var textIDs: [String: Int] = [:]
+        for name in sources.keys.sorted() {
+            guard let source = sources[name]?.source else { continue }
+            textIDs[name] = ids[source] ?? { ids[source] = ids.count; return ids.count - 1 }()
+        }
+        self.textIDs = textIDs
         self.defaultLocale = defaultLocale
     }
 
@@ -208,8 +218,17 @@ public struct Templates: Sendable, Hashable {
     /// subject is the same on every channel, and channels whose templates have the same source
     /// (the built-in sms and push ones) share the body. Rendering is most of a decision's cost.
     public struct RenderMemo {
-        var texts: [String: String] = [:]
+        /// (text id × 2 + 1 when rendered in Chinese, text): a decision renders 2 to 4 texts.
+        var texts: [(key: Int, text: String)] = []
         public init() {}
+
+        /// The text `key` renders to, rendering it on first use.
+        mutating func text(_ key: Int, _ render: () -> String) -> String {
+            if let found = texts.first(where: { $0.key == key }) { return found.text }
+            let text = render()
+            texts.append((key, text))
+            return text
+        }
     }
 
     /// ``render(_:channel:context:)``, reusing what `memo` holds for the same decision.
@@ -220,13 +239,10 @@ public struct Templates: Sendable, Hashable {
         else { return nil }
         let chinese = locale.lowercased().hasPrefix("zh")
         let values = Templates.values(kind, context: context, chinese: chinese)
-        let flag = chinese ? "zh" : "en"
-        let subjectKey = "s\u{0}\(flag)\u{0}\(subjectName)"
-        let bodyKey = "b\u{0}\(flag)\u{0}\(sources[bodyName] ?? bodyName)"
-        let subjectText = memo.texts[subjectKey] ?? subject.render(values)
-        let bodyText = memo.texts[bodyKey] ?? body.render(values)
-        memo.texts[subjectKey] = subjectText
-        memo.texts[bodyKey] = bodyText
+        // Texts are keyed by their source and language (money and failure texts differ by it).
+        let language = chinese ? 1 : 0
+        let subjectText = memo.text((textIDs[subjectName] ?? -1) * 2 + language) { subject.render(values) }
+        let bodyText = memo.text((textIDs[bodyName] ?? -1) * 2 + language) { body.render(values) }
         return (subjectText, bodyText)
     }
 

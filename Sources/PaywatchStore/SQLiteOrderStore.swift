@@ -29,9 +29,13 @@ public final class SQLiteOrderStore: OrderStore {
     /// Device and inode of the database file when it was opened: a file deleted or replaced
     /// under a running daemon is noticed at the next poll (``verifyStillOpen()``).
     private let identity: FileIdentity?
+    /// Checkpoints the WAL beside the writer instead of inside its commits.
+    private let checkpointer: WALCheckpointer
 
     public init(path: String, busyTimeoutMs: Int64 = 5000) throws {
         self.path = path
+        let checkpointer = WALCheckpointer(path: path)
+        self.checkpointer = checkpointer
         var config = Configuration()
         config.busyMode = .timeout(Double(busyTimeoutMs) / 1000)
         config.label = "paywatch"
@@ -41,6 +45,7 @@ public final class SQLiteOrderStore: OrderStore {
             // 16 MiB of page cache per connection (SQLite's default is 2 MiB): a burst's outbox
             // pages stay in memory instead of being re-read from the WAL (+15–20 % burst throughput).
             try db.execute(sql: "PRAGMA cache_size = -16000")
+            if let connection = db.sqliteConnection { checkpointer.install(on: connection) }
         }
         do {
             pool = try DatabasePool(path: path, configuration: config)
@@ -105,28 +110,75 @@ public final class SQLiteOrderStore: OrderStore {
     /// the next sweep.
     public func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan, handOff: DeliveryHandOff?,
                       applied onApplied: @escaping @Sendable ([Plan], [OutboxMessage]) -> Void) async throws -> SweepResult {
-        let (snapshots, keys) = try await pool.read { db -> ([OrderSnapshot], [String: DueKey]) in
+        // The due list, and the first chunk's rows with it (one trip to a reader, not two).
+        let (due, keys, selects, first) = try await pool.read { db -> ([DueOrder], [String: DueKey], ShopSelects, [OrderSnapshot]) in
             let states = try Row.fetchAll(db, sql: """
                 SELECT order_id, status, marks, first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB)
                 FROM pw_order_state WHERE next_due_at IS NOT NULL AND next_due_at <= ? ORDER BY next_due_at LIMIT ?
                 """, arguments: [now, limit])
-            return try Self.loadSnapshots(db, states: states)
+            let (due, keys) = Self.dueOrders(states)
+            guard !due.isEmpty else { return ([], [:], .none, []) }
+            let selects = try ShopSelects(db)
+            return (due, keys, selects, try Self.loadSnapshots(db, due: Array(due.prefix(Self.writeChunk)), selects: selects))
         }
-        guard !snapshots.isEmpty else { return SweepResult(plans: [], claimed: 0) }
-        // Planned and written in chunks, one transaction each, so the write lock is never held
-        // for long (delivery's commits and the shop's own writes get their turn in between), and
-        // the first messages can leave while the rest of the batch is still being planned.
+        guard !due.isEmpty else { return SweepResult(plans: [], claimed: 0) }
+        // Read, planned and written in chunks, one write transaction each, so the write lock is
+        // never held for long (delivery's commits and the shop's own writes get their turn in
+        // between), and the first messages can leave while the rest of the batch is planned.
+        //
+        // Pipelined, so that planning and SQLite use both cores and no thread waits on another's
+        // wake-up: the next chunk's rows are read (on a reader connection) while this one is
+        // planned, and up to two planned chunks wait for the writer, so it goes from one
+        // transaction to the next without waiting for the planner. Chunks are applied and
+        // reported in order. A chunk's rows are read after the due list: an order the shop
+        // changed in between has a new version, so its plan is not applied (it is planned again
+        // at the next sweep).
+        typealias Written = ([Plan], [OutboxMessage])
         var applied: [Plan] = []
-        var start = 0
-        while start < snapshots.count {
-            let chunk = snapshots[start..<min(start + Self.writeChunk, snapshots.count)].map(plan)
-            start += chunk.count
-            let (written, handed) = try await apply(chunk, keys: keys, handOff: handOff, now: now)
-            onApplied(written, handed)
-            applied += written
+        let slices = stride(from: 0, to: due.count, by: Self.writeChunk).map { Array(due[$0..<min($0 + Self.writeChunk, due.count)]) }
+        func read(_ index: Int) -> Task<[OrderSnapshot], any Error>? {
+            guard index < slices.count else { return nil }
+            guard index > 0 else { return Task { first } }
+            let slice = slices[index]
+            return Task { try await self.pool.read { db in try Self.loadSnapshots(db, due: slice, selects: selects) } }
         }
-        return SweepResult(plans: applied, claimed: snapshots.count)
+        var reading = read(0)
+        var writing: [Task<Written, any Error>] = []
+        do {
+            var index = 0
+            while let current = reading {
+                let snapshots = try await current.value
+                index += 1
+                reading = read(index)
+                let chunk = snapshots.map(plan)
+                if writing.count == Self.writesQueued {
+                    let (written, handed) = try await writing.removeFirst().value
+                    onApplied(written, handed)
+                    applied += written
+                }
+                writing.append(Task { try await self.apply(chunk, keys: keys, handOff: handOff, now: now) })
+            }
+            while !writing.isEmpty {
+                let (written, handed) = try await writing.removeFirst().value
+                onApplied(written, handed)
+                applied += written
+            }
+        } catch {
+            // Nothing is left running behind the error: what was queued is written (or fails)
+            // first, and what was written is reported, so delivery learns of every handed-off message.
+            _ = await reading?.result
+            for task in writing {
+                if case .success(let (written, handed)) = await task.result {
+                    onApplied(written, handed)
+                }
+            }
+            throw error
+        }
+        return SweepResult(plans: applied, claimed: due.count)
     }
+
+    /// Planned chunks waiting for the writer at most.
+    static let writesQueued = 2
 
     /// Plans applied per write transaction.
     static let writeChunk = 100
@@ -183,15 +235,21 @@ public final class SQLiteOrderStore: OrderStore {
         var raw: Data?
     }
 
-    /// The snapshots of the orders in `states` (rows of `pw_order_state`: order_id, status,
-    /// marks, first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB)), keyed for
-    /// writing back. Nothing in a row can make this throw or trap: content that cannot be read
-    /// becomes nil (the validator quarantines it) or a read problem on the snapshot. A shop table
-    /// missing a column the contract requires throws: that is the schema's fault, not a row's.
-    private static func loadSnapshots(_ db: Database, states: [Row]) throws -> ([OrderSnapshot], [String: DueKey]) {
+    /// An order due for planning, as its `pw_order_state` row says: its id (as text, or shown in
+    /// hex when its bytes are not text), what paywatch tracked, and why it cannot be read.
+    struct DueOrder: Sendable {
+        var id: String
+        var tracked: TrackedState
+        var problem: String?
+    }
+
+    /// The due orders of `states` (rows of `pw_order_state`: order_id, status, marks,
+    /// first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB)), keyed for writing back.
+    /// Nothing in a row can make this trap: content that cannot be read becomes nil (the
+    /// validator quarantines it) or a read problem.
+    private static func dueOrders(_ states: [Row]) -> ([DueOrder], [String: DueKey]) {
         var keys: [String: DueKey] = [:]
-        var due: [(id: String, tracked: TrackedState, problem: String?)] = []
-        var readable: [String] = []
+        var due: [DueOrder] = []
         for state in states {
             let version = int(state[4]) ?? 0
             let tracked = TrackedState(
@@ -204,8 +262,7 @@ public final class SQLiteOrderStore: OrderStore {
             if (state[5] as String?) == "text", case .string(let id) = (state[0] as DatabaseValue).storage,
                id.utf8.elementsEqual(bytes) {
                 keys[id] = DueKey(version: version)
-                readable.append(id)
-                due.append((id, tracked, nil))
+                due.append(DueOrder(id: id, tracked: tracked))
             } else {
                 // Bytes that do not read back as the same text: addressed by those bytes when
                 // written, shown in hex, quarantined. (Matched by their own text, this id would
@@ -214,9 +271,17 @@ public final class SQLiteOrderStore: OrderStore {
                 let display = "\u{FFFD}x'\(hex)\(bytes.count > 64 ? "…" : "")'"
                 let kind = (state[5] as String?) == "text" ? "is not valid UTF-8 text" : "is not text (a \(text(state[5]) ?? "?") value)"
                 keys[display] = DueKey(version: version, raw: bytes)
-                due.append((display, tracked, "order id \(kind): x'\(hex)'"))
+                due.append(DueOrder(id: display, tracked: tracked, problem: "order id \(kind): x'\(hex)'"))
             }
         }
+        return (due, keys)
+    }
+
+    /// The snapshots of `due` orders: their rows in the shop's tables. Nothing in a row can make
+    /// this throw or trap. A shop table missing a column the contract requires throws: that is
+    /// the schema's fault, not a row's.
+    private static func loadSnapshots(_ db: Database, due: [DueOrder], selects: ShopSelects) throws -> [OrderSnapshot] {
+        let readable = due.filter { $0.problem == nil }.map(\.id)
         var orders: [String: OrderRecord] = [:]
         var payments: [String: [PaymentRecord]] = [:]
         var installments: [String: [InstallmentRecord]] = [:]
@@ -225,33 +290,32 @@ public final class SQLiteOrderStore: OrderStore {
         if !readable.isEmpty {
             let placeholders = databaseQuestionMarks(count: readable.count)
             let args = StatementArguments(readable)
-            for row in try shopRows(db, "orders", "id", orderColumns, placeholders, args) {
+            for row in try shopRows(db, selects.orders, placeholders, args) {
                 let record = orderRecord(row)
                 if orders[record.id] == nil { orders[record.id] = record }
             }
-            for row in try shopRows(db, "payments", "order_id", paymentColumns, placeholders, args) {
+            for row in try shopRows(db, selects.payments, placeholders, args) {
                 let record = paymentRecord(row)
                 if case .blob = (row[0] as DatabaseValue).storage { problems[record.orderID] = "a payment id is not text (a BLOB)" }
                 payments[record.orderID, default: []].append(record)
             }
-            for row in try shopRows(db, "installments", "order_id", ["order_id", "seq", "amount", "due_at"], placeholders, args) {
+            for row in try shopRows(db, selects.installments, placeholders, args) {
                 installments[text(row[0]) ?? "", default: []].append(
                     InstallmentRecord(seq: int(row[1]) ?? 0, amount: int(row[2]), dueAt: int(row[3])))
             }
-            for row in try shopRows(db, "refunds", "order_id", ["order_id", "id", "amount", "status", "requested_at"], placeholders, args) {
+            for row in try shopRows(db, selects.refunds, placeholders, args) {
                 let orderID = text(row[0]) ?? ""
                 if case .blob = (row[1] as DatabaseValue).storage { problems[orderID] = "a refund id is not text (a BLOB)" }
                 refunds[orderID, default: []].append(RefundRecord(
                     id: text(row[1]) ?? "", amount: int(row[2]), status: text(row[3]) ?? "", requestedAt: int(row[4])))
             }
         }
-        let snapshots = due.map { entry in
+        return due.map { entry in
             OrderSnapshot(
                 orderID: entry.id, order: orders[entry.id], payments: unique(payments[entry.id] ?? []),
                 installments: unique(installments[entry.id] ?? []), refunds: unique(refunds[entry.id] ?? []),
                 state: entry.tracked, readProblem: entry.problem ?? problems[entry.id])
         }
-        return (snapshots, keys)
     }
 
     /// The contract's columns of `orders` and `payments` a sweep reads, in the order it selects
@@ -260,20 +324,41 @@ public final class SQLiteOrderStore: OrderStore {
                                "locale", "time_zone", "pay_url", "customer_name", "payment_method"]
     static let paymentColumns = ["id", "order_id", "amount", "status", "provider_ref", "method", "failure_reason", "created_at"]
 
-    /// Rows of a shop table whose `keyColumn` is one of the bound ids: the `wanted` columns in
-    /// that order, NULL for an optional one the table lacks, and nothing of the shop's own
-    /// columns. Throws, naming it, when the table lacks a column a sweep cannot do without
-    /// (dropped or renamed while running): the sweep fails and is retried at the next poll.
-    private static func shopRows(_ db: Database, _ table: String, _ keyColumn: String, _ wanted: [String],
-                                 _ placeholders: String, _ args: StatementArguments) throws -> [Row] {
-        let present = Set(try db.columns(in: table).map { $0.name.lowercased() })
-        let missing = ShopTables.requiredWhileRunning(table).filter { !present.contains($0) }
-        if !missing.isEmpty {
-            throw StoreError(description: "the shop's \(table) table has no column \(missing.joined(separator: ", ")) (the contract requires it): restore it, then run `paywatch migrate`")
+    /// How a sweep selects each shop table's rows: `SELECT columns FROM table WHERE key IN`, the
+    /// contract's columns in the order the record readers expect, NULL for an optional one the
+    /// table lacks, nothing of the shop's own columns. Made once per sweep from the tables'
+    /// current columns (looking them up per chunk re-read the schema each time: +70 % read time).
+    struct ShopSelects: Sendable {
+        var orders, payments, installments, refunds: String
+
+        /// Throws, naming it, when a table lacks a column a sweep cannot do without (dropped or
+        /// renamed while running): the sweep fails and is retried at the next poll.
+        /// For a sweep with nothing due.
+        static let none = ShopSelects(orders: "", payments: "", installments: "", refunds: "")
+        init(orders: String, payments: String, installments: String, refunds: String) {
+            (self.orders, self.payments, self.installments, self.refunds) = (orders, payments, installments, refunds)
         }
-        let columns = wanted.map { present.contains($0) ? $0 : "NULL" }.joined(separator: ", ")
-        return try Row.fetchAll(db.cachedStatement(sql: "SELECT \(columns) FROM \(table) WHERE \(keyColumn) IN (\(placeholders))"),
-                                arguments: args)
+
+        init(_ db: Database) throws {
+            func select(_ table: String, _ keyColumn: String, _ wanted: [String]) throws -> String {
+                let present = Set(try db.columns(in: table).map { $0.name.lowercased() })
+                let missing = ShopTables.requiredWhileRunning(table).filter { !present.contains($0) }
+                if !missing.isEmpty {
+                    throw StoreError(description: "the shop's \(table) table has no column \(missing.joined(separator: ", ")) (the contract requires it): restore it, then run `paywatch migrate`")
+                }
+                let columns = wanted.map { present.contains($0) ? $0 : "NULL" }.joined(separator: ", ")
+                return "SELECT \(columns) FROM \(table) WHERE \(keyColumn) IN "
+            }
+            orders = try select("orders", "id", SQLiteOrderStore.orderColumns)
+            payments = try select("payments", "order_id", SQLiteOrderStore.paymentColumns)
+            installments = try select("installments", "order_id", ["order_id", "seq", "amount", "due_at"])
+            refunds = try select("refunds", "order_id", ["order_id", "id", "amount", "status", "requested_at"])
+        }
+    }
+
+    /// The rows `select` (of ``ShopSelects``) finds for the bound ids.
+    private static func shopRows(_ db: Database, _ select: String, _ placeholders: String, _ args: StatementArguments) throws -> [Row] {
+        try Row.fetchAll(db.cachedStatement(sql: select + "(" + placeholders + ")"), arguments: args)
     }
 
     /// The rows without exact repeats (a shop table without a unique key may hold a row twice):
@@ -586,9 +671,9 @@ public final class SQLiteOrderStore: OrderStore {
                 state = try Row.fetchOne(db, sql: "SELECT ?, NULL, NULL, NULL, 0, 'text', CAST(? AS BLOB), 0, NULL, NULL, 0",
                                          arguments: [id, id])
             }
-            guard let state, let snapshot = try Self.loadSnapshots(db, states: [state]).0.first else { return nil }
-            let timeline = try Row.fetchAll(db, sql: "SELECT at, event, detail FROM pw_events WHERE order_id = ? ORDER BY at, id",
-                                            arguments: [id]).map {
+            guard let state, let snapshot = try Self.loadSnapshots(db, due: Self.dueOrders([state]).0, selects: ShopSelects(db)).first else { return nil }
+            let events = try Row.fetchAll(db, sql: "SELECT at, event, detail FROM pw_events WHERE order_id = ? ORDER BY at, id",
+                                          arguments: [id]).map {
                 TimelineEntry(at: $0["at"], event: $0["event"], detail: $0["detail"])
             }
             var attempts: [Int64: [AttemptRecord]] = [:]
@@ -607,6 +692,7 @@ public final class SQLiteOrderStore: OrderStore {
                     to: Redact.address(row["recipient"], channel: channel), state: row["state"], createdAt: row["created_at"],
                     dueAt: row["due_at"], lastError: row["last_error"], attempts: attempts[row["id"]] ?? [])
             }
+            let timeline = Self.timeline(events: events, deliveries: deliveries)
             return OrderDetail(
                 orderID: id, snapshot: snapshot,
                 trackedStatus: text(state[1]).flatMap(OrderStatus.init(rawValue:)),
@@ -651,6 +737,44 @@ public final class SQLiteOrderStore: OrderStore {
                                     needsRefund: int(row["needs_refund"]) ?? 0)
             }
         }
+    }
+
+    /// An order's timeline: its events, and its decisions read from the outbox (each message's
+    /// row is the record of its decision, so none is stored twice): one entry per kind and step
+    /// decided at one time, naming its channels, after the events of that time (the transition
+    /// that caused it comes first).
+    static func timeline(events: [TimelineEntry], deliveries: [DeliveryRecord]) -> [TimelineEntry] {
+        var decisions: [TimelineEntry] = []
+        var channels: [[String]] = []
+        for delivery in deliveries {
+            if let last = decisions.last, last.at == delivery.createdAt, last.event == delivery.kind,
+               last.detail == "step \(delivery.step)" {
+                channels[channels.count - 1].append(delivery.channel)
+            } else {
+                decisions.append(TimelineEntry(at: delivery.createdAt, event: delivery.kind, detail: "step \(delivery.step)"))
+                channels.append([delivery.channel])
+            }
+        }
+        for index in decisions.indices {
+            decisions[index].detail += " decided for " + channels[index].joined(separator: ",")
+        }
+        // Both are in time order: merge, events first at equal times.
+        var merged: [TimelineEntry] = []
+        merged.reserveCapacity(events.count + decisions.count)
+        var next = decisions.makeIterator()
+        var decision = next.next()
+        for event in events {
+            while let pending = decision, pending.at < event.at {
+                merged.append(pending)
+                decision = next.next()
+            }
+            merged.append(event)
+        }
+        while let pending = decision {
+            merged.append(pending)
+            decision = next.next()
+        }
+        return merged
     }
 
     public func report(since: Millis, now: Millis) async throws -> Report {
@@ -788,6 +912,7 @@ public final class SQLiteOrderStore: OrderStore {
 
     public func close() async throws {
         try pool.close()
+        checkpointer.close()
     }
 
     // MARK: Lenient decoding (bad content becomes nil, which the validator quarantines)

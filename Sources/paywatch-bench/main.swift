@@ -346,11 +346,13 @@ func benchPlanMix(_ count: Int) async throws {
         return (planned, messages, monotonicSeconds() - start)
     }
     let first = try await sweepAll(at: created + 120_000)
+    let cpuBefore = cpuSeconds(getpid())
     let later = try await sweepAll(at: created + 36 * 3_600_000)
+    let cores = (cpuSeconds(getpid()) - cpuBefore) / later.seconds
     try await store.close()
-    print(String(format: "planmix orders=%d first-sight=%.0f orders/s (%d messages) day-and-a-half=%.0f orders/s (%d orders, %d messages)",
+    print(String(format: "planmix orders=%d first-sight=%.0f orders/s (%d messages) day-and-a-half=%.0f orders/s (%d orders, %d messages, %.2f cores)",
                  count, Double(first.orders) / first.seconds, first.messages, Double(later.orders) / later.seconds, later.orders,
-                 later.messages))
+                 later.messages, cores))
 }
 
 /// A burst of `count` reminders due at one instant, through the real daemon to a loopback sink.

@@ -38,6 +38,15 @@ struct Run {
 }
 
 @Suite struct PlannerTests {
+    @Test func aDecisionWithNoAddressIsRecordedAsAnEvent() {
+        var run = Run(order(phone: nil, email: nil))
+        run.at(t0)
+        let plan = run.at(t0 + 10 * minute)
+        #expect(plan.messages.isEmpty)
+        #expect(plan.events.map(\.detail) == ["step 1 decided; no address for push,sms,email"])
+        #expect(plan.events.map(\.event) == ["unpaid_reminder"])
+    }
+
     @Test func remindersGoOutAtTheirTimeNeverBefore() {
         var run = Run(order())
         let first = run.at(t0)
@@ -52,7 +61,8 @@ struct Run {
         #expect(Set(reminder.messages.map(\.channel)) == ["sms", "email"])
         #expect(reminder.messages.allSatisfy { $0.step == 1 })
         #expect(reminder.nextDueAt == t0 + 25 * minute)
-        #expect(reminder.events.map(\.detail) == ["step 1 decided for sms,email"])
+        // The messages are the decision's record: no event repeats them.
+        #expect(reminder.events.isEmpty)
 
         // Planning again at the same instant decides nothing new.
         #expect(run.at(t0 + 10 * minute).messages.isEmpty)
@@ -81,7 +91,7 @@ struct Run {
         #expect(cancel.statusChanged)
         #expect(cancel.messages.map(\.kind) == [.orderCancelled, .orderCancelled])
         #expect(cancel.nextDueAt == nil)
-        #expect(cancel.events.map(\.event) == ["status", "order_cancelled"])
+        #expect(cancel.events.map(\.event) == ["status"])  // the notice is recorded by its messages
         // No reminder is sent once cancelled, and the cancel notice goes once.
         #expect(run.at(t0 + 40 * minute).messages.isEmpty)
         #expect(run.sent.filter { $0.kind == .orderCancelled }.count == 2)

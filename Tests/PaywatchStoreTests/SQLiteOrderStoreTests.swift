@@ -276,6 +276,15 @@ func sweepAll(_ store: SQLiteOrderStore, now: Millis) async throws -> [Plan] {
         #expect(detail.deliveries.first { $0.idempotencyKey == email.message.idempotencyKey }?.state == "superseded")
         #expect(detail.timeline.contains { $0.event == "superseded" })
         #expect(detail.timeline.contains { $0.event == "status" && $0.detail.contains("paid") })
+        // Decisions are shown from the outbox: one entry per decision, naming its channels, after
+        // the transition of the same sweep, in time order with the events.
+        let reminder = try #require(detail.timeline.firstIndex { $0.event == "unpaid_reminder" })
+        #expect(detail.timeline[reminder].detail == "step 1 decided for sms,email")
+        #expect(detail.timeline.filter { $0.event == "unpaid_reminder" }.count == 1)
+        let confirmed = try #require(detail.timeline.firstIndex { $0.event == "payment_confirmed" })
+        let paid = try #require(detail.timeline.firstIndex { $0.event == "status" && $0.detail.contains("→ paid") })
+        #expect(reminder < paid && paid < confirmed)
+        #expect(detail.timeline.map(\.at) == detail.timeline.map(\.at).sorted())
     }
 
     @Test func deadMessagesEscalateOnce() async throws {
