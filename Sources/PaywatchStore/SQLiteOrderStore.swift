@@ -524,7 +524,7 @@ public final class SQLiteOrderStore: OrderStore {
     private static func insertOutbox(_ db: Database, _ message: OutgoingMessage, now: Millis, leasedUntil: Millis? = nil) throws -> Bool {
         try db.cachedStatement(sql: """
             INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, in_flight, due_at, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(order_id, idempotency_key) DO NOTHING
             """).execute(arguments: [message.idempotencyKey, message.orderID, message.kind.rawValue, message.step,
                                      message.channel, message.recipient, message.body, leasedUntil == nil ? 0 : 1,
                                      leasedUntil ?? now, now, now])
@@ -909,6 +909,9 @@ public final class SQLiteOrderStore: OrderStore {
             Report.Money(currency: text($0["currency"]) ?? "", orders: $0["n"], amount: int($0["amount"]) ?? 0)
         }
     }
+
+    /// WAL checkpoints run beside the writer so far.
+    var backgroundCheckpoints: Int { checkpointer.checkpoints }
 
     public func close() async throws {
         try pool.close()

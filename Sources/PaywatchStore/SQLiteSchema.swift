@@ -175,6 +175,39 @@ enum SQLiteSchema {
                 CREATE INDEX pw_reconcile_due ON pw_reconcile(due_at) WHERE state = 'pending';
                 """)
         }
+        migrator.registerMigration("v7: outbox keyed by order") { db in
+            // One index less to update per message: the unique key (order_id, idempotency_key)
+            // serves both the insert's ON CONFLICT and every lookup by order, where the unique
+            // idempotency_key and the index on order_id were two. A key names its order (the
+            // order id is part of it), so it is still unique on its own. The table is rebuilt
+            // to lose the column's UNIQUE constraint, rows and ids kept.
+            let columns = "id, idempotency_key, order_id, kind, step, channel, recipient, body, state, attempts, in_flight, due_at, created_at, updated_at, last_error"
+            try db.execute(sql: """
+                CREATE TABLE pw_outbox_v7 (
+                    id INTEGER PRIMARY KEY,
+                    idempotency_key TEXT NOT NULL,
+                    order_id TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    step INTEGER NOT NULL,
+                    channel TEXT NOT NULL,
+                    recipient TEXT NOT NULL,
+                    body TEXT NOT NULL,
+                    state TEXT NOT NULL DEFAULT 'pending',   -- pending | delivered | dead | superseded
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    in_flight INTEGER NOT NULL DEFAULT 0,
+                    due_at INTEGER NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    last_error TEXT
+                );
+                INSERT INTO pw_outbox_v7(\(columns)) SELECT \(columns) FROM pw_outbox ORDER BY id;
+                DROP TABLE pw_outbox;
+                ALTER TABLE pw_outbox_v7 RENAME TO pw_outbox;
+                CREATE UNIQUE INDEX pw_outbox_key ON pw_outbox(order_id, idempotency_key);
+                CREATE INDEX pw_outbox_created ON pw_outbox(created_at);
+                CREATE INDEX pw_outbox_channel_due ON pw_outbox(channel, due_at) WHERE state = 'pending';
+                """)
+        }
         return migrator
     }
 
