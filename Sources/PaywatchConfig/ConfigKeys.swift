@@ -24,8 +24,8 @@ extension PaywatchConfiguration {
             ConfigSection("daemon", [
                 .key("poll_interval", .duration, \.daemon.pollIntervalMs,
                      doc: "longest sleep; changes by the shop are noticed within it"),
-                .key("batch_size", .positiveInt(max: maxBatchSize, because: "a sweep binds the batch's ids in one SQL statement"),
-                     \.daemon.batchSize, doc: "orders read and planned per sweep step (written in transactions of up to 100)"),
+                .key("batch_size", .positiveInt(max: maxBatchSize, because: "a sweep holds the batch's rows and plans in memory"),
+                     \.daemon.batchSize, doc: "orders read and planned per sweep step (read and written 100 at a time, planning beside writing)"),
                 .key("log_level", .oneOf(logLevels, unknown: "log level"), \.daemon.logLevel,
                      doc: "the least severe level that is logged"),
                 .key("max_clock_skew", .duration, \.daemon.maxClockSkewMs,

@@ -79,7 +79,7 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         /// paywatch's) are quarantined instead of acted on.
         public var maxClockSkewMs: Int64
 
-        public init(pollIntervalMs: Int64 = 5_000, batchSize: Int = 500, logLevel: String = "info",
+        public init(pollIntervalMs: Int64 = 5_000, batchSize: Int = 2_000, logLevel: String = "info",
                     maxClockSkewMs: Int64 = 300_000) {
             self.pollIntervalMs = pollIntervalMs
             self.batchSize = batchSize

@@ -194,9 +194,10 @@ public final class SQLiteOrderStore: OrderStore {
             do {
                 // Fast path: the whole batch at once.
                 try db.inSavepoint {
+                    let statements = try PlanStatements(db)
                     for index in plans.indices {
                         let taken = try Self.apply(plans[index], key: keys[plans[index].orderID], handOff: handOff,
-                                                   db: db, now: now)
+                                                   db: db, now: now, statements: statements)
                         applied[index] = taken != nil
                         handed += taken ?? []
                     }
@@ -375,10 +376,30 @@ public final class SQLiteOrderStore: OrderStore {
             .contains(error.resultCode)
     }
 
+    /// The statements a transaction writes plans with, prepared once for its orders and bound
+    /// directly (``RawStatement``).
+    struct PlanStatements {
+        let updateState: RawStatement
+        let updateOrderStatus: RawStatement
+        let insertOutbox: RawStatement
+        let insertEvent: RawStatement
+
+        init(_ db: Database) throws {
+            updateState = try RawStatement(db, sql: """
+                UPDATE pw_order_state SET status = ?, amount_paid = ?, marks = ?, next_due_at = ?, quarantine = NULL,
+                    first_seen_at = COALESCE(first_seen_at, ?), updated_at = ?, needs_refund = ?
+                WHERE order_id = ? AND version = ?
+                """)
+            updateOrderStatus = try RawStatement(db, sql: "UPDATE orders SET status = ? WHERE id = ? AND status IS NOT ?")
+            insertOutbox = try RawStatement(db, sql: SQLiteOrderStore.insertOutboxSQL)
+            insertEvent = try RawStatement(db, sql: SQLiteOrderStore.insertEventSQL)
+        }
+    }
+
     /// Applies one plan if the order is still at `version`: nil if not, else the messages handed
     /// off to delivery (inserted leased).
     private static func apply(_ plan: Plan, key: DueKey?, handOff: DeliveryHandOff?, db: Database,
-                              now: Millis) throws -> [OutboxMessage]? {
+                              now: Millis, statements: PlanStatements? = nil) throws -> [OutboxMessage]? {
         let version = key?.version ?? 0
         if let reason = plan.quarantine {
             // Not due again until the shop changes the order (the triggers mark it), or until
@@ -399,32 +420,30 @@ public final class SQLiteOrderStore: OrderStore {
             return []
         }
         guard key?.raw == nil else { return nil }
-        try db.cachedStatement(sql: """
-            UPDATE pw_order_state SET status = ?, amount_paid = ?, marks = ?, next_due_at = ?, quarantine = NULL,
-                first_seen_at = COALESCE(first_seen_at, ?), updated_at = ?, needs_refund = ?
-            WHERE order_id = ? AND version = ?
-            """).execute(arguments: [plan.status.rawValue, plan.amountPaid, MarksCodec.encode(plan.marks), plan.nextDueAt,
-                             now, now, plan.needsRefund, plan.orderID, version])
+        let statements = try statements ?? PlanStatements(db)
+        let changed = try statements.updateState.execute(
+            .text(plan.status.rawValue), .int(plan.amountPaid), .text(MarksCodec.encode(plan.marks)), .int(plan.nextDueAt),
+            .int(now), .int(now), .int(plan.needsRefund), .text(plan.orderID), .int(version))
         // The shop changed the order since it was read: it is marked changed, planned again next.
-        guard db.changesCount > 0 else { return nil }
+        guard changed > 0 else { return nil }
         if plan.statusChanged {
             // Only when it differs, so the shop's view changes exactly when paywatch decides.
-            try db.cachedStatement(sql: "UPDATE orders SET status = ? WHERE id = ? AND status IS NOT ?")
-                .execute(arguments: [plan.status.rawValue, plan.orderID, plan.status.rawValue])
+            try statements.updateOrderStatus.execute(.text(plan.status.rawValue), .text(plan.orderID), .text(plan.status.rawValue))
         }
         var handed: [OutboxMessage] = []
         for message in plan.messages {
-            if let handOff, handOff.take(message.channel) {
+            let leased = handOff.flatMap { $0.take(message.channel) ? now + $0.leaseMs : nil }
+            let inserted = try statements.insertOutbox.execute(
+                .text(message.idempotencyKey), .text(message.orderID), .text(message.kind.rawValue), .int(message.step),
+                .text(message.channel), .text(message.recipient), .text(message.body), .int(leased == nil ? 0 : 1),
+                .int(leased ?? now), .int(now), .int(now))
+            if leased != nil, inserted > 0 {
                 // Leased to delivery from the start: it goes out without being claimed.
-                if try insertOutbox(db, message, now: now, leasedUntil: now + handOff.leaseMs) {
-                    handed.append(OutboxMessage(id: db.lastInsertedRowID, message: message, attempts: 0))
-                }
-            } else {
-                try insertOutbox(db, message, now: now)
+                handed.append(OutboxMessage(id: db.lastInsertedRowID, message: message, attempts: 0))
             }
         }
         for event in plan.events {
-            try insertEvent(db, orderID: plan.orderID, at: now, event: event.event, detail: event.detail)
+            try statements.insertEvent.execute(.text(plan.orderID), .int(now), .text(event.event), .text(event.detail))
         }
         for request in plan.reconciles {
             let fallback = request.fallback
@@ -513,19 +532,23 @@ public final class SQLiteOrderStore: OrderStore {
         Validator.display(text)
     }
 
+    static let insertEventSQL = "INSERT INTO pw_events(order_id, at, event, detail) VALUES (?, ?, ?, ?)"
+
     private static func insertEvent(_ db: Database, orderID: String, at: Millis, event: String, detail: String) throws {
-        try db.cachedStatement(sql: "INSERT INTO pw_events(order_id, at, event, detail) VALUES (?, ?, ?, ?)")
-            .execute(arguments: [orderID, at, event, detail])
+        try db.cachedStatement(sql: insertEventSQL).execute(arguments: [orderID, at, event, detail])
     }
+
+    /// Decides a message: a new outbox row, or nothing if its key was decided before.
+    static let insertOutboxSQL = """
+        INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, in_flight, due_at, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(order_id, idempotency_key) DO NOTHING
+        """
 
     /// Decides a message: a new outbox row, or nothing if its key was decided before.
     /// Returns whether a row was inserted (false: the key was decided before).
     @discardableResult
     private static func insertOutbox(_ db: Database, _ message: OutgoingMessage, now: Millis, leasedUntil: Millis? = nil) throws -> Bool {
-        try db.cachedStatement(sql: """
-            INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, in_flight, due_at, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(order_id, idempotency_key) DO NOTHING
-            """).execute(arguments: [message.idempotencyKey, message.orderID, message.kind.rawValue, message.step,
+        try db.cachedStatement(sql: insertOutboxSQL).execute(arguments: [message.idempotencyKey, message.orderID, message.kind.rawValue, message.step,
                                      message.channel, message.recipient, message.body, leasedUntil == nil ? 0 : 1,
                                      leasedUntil ?? now, now, now])
         return db.changesCount > 0

@@ -246,6 +246,10 @@ func cpuSeconds(_ pid: Int32) -> Double {
 
 // MARK: Benchmarks
 
+/// Orders per sweep, as the daemon runs it by default (`[daemon] batch_size`).
+let batchSize = PaywatchConfiguration.Daemon().batchSize
+
+
 /// Planning throughput: orders planned and committed per second, in-process on the store.
 /// With `threeChannels`, every order also has an e-mail address and a push token, and reminders go
 /// to push, sms and e-mail (the example configuration's default): three messages per decision.
@@ -270,9 +274,9 @@ func benchPlan(_ count: Int, threeChannels: Bool = false) async throws {
     var planned = 0
     while true {
         let now = created + 1000
-        let result = try await store.sweep(now: now, limit: 500) { planner.plan($0, now: now) }
+        let result = try await store.sweep(now: now, limit: batchSize) { planner.plan($0, now: now) }
         planned += result.claimed
-        if result.claimed < 500 { break }
+        if result.claimed < batchSize { break }
     }
     let firstSeconds = monotonicSeconds() - start
 
@@ -281,9 +285,9 @@ func benchPlan(_ count: Int, threeChannels: Bool = false) async throws {
     var reminded = 0
     while true {
         let now = created + 10 * 60_000
-        let result = try await store.sweep(now: now, limit: 500) { planner.plan($0, now: now) }
+        let result = try await store.sweep(now: now, limit: batchSize) { planner.plan($0, now: now) }
         reminded += result.plans.reduce(0) { $0 + $1.messages.count }
-        if result.claimed < 500 { break }
+        if result.claimed < batchSize { break }
     }
     let dueSeconds = monotonicSeconds() - start
     try await store.close()
@@ -338,10 +342,10 @@ func benchPlanMix(_ count: Int) async throws {
         var planned = 0
         var messages = 0
         while true {
-            let result = try await store.sweep(now: now, limit: 500) { planner.plan($0, now: now) }
+            let result = try await store.sweep(now: now, limit: batchSize) { planner.plan($0, now: now) }
             planned += result.claimed
             messages += result.plans.reduce(0) { $0 + $1.messages.count }
-            if result.claimed < 500 { break }
+            if result.claimed < batchSize { break }
         }
         return (planned, messages, monotonicSeconds() - start)
     }
@@ -453,7 +457,7 @@ func benchDeliver(_ count: Int) async throws {
     let store = try SQLiteOrderStore(path: path)
     let planner = Planner(policy: Policy(unpaidRemindersMs: [30_000], unpaidChannels: ["sms"]))
     let now = nowMs()
-    while try await store.sweep(now: now, limit: 500, plan: { planner.plan($0, now: now) }).claimed == 500 {}
+    while try await store.sweep(now: now, limit: batchSize, plan: { planner.plan($0, now: now) }).claimed == batchSize {}
     try await store.close()
     let started = monotonicSeconds()
     let daemon = try startDaemon(dir: dir, configText: config(db: path, gateway: gateway.baseURL, reminders: "[\"30s\"]"))

@@ -164,7 +164,7 @@ private let channelSections = """
         #expect(failure("[delivery]\nconcurrency = 9223372036854775807\n").hasPrefix("x.toml:2: [delivery] concurrency: must be at most 4096"))
         #expect(failure("[delivery]\nconcurrency = 4096\n" + channelSections) == "parsed without error")
         #expect(failure("[daemon]\nbatch_size = 10001\n")
-            == "x.toml:2: [daemon] batch_size: must be at most 10000, got 10001 (a sweep binds the batch's ids in one SQL statement)")
+            == "x.toml:2: [daemon] batch_size: must be at most 10000, got 10001 (a sweep holds the batch's rows and plans in memory)")
         #expect(failure("[daemon]\nbatch_size = 10000\n" + channelSections) == "parsed without error")
     }
 

@@ -31,7 +31,7 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
         #expect(c.store.url == "sqlite:///var/lib/paywatch/paywatch.db")
         #expect(c.store.busyTimeoutMs == 5_000)
         #expect(c.store.sqlitePath == "/var/lib/paywatch/paywatch.db")
-        #expect(c.daemon == .init(pollIntervalMs: 5_000, batchSize: 500, logLevel: "info", maxClockSkewMs: 300_000))
+        #expect(c.daemon == .init(pollIntervalMs: 5_000, batchSize: 2_000, logLevel: "info", maxClockSkewMs: 300_000))
         #expect(c.delivery.concurrency == 32)
         #expect(c.delivery.timeoutMs == 10_000)
         #expect(c.delivery.maxAttempts == 8)
@@ -227,7 +227,7 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
         let rendered = try PaywatchConfiguration.load(path: examplePath).rendered()
         for line in [
             "[store]", "url = \"sqlite:///var/lib/paywatch/paywatch.db\"", "busy_timeout = \"5s\"", "poll_interval = \"5s\"",
-            "batch_size = 500", "log_level = \"info\"", "max_clock_skew = \"5m\"", "retry_max = \"1h\"",
+            "batch_size = 2000", "log_level = \"info\"", "max_clock_skew = \"5m\"", "retry_max = \"1h\"",
             "retry_after_max = \"1h\"", "hold = \"30m\"", "reminders = [\"10m\", \"25m\"]",
             "# reconcile_url is not set", "installment_reminders = [\"3d\", \"1d\"]", "on_overdue = \"escalate\"",
             "[paid]\nchannels = [\"email\", \"push\"]", "[channels.sms]",
