@@ -66,14 +66,14 @@ extension Planner {
         /// The messages are the decision's record (the timeline shows them from the outbox); a
         /// decision that found no address is recorded as an event.
         mutating func send(_ kind: NotificationKind, step: Int, channels: [String], context: Messages.Context) {
-            var used: [String] = []
             var texts = Templates.RenderMemo()
+            var addressed = false
             for channel in channels {
                 guard let message = message(kind, step: step, channel: channel, context: context, texts: &texts) else { continue }
-                used.append(channel)
+                addressed = true
                 messages.append(message)
             }
-            if used.isEmpty {
+            if !addressed {
                 events.append(PlanEvent(kind.rawValue, "step \(step) decided; no address for \(channels.joined(separator: ","))"))
             }
         }

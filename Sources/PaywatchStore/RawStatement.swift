@@ -46,7 +46,7 @@ final class RawStatement {
     @discardableResult
     func execute(_ values: Value...) throws -> Int {
         guard let statement else { return 0 }
-        sqlite3_reset(statement)
+        // Reset after every step (below), so the statement is ready here.
         for (index, value) in zip(Int32(1)..., values) {
             let code: Int32
             switch value {

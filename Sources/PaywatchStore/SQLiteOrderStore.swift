@@ -111,17 +111,17 @@ public final class SQLiteOrderStore: OrderStore {
     public func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan, handOff: DeliveryHandOff?,
                       applied onApplied: @escaping @Sendable ([Plan], [OutboxMessage]) -> Void) async throws -> SweepResult {
         // The due list, and the first chunk's rows with it (one trip to a reader, not two).
-        let (due, keys, selects, first) = try await pool.read { db -> ([DueOrder], [String: DueKey], ShopSelects, [OrderSnapshot]) in
+        let dueRead = try await pool.read { db -> (due: [DueOrder], keys: [String: DueKey], selects: ShopSelects, first: [OrderSnapshot])? in
             let states = try Row.fetchAll(db, sql: """
                 SELECT order_id, status, marks, first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB)
                 FROM pw_order_state WHERE next_due_at IS NOT NULL AND next_due_at <= ? ORDER BY next_due_at LIMIT ?
                 """, arguments: [now, limit])
             let (due, keys) = Self.dueOrders(states)
-            guard !due.isEmpty else { return ([], [:], .none, []) }
+            guard !due.isEmpty else { return nil }
             let selects = try ShopSelects(db)
             return (due, keys, selects, try Self.loadSnapshots(db, due: Array(due.prefix(Self.writeChunk)), selects: selects))
         }
-        guard !due.isEmpty else { return SweepResult(plans: [], claimed: 0) }
+        guard let (due, keys, selects, first) = dueRead else { return SweepResult(plans: [], claimed: 0) }
         // Read, planned and written in chunks, one write transaction each, so the write lock is
         // never held for long (delivery's commits and the shop's own writes get their turn in
         // between), and the first messages can leave while the rest of the batch is planned.
@@ -191,10 +191,10 @@ public final class SQLiteOrderStore: OrderStore {
             var plans = decided
             var applied = [Bool](repeating: false, count: plans.count)
             var handed: [OutboxMessage] = []
+            let statements = try PlanStatements(db)
             do {
                 // Fast path: the whole batch at once.
                 try db.inSavepoint {
-                    let statements = try PlanStatements(db)
                     for index in plans.indices {
                         let taken = try Self.apply(plans[index], key: keys[plans[index].orderID], handOff: handOff,
                                                    db: db, now: now, statements: statements)
@@ -212,7 +212,8 @@ public final class SQLiteOrderStore: OrderStore {
                     let key = keys[plans[index].orderID]
                     do {
                         try db.inSavepoint {
-                            let taken = try Self.apply(plans[index], key: key, handOff: handOff, db: db, now: now)
+                            let taken = try Self.apply(plans[index], key: key, handOff: handOff, db: db, now: now,
+                                                       statements: statements)
                             applied[index] = taken != nil
                             handed += taken ?? []
                             return .commit
@@ -221,7 +222,8 @@ public final class SQLiteOrderStore: OrderStore {
                         plans[index].quarantine = "the plan could not be written: SQLite error \(error.resultCode.rawValue) (\(Validator.display(error.message ?? "no message", limit: 200)))"
                         plans[index].messages = []
                         plans[index].nextDueAt = nil
-                        applied[index] = try Self.apply(plans[index], key: key, handOff: nil, db: db, now: now) != nil
+                        applied[index] = try Self.apply(plans[index], key: key, handOff: nil, db: db, now: now,
+                                                        statements: statements) != nil
                     }
                 }
             }
@@ -334,12 +336,6 @@ public final class SQLiteOrderStore: OrderStore {
 
         /// Throws, naming it, when a table lacks a column a sweep cannot do without (dropped or
         /// renamed while running): the sweep fails and is retried at the next poll.
-        /// For a sweep with nothing due.
-        static let none = ShopSelects(orders: "", payments: "", installments: "", refunds: "")
-        init(orders: String, payments: String, installments: String, refunds: String) {
-            (self.orders, self.payments, self.installments, self.refunds) = (orders, payments, installments, refunds)
-        }
-
         init(_ db: Database) throws {
             func select(_ table: String, _ keyColumn: String, _ wanted: [String]) throws -> String {
                 let present = Set(try db.columns(in: table).map { $0.name.lowercased() })
@@ -399,7 +395,7 @@ public final class SQLiteOrderStore: OrderStore {
     /// Applies one plan if the order is still at `version`: nil if not, else the messages handed
     /// off to delivery (inserted leased).
     private static func apply(_ plan: Plan, key: DueKey?, handOff: DeliveryHandOff?, db: Database,
-                              now: Millis, statements: PlanStatements? = nil) throws -> [OutboxMessage]? {
+                              now: Millis, statements: PlanStatements) throws -> [OutboxMessage]? {
         let version = key?.version ?? 0
         if let reason = plan.quarantine {
             // Not due again until the shop changes the order (the triggers mark it), or until
@@ -420,7 +416,6 @@ public final class SQLiteOrderStore: OrderStore {
             return []
         }
         guard key?.raw == nil else { return nil }
-        let statements = try statements ?? PlanStatements(db)
         let changed = try statements.updateState.execute(
             .text(plan.status.rawValue), .int(plan.amountPaid), .text(MarksCodec.encode(plan.marks)), .int(plan.nextDueAt),
             .int(now), .int(now), .int(plan.needsRefund), .text(plan.orderID), .int(version))
@@ -538,7 +533,6 @@ public final class SQLiteOrderStore: OrderStore {
         try db.cachedStatement(sql: insertEventSQL).execute(arguments: [orderID, at, event, detail])
     }
 
-    /// Decides a message: a new outbox row, or nothing if its key was decided before.
     static let insertOutboxSQL = """
         INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, in_flight, due_at, created_at, updated_at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(order_id, idempotency_key) DO NOTHING
@@ -767,19 +761,19 @@ public final class SQLiteOrderStore: OrderStore {
     /// decided at one time, naming its channels, after the events of that time (the transition
     /// that caused it comes first).
     static func timeline(events: [TimelineEntry], deliveries: [DeliveryRecord]) -> [TimelineEntry] {
-        var decisions: [TimelineEntry] = []
-        var channels: [[String]] = []
+        // Deliveries are in (created_at, id) order: a decision's channels are consecutive.
+        var groups: [(first: DeliveryRecord, channels: [String])] = []
         for delivery in deliveries {
-            if let last = decisions.last, last.at == delivery.createdAt, last.event == delivery.kind,
-               last.detail == "step \(delivery.step)" {
-                channels[channels.count - 1].append(delivery.channel)
+            if let last = groups.last?.first, last.createdAt == delivery.createdAt, last.kind == delivery.kind,
+               last.step == delivery.step {
+                groups[groups.count - 1].channels.append(delivery.channel)
             } else {
-                decisions.append(TimelineEntry(at: delivery.createdAt, event: delivery.kind, detail: "step \(delivery.step)"))
-                channels.append([delivery.channel])
+                groups.append((delivery, [delivery.channel]))
             }
         }
-        for index in decisions.indices {
-            decisions[index].detail += " decided for " + channels[index].joined(separator: ",")
+        let decisions = groups.map {
+            TimelineEntry(at: $0.first.createdAt, event: $0.first.kind,
+                          detail: "step \($0.first.step) decided for " + $0.channels.joined(separator: ","))
         }
         // Both are in time order: merge, events first at equal times.
         var merged: [TimelineEntry] = []

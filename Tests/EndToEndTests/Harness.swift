@@ -130,6 +130,21 @@ final class Harness: @unchecked Sendable {
         }
     }
 
+    /// `[daemon]`, `[delivery]` and `[unpaid]` for tests about other statuses: a quick poll and
+    /// retry, and an unpaid order that is neither reminded nor cancelled while the test runs.
+    static let quietUnpaid = """
+        [daemon]
+        poll_interval = "200ms"
+
+        [delivery]
+        retry_base = "100ms"
+
+        [unpaid]
+        hold = "1m"
+        reminders = ["50s"]
+        channels = ["sms"]
+        """
+
     /// The `[channels.sms]` and `[channels.ops]` (to "oncall") sections most end-to-end configs use,
     /// pointing at `base`.
     static func smsAndOps(_ base: String) -> String {

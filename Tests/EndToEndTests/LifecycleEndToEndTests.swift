@@ -8,16 +8,7 @@ extension EndToEnd {
     @Suite(.serialized) struct LifecycleEndToEndTests {
         static func config(_ base: String) -> String {
             """
-            [daemon]
-            poll_interval = "200ms"
-
-            [delivery]
-            retry_base = "100ms"
-
-            [unpaid]
-            hold = "1m"
-            reminders = ["50s"]
-            channels = ["sms"]
+            \(Harness.quietUnpaid)
 
             [partially_paid]
             reminders = ["1s"]

@@ -9,16 +9,7 @@ extension EndToEnd {
     @Suite(.serialized) struct PayingEndToEndTests {
         static func config(_ base: String, tokenFile: String) -> String {
             """
-            [daemon]
-            poll_interval = "200ms"
-
-            [delivery]
-            retry_base = "100ms"
-
-            [unpaid]
-            hold = "1m"
-            reminders = ["50s"]
-            channels = ["sms"]
+            \(Harness.quietUnpaid)
 
             [paying]
             stall_after = "1s"
