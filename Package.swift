@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
         .package(url: "https://github.com/apple/swift-collections", exact: "1.6.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", exact: "2.1.1"),
+        .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
         // Pure domain: statuses, ledger, planner, message templates (compiled Mustache). No I/O, no clock reads.
@@ -49,6 +51,11 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
         // libcurl multi transport (completions one by one), retry classification, and the pure
         // delivery state machine (slots, lanes, group commit, leases).
         .target(
@@ -60,9 +67,11 @@ let package = Package(
         .target(
             name: "PaywatchDaemon",
             dependencies: [
-                "PaywatchCore", "PaywatchConfig", "PaywatchStore", "PaywatchDelivery",
+                "PaywatchCore", "PaywatchConfig", "PaywatchStore", "PaywatchDelivery", "CSystemd",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict
         ),

@@ -218,6 +218,22 @@ extension ValueKind where Value == String {
             render: { tomlQuoted(maskURL($0)) })
     }
 
+    /// `HOST:PORT` where HOST is a loopback address (`127.x.x.x`, `::1` written `[::1]`, `localhost`)
+    /// and PORT 1 … 65535: the metrics endpoint is never reachable from another machine.
+    static var loopbackListen: ValueKind {
+        ValueKind(
+            type: "loopback `HOST:PORT`",
+            read: { node in
+                nonEmptyString(node).flatMap { text in
+                    switch ListenAddress.parse(text) {
+                    case .success: return .success(text)
+                    case .failure(let problem): return .failure(ValueProblem(problem.message))
+                    }
+                }
+            },
+            render: tomlQuoted)
+    }
+
     /// A `sqlite://` or `postgres://` URL (``storeURLProblem(_:)``); shown with its credentials masked.
     static var storeURL: ValueKind {
         ValueKind(

@@ -30,6 +30,10 @@ extension PaywatchConfiguration {
                      doc: "the least severe level that is logged"),
                 .key("max_clock_skew", .duration, \.daemon.maxClockSkewMs,
                      doc: "payments and refunds dated further than this in the future are quarantined"),
+                .key("max_lag", .duration, \.daemon.maxLagMs, doc: """
+                    an action due longer than this (or no sweep for this long) logs a warning and makes \
+                    `paywatch status` exit 1
+                    """),
             ]),
             ConfigSection("delivery", [
                 .key("concurrency", .positiveInt(max: maxConcurrency, because: "each transfer in flight holds an open file"),
@@ -122,6 +126,20 @@ extension PaywatchConfiguration {
                     a folder of `KIND.CHANNEL.LOCALE.mustache` (and `KIND.email.LOCALE.subject.mustache`) files that \
                     replace the built-in templates of those names (see Templates); a relative path is beside the config file; unset: built-in templates only
                     """),
+            ]),
+            ConfigSection("metrics", [
+                .optional("listen", .loopbackListen, \.metrics.listen, unset: "no endpoint", doc: """
+                    `HOST:PORT` on loopback (`127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`) where `GET /metrics` \
+                    answers in the Prometheus text format
+                    """),
+            ]),
+            ConfigSection("retention", [
+                .key("keep", .duration, \.retention.keepMs, doc: """
+                    timeline events, outbox rows and attempts of orders final (paid, refunded, cancelled) for longer \
+                    than this are pruned; the orders' own rows are the shop's and stay
+                    """),
+                .key("batch_size", .positiveInt(max: maxBatchSize, because: "each batch is one write transaction"),
+                     \.retention.batchSize, doc: "orders pruned per transaction (short writes, so the shop never waits long)"),
             ]),
         ]
     }

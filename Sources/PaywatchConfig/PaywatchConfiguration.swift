@@ -78,13 +78,17 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         /// Payments and refunds dated further than this in the future (by the shop's clock against
         /// paywatch's) are quarantined instead of acted on.
         public var maxClockSkewMs: Int64
+        /// The lag (age of the oldest action due but not done) past which paywatch logs a warning
+        /// and `paywatch status` exits 1; also the longest a sweep may be overdue.
+        public var maxLagMs: Int64
 
         public init(pollIntervalMs: Int64 = 5_000, batchSize: Int = 2_000, logLevel: String = "info",
-                    maxClockSkewMs: Int64 = 300_000) {
+                    maxClockSkewMs: Int64 = 300_000, maxLagMs: Int64 = 60_000) {
             self.pollIntervalMs = pollIntervalMs
             self.batchSize = batchSize
             self.logLevel = logLevel
             self.maxClockSkewMs = maxClockSkewMs
+            self.maxLagMs = maxLagMs
         }
     }
 
@@ -252,6 +256,29 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         }
     }
 
+    public struct Metrics: Sendable, Equatable {
+        /// `HOST:PORT` on a loopback address where a Prometheus text endpoint answers `GET /metrics`;
+        /// nil (the default): no endpoint.
+        public var listen: String?
+
+        public init(listen: String? = nil) {
+            self.listen = listen
+        }
+    }
+
+    public struct Retention: Sendable, Equatable {
+        /// How long an order stays in a final state (paid, refunded, cancelled) before its timeline,
+        /// outbox rows and attempts are pruned.
+        public var keepMs: Int64
+        /// Orders pruned per transaction: each is a short write, so the shop's own writes never wait long.
+        public var batchSize: Int
+
+        public init(keepMs: Int64 = 90 * 86_400_000, batchSize: Int = 200) {
+            self.keepMs = keepMs
+            self.batchSize = batchSize
+        }
+    }
+
     public struct Channel: Sendable, Equatable {
         public var name: String
         /// Only `"webhook"` for now.
@@ -288,6 +315,8 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     public var refunding: Refunding
     public var cancelled: Cancelled
     public var templates: Templates
+    public var metrics: Metrics
+    public var retention: Retention
     /// Configured channels by name.
     public var channels: [String: Channel]
 
@@ -340,6 +369,8 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         refunding = Refunding()
         cancelled = Cancelled()
         templates = Templates()
+        metrics = Metrics()
+        retention = Retention()
         channels = [:]
     }
 
