@@ -30,9 +30,9 @@ extension PaywatchConfiguration {
                      doc: "the least severe level that is logged"),
                 .key("max_clock_skew", .duration, \.daemon.maxClockSkewMs,
                      doc: "payments and refunds dated further than this in the future are quarantined"),
-                .key("max_lag", .duration, \.daemon.maxLagMs, doc: """
+                .key("max_lag", .duration, \.daemon.maxLagMs, default: "`1m`, at least 2 × `poll_interval`", doc: """
                     an action due longer than this (or no sweep for this long) logs a warning and makes \
-                    `paywatch status` exit 1
+                    `paywatch status` exit 1; at least twice `poll_interval`
                     """),
             ]),
             ConfigSection("delivery", [

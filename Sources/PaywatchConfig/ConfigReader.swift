@@ -110,6 +110,7 @@ struct ConfigReader {
             }
         }
         checkRetryDelays(config.delivery)
+        checkMaxLag(&config.daemon)
         if let url = config.paying.reconcileURL, !url.contains("{provider_ref}") {
             warnings.append("[paying] reconcile_url has no {provider_ref} placeholder: every stalled payment is looked up at the same URL")
         }
@@ -165,6 +166,24 @@ struct ConfigReader {
         if usable("delivery", "retry_base"), usable("delivery", "retry_after_max"), delivery.retryBaseMs > delivery.retryAfterMaxMs {
             fail(section: s, key: written("delivery", "retry_after_max") ? "retry_after_max" : "retry_base",
                  "retry_after_max (\(formatDuration(delivery.retryAfterMaxMs))) must not be shorter than retry_base (\(formatDuration(delivery.retryBaseMs)))")
+        }
+    }
+
+    /// An idle daemon sweeps once per `poll_interval`, so a `max_lag` shorter than two of them would
+    /// call a healthy daemon stalled: written, that is an error; not written, its default grows to
+    /// two poll intervals.
+    private mutating func checkMaxLag(_ daemon: inout PaywatchConfiguration.Daemon) {
+        // Capped by the longest duration a file can hold.
+        let floor = min(daemon.pollIntervalMs, maxDurationMs / 2) * 2
+        guard usable("daemon", "poll_interval"), daemon.maxLagMs < floor else { return }
+        if written("daemon", "max_lag") {
+            if usable("daemon", "max_lag") {
+                fail(section: ["daemon"], key: "max_lag",
+                     "max_lag (\(formatDuration(daemon.maxLagMs))) must be at least twice poll_interval "
+                        + "(\(formatDuration(daemon.pollIntervalMs))): an idle daemon sweeps once per poll_interval")
+            }
+        } else {
+            daemon.maxLagMs = floor
         }
     }
 

@@ -74,9 +74,13 @@ final class DeliveryEngine: Sendable {
     /// What planning may hand over, leased, instead of leaving it to be claimed.
     let handOff: DeliveryHandOff
 
-    init(runtime: Runtime, stats: LoopStats) {
+    /// Busy while the engine handles events; idle while it waits for one (for the watchdog).
+    private let heartbeat: LoopHeartbeat?
+
+    init(runtime: Runtime, stats: LoopStats, heartbeat: LoopHeartbeat? = nil) {
         self.runtime = runtime
         self.stats = stats
+        self.heartbeat = heartbeat
         let room = self.room
         handOff = DeliveryHandOff(leaseMs: Self.configuration(runtime, finishWhenIdle: false).leaseMs) { room.take($0) }
     }
@@ -119,8 +123,11 @@ final class DeliveryEngine: Sendable {
         var timer = TimerSlot()
         var outage = OutageLog("recording deliveries")
         var pending = machine.start(now: runtime.clock.now())
+        defer { heartbeat?.idle() }
         while !perform(pending, timer: &timer) {
+            heartbeat?.idle()
             let first = await events.next()
+            heartbeat?.busy()
             pending = []
             for event in [first] + events.drain() {
                 stats.deliveryEvent()
@@ -154,6 +161,7 @@ final class DeliveryEngine: Sendable {
         case .stored(let claim):
             outage.succeeded(now: now, logger: runtime.logger)
             for item in claim.superseded {
+                runtime.metrics?.message(kind: item.message.kind.rawValue, channel: item.message.channel, outcome: "superseded")
                 runtime.logger.info("message superseded", metadata: [
                     "order_id": "\(item.message.orderID)", "event": "\(item.message.kind.rawValue)",
                     "channel": "\(item.message.channel)", "outcome": "superseded",
@@ -267,6 +275,7 @@ final class DeliveryEngine: Sendable {
             "attempt": "\(item.attempts + 1)", "outcome": "\(result.outcome.name)",
         ]
         if let status = result.httpStatus { metadata["http_status"] = "\(status)" }
+        runtime.metrics?.message(kind: item.message.kind.rawValue, channel: item.message.channel, outcome: result.outcome.name)
         switch result.outcome {
         case .delivered:
             runtime.logger.info("message delivered", metadata: metadata)

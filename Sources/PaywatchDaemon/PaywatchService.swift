@@ -1,3 +1,4 @@
+import Dispatch
 import Logging
 import PaywatchConfig
 import PaywatchCore
@@ -18,9 +19,12 @@ public struct PaywatchService: Service {
     let runtime: Runtime
     /// How often each loop ran: tests prove with it that an idle daemon does nothing.
     public let stats = LoopStats()
+    /// Where the loops report their passes (for readiness, the watchdog and `STATUS=`).
+    let monitor: DaemonMonitor
 
-    public init(runtime: Runtime) {
+    public init(runtime: Runtime, monitor: DaemonMonitor = DaemonMonitor()) {
         self.runtime = runtime
+        self.monitor = monitor
     }
 
     public func run() async throws {
@@ -33,7 +37,7 @@ public struct PaywatchService: Service {
             "poll_interval": "\(runtime.config.daemon.pollIntervalMs)ms",
             "channels": "\(runtime.channels.keys.sorted().joined(separator: ","))",
         ])
-        let engine = DeliveryEngine(runtime: runtime, stats: stats)
+        let engine = DeliveryEngine(runtime: runtime, stats: stats, heartbeat: monitor.delivery)
         defer {
             runtime.transport.shutdown()
             runtime.logger.notice("paywatch stopped", metadata: [
@@ -83,8 +87,11 @@ public struct PaywatchService: Service {
     func planningLoop(_ engine: DeliveryEngine) async throws {
         let poll = runtime.config.daemon.pollIntervalMs
         var outage = OutageLog("planning")
+        defer { monitor.planning.idle() }
         while !Task.isCancelled {
             stats.planningPass()
+            monitor.planning.busy()
+            let started = DispatchTime.now().uptimeNanoseconds
             do {
                 try runtime.store.verifyStillOpen()
                 let progress = try await planDue(engine)
@@ -101,6 +108,8 @@ public struct PaywatchService: Service {
                     // row cannot be written back): look again after a pause, never at once.
                     next = max(next, now + min(poll, 1000))
                 }
+                monitor.passed(at: now, nanoseconds: Int64(DispatchTime.now().uptimeNanoseconds - started))
+                monitor.planning.idle()
                 try await runtime.clock.sleep(until: min(next, now + poll))
             } catch is CancellationError {
                 return
@@ -112,6 +121,7 @@ public struct PaywatchService: Service {
                 // The store is unavailable (disk full, locked too long, a column renamed): retry
                 // each poll, never give up.
                 outage.failed("\(error)", now: runtime.clock.now(), logger: runtime.logger)
+                monitor.planning.idle()
                 do {
                     try await runtime.clock.sleep(until: runtime.clock.now() + min(poll, 1000))
                 } catch {
@@ -154,6 +164,7 @@ public struct PaywatchService: Service {
             return
         }
         if plan.statusChanged {
+            runtime.metrics?.transition(from: plan.previousStatus?.rawValue ?? "new", to: plan.status.rawValue)
             let level: Logger.Level = plan.previousStatus == nil ? .debug : .info
             logger.log(level: level, "status changed", metadata: [
                 "order_id": "\(plan.orderID)", "event": "\(plan.status.rawValue)",

@@ -84,6 +84,8 @@ public struct Runtime: Sendable {
     /// Every channel a message can name: the configured ones, those the rules list, and `ops`.
     /// Delivery keeps a lane for each.
     public var knownChannels: [String]
+    /// Where messages, transitions, sweeps and lag are counted; nil without `[metrics] listen`.
+    public var metrics: PaywatchMetrics?
 
     /// - Parameters:
     ///   - transport: the HTTP transport; by default one sized by `[delivery]`.

@@ -309,6 +309,16 @@ public protocol OrderStore: Sendable {
     func order(id: String) async throws -> OrderDetail?
     func orders(status: String?, limit: Int) async throws -> [OrderSummary]
     func report(since: Millis, now: Millis) async throws -> Report
+    /// Marks every order that is not final (and every order with anything planned) changed, so
+    /// that the next sweep plans it afresh: after a configuration reload, under the new policy.
+    /// Returns how many orders it marked. Written in short transactions.
+    func replanAll() async throws -> Int
+    /// How far behind planning and delivery are at `now` (cheap: run after every pass).
+    func lag(now: Millis) async throws -> Lag
+    /// Writes (creates or replaces) this daemon's heartbeat.
+    func writeHeartbeat(_ heartbeat: DaemonHeartbeat) async throws
+    /// Everything `paywatch status` shows.
+    func health(now: Millis) async throws -> Health
     func close() async throws
 }
 

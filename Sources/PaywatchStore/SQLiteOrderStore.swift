@@ -25,7 +25,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 /// One paywatch process per database file; several replicas share PostgreSQL instead.
 public final class SQLiteOrderStore: OrderStore {
     public let path: String
-    private let pool: DatabasePool
+    let pool: DatabasePool
     /// Device and inode of the database file when it was opened: a file deleted or replaced
     /// under a running daemon is noticed at the next poll (``verifyStillOpen()``).
     private let identity: FileIdentity?
@@ -89,7 +89,7 @@ public final class SQLiteOrderStore: OrderStore {
         }
     }
 
-    private func writeImmediate<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    func writeImmediate<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await pool.writeWithoutTransaction { db in
             var result: T?
             try db.inTransaction(.immediate) {

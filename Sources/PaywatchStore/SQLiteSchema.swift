@@ -208,6 +208,21 @@ enum SQLiteSchema {
                 CREATE INDEX pw_outbox_channel_due ON pw_outbox(channel, due_at) WHERE state = 'pending';
                 """)
         }
+        migrator.registerMigration("v8: pw_daemon heartbeat") { db in
+            // The running daemon's record, read by `paywatch status` from another process: when it
+            // started, when it last swept, whether it stopped cleanly. One row per host.
+            try db.execute(sql: """
+                CREATE TABLE pw_daemon (
+                    instance TEXT PRIMARY KEY NOT NULL,
+                    pid INTEGER NOT NULL,
+                    started_at INTEGER NOT NULL,
+                    config_loaded_at INTEGER NOT NULL,
+                    last_sweep_at INTEGER,
+                    last_sweep_ms INTEGER,
+                    stopped_at INTEGER
+                ) WITHOUT ROWID
+                """)
+        }
         return migrator
     }
 

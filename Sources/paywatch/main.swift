@@ -70,7 +70,7 @@ struct Paywatch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "paywatch",
         abstract: "Acts on time when an order's payment is not finished: reminds, cancels, confirms.",
-        subcommands: [Run.self, Migrate.self, CheckConfig.self, Orders.self, ReportCommand.self, SendTest.self]
+        subcommands: [Run.self, Migrate.self, CheckConfig.self, Orders.self, ReportCommand.self, StatusCommand.self, SendTest.self]
     )
 
     static func main() async {
@@ -89,22 +89,6 @@ func migrate(_ store: any OrderStore) async throws -> [String] {
     } catch let error as StoreError where error.isConfiguration {
         printError("paywatch: \(error)")
         throw Exit.config
-    }
-}
-
-/// Logs SIGHUP instead of dying of it (129, which systemd takes for a clean exit). Reloading the
-/// configuration on SIGHUP comes with the systemd integration.
-struct HangUpHandler: Service {
-    let logger: Logger
-
-    func run() async throws {
-        let signals = await UnixSignalsSequence(trapping: .sighup)
-        await cancelWhenGracefulShutdown {
-            for await _ in signals {
-                logger.notice("SIGHUP received: reloading is not supported yet; the configuration stays as it was started",
-                              metadata: ["event": "sighup"])
-            }
-        }
     }
 }
 
@@ -141,19 +125,35 @@ struct Run: AsyncParsableCommand {
         for change in try await migrate(store) {
             logger.notice("shop schema adapted", metadata: ["change": "\(change)"])
         }
-        let runtime: Runtime
+        let metrics = config.metrics.listen.map { _ in PaywatchMetrics() }
+        var runtime: Runtime
         do {
             runtime = try Runtime(config: config, store: store, logger: logger, configPath: options.path)
+            runtime.metrics = metrics
         } catch {
             printError("paywatch: \(error)")
             throw Exit.config
         }
-        let service = PaywatchService(runtime: runtime)
         if once {
-            try await service.runOnce()
+            try await PaywatchService(runtime: runtime).runOnce()
         } else {
+            let endpoint = config.metrics.listen.flatMap { try? ListenAddress.parse($0).get() }.map {
+                MetricsEndpoint(address: $0, metrics: metrics ?? PaywatchMetrics(), logger: logger)
+            }
+            endpoint?.start()
+            defer { endpoint?.stop() }
+            let path = options.path
+            let service = DaemonService(runtime: runtime) {
+                // SIGHUP: the whole file read and checked again, as at start; any problem keeps
+                // the running configuration.
+                let config = try PaywatchConfiguration.load(path: path)
+                try Runtime.checkResources(config, configPath: path)
+                var fresh = try Runtime(config: config, store: store, logger: makeLogger(config), configPath: path)
+                fresh.metrics = metrics
+                return fresh
+            }
             let group = ServiceGroup(
-                services: [service, HangUpHandler(logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint],
+                services: [service], gracefulShutdownSignals: [.sigterm, .sigint],
                 cancellationSignals: [], logger: logger)
             do {
                 try await group.run()
@@ -351,6 +351,92 @@ func humanDuration(_ ms: Int64) -> String {
     let minutes = (ms + 30_000) / 60_000
     if minutes < 24 * 60 { return formatDuration(minutes * 60_000) }
     return formatDuration((minutes + 30) / 60 * 3_600_000)
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Whether the daemon keeps up: last sweep, lag, backlog, outbox, open escalations. Exits 1 when it does not.",
+        discussion: """
+            Exit 0: a daemon swept within [daemon] max_lag and nothing has been due for longer. Exit 1: no \
+            daemon ever ran on this store, it stopped, its last sweep is older than max_lag, or the lag \
+            (the age of the oldest action due and not done) exceeds max_lag. Usable as a monitoring check.
+            """)
+    @OptionGroup var options: ConfigOption
+    @Flag(help: "Machine-readable output.") var json = false
+
+    struct Output: Encodable {
+        var healthy: Bool
+        var problems: [String]
+        var lagMs: Int64
+        var maxLagMs: Int64
+        var health: Health
+    }
+
+    func run() async throws {
+        let config = try options.load()
+        let store = try openStore(config, configPath: options.path, intent: .read)
+        let now = SystemClock().now()
+        let health: Health
+        do {
+            health = try await store.health(now: now)
+        } catch {
+            printError("paywatch: cannot read the daemon's state from \(config.store.maskedURL): \(error) (run `paywatch migrate`?)")
+            throw ExitCode.failure
+        }
+        try await store.close()
+        let maxLag = config.daemon.maxLagMs
+        var problems: [String] = []
+        if let daemon = health.daemon {
+            if let stopped = daemon.stoppedAt {
+                problems.append("the daemon stopped at \(Timestamp.iso8601(stopped))")
+            } else if let swept = daemon.lastSweepAt {
+                if now - swept > maxLag {
+                    problems.append("the last sweep was \(humanDuration(now - swept)) ago, longer than max_lag \(formatDuration(maxLag))")
+                }
+            } else if now - daemon.startedAt > maxLag {
+                problems.append("the daemon started \(humanDuration(now - daemon.startedAt)) ago and has not finished a sweep")
+            }
+        } else {
+            problems.append("no daemon has run on this store (paywatch run)")
+        }
+        if health.lagMs > maxLag {
+            problems.append("an action has been due for \(humanDuration(health.lagMs)), longer than max_lag \(formatDuration(maxLag))")
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            let output = Output(healthy: problems.isEmpty, problems: problems, lagMs: health.lagMs, maxLagMs: maxLag, health: health)
+            print(String(decoding: try encoder.encode(output), as: UTF8.self))
+        } else {
+            print(statusText(health, problems: problems, maxLag: maxLag, now: now))
+        }
+        if !problems.isEmpty { throw ExitCode.failure }
+    }
+
+    func statusText(_ health: Health, problems: [String], maxLag: Int64, now: Millis) -> String {
+        var lines = [problems.isEmpty ? "OK: paywatch keeps up" : "NOT OK: " + problems.joined(separator: "; ")]
+        if let daemon = health.daemon {
+            var line = "Daemon: pid \(daemon.pid) on \(daemon.instance), started \(Timestamp.iso8601(daemon.startedAt)), "
+                + "configuration loaded \(Timestamp.iso8601(daemon.configLoadedAt))"
+            if let stopped = daemon.stoppedAt { line += ", stopped \(Timestamp.iso8601(stopped))" }
+            lines.append(line)
+            lines.append("Last sweep: " + (daemon.lastSweepAt.map {
+                "\(Timestamp.iso8601($0)) (\(humanDuration(max(0, now - $0))) ago, took \(daemon.lastSweepMs ?? 0) ms)"
+            } ?? "none yet"))
+        }
+        lines.append("Lag: \(humanDuration(health.lagMs)) (max_lag \(formatDuration(maxLag)))"
+            + (health.lag.changedOrders > 0 ? ", \(health.lag.changedOrders) changed order(s) to plan" : ""))
+        lines.append("Open orders: \(health.openOrders)" + (health.quarantined > 0 ? " (and \(health.quarantined) quarantined)" : ""))
+        lines.append("Backlog (due, not delivered): " + counts(health.backlog))
+        lines.append("Outbox: " + counts(health.outbox))
+        lines.append("Open escalations: " + counts(health.escalations))
+        return lines.joined(separator: "\n")
+    }
+
+    func counts(_ values: [String: Int]) -> String {
+        values.isEmpty ? "none" : values.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+    }
 }
 
 struct SendTest: AsyncParsableCommand {

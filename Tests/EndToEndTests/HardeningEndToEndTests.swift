@@ -115,17 +115,6 @@ extension EndToEnd {
             #expect(process.terminationReason == .exit)
         }
 
-        @Test func sighupIsLoggedAndChangesNothing() throws {
-            let h = try Harness { EndToEndTests.config($0) }
-            try h.start()
-            #expect(h.waitUntilStarted())
-            let pid = try #require(h.process?.processIdentifier)
-            kill(pid, SIGHUP)
-            #expect(Harness.eventually(5) { log(h).contains("SIGHUP received") })
-            #expect(h.process?.isRunning == true)
-            #expect(h.stop() == 0)
-        }
-
         @Test func aDeletedDatabaseEndsTheRunSoTheSupervisorRestartsIt() throws {
             let h = try Harness { EndToEndTests.config($0) }
             try h.start()

@@ -84,11 +84,15 @@ final class Harness: @unchecked Sendable {
         return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
     }
 
-    /// Starts `paywatch run` in the background, logging to `paywatch.log`.
-    func start() throws {
+    /// Starts `paywatch run` in the background, logging to `paywatch.log`; `environment` is added
+    /// to the test's own (e.g. `NOTIFY_SOCKET`).
+    func start(environment: [String: String] = [:]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Harness.binary)
         process.arguments = ["run", "--config", configPath]
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
         log.seekToEndOfFile()
@@ -112,6 +116,9 @@ final class Harness: @unchecked Sendable {
         self.process = nil
         return process.terminationStatus
     }
+
+    /// What the daemon logged so far.
+    var log: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 
     func shop() throws -> DatabaseQueue {
         var config = Configuration()

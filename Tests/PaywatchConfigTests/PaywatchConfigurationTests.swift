@@ -99,6 +99,7 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
             batch_size = 50
             log_level = "debug"
             max_clock_skew = "30s"
+            max_lag = "5m"
             [delivery]
             concurrency = 4
             timeout = "3s"
@@ -140,7 +141,7 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
         let c = try PaywatchConfiguration.parse(text, fileName: "x.toml")
         #expect(c.store == .init(url: "postgres://paywatch@db.internal:5432/paywatch", busyTimeoutMs: 2_000))
         #expect(c.store.sqlitePath == nil)
-        #expect(c.daemon == .init(pollIntervalMs: 60_000, batchSize: 50, logLevel: "debug", maxClockSkewMs: 30_000))
+        #expect(c.daemon == .init(pollIntervalMs: 60_000, batchSize: 50, logLevel: "debug", maxClockSkewMs: 30_000, maxLagMs: 300_000))
         #expect(c.delivery == .init(concurrency: 4, timeoutMs: 3_000, maxAttempts: 5, retryBaseMs: 500, retryMaxMs: 600_000,
                                     retryAfterMaxMs: 7_200_000))
         #expect(c.unpaid == .init(holdMs: 3_600_000, remindersMs: [900_000, 2_700_000], channels: ["sms"]))
@@ -216,11 +217,46 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
         var limits = example
         limits.daemon.pollIntervalMs = maxDurationMs
         limits.daemon.maxClockSkewMs = 1
+        limits.daemon.maxLagMs = maxDurationMs / 2 * 2
         limits.daemon.batchSize = PaywatchConfiguration.maxBatchSize
         limits.delivery.concurrency = PaywatchConfiguration.maxConcurrency
         limits.delivery.retryAfterMaxMs = 90_061_001
         limits.store.url = "sqlite:///var/lib/pw/x.db?mode=ro"
         #expect(try PaywatchConfiguration.parse(limits.rendered(), fileName: "rendered.toml") == limits)
+    }
+
+    @Test func maxLagIsAtLeastTwoPollIntervals() throws {
+        let channel = "[channels.sms]\nprovider = \"webhook\"\nurl = \"http://127.0.0.1:1/sms\"\n"
+        // Not written: the default grows with poll_interval.
+        #expect(try PaywatchConfiguration.parse("[daemon]\npoll_interval = \"5s\"\n" + channel, fileName: "x.toml").daemon.maxLagMs == 60_000)
+        #expect(try PaywatchConfiguration.parse("[daemon]\npoll_interval = \"2m\"\n" + channel, fileName: "x.toml").daemon.maxLagMs == 240_000)
+        // Written too short: an error on its line.
+        do {
+            _ = try PaywatchConfiguration.parse("[daemon]\npoll_interval = \"1m\"\nmax_lag = \"90s\"\n" + channel, fileName: "x.toml")
+            Issue.record("a max_lag under two poll intervals was accepted")
+        } catch {
+            #expect("\(error)".contains("x.toml:3: [daemon] max_lag: max_lag (1m30s) must be at least twice poll_interval (1m)"))
+        }
+    }
+
+    @Test func metricsListenIsLoopbackOnly() throws {
+        let channel = "[channels.sms]\nprovider = \"webhook\"\nurl = \"http://127.0.0.1:1/sms\"\n"
+        for good in ["127.0.0.1:9464", "[::1]:9464", "localhost:1", "127.1.2.3:65535"] {
+            let c = try PaywatchConfiguration.parse("[metrics]\nlisten = \"\(good)\"\n" + channel, fileName: "x.toml")
+            #expect(c.metrics.listen == good)
+        }
+        for (bad, why) in [("0.0.0.0:9464", "is not a loopback address"), ("10.0.0.1:9464", "is not a loopback address"),
+                           ("127.0.0.1", "expected HOST:PORT"), ("127.0.0.1:0", "the port must be 1 … 65535"),
+                           ("127.0.0.1:99999", "the port must be 1 … 65535"), ("[::1]9464", "expected \"[::1]:PORT\""),
+                           ("9464", "expected HOST:PORT")] {
+            do {
+                _ = try PaywatchConfiguration.parse("[metrics]\nlisten = \"\(bad)\"\n" + channel, fileName: "x.toml")
+                Issue.record("\(bad) accepted")
+            } catch {
+                #expect("\(error)".contains("x.toml:2: [metrics] listen: "), "\(error)")
+                #expect("\(error)".contains(why), "\(bad): \(error)")
+            }
+        }
     }
 
     @Test func renderedShowsEveryKey() throws {

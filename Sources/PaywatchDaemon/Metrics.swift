@@ -1,0 +1,233 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import Metrics
+import PaywatchConfig
+import PaywatchStore
+import Prometheus
+
+/// The daemon's metrics, recorded through swift-metrics into a Prometheus registry of their own
+/// (no global bootstrap: tests run several daemons in one process). Served by ``MetricsEndpoint``
+/// when `[metrics] listen` is set; otherwise the runtime holds none and nothing is recorded.
+public final class PaywatchMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private let factory: PrometheusMetricsFactory
+    private let sweepDuration: Metrics.Timer
+    private let lagGauge: Metrics.Gauge
+    private let backlogGauge: Metrics.Gauge
+
+    public init() {
+        registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["paywatch_sweep_duration_seconds"] = [
+            .milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100), .milliseconds(250),
+            .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(15), .seconds(60),
+        ]
+        self.factory = factory
+        sweepDuration = Metrics.Timer(label: "paywatch_sweep_duration_seconds", factory: factory)
+        lagGauge = Metrics.Gauge(label: "paywatch_lag_seconds", factory: factory)
+        backlogGauge = Metrics.Gauge(label: "paywatch_backlog_messages", factory: factory)
+    }
+
+    /// A delivery outcome: `delivered`, `retry`, `dead`, `superseded`.
+    func message(kind: String, channel: String, outcome: String) {
+        Counter(label: "paywatch_messages_total", dimensions: [("kind", kind), ("channel", channel), ("outcome", outcome)],
+                factory: factory).increment()
+    }
+
+    /// An order moved from one status to another (`new` for its first status).
+    func transition(from: String, to: String) {
+        Counter(label: "paywatch_transitions_total", dimensions: [("from", from), ("to", to)], factory: factory).increment()
+    }
+
+    func sweep(nanoseconds: Int64) {
+        sweepDuration.recordNanoseconds(nanoseconds)
+    }
+
+    func lag(_ lag: Lag, ms: Int64) {
+        lagGauge.record(Double(ms) / 1_000)
+        backlogGauge.record(Double(lag.dueMessages))
+    }
+
+    /// The outbox by state (`pending`, `in_flight`, `delivered`, `dead`, `superseded`).
+    func outbox(_ byState: [String: Int]) {
+        for state in ["pending", "in_flight", "delivered", "dead", "superseded"] {
+            Metrics.Gauge(label: "paywatch_outbox_messages", dimensions: [("state", state)], factory: factory)
+                .record(Double(byState[state] ?? 0))
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    public func text() -> [UInt8] {
+        registry.emitToBuffer()
+    }
+}
+
+/// `GET /metrics` over HTTP/1.0-style connections on a loopback address: one thread blocked in
+/// accept(2) (no CPU while nobody scrapes), one short connection at a time, each with a 2 s read
+/// timeout, so a client that connects and says nothing cannot hold it.
+public final class MetricsEndpoint: @unchecked Sendable {
+    private let address: ListenAddress
+    private let metrics: PaywatchMetrics
+    private let logger: Logger
+    private let lock = NSLock()
+    private var listener: Int32 = -1
+    private var stopped = false
+    /// The port actually bound (the configured one, or the kernel's pick for port 0 in tests).
+    public private(set) var boundPort: UInt16 = 0
+
+    public init(address: ListenAddress, metrics: PaywatchMetrics, logger: Logger) {
+        self.address = address
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Binds and serves on a thread of its own. A bind failure (the port taken) is logged and
+    /// retried every 30 s: metrics are never a reason to stop reminding customers.
+    public func start() {
+        let thread = Thread { [self] in
+            var logged = false
+            while !isStopped {
+                switch bind() {
+                case .success(let fd):
+                    logger.notice("metrics endpoint listening", metadata: ["listen": "\(address.host):\(boundPort)"])
+                    serve(fd)
+                    return
+                case .failure(let error):
+                    if !logged {
+                        logger.error("metrics endpoint cannot listen; retrying every 30s",
+                                     metadata: ["listen": "\(address.host):\(address.port)", "error": "\(error)"])
+                        logged = true
+                    }
+                    for _ in 0..<300 where !isStopped { usleep(100_000) }
+                }
+            }
+        }
+        thread.name = "paywatch-metrics"
+        thread.start()
+    }
+
+    public func stop() {
+        lock.withLock {
+            stopped = true
+            if listener >= 0 {
+                shutdown(listener, Int32(SHUT_RDWR))
+                close(listener)
+                listener = -1
+            }
+        }
+    }
+
+    private var isStopped: Bool { lock.withLock { stopped } }
+
+    private struct SocketError: Error, CustomStringConvertible {
+        let description: String
+        init(_ what: String) { description = "\(what): \(String(cString: strerror(errno)))" }
+    }
+
+    private func bind() -> Result<Int32, SocketError> {
+        let family = address.isIPv6 ? AF_INET6 : AF_INET
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return .failure(SocketError("socket")) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let bound: Int32
+        if address.isIPv6 {
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            sin6.sin6_port = address.port.bigEndian
+            inet_pton(AF_INET6, address.host, &sin6.sin6_addr)
+            bound = withUnsafePointer(to: &sin6) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
+        } else {
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = address.port.bigEndian
+            inet_pton(AF_INET, address.host, &sin.sin_addr)
+            bound = withUnsafePointer(to: &sin) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            let error = SocketError("bind \(address.host):\(address.port)")
+            close(fd)
+            return .failure(error)
+        }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        let port = withUnsafePointer(to: &storage) { pointer -> UInt16 in
+            address.isIPv6
+                ? pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
+                : pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+        }
+        let kept = lock.withLock { () -> Bool in
+            guard !stopped else { return false }
+            listener = fd
+            boundPort = port
+            return true
+        }
+        if !kept { close(fd) }
+        return kept ? .success(fd) : .failure(SocketError("stopped"))
+    }
+
+    private func serve(_ fd: Int32) {
+        while !isStopped {
+            let client = accept(fd, nil, nil)
+            if client < 0 {
+                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE {
+                    if errno == EMFILE || errno == ENFILE { usleep(100_000) }
+                    continue
+                }
+                return  // the listener was closed by stop()
+            }
+            answer(client)
+            close(client)
+        }
+    }
+
+    /// Reads the request head (at most 8 KiB, 2 s), answers it, and closes.
+    private func answer(_ client: Int32) {
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var head: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        while head.count < 8192 {
+            let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            head += buffer[0..<n]
+            if containsBlankLine(head) { break }
+        }
+        let requestLine = String(decoding: head.prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
+        let parts = requestLine.split(separator: " ")
+        let (status, type, body): (String, String, [UInt8])
+        if parts.count >= 2, parts[0] == "GET", parts[1] == "/metrics" || parts[1].hasPrefix("/metrics?") {
+            (status, type, body) = ("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics.text())
+        } else if parts.count >= 2, parts[0] != "GET" {
+            (status, type, body) = ("405 Method Not Allowed", "text/plain", Array("GET /metrics only\n".utf8))
+        } else {
+            (status, type, body) = ("404 Not Found", "text/plain", Array("GET /metrics\n".utf8))
+        }
+        let response = Array("HTTP/1.1 \(status)\r\nContent-Type: \(type)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + body
+        var sent = 0
+        while sent < response.count {
+            let n = response.withUnsafeBytes { send(client, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            sent += n
+        }
+    }
+
+    private func containsBlankLine(_ bytes: [UInt8]) -> Bool {
+        guard bytes.count >= 4 else { return false }
+        for i in 0...(bytes.count - 4) where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
+            return true
+        }
+        return false
+    }
+}
