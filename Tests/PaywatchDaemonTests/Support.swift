@@ -69,6 +69,8 @@ final class InProcessDaemon: @unchecked Sendable {
     let clock: ManualClock
     let store: SQLiteOrderStore
     let service: PaywatchService
+    /// The loops' heartbeats and pass reports.
+    let monitor = DaemonMonitor()
     private var task: Task<Void, any Error>?
 
     static let start: Millis = 1_790_000_000_000
@@ -86,7 +88,7 @@ final class InProcessDaemon: @unchecked Sendable {
         try await store.migrate()
         let runtime = try Runtime(config: configuration, store: store, clock: clock,
                                   logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
-        service = PaywatchService(runtime: runtime)
+        service = PaywatchService(runtime: runtime, monitor: monitor)
     }
 
     func run() {
