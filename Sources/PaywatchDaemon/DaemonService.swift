@@ -82,9 +82,7 @@ public struct DaemonService: Service {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await hangups(into: control) }
                 group.addTask { await watch(live: live, beat: beat) }
-                if let usec = notifier.watchdogUsec {
-                    group.addTask { await watchdog(usec: usec, live: live) }
-                }
+                group.addTask { await watchdog(usec: notifier.watchdogUsec, live: live) }
                 try await supervise(live: live, control: control, beat: beat)
                 monitor.finish()
                 group.cancelAll()
@@ -143,14 +141,14 @@ public struct DaemonService: Service {
                 await beat.reloaded(at: replacement.clock.now(), replacement)
                 replacement.logger.notice("configuration reloaded; open orders are re-planned under it",
                                           metadata: ["event": "reloaded", "orders": "\(marked)"])
-                current = start(replacement, control: control)
+                current = start(replacement, control: control, replacing: true)
                 notifier.ready(status: "configuration reloaded; re-planning \(marked) order(s)")
             }
         }
     }
 
-    private func start(_ runtime: Runtime, control: EventQueue<Control>) -> Task<Void, Never> {
-        let service = PaywatchService(runtime: runtime, monitor: monitor)
+    private func start(_ runtime: Runtime, control: EventQueue<Control>, replacing: Bool = false) -> Task<Void, Never> {
+        let service = PaywatchService(runtime: runtime, monitor: monitor, announce: !replacing)
         // Unstructured, so that a reload can stop this service alone; it inherits the graceful
         // shutdown of the group, and reports its end (and a fatal error) through `control`.
         return Task {
@@ -210,24 +208,31 @@ public struct DaemonService: Service {
         }
     }
 
-    /// Pings at half the interval while no loop is stuck in one pass for longer than the interval.
-    /// A stuck loop stops the pings: systemd kills and restarts the service (`WatchdogSec=`).
-    private func watchdog(usec: UInt64, live: LiveRuntime) async {
-        let check = WatchdogCheck(limitUsec: usec)
+    /// Checks the loops at half the watchdog interval (or every `max_lag / 2`, at most 30 s, without
+    /// one). While no loop has been inside one pass for longer than the interval, it pings; a stuck
+    /// loop stops the pings, so systemd kills and restarts the service (`WatchdogSec=`), and is
+    /// logged once. Without a watchdog, a pass longer than `max_lag` is logged all the same.
+    private func watchdog(usec: UInt64?, live: LiveRuntime) async {
         var reported = false
         while !Task.isCancelled {
-            let stuck = check.stuck([monitor.planning, monitor.delivery])
+            let maxLagUsec = UInt64(max(1, live.runtime.config.daemon.maxLagMs)) * 1_000
+            let limit = usec ?? maxLagUsec
+            let stuck = WatchdogCheck(limitUsec: limit).stuck([monitor.planning, monitor.delivery])
             if stuck.isEmpty {
-                notifier.watchdog()
+                if usec != nil { notifier.watchdog() }
                 reported = false
             } else if !reported {
                 reported = true
-                live.runtime.logger.critical("a loop is stuck; watchdog pings stop, so systemd restarts paywatch", metadata: [
-                    "event": "watchdog_stuck",
-                    "loops": "\(stuck.map { "\($0.name) \($0.usec / 1_000_000)s" }.joined(separator: ", "))",
-                ])
+                let loops = stuck.map { "\($0.name) \($0.usec / 1_000_000)s" }.joined(separator: ", ")
+                if usec != nil {
+                    live.runtime.logger.critical("a loop is stuck in one pass; watchdog pings stop, so systemd restarts paywatch",
+                                                 metadata: ["event": "watchdog_stuck", "loops": "\(loops)"])
+                } else {
+                    live.runtime.logger.warning("a loop has been in one pass for longer than [daemon] max_lag",
+                                                metadata: ["event": "loop_stuck", "loops": "\(loops)"])
+                }
             }
-            try? await Task.sleep(for: .microseconds(usec / 2))
+            try? await Task.sleep(for: .microseconds(usec.map { $0 / 2 } ?? min(maxLagUsec / 2, 30_000_000)))
         }
     }
 

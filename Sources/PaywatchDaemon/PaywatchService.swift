@@ -21,10 +21,14 @@ public struct PaywatchService: Service {
     public let stats = LoopStats()
     /// Where the loops report their passes (for readiness, the watchdog and `STATUS=`).
     let monitor: DaemonMonitor
+    /// Logs "paywatch started" and "paywatch stopped"; not for a service that replaces another
+    /// after a reload, which the process goes on through.
+    let announce: Bool
 
-    public init(runtime: Runtime, monitor: DaemonMonitor = DaemonMonitor()) {
+    public init(runtime: Runtime, monitor: DaemonMonitor = DaemonMonitor(), announce: Bool = true) {
         self.runtime = runtime
         self.monitor = monitor
+        self.announce = announce
     }
 
     public func run() async throws {
@@ -33,14 +37,16 @@ public struct PaywatchService: Service {
         if released > 0 {
             runtime.logger.notice("messages left in flight by an earlier run are due again", metadata: ["count": "\(released)"])
         }
-        runtime.logger.notice("paywatch started", metadata: [
+        runtime.logger.notice(announce ? "paywatch started" : "service restarted on the new configuration", metadata: [
             "poll_interval": "\(runtime.config.daemon.pollIntervalMs)ms",
             "channels": "\(runtime.channels.keys.sorted().joined(separator: ","))",
         ])
         let engine = DeliveryEngine(runtime: runtime, stats: stats, heartbeat: monitor.delivery)
         defer {
             runtime.transport.shutdown()
-            runtime.logger.notice("paywatch stopped", metadata: [
+            // Cancelled without a graceful shutdown: replaced after a reload; the process goes on.
+            let replaced = Task.isCancelled && !Task.isShuttingDownGracefully
+            runtime.logger.notice(replaced ? "service stopped for a reload" : "paywatch stopped", metadata: [
                 "planning_passes": "\(stats.planningPasses)", "transfers": "\(stats.transfersStarted)",
                 "store_operations": "\(stats.storeOperations)", "store_ms": "\(stats.storeMilliseconds)",
             ])

@@ -17,7 +17,9 @@ import PaywatchTestSupport
 //                                                   its answers take 2 s
 //   cancels N SECONDS [ext]                         N cancels spread evenly over SECONDS
 //   crash N [ext] [DELAY_MS]                        kill -9 mid-burst, restart: repeats, time to drain
-//   idle N SECONDS                                  CPU time of the idle daemon with N open orders
+//   reload N                                        SIGHUP with N open orders: to reloaded, to re-planned
+//   idle N SECONDS [systemd]                        CPU time of the idle daemon with N open orders (systemd:
+//                                                   NOTIFY_SOCKET, a 30 s watchdog and metrics on)
 //   all
 // Every run uses a fresh SQLite file in a temp directory and a loopback HTTP sink on 127.0.0.1.
 
@@ -88,7 +90,7 @@ func config(db: String, gateway: String, hold: String = "30m", reminders: String
     url = "sqlite://\(db)"
     [daemon]
     poll_interval = "\(poll)"
-    batch_size = \(ProcessInfo.processInfo.environment["PAYWATCH_BENCH_BATCH"] ?? "500")
+    batch_size = \(ProcessInfo.processInfo.environment["PAYWATCH_BENCH_BATCH"] ?? "\(PaywatchConfiguration.Daemon().batchSize)")
     log_level = "\(logLevel)"
     [delivery]
     concurrency = \(concurrency)
@@ -109,12 +111,15 @@ func config(db: String, gateway: String, hold: String = "30m", reminders: String
 }
 
 /// Starts `paywatch run` on `configText`; stderr goes to a file in `dir`.
-func startDaemon(dir: URL, configText: String) throws -> Process {
+func startDaemon(dir: URL, configText: String, environment: [String: String] = [:]) throws -> Process {
     let configPath = dir.appendingPathComponent("paywatch.toml").path
     try configText.write(toFile: configPath, atomically: true, encoding: .utf8)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: paywatchBinary)
     process.arguments = ["run", "--config", configPath]
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     let logPath = dir.appendingPathComponent("paywatch.log").path
     _ = FileManager.default.createFile(atPath: logPath, contents: nil)
     process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -504,9 +509,45 @@ func benchCrash(_ count: Int, external: Bool, delayMs: Int) async throws {
                  drained ? "yes" : "NO", drainSeconds, stranded, unique, keys.count - unique))
 }
 
+/// A datagram socket standing in for systemd's `NOTIFY_SOCKET`; it counts what arrives.
+final class NotifySink: @unchecked Sendable {
+    let path: String
+    private let fd: Int32
+    private let lock = NSLock()
+    private var counts: [String: Int] = [:]
+
+    init(dir: URL) {
+        path = dir.appendingPathComponent("notify.sock").path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = byte }
+        }
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        Thread { [self] in
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { return }
+                let first = String(decoding: buffer[0..<n], as: UTF8.self).split(separator: "\n").first ?? ""
+                let key = String(first.prefix { $0 != "=" })
+                lock.withLock { counts[key, default: 0] += 1 }
+            }
+        }.start()
+    }
+
+    func count(_ key: String) -> Int { lock.withLock { counts[key] ?? 0 } }
+    func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+}
+
 /// CPU time of the idle daemon: `count` open orders with nothing due for an hour, measured over
-/// `seconds` after its first sweep, with the sink in its own process.
-func benchIdle(_ count: Int, seconds: Int) async throws {
+/// `seconds` after its first sweep, with the sink in its own process. With `systemd`, as the
+/// hardened unit runs it: `NOTIFY_SOCKET` (a datagram socket here), `WATCHDOG_USEC` of 30 s and the
+/// metrics endpoint on.
+func benchIdle(_ count: Int, seconds: Int, systemd: Bool = false) async throws {
     let dir = tempDirectory("idle")
     defer { removeUnlessKept(dir) }
     let path = dir.appendingPathComponent("bench.db").path
@@ -514,17 +555,61 @@ func benchIdle(_ count: Int, seconds: Int) async throws {
     defer { sink.stop() }
     let created = nowMs()
     try await populate(path: path, count: count) { _ in (created, created + 7_200_000) }
-    let daemon = try startDaemon(dir: dir, configText: config(db: path, gateway: sink.baseURL, hold: "2h", reminders: "[\"1h\"]"))
+    let notify = systemd ? NotifySink(dir: dir) : nil
+    defer { notify?.stop() }
+    var text = config(db: path, gateway: sink.baseURL, hold: "2h", reminders: "[\"1h\"]")
+    if systemd { text += "\n[metrics]\nlisten = \"127.0.0.1:19464\"\n" }
+    let environment = notify.map { ["NOTIFY_SOCKET": $0.path, "WATCHDOG_USEC": "30000000"] } ?? [:]
+    let daemon = try startDaemon(dir: dir, configText: text, environment: environment)
     let db = try reader(path)
     _ = waitUntil(600) { benchCount(db, "SELECT COUNT(*) FROM pw_order_state WHERE next_due_at = 0") == 0 }
     sleep(5)
     let before = cpuSeconds(daemon.processIdentifier)
+    let pingsBefore = notify?.count("WATCHDOG") ?? 0
     sleep(UInt32(seconds))
     let used = cpuSeconds(daemon.processIdentifier) - before
+    let pings = (notify?.count("WATCHDOG") ?? 0) - pingsBefore
     daemon.terminate()
     daemon.waitUntilExit()
-    print(String(format: "idle open_orders=%d seconds=%d poll=1s cpu=%.2fs cpu_per_minute=%.3fs",
-                 count, seconds, used, used * 60 / Double(seconds)))
+    print(String(format: "idle%@ open_orders=%d seconds=%d poll=1s cpu=%.2fs cpu_per_minute=%.3fs%@",
+                 systemd ? "-systemd" : "", count, seconds, used, used * 60 / Double(seconds),
+                 systemd ? " watchdog_pings=\(pings) ready=\(notify?.count("READY") ?? 0)" : ""))
+}
+
+/// A reload under load: `count` open orders, the daemon idle; the hold changes from 2 h to 3 h and
+/// SIGHUP is sent. Measured: from the signal to "configuration reloaded" (the file checked, delivery
+/// drained, every open order marked), and to the end of the re-planning sweep (none marked left).
+func benchReload(_ count: Int) async throws {
+    let dir = tempDirectory("reload")
+    defer { removeUnlessKept(dir) }
+    let path = dir.appendingPathComponent("bench.db").path
+    let sink = try makeSink(true, dir: dir)
+    defer { sink.stop() }
+    let created = nowMs()
+    try await populate(path: path, count: count) { _ in (created, nil) }
+    let text = config(db: path, gateway: sink.baseURL, hold: "2h", reminders: "[]")
+    let daemon = try startDaemon(dir: dir, configText: text)
+    let db = try reader(path)
+    let marked = "SELECT COUNT(*) FROM pw_order_state WHERE next_due_at = 0"
+    _ = waitUntil(600) { benchCount(db, marked) == 0 }
+    sleep(2)
+    try text.replacingOccurrences(of: "hold = \"2h\"", with: "hold = \"3h\"")
+        .write(toFile: dir.appendingPathComponent("paywatch.toml").path, atomically: true, encoding: .utf8)
+    let logPath = dir.appendingPathComponent("paywatch.log").path
+    let start = monotonicSeconds()
+    kill(daemon.processIdentifier, SIGHUP)
+    let reloaded = waitUntil(120) {
+        ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").contains("configuration reloaded")
+    }
+    let reloadedAt = monotonicSeconds() - start
+    let replanned = waitUntil(600) { benchCount(db, marked) == 0 }
+    let replannedAt = monotonicSeconds() - start
+    let due = benchCount(db, "SELECT MIN(next_due_at) FROM pw_order_state WHERE next_due_at > 0")
+    daemon.terminate()
+    daemon.waitUntilExit()
+    print(String(format: "reload open_orders=%d reloaded=%@ to_reloaded=%.2fs to_replanned=%.2fs replanned=%@ next_due_is_new_hold=%@",
+                 count, reloaded ? "yes" : "NO", reloadedAt, replannedAt, replanned ? "yes" : "NO",
+                 Int64(due) >= created + 3 * 3_600_000 - 1_000 ? "yes" : "NO"))
 }
 
 let args = Array(CommandLine.arguments.dropFirst())
@@ -542,7 +627,8 @@ case "cancels": try await benchCancels(arg(1, 10_000), spread: arg(2, 60), exter
 case "rss": try await benchRSS(arg(1, 1_000_000))
 case "crash": try await benchCrash(arg(1, 20_000), external: external, delayMs: arg(2, 0))
 case "deliver": try await benchDeliver(arg(1, 20_000))
-case "idle": try await benchIdle(arg(1, 100_000), seconds: arg(2, 60))
+case "reload": try await benchReload(arg(1, 100_000))
+case "idle": try await benchIdle(arg(1, 100_000), seconds: arg(2, 60), systemd: args.contains("systemd"))
 case "all":
     try await benchPlan(100_000)
     try await benchPlanMix(100_000)
