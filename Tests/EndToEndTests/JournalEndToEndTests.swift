@@ -8,7 +8,8 @@ import Testing
 /// folder. It runs in a mount namespace of its own (`unshare --mount`) where that folder is bound
 /// over `/run/log/journal` and `/etc/systemd` holds only a `journald.conf` with `Storage=volatile`
 /// and `ReadKMsg=no`: the host's journal and configuration are left alone, yet its sockets in the
-/// shared `/run/systemd/journal` are the ones every process on the machine sends to.
+/// shared `/run/systemd/journal` are the ones every process on the machine sends to. Without
+/// `unshare`, journald starts with the host's configuration and folders, which journalctl reads by default.
 final class TestJournal: @unchecked Sendable {
     static let journald = "/lib/systemd/systemd-journald"
     static let socketPath = "/run/systemd/journal/socket"
@@ -29,13 +30,11 @@ final class TestJournal: @unchecked Sendable {
         if geteuid() != 0 { return "not root: a journald cannot be started" }
         if !FileManager.default.isExecutableFile(atPath: journald) { return "\(journald) is missing" }
         if journalctl == nil { return "journalctl is missing" }
-        if !FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") { return "unshare (util-linux) is missing" }
         return nil
     }
 
-    static var journalctl: String? {
-        ["/usr/bin/journalctl", "/bin/journalctl"].first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
+    static var journalctl: String? { Command.find("journalctl") }
+    static var unshare: String? { Command.find("unshare") }
 
     /// The running journald, else one started here; nil (with the reason printed) when
     /// ``skipReason()`` says the test cannot run.
@@ -49,20 +48,27 @@ final class TestJournal: @unchecked Sendable {
     }
 
     private static func start() throws -> TestJournal {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-journal-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        // The mount point; journald would create it itself.
-        try FileManager.default.createDirectory(atPath: "/run/log/journal", withIntermediateDirectories: true)
-        let script = """
-            set -e
-            mount --bind "$0" /run/log/journal
-            mount -t tmpfs -o mode=0755 tmpfs /etc/systemd
-            printf '[Journal]\\nStorage=volatile\\nReadKMsg=no\\nForwardToSyslog=no\\nForwardToWall=no\\nRateLimitBurst=0\\n' > /etc/systemd/journald.conf
-            exec \(journald)
-            """
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        process.arguments = ["--mount", "--propagation", "private", "/bin/sh", "-c", script, directory.path]
+        var directory: URL? = nil
+        if let unshare {
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-journal-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            // The mount point; journald would create it itself.
+            try FileManager.default.createDirectory(atPath: "/run/log/journal", withIntermediateDirectories: true)
+            let script = """
+                set -e
+                mount --bind "$0" /run/log/journal
+                mount -t tmpfs -o mode=0755 tmpfs /etc/systemd
+                printf '[Journal]\\nStorage=volatile\\nReadKMsg=no\\nForwardToSyslog=no\\nForwardToWall=no\\nRateLimitBurst=0\\n' > /etc/systemd/journald.conf
+                exec \(journald)
+                """
+            process.executableURL = URL(fileURLWithPath: unshare)
+            process.arguments = ["--mount", "--propagation", "private", "/bin/sh", "-c", script, folder.path]
+            directory = folder
+        } else {
+            // Without unshare: the host's configuration and journal folders; journalctl reads them by default.
+            process.executableURL = URL(fileURLWithPath: journald)
+        }
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         let journal = TestJournal(directory: directory, process: process)
@@ -85,17 +91,10 @@ final class TestJournal: @unchecked Sendable {
     /// when it is not printable text (a newline inside).
     func entries(_ matches: [String]) throws -> [[String: Any]] {
         guard let journalctl = TestJournal.journalctl else { return [] }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: journalctl)
-        process.arguments = (directory.map { ["--directory", $0.path] } ?? []) + ["-o", "json", "--no-pager"] + matches
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return data.split(separator: UInt8(ascii: "\n")).compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0)) as? [String: Any]
+        let directoryOption = directory.map { ["--directory", $0.path] } ?? []
+        let result = try Command.run([journalctl] + directoryOption + ["-o", "json", "--no-pager"] + matches)
+        return result.out.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }
     }
 
@@ -227,15 +226,15 @@ extension EndToEnd {
         /// With `JOURNAL_STREAM` matching stderr but no journald behind the native socket (hidden by
         /// an empty tmpfs in a mount namespace), every entry is written to stderr as a line instead.
         @Test func withoutAJournaldEntriesFallBackToStderrLines() throws {
-            if let reason = TestJournal.skipReason() {
-                print("skipped: \(reason)")
+            guard let unshare = TestJournal.unshare, TestJournal.skipReason() == nil else {
+                print("skipped: \(TestJournal.skipReason() ?? "unshare (util-linux) is missing"): the journal socket cannot be hidden")
                 return
             }
             try FileManager.default.createDirectory(atPath: "/run/systemd/journal", withIntermediateDirectories: true)
             let run = UUID().uuidString
             let h = try Harness { EndToEndTests.config($0) }
             try insertOrders(h, reminded: "F-\(run)", hostile: "Q-\(run)\nX")
-            let hide = ["/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+            let hide = [unshare, "--mount", "--propagation", "private", "/bin/sh", "-c",
                         #"mount -t tmpfs tmpfs /run/systemd/journal && exec "$0" "$@""#]
             let result = try h.runAsJournalService(["run", "--once", "--config", h.configPath], logPath: h.stderrPath, wrapper: hide)
             #expect(result.code == 0)
