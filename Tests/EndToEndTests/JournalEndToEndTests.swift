@@ -180,8 +180,17 @@ extension EndToEnd {
             let run = UUID().uuidString
             let order = "J-\(run)"
             let hostile = "Q-\(run)\nMESSAGE=forged-\(run)"
+            let dead = "D-\(run)"
             let h = try Harness { EndToEndTests.config($0) }
+            // The gateway refuses dead's reminder for good: a dead letter, escalated to ops.
+            h.gateway.setResponder { request in
+                request.path == "/sms" && request.bodyString.contains(dead) ? FakeGateway.Response(status: 400) : FakeGateway.Response(status: 200)
+            }
             try insertOrders(h, reminded: order, hostile: hostile)
+            try h.shop().write { db in
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES (?, 100, ?, ?)",
+                               arguments: [dead, Harness.nowMs() - 1_500, Self.phone])
+            }
 
             let result = try h.runAsJournalService(["run", "--once", "--config", h.configPath], logPath: h.stderrPath)
             #expect(result.code == 0)
@@ -205,6 +214,11 @@ extension EndToEnd {
             #expect(TestJournal.text(delivered["ATTEMPT"]) == "1")
             #expect(TestJournal.text(delivered["HTTP_STATUS"]) == "200")
             #expect(TestJournal.text(delivered["OUTCOME"]) == "delivered")
+
+            // The README's queries: dead letters (OUTCOME=dead) and escalations (CHANNEL=ops, EVENT=delivery_dead).
+            let deadEntries = try journal.entries(["ORDER_ID=\(dead)"])
+            #expect(deadEntries.contains { TestJournal.text($0["OUTCOME"]) == "dead" && TestJournal.text($0["PRIORITY"]) == "3" })
+            #expect(deadEntries.contains { TestJournal.text($0["EVENT"]) == "delivery_dead" && TestJournal.text($0["CHANNEL"]) == "ops" })
 
             // A newline inside a value stays inside that value: the whole id comes back as one field
             // of one entry, and no entry has the forged MESSAGE.
