@@ -37,31 +37,36 @@ public struct JournalField: Sendable, Equatable, CustomStringConvertible {
 /// ``PaywatchLogging/makeHandler(label:level:journalStream:)`` picks this handler only when stderr is
 /// the journal.
 public struct JournalLogHandler: LogHandler {
-    public var metadata: Logger.Metadata = [:]
-    public var logLevel: Logger.Level
-    /// Dates the stderr line written when journald is unreachable (the journal dates its own entries).
-    private let clock: any PaywatchClock
+    /// Keeps the level and the metadata, and writes the line when journald cannot take an entry.
+    private var fallback: LineLogHandler
 
     public static let identifier = "paywatch"
 
+    /// - Parameter clock: dates the stderr lines of the fallback (the journal dates its own entries).
     public init(label: String, level: Logger.Level = .info, clock: any PaywatchClock = SystemClock()) {
-        self.logLevel = level
-        self.clock = clock
+        fallback = LineLogHandler(label: label, level: level, clock: clock)
+    }
+
+    public var metadata: Logger.Metadata {
+        get { fallback.metadata }
+        set { fallback.metadata = newValue }
+    }
+
+    public var logLevel: Logger.Level {
+        get { fallback.logLevel }
+        set { fallback.logLevel = newValue }
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
+        get { fallback[metadataKey: key] }
+        set { fallback[metadataKey: key] = newValue }
     }
 
     public func log(event: LogEvent) {
-        let merged = LineLogHandler.merged(metadata, event.metadata)
-        let message = event.message.description
-        let fields = Self.fields(level: event.level, message: message, metadata: merged,
+        let fields = Self.fields(level: event.level, message: event.message.description,
+                                 metadata: LineLogHandler.merged(metadata, event.metadata),
                                  file: event.file, function: event.function, line: event.line)
-        if Self.send(fields) < 0 {
-            LineLogHandler.writeToStandardError(LineLogHandler.line(at: clock.now(), level: event.level, message: message, metadata: merged))
-        }
+        if Self.send(fields) < 0 { fallback.log(event: event) }
     }
 
     /// The entry for one event: `MESSAGE`, `PRIORITY`, `SYSLOG_IDENTIFIER`, the metadata sorted by

@@ -27,8 +27,12 @@ public struct LineLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        let merged = Self.merged(metadata, event.metadata)
-        Self.writeToStandardError(Self.line(at: clock.now(), level: event.level, message: event.message.description, metadata: merged))
+        let line = Self.line(at: clock.now(), level: event.level, message: event.message.description,
+                             metadata: Self.merged(metadata, event.metadata))
+        // One write(2) per line, so lines from concurrent loops never interleave. A failed
+        // write (stderr closed: EPIPE, SIGPIPE being ignored) is dropped.
+        var text = line
+        text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
     }
 
     /// The handler's metadata with the event's on top (the event's value wins for a key in both).
@@ -36,13 +40,6 @@ public struct LineLogHandler: LogHandler {
         guard let event else { return handler }
         if handler.isEmpty { return event }
         return handler.merging(event) { $1 }
-    }
-
-    /// One write(2) per line, so lines from concurrent loops never interleave. A failed write
-    /// (stderr closed: EPIPE, SIGPIPE being ignored) is dropped.
-    static func writeToStandardError(_ line: String) {
-        var text = line
-        text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
     }
 
     /// One log line, newline included: `time LEVEL message key=value …`, keys sorted.

@@ -9,10 +9,12 @@ enum Command {
             .first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    /// Runs `argv` with `environment` added to this process's; returns exit code, stdout and stderr.
-    /// A command that hangs is killed after `seconds`, so the suite fails instead of hanging.
+    /// Runs `argv` with `environment` added to this process's; returns exit code, stdout, stderr and
+    /// the pid it had. A command that hangs is killed after `seconds`, so the suite fails instead of hanging.
+    /// - Parameter stderrFile: an existing file that receives stderr and is kept; by default a
+    ///   temporary one, removed.
     static func run(_ argv: [String], environment: [String: String] = [:], in directory: URL? = nil,
-                    seconds: Double = 60) throws -> (code: Int32, out: String, err: String) {
+                    stderrFile: URL? = nil, seconds: Double = 60) throws -> (code: Int32, out: String, err: String, pid: Int32) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: argv[0])
         process.arguments = Array(argv.dropFirst())
@@ -22,9 +24,9 @@ enum Command {
         if let directory { process.currentDirectoryURL = directory }
         // stdout through a pipe, stderr into a file: a tool that filled a second pipe while this
         // process waits on the first would block forever.
-        let errFile = FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-cmd-\(UUID().uuidString).err")
-        _ = FileManager.default.createFile(atPath: errFile.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: errFile) }
+        let errFile = stderrFile ?? FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-cmd-\(UUID().uuidString).err")
+        if stderrFile == nil { _ = FileManager.default.createFile(atPath: errFile.path, contents: nil) }
+        defer { if stderrFile == nil { try? FileManager.default.removeItem(at: errFile) } }
         let err = try FileHandle(forWritingTo: errFile)
         let out = Pipe()
         process.standardOutput = out
@@ -38,6 +40,6 @@ enum Command {
         process.waitUntilExit()
         try err.close()
         let errText = (try? String(contentsOf: errFile, encoding: .utf8)) ?? ""
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), errText)
+        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), errText, pid)
     }
 }

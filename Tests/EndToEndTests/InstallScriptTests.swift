@@ -18,7 +18,7 @@ extension EndToEnd {
             (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int
         }
 
-        func install(_ root: URL, _ arguments: [String] = []) throws -> (code: Int32, out: String, err: String) {
+        func install(_ root: URL, _ arguments: [String] = []) throws -> (code: Int32, out: String, err: String, pid: Int32) {
             try Command.run(["/bin/bash", Self.script, "--root", root.path] + arguments)
         }
 

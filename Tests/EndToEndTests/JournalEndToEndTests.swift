@@ -135,24 +135,9 @@ extension Harness {
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         var info = stat()
         guard stat(logPath, &info) == 0 else { throw JournalTestError(description: "cannot stat \(logPath)") }
-        let process = Process()
-        let command = wrapper + [Harness.binary] + arguments
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        var environment = ProcessInfo.processInfo.environment
-        environment["JOURNAL_STREAM"] = "\(info.st_dev):\(info.st_ino)"
-        process.environment = environment
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.standardError = log
-        process.standardOutput = log
-        try process.run()
-        let pid = process.processIdentifier
-        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
-        defer { watchdog.cancel() }
-        process.waitUntilExit()
-        try log.close()
-        return (process.terminationStatus, pid)
+        let result = try Command.run(wrapper + [Harness.binary] + arguments, environment: ["JOURNAL_STREAM": "\(info.st_dev):\(info.st_ino)"],
+                                     stderrFile: URL(fileURLWithPath: logPath), seconds: 30)
+        return (result.code, result.pid)
     }
 }
 

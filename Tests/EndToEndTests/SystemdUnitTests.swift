@@ -140,7 +140,7 @@ extension EndToEnd {
             let line = try String(contentsOfFile: h.configPath, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
                 .firstIndex { $0.hasPrefix("token_file") }.map { $0 + 1 }
             for command in [["check-config"], ["run", "--once"]] {
-                let result = try Command.run([Harness.binary] + command + ["--config", h.configPath])
+                let result = try h.run(command + ["--config", h.configPath])
                 #expect(result.code == 78)
                 #expect(result.err.contains("\(h.configPath):\(line ?? 0): [channels.push] token_file: $CREDENTIALS_DIRECTORY/push.token names $CREDENTIALS_DIRECTORY, which is not set"))
                 #expect(result.err.contains("LoadCredential="))
