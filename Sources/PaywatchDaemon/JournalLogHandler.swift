@@ -32,8 +32,9 @@ public struct JournalField: Sendable, Equatable, CustomStringConvertible {
 /// `CODE_LINE`, `CODE_FUNC`. As with ``LineLogHandler``, callers mask addresses with ``Redact``
 /// before logging; this handler never sees secrets.
 ///
-/// When journald cannot take an entry (its socket is gone: it was stopped or restarted), the entry
-/// is written to stderr as a ``LineLogHandler`` line instead, so none is lost without a trace.
+/// When journald cannot take an entry (nothing listens on its socket, or there is no socket in this
+/// mount namespace), the entry is written to stderr as a ``LineLogHandler`` line instead, so none is
+/// lost without a trace.
 /// ``PaywatchLogging/makeHandler(label:level:journalStream:)`` picks this handler only when stderr is
 /// the journal.
 public struct JournalLogHandler: LogHandler {

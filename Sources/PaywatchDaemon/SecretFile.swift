@@ -32,16 +32,13 @@ public enum SecretFile {
     static func read<Value>(
         _ file: String, credentialsDirectory: String?, as parse: ([UInt8]) -> Result<Value, Runtime.TokenProblem>
     ) -> Result<Value, Runtime.TokenProblem> {
-        let path: String
-        switch expand(file, credentialsDirectory: credentialsDirectory) {
-        case .success(let expanded): path = expanded
-        case .failure(let problem): return .failure(problem)
+        expand(file, credentialsDirectory: credentialsDirectory).flatMap { path in
+            guard let data = FileManager.default.contents(atPath: path) else {
+                let hint = path == file ? "" : " (\(file): is the credential in a LoadCredential= line of the unit?)"
+                return .failure(Runtime.TokenProblem(description: "cannot read \(path)\(hint)"))
+            }
+            return parse(Array(data)).mapError { Runtime.TokenProblem(description: "\(file) \($0.description)") }
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let hint = path == file ? "" : " (\(file): is the credential in a LoadCredential= line of the unit?)"
-            return .failure(Runtime.TokenProblem(description: "cannot read \(path)\(hint)"))
-        }
-        return parse(Array(data)).mapError { Runtime.TokenProblem(description: "\(file) \($0.description)") }
     }
 
     /// `file` with `$CREDENTIALS_DIRECTORY` and `${CREDENTIALS_DIRECTORY}` replaced by
