@@ -131,6 +131,71 @@ extension EndToEnd {
             #expect(EndToEndTests().kinds(h.gateway.requests(), order: "MDWE").map(\.kind) == ["unpaid_reminder"])
         }
 
+        /// The system calls `SystemCallFilter=` entries stand for (`@system-service`, `~@privileged
+        /// @resources`), nested groups expanded, as systemd-analyze lists them.
+        static func syscalls(in group: String, analyze: String) throws -> Set<String> {
+            let listing = try Command.run([analyze, "syscall-filter", group]).out
+            var names = Set<String>()
+            for line in listing.split(separator: "\n").dropFirst() {
+                let word = line.trimmingCharacters(in: .whitespaces)
+                if word.isEmpty || word.hasPrefix("#") { continue }
+                if word.hasPrefix("@") { names.formUnion(try syscalls(in: word, analyze: analyze)) } else { names.insert(word) }
+            }
+            return names
+        }
+
+        /// What the unit's `SystemCallFilter=` lines allow: the union of the allow lists minus the
+        /// union of the `~` deny lists.
+        static func allowedSyscalls(analyze: String) throws -> Set<String> {
+            var allowed = Set<String>(), denied = Set<String>()
+            for value in try directives().filter({ $0.key == "SystemCallFilter" }).map(\.value) {
+                let deny = value.hasPrefix("~")
+                for word in value.dropFirst(deny ? 1 : 0).split(separator: " ") {
+                    let names = word.hasPrefix("@") ? try syscalls(in: String(word), analyze: analyze) : [String(word)]
+                    if deny { denied.formUnion(names) } else { allowed.formUnion(names) }
+                }
+            }
+            return allowed.subtracting(denied)
+        }
+
+        /// Every system call the real binary makes while it serves an order (SQLite, libcurl, Swift
+        /// concurrency) as a non-root user, as under the unit, traced with strace: all are allowed by
+        /// the unit's filter but `setpriority`, which libdispatch calls per worker thread to set its
+        /// nice value and whose failure it ignores (a non-root service gets EACCES for it anyway;
+        /// under the filter it gets EPERM, `SystemCallErrorNumber=`).
+        @Test func theFilterAllowsEverySystemCallTheBinaryMakes() throws {
+            guard let analyze = Self.analyze else { return }
+            guard let strace = Command.find("strace") else {
+                print("skipped: strace is missing")
+                return
+            }
+            let h = try Harness { EndToEndTests.config($0) }
+            #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+            try h.shop().write { db in
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('SYSCALLS', 100, ?, '+8613800000000')",
+                               arguments: [Harness.nowMs() - 1_500])
+            }
+            let trace = h.directory.appendingPathComponent("strace.txt").path
+            var command = [strace, "-f", "-qq", "-o", trace, Harness.binary, "run", "--once", "--config", h.configPath]
+            if geteuid() == 0, let setpriv = Command.find("setpriv") {
+                // As nobody, so that nothing root alone does (SQLite's fchown of its journal files) is counted.
+                #expect(try Command.run(["/bin/chown", "-R", "65534:65534", h.directory.path]).code == 0)
+                command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"] + command
+            }
+            let result = try Command.run(command)
+            #expect(result.code == 0, "\(result.err)")
+            #expect(EndToEndTests().kinds(h.gateway.requests(), order: "SYSCALLS").map(\.kind) == ["unpaid_reminder"])
+            let used = Set(try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").compactMap { line -> String? in
+                // "PID name(args…"; "<... name resumed>" and "--- SIGNAL …" lines name no new call.
+                guard let open = line.firstIndex(of: "("), let space = line.firstIndex(of: " ") else { return nil }
+                let name = line[space..<open].trimmingCharacters(in: .whitespaces)
+                return !name.isEmpty && name.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "_" }) ? name : nil
+            })
+            let allowed = try Self.allowedSyscalls(analyze: analyze)
+            #expect(used.count > 30 && allowed.count > 200)
+            #expect(used.subtracting(allowed).subtracting(["setpriority"]).isEmpty, "denied: \(used.subtracting(allowed).sorted())")
+        }
+
         /// A `token_file` naming a credential, run outside systemd (no `$CREDENTIALS_DIRECTORY`):
         /// `check-config` and `run` stop with exit 78 and say what is missing, naming file, line and key.
         @Test func aCredentialWithoutLoadCredentialIsAConfigurationError() throws {
