@@ -73,7 +73,7 @@ final class TestJournal: @unchecked Sendable {
         try process.run()
         let journal = TestJournal(directory: directory, process: process)
         guard Harness.eventually(10, { accepts(socketPath) }) else {
-            throw JournalTestError(description: "the journald started by the test does not listen on \(socketPath)")
+            throw TestSetupError(description: "the journald started by the test does not listen on \(socketPath)")
         }
         return journal
     }
@@ -122,42 +122,11 @@ final class TestJournal: @unchecked Sendable {
     }
 }
 
-struct JournalTestError: Error, CustomStringConvertible {
-    let description: String
-}
-
-extension Harness {
-    /// Runs the binary to completion with its stderr in the file `logPath` and `JOURNAL_STREAM` set
-    /// to that file's `st_dev:st_ino` — what systemd does for a service whose stderr is the journal,
-    /// so the binary takes the file for its journal stream. `wrapper` runs before it (e.g. `unshare`).
-    /// Returns the exit code and the pid that logged (the binary's: wrappers `exec` it).
-    func runAsJournalService(_ arguments: [String], logPath: String, wrapper: [String] = []) throws -> (code: Int32, pid: Int32) {
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        var info = stat()
-        guard stat(logPath, &info) == 0 else { throw JournalTestError(description: "cannot stat \(logPath)") }
-        let result = try Command.run(wrapper + [Harness.binary] + arguments, environment: ["JOURNAL_STREAM": "\(info.st_dev):\(info.st_ino)"],
-                                     stderrFile: URL(fileURLWithPath: logPath), seconds: 30)
-        return (result.code, result.pid)
-    }
-}
-
 extension EndToEnd {
     /// The real binary logging to a real journald, as under systemd with `StandardError=journal`.
     @Suite(.serialized) struct JournalEndToEndTests {
         static let phone = "+8613800000000"
         static let masked = "+86*******0000"
-
-        /// An order due its first reminder (sent on sms), and a row whose id holds a newline and a
-        /// would-be field (quarantined, and logged with that id).
-        func insertOrders(_ h: Harness, reminded: String, hostile: String) throws {
-            #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
-            try h.shop().write { db in
-                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES (?, 12900, ?, ?)",
-                               arguments: [reminded, Harness.nowMs() - 1_500, Self.phone])
-                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES (?, 100, ?, ?)",
-                               arguments: [hostile, Harness.nowMs() - 1_500, Self.phone])
-            }
-        }
 
         @Test func entriesCarryTheOrderEventChannelAndPriorityAsFields() throws {
             guard let journal = try TestJournal.open() else { return }
@@ -166,15 +135,11 @@ extension EndToEnd {
             let order = "J-\(run)"
             let hostile = "Q-\(run)\nMESSAGE=forged-\(run)"
             let dead = "D-\(run)"
-            let h = try Harness { EndToEndTests.config($0) }
-            // The gateway refuses dead's reminder for good: a dead letter, escalated to ops.
+            // order is reminded; hostile's id holds a newline and a would-be field (quarantined, and
+            // logged with that id); the gateway refuses dead's reminder for good (a dead letter, escalated to ops).
+            let h = try Harness.withRemindersDue([order, hostile, dead])
             h.gateway.setResponder { request in
                 request.path == "/sms" && request.bodyString.contains(dead) ? FakeGateway.Response(status: 400) : FakeGateway.Response(status: 200)
-            }
-            try insertOrders(h, reminded: order, hostile: hostile)
-            try h.shop().write { db in
-                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES (?, 100, ?, ?)",
-                               arguments: [dead, Harness.nowMs() - 1_500, Self.phone])
             }
 
             let result = try h.runAsJournalService(["run", "--once", "--config", h.configPath], logPath: h.stderrPath)
@@ -231,8 +196,7 @@ extension EndToEnd {
             }
             try FileManager.default.createDirectory(atPath: "/run/systemd/journal", withIntermediateDirectories: true)
             let run = UUID().uuidString
-            let h = try Harness { EndToEndTests.config($0) }
-            try insertOrders(h, reminded: "F-\(run)", hostile: "Q-\(run)\nX")
+            let h = try Harness.withRemindersDue(["F-\(run)"])
             let hide = [unshare, "--mount", "--propagation", "private", "/bin/sh", "-c",
                         #"mount -t tmpfs tmpfs /run/systemd/journal && exec "$0" "$@""#]
             let result = try h.runAsJournalService(["run", "--once", "--config", h.configPath], logPath: h.stderrPath, wrapper: hide)

@@ -106,12 +106,7 @@ extension EndToEnd {
                 print("skipped: python3 is missing (it sets PR_SET_MDWE before exec)")
                 return
             }
-            let h = try Harness { EndToEndTests.config($0) }
-            #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
-            try h.shop().write { db in
-                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('MDWE', 100, ?, '+8613800000000')",
-                               arguments: [Harness.nowMs() - 1_500])
-            }
+            let h = try Harness.withRemindersDue(["MDWE"])
             let script = """
                 import ctypes, os, sys
                 libc = ctypes.CDLL(None, use_errno=True)
@@ -169,12 +164,7 @@ extension EndToEnd {
                 print("skipped: strace is missing")
                 return
             }
-            let h = try Harness { EndToEndTests.config($0) }
-            #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
-            try h.shop().write { db in
-                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('SYSCALLS', 100, ?, '+8613800000000')",
-                               arguments: [Harness.nowMs() - 1_500])
-            }
+            let h = try Harness.withRemindersDue(["SYSCALLS"])
             let trace = h.directory.appendingPathComponent("strace.txt").path
             var command = [strace, "-f", "-qq", "-o", trace, Harness.binary, "run", "--once", "--config", h.configPath]
             if geteuid() == 0, let setpriv = Command.find("setpriv") {
