@@ -83,7 +83,7 @@ extension PaywatchConfiguration {
                 .optional("token_file", .string, \.paying.tokenFile,
                           doc: "bearer token file for the reconcile GET, as for channels; never logged"),
                 .optional("headers_file", .string, \.paying.headersFile,
-                          doc: "file of `Name: value` lines sent with the reconcile GET (e.g. an API key); checked at start, never logged"),
+                          doc: "file of `Name: value` lines sent with the reconcile GET (e.g. an API key); checked at start, never logged; may name `$CREDENTIALS_DIRECTORY/NAME`"),
             ]),
             ConfigSection("failed", [
                 .key("reminders", .durations(.ascending), \.failed.remindersMs, doc: "after the latest failed attempt"),
@@ -155,8 +155,8 @@ extension PaywatchConfiguration.Channel {
                  required: "only \"webhook\" is supported", doc: "`webhook`: a JSON message POSTed to `url`"),
             .key("url", .httpURL, \.url, required: "the http:// or https:// endpoint", doc: "the endpoint"),
             .optional("token_file", .string, \.tokenFile, doc: """
-                bearer token file (e.g. a systemd credential in `$CREDENTIALS_DIRECTORY`): one line of printable \
-                ASCII, trimmed; never logged
+                bearer token file: one line of printable ASCII, trimmed; never logged. A systemd credential is \
+                named `$CREDENTIALS_DIRECTORY/NAME` (`LoadCredential=NAME:PATH` in the unit; see Running under systemd)
                 """),
             .optional("to", .string, \.to, doc: "fixed recipient (ops)"),
             .optional("concurrency", .positiveInt, \.concurrency, unset: "a fair share of [delivery] concurrency", doc: """

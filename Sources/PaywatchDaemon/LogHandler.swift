@@ -27,15 +27,19 @@ public struct LineLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var merged = metadata
-        if let extra = event.metadata {
-            if merged.isEmpty { merged = extra } else { merged.merge(extra) { $1 } }
-        }
-        let line = Self.line(at: clock.now(), level: event.level, message: event.message.description, metadata: merged)
+        let line = Self.line(at: clock.now(), level: event.level, message: event.message.description,
+                             metadata: Self.merged(metadata, event.metadata))
         // One write(2) per line, so lines from concurrent loops never interleave. A failed
         // write (stderr closed: EPIPE, SIGPIPE being ignored) is dropped.
         var text = line
         text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+    }
+
+    /// The handler's metadata with the event's on top (the event's value wins for a key in both).
+    static func merged(_ handler: Logger.Metadata, _ event: Logger.Metadata?) -> Logger.Metadata {
+        guard let event else { return handler }
+        if handler.isEmpty { return event }
+        return handler.merging(event) { $1 }
     }
 
     /// One log line, newline included: `time LEVEL message key=value …`, keys sorted.

@@ -131,25 +131,27 @@ struct Reconciler: Sendable {
 extension Runtime {
     /// `[paying]`'s reconcile endpoint with its headers read, or nil without `reconcile_url`.
     /// An unreadable `token_file` or `headers_file`, or one whose content is not what it must be,
-    /// is a configuration error naming the file and the key — never the content.
-    public static func reconcileEndpoint(_ config: PaywatchConfiguration, configPath: String) throws -> ReconcileEndpoint? {
+    /// is a configuration error naming the file and the key — never the content. Either file may
+    /// name a systemd credential, `$CREDENTIALS_DIRECTORY/NAME` (``SecretFile``).
+    /// - Parameter credentialsDirectory: `$CREDENTIALS_DIRECTORY`; by default the process's.
+    public static func reconcileEndpoint(
+        _ config: PaywatchConfiguration, configPath: String, credentialsDirectory: String? = SecretFile.credentialsDirectory()
+    ) throws -> ReconcileEndpoint? {
         let paying = config.paying
         func failure(_ key: String, _ message: String) -> RuntimeConfigError {
             RuntimeConfigError(description: config.error(file: configPath, section: ["paying"], key: key, message: message).description)
         }
         var headers: [(String, String)] = []
         if let file = paying.tokenFile {
-            guard let data = FileManager.default.contents(atPath: file) else { throw failure("token_file", "cannot read \(file)") }
-            switch bearerToken(Array(data)) {
+            switch SecretFile.read(file, credentialsDirectory: credentialsDirectory, as: bearerToken) {
             case .success(let token): headers.append(("Authorization", "Bearer \(token)"))
-            case .failure(let problem): throw failure("token_file", "\(file) \(problem.description)")
+            case .failure(let problem): throw failure("token_file", problem.description)
             }
         }
         if let file = paying.headersFile {
-            guard let data = FileManager.default.contents(atPath: file) else { throw failure("headers_file", "cannot read \(file)") }
-            switch headerLines(Array(data)) {
+            switch SecretFile.read(file, credentialsDirectory: credentialsDirectory, as: headerLines) {
             case .success(let lines): headers += lines
-            case .failure(let problem): throw failure("headers_file", "\(file) \(problem.description)")
+            case .failure(let problem): throw failure("headers_file", problem.description)
             }
         }
         guard let url = paying.reconcileURL else { return nil }

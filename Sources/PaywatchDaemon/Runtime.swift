@@ -145,7 +145,11 @@ public struct Runtime: Sendable {
     /// The configured channels with their tokens read. An unreadable `token_file`, or one whose
     /// content is not a single line of printable ASCII (after trimming surrounding spaces and one
     /// trailing newline), is a configuration error naming the file and the key — never the content.
-    public static func endpoints(_ config: PaywatchConfiguration, configPath: String) throws -> [String: ChannelEndpoint] {
+    /// A `token_file` may name a systemd credential, `$CREDENTIALS_DIRECTORY/NAME` (``SecretFile``).
+    /// - Parameter credentialsDirectory: `$CREDENTIALS_DIRECTORY`; by default the process's.
+    public static func endpoints(
+        _ config: PaywatchConfiguration, configPath: String, credentialsDirectory: String? = SecretFile.credentialsDirectory()
+    ) throws -> [String: ChannelEndpoint] {
         var result: [String: ChannelEndpoint] = [:]
         for name in config.channels.keys.sorted() {
             guard let channel = config.channels[name] else { continue }
@@ -155,12 +159,9 @@ public struct Runtime: Sendable {
                     RuntimeConfigError(description: config.error(
                         file: configPath, section: ["channels", name], key: "token_file", message: message).description)
                 }
-                guard let data = FileManager.default.contents(atPath: file) else {
-                    throw failure("cannot read \(file)")
-                }
-                switch bearerToken(Array(data)) {
+                switch SecretFile.read(file, credentialsDirectory: credentialsDirectory, as: bearerToken) {
                 case .success(let text): token = text
-                case .failure(let problem): throw failure("\(file) \(problem.description)")
+                case .failure(let problem): throw failure(problem.description)
                 }
             }
             result[name] = ChannelEndpoint(name: name, url: channel.url, token: token)

@@ -44,7 +44,7 @@ func printError(_ text: String) {
 
 func makeLogger(_ config: PaywatchConfiguration) -> Logger {
     let level = Logger.Level(rawValue: config.daemon.logLevel) ?? .info
-    return Logger(label: "paywatch") { label in LineLogHandler(label: label, level: level) }
+    return Logger(label: "paywatch") { label in PaywatchLogging.makeHandler(label: label, level: level) }
 }
 
 /// Opens the store for a command; a problem of `[store] url` (a folder, an unwritable folder,

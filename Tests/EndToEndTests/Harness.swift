@@ -60,28 +60,9 @@ final class Harness: @unchecked Sendable {
     /// fails instead of hanging.
     static func runBinary(_ arguments: [String], in directory: URL? = nil,
                           openFiles: Int? = nil) throws -> (code: Int32, out: String, err: String) {
-        let process = Process()
-        if let openFiles {
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", "ulimit -n \(openFiles) && exec \"$0\" \"$@\"", Harness.binary] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: Harness.binary)
-            process.arguments = arguments
-        }
-        if let directory { process.currentDirectoryURL = directory }
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let pid = process.processIdentifier
-        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
-        defer { watchdog.cancel() }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+        let command = openFiles.map { ["/bin/sh", "-c", "ulimit -n \($0) && exec \"$0\" \"$@\"", Harness.binary] } ?? [Harness.binary]
+        let result = try Command.run(command + arguments, in: directory, seconds: 30)
+        return (result.code, result.out, result.err)
     }
 
     /// Starts `paywatch run` in the background, logging to `paywatch.log`; `environment` is added
