@@ -184,8 +184,9 @@ public struct DaemonService: Service {
             guard !ready || now - lastCheck >= 1_000_000 else { continue }
             lastCheck = now
             await beat.swept(at: pass.at, nanoseconds: pass.nanoseconds, runtime)
-            // The counts that need a scan: once a minute, and only for someone who reads them.
-            if runtime.metrics != nil || notifier.enabled, !ready || now - lastHealth >= 60_000_000 {
+            // The counts that need a scan (open orders, the outbox by state): every 5 minutes, and only
+            // for someone who reads them.
+            if runtime.metrics != nil || notifier.enabled, !ready || now - lastHealth >= 300_000_000 {
                 lastHealth = now
                 if let health = try? await runtime.store.health(now: runtime.clock.now()) {
                     openOrders = health.openOrders
