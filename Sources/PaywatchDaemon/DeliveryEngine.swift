@@ -271,6 +271,7 @@ final class DeliveryEngine: Sendable {
     private func logDelivery(_ item: OutboxMessage, _ result: DeliveryResult) {
         var metadata: Logger.Metadata = [
             "order_id": "\(item.message.orderID)", "event": "\(item.message.kind.rawValue)",
+            "kind": "\(item.message.kind.rawValue)", "delivery_id": "\(item.id)",
             "channel": "\(item.message.channel)", "to": "\(Redact.address(item.message.recipient, channel: item.message.channel))",
             "attempt": "\(item.attempts + 1)", "outcome": "\(result.outcome.name)",
         ]

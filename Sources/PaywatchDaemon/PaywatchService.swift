@@ -179,7 +179,8 @@ public struct PaywatchService: Service {
         }
         for message in plan.messages {
             logger.info("message decided", metadata: [
-                "order_id": "\(message.orderID)", "event": "\(message.kind.rawValue)", "channel": "\(message.channel)",
+                "order_id": "\(message.orderID)", "event": "\(message.kind.rawValue)", "kind": "\(message.kind.rawValue)",
+                "channel": "\(message.channel)",
                 "step": "\(message.step)", "to": "\(Redact.address(message.recipient, channel: message.channel))",
             ])
         }

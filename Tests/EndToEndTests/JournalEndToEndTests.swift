@@ -164,6 +164,9 @@ extension EndToEnd {
             #expect(TestJournal.text(delivered["ATTEMPT"]) == "1")
             #expect(TestJournal.text(delivered["HTTP_STATUS"]) == "200")
             #expect(TestJournal.text(delivered["OUTCOME"]) == "delivered")
+            #expect(TestJournal.text(delivered["KIND"]) == "unpaid_reminder")
+            #expect(Int(TestJournal.text(delivered["DELIVERY_ID"]) ?? "") != nil)
+            #expect(TestJournal.text(decided["KIND"]) == "unpaid_reminder")
 
             // The README's queries: dead letters (OUTCOME=dead) and escalations (CHANNEL=ops, EVENT=delivery_dead).
             let deadEntries = try journal.entries(["ORDER_ID=\(dead)"])
