@@ -70,10 +70,19 @@ extension SQLiteOrderStore {
                                 configLoadedAt: row["config_loaded_at"], lastSweepAt: row["last_sweep_at"],
                                 lastSweepMs: row["last_sweep_ms"], stoppedAt: row["stopped_at"])
             }
-            let open = try Row.fetchOne(db, sql: """
+            // One scan of paywatch's order rows for every count; an escalation is open while its
+            // order is still where it was when ops was told (the outbox is asked only for those).
+            let stalled = { (kind: String, status: String) in
+                "SUM(status = '\(status)' AND EXISTS (SELECT 1 FROM pw_outbox o WHERE o.order_id = s.order_id AND o.kind = '\(kind)'))"
+            }
+            let counts = try Row.fetchOne(db, sql: """
                 SELECT SUM(quarantine IS NULL AND (status IS NULL OR status NOT IN \(Self.finalStatuses))) AS open,
-                       SUM(quarantine IS NOT NULL) AS quarantined
-                FROM pw_order_state
+                       SUM(quarantine IS NOT NULL) AS quarantined,
+                       SUM(needs_refund > 0) AS needs_refund,
+                       \(stalled("paying_stalled", "paying")) AS paying_stalled,
+                       \(stalled("refund_stalled", "refunding")) AS refund_stalled,
+                       \(stalled("installment_escalated", "partially_paid")) AS installment_escalated
+                FROM pw_order_state s
                 """)
             var backlog: [String: Int] = [:]
             for row in try Row.fetchAll(db, sql: """
@@ -89,21 +98,13 @@ extension SQLiteOrderStore {
                 outbox[row["state"]] = row["n"]
             }
             var escalations: [String: Int] = [:]
-            // An escalation is open while its order is still where it was when ops was told.
-            for (kind, status) in [("paying_stalled", "paying"), ("refund_stalled", "refunding"),
-                                   ("installment_escalated", "partially_paid")] {
-                let count = try Int.fetchOne(db, sql: """
-                    SELECT COUNT(*) FROM pw_order_state s WHERE s.status = ? AND EXISTS (
-                        SELECT 1 FROM pw_outbox o WHERE o.order_id = s.order_id AND o.kind = ?)
-                    """, arguments: [status, kind]) ?? 0
-                if count > 0 { escalations[kind] = count }
+            for kind in ["paying_stalled", "refund_stalled", "installment_escalated", "needs_refund"] {
+                if let count = counts?[kind] as Int?, count > 0 { escalations[kind] = count }
             }
-            let needsRefund = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pw_order_state WHERE needs_refund > 0") ?? 0
-            if needsRefund > 0 { escalations["needs_refund"] = needsRefund }
             let asks = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pw_reconcile WHERE state = 'pending'") ?? 0
             if asks > 0 { escalations["reconcile_pending"] = asks }
             return Health(now: now, daemon: daemon, lag: try Self.lag(db, now: now),
-                          openOrders: open?["open"] ?? 0, quarantined: open?["quarantined"] ?? 0,
+                          openOrders: counts?["open"] ?? 0, quarantined: counts?["quarantined"] ?? 0,
                           backlog: backlog, outbox: outbox, escalations: escalations)
         }
     }
