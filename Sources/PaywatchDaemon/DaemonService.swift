@@ -169,8 +169,8 @@ public struct DaemonService: Service {
         }
     }
 
-    /// After each planning pass (at most once a second): the heartbeat row, the lag check and
-    /// `STATUS=`; the first pass makes the service ready.
+    /// After a planning pass (at most every tenth of `max_lag`): the heartbeat row, the lag check
+    /// and `STATUS=`; the first pass makes the service ready.
     private func watch(live: LiveRuntime, beat: HeartbeatWriter) async {
         var ready = false
         var lagLog = LagLog()
@@ -180,8 +180,11 @@ public struct DaemonService: Service {
         for await pass in monitor.passes {
             let runtime = live.runtime
             runtime.metrics?.sweep(nanoseconds: pass.nanoseconds)
+            // A tenth of max_lag apart (at least a second): the heartbeat stays fresh enough for
+            // `status`, the lag warning comes soon enough, and an idle daemon writes little.
             let now = monotonicMicros()
-            guard !ready || now - lastCheck >= 1_000_000 else { continue }
+            let interval = max(1_000_000, UInt64(max(0, runtime.config.daemon.maxLagMs)) * 100)
+            guard !ready || now - lastCheck >= interval else { continue }
             lastCheck = now
             await beat.swept(at: pass.at, nanoseconds: pass.nanoseconds, runtime)
             // The counts that need a scan (open orders, the outbox by state): every 5 minutes, and only

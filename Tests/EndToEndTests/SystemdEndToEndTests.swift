@@ -126,7 +126,8 @@ extension EndToEnd {
         }
 
         @Test func readyStatusWatchdogAndStoppingReachTheNotifySocketInOrder() throws {
-            let h = try Harness { Self.config($0) }
+            // max_lag 2s: STATUS= (and the heartbeat) every second.
+            let h = try Harness { Self.config($0, extra: "max_lag = \"2s\"") }
             let notify = try NotifySocket()
             #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
             try insertOrder(h, id: "N1")
