@@ -242,19 +242,15 @@ public struct DaemonService: Service {
 
     /// One line per section whose settings changed; the ones that wait for a restart say so.
     private func logChanges(from old: PaywatchConfiguration, to new: PaywatchConfiguration, logger: Logger) {
-        var changed: [String] = []
-        if old.daemon != new.daemon { changed.append("daemon") }
-        if old.delivery != new.delivery { changed.append("delivery") }
-        if old.unpaid != new.unpaid { changed.append("unpaid") }
-        if old.paying != new.paying { changed.append("paying") }
-        if old.failed != new.failed { changed.append("failed") }
-        if old.partiallyPaid != new.partiallyPaid { changed.append("partially_paid") }
-        if old.paid != new.paid { changed.append("paid") }
-        if old.refunding != new.refunding { changed.append("refunding") }
-        if old.cancelled != new.cancelled { changed.append("cancelled") }
-        if old.templates != new.templates { changed.append("templates") }
-        if old.retention != new.retention { changed.append("retention") }
-        if old.channels != new.channels { changed.append("channels") }
+        let sections: [(String, (PaywatchConfiguration, PaywatchConfiguration) -> Bool)] = [
+            ("daemon", { $0.daemon != $1.daemon }), ("delivery", { $0.delivery != $1.delivery }),
+            ("unpaid", { $0.unpaid != $1.unpaid }), ("paying", { $0.paying != $1.paying }),
+            ("failed", { $0.failed != $1.failed }), ("partially_paid", { $0.partiallyPaid != $1.partiallyPaid }),
+            ("paid", { $0.paid != $1.paid }), ("refunding", { $0.refunding != $1.refunding }),
+            ("cancelled", { $0.cancelled != $1.cancelled }), ("templates", { $0.templates != $1.templates }),
+            ("retention", { $0.retention != $1.retention }), ("channels", { $0.channels != $1.channels }),
+        ]
+        let changed = sections.filter { $0.1(old, new) }.map(\.0)
         logger.notice("configuration checked", metadata: [
             "event": "reload_checked", "changed": "\(changed.isEmpty ? "none" : changed.joined(separator: ","))",
         ])

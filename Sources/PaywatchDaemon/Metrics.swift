@@ -75,8 +75,6 @@ public final class MetricsEndpoint: @unchecked Sendable {
     private let lock = NSLock()
     private var listener: Int32 = -1
     private var stopped = false
-    /// The port actually bound (the configured one, or the kernel's pick for port 0 in tests).
-    public private(set) var boundPort: UInt16 = 0
 
     public init(address: ListenAddress, metrics: PaywatchMetrics, logger: Logger) {
         self.address = address
@@ -92,7 +90,7 @@ public final class MetricsEndpoint: @unchecked Sendable {
             while !isStopped {
                 switch bind() {
                 case .success(let fd):
-                    logger.notice("metrics endpoint listening", metadata: ["listen": "\(address.host):\(boundPort)"])
+                    logger.notice("metrics endpoint listening", metadata: ["listen": "\(address.host):\(address.port)"])
                     serve(fd)
                     return
                 case .failure(let error):
@@ -133,47 +131,45 @@ public final class MetricsEndpoint: @unchecked Sendable {
         guard fd >= 0 else { return .failure(SocketError("socket")) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        let bound: Int32
-        if address.isIPv6 {
-            var sin6 = sockaddr_in6()
-            sin6.sin6_family = sa_family_t(AF_INET6)
-            sin6.sin6_port = address.port.bigEndian
-            inet_pton(AF_INET6, address.host, &sin6.sin6_addr)
-            bound = withUnsafePointer(to: &sin6) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
-        } else {
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = address.port.bigEndian
-            inet_pton(AF_INET, address.host, &sin.sin_addr)
-            bound = withUnsafePointer(to: &sin) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
+        var (storage, length) = socketAddress()
+        let bound = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
         }
         guard bound == 0, listen(fd, 16) == 0 else {
             let error = SocketError("bind \(address.host):\(address.port)")
             close(fd)
             return .failure(error)
         }
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        let port = withUnsafePointer(to: &storage) { pointer -> UInt16 in
-            address.isIPv6
-                ? pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
-                : pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
-        }
         let kept = lock.withLock { () -> Bool in
             guard !stopped else { return false }
             listener = fd
-            boundPort = port
             return true
         }
         if !kept { close(fd) }
         return kept ? .success(fd) : .failure(SocketError("stopped"))
+    }
+
+    /// ``address`` as the kernel takes it: a `sockaddr_in` or `sockaddr_in6` in a `sockaddr_storage`.
+    private func socketAddress() -> (sockaddr_storage, socklen_t) {
+        var storage = sockaddr_storage()
+        if address.isIPv6 {
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+                    sin6.pointee.sin6_family = sa_family_t(AF_INET6)
+                    sin6.pointee.sin6_port = address.port.bigEndian
+                    inet_pton(AF_INET6, address.host, &sin6.pointee.sin6_addr)
+                }
+            }
+            return (storage, socklen_t(MemoryLayout<sockaddr_in6>.size))
+        }
+        withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                sin.pointee.sin_family = sa_family_t(AF_INET)
+                sin.pointee.sin_port = address.port.bigEndian
+                inet_pton(AF_INET, address.host, &sin.pointee.sin_addr)
+            }
+        }
+        return (storage, socklen_t(MemoryLayout<sockaddr_in>.size))
     }
 
     private func serve(_ fd: Int32) {

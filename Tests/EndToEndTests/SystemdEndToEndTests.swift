@@ -121,6 +121,15 @@ extension EndToEnd {
             }
         }
 
+        /// Migrates, inserts `order` (created now), starts the daemon with `notify` as its
+        /// `NOTIFY_SOCKET`, and waits for `READY=1`.
+        func startReady(_ h: Harness, notify: NotifySocket, order: String) throws {
+            #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+            try insertOrder(h, id: order)
+            try h.start(environment: ["NOTIFY_SOCKET": notify.path])
+            #expect(Harness.eventually(10) { notify.first("READY=1") != nil })
+        }
+
         func reminders(_ h: Harness, order: String) -> Int {
             h.gateway.requests().filter { $0.path == "/sms" && $0.bodyString.contains("\"order_id\":\"\(order)\"") }.count
         }
@@ -171,10 +180,7 @@ extension EndToEnd {
         @Test func sighupWithAGoodConfigurationReplansOpenOrdersAtOnce() throws {
             let h = try Harness { Self.config($0, reminders: "[\"1h\"]") }
             let notify = try NotifySocket()
-            #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
-            try insertOrder(h, id: "R1")
-            try h.start(environment: ["NOTIFY_SOCKET": notify.path])
-            #expect(Harness.eventually(10) { notify.first("READY=1") != nil })
+            try startReady(h, notify: notify, order: "R1")
             Thread.sleep(forTimeInterval: 0.5)
             #expect(reminders(h, order: "R1") == 0)
             // The schedule shortened from 1 h to 1 s: the reminder is due now.
@@ -198,10 +204,7 @@ extension EndToEnd {
         @Test func sighupWithABadConfigurationKeepsTheRunningOne() throws {
             let h = try Harness { Self.config($0, reminders: "[\"3s\"]") }
             let notify = try NotifySocket()
-            #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
-            try insertOrder(h, id: "B1")
-            try h.start(environment: ["NOTIFY_SOCKET": notify.path])
-            #expect(Harness.eventually(10) { notify.first("READY=1") != nil })
+            try startReady(h, notify: notify, order: "B1")
             let good = try String(contentsOfFile: h.configPath, encoding: .utf8)
             try good.replacingOccurrences(of: "poll_interval = \"200ms\"", with: "poll_interval = \"fast\"")
                 .write(toFile: h.configPath, atomically: true, encoding: .utf8)
