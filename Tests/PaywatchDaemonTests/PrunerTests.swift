@@ -33,21 +33,26 @@ import Testing
         try daemon.count("SELECT (SELECT COUNT(*) FROM pw_events WHERE order_id = '\(id)') + (SELECT COUNT(*) FROM pw_outbox WHERE order_id = '\(id)')")
     }
 
+    /// Orders paid, planned and confirmed two days before the daemon starts.
+    func settledBeforeStart(_ daemon: InProcessDaemon, _ ids: [String]) async throws {
+        let then = InProcessDaemon.start - 2 * Self.day
+        for id in ids { try insertPaidOrder(daemon, id, at: then) }
+        let planner = daemon.service.runtime.planner
+        _ = try await daemon.store.sweep(now: then, limit: 10) { planner.plan($0, now: then) }
+        let claim = try await daemon.store.claimDeliveries(
+            DeliveryClaimRequest(perChannel: ["sms": 10], knownChannels: ["sms"], leaseMs: 60_000), now: then)
+        #expect(claim.messages.count == ids.count)
+        try await daemon.store.recordDeliveries(claim.messages.map {
+            DeliveryResult(outboxID: $0.id, startedAt: then, httpStatus: 200, error: nil, durationMs: 1, outcome: .delivered)
+        }, now: then)
+    }
+
     @Test func prunesAtStartThenEveryHour() async throws {
         let daemon = try await InProcessDaemon { Self.config($0) }
         let start = InProcessDaemon.start
         // Three orders paid and planned two days before the daemon starts (found by the run at start),
         // in two batches of batch_size 2.
-        for id in ["OLD1", "OLD2", "OLD3"] { try insertPaidOrder(daemon, id, at: start - 2 * Self.day) }
-        let planner = daemon.service.runtime.planner
-        let then = start - 2 * Self.day
-        _ = try await daemon.store.sweep(now: then, limit: 10) { planner.plan($0, now: then) }
-        let claim = try await daemon.store.claimDeliveries(
-            DeliveryClaimRequest(perChannel: ["sms": 10], knownChannels: ["sms"], leaseMs: 60_000), now: then)
-        #expect(claim.messages.count == 3)
-        try await daemon.store.recordDeliveries(claim.messages.map {
-            DeliveryResult(outboxID: $0.id, startedAt: then, httpStatus: 200, error: nil, durationMs: 1, outcome: .delivered)
-        }, now: then)
+        try await settledBeforeStart(daemon, ["OLD1", "OLD2", "OLD3"])
         #expect(try history(daemon, "OLD1") > 0)
         // One paid while it runs.
         try insertPaidOrder(daemon, "NEW", at: start)
@@ -76,6 +81,32 @@ import Testing
         let view = OrderView(detail: detail, policy: daemon.service.runtime.planner.policy)
         #expect(view.text().contains("history pruned at \(Timestamp.iso8601(start + Self.day + Pruner.intervalMs)) (retention keep 1d)"))
         #expect(view.json().contains("\"keep\" : \"1d\""))
+    }
+
+    @Test func aBusyStoreIsRetriedAMinuteLater() async throws {
+        let daemon = try await InProcessDaemon(busyTimeoutMs: 50) { Self.config($0) }
+        let start = InProcessDaemon.start
+        try insertPaidOrder(daemon, "PAID", at: start)
+        daemon.run()
+        #expect(try await InProcessDaemon.eventually(20) {
+            try daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE state = 'delivered'") == 1
+        })
+        // The shop holds the write lock when the hourly run a day later comes: it fails.
+        var lockHolder = Configuration()
+        lockHolder.allowsUnsafeTransactions = true
+        let shop = try DatabaseQueue(path: daemon.dbPath, configuration: lockHolder)
+        try shop.inDatabase { try $0.execute(sql: "BEGIN IMMEDIATE") }
+        let due = start + Self.day + Pruner.intervalMs
+        daemon.clock.advance(to: due)
+        try await Task.sleep(for: .milliseconds(500))
+        try shop.inDatabase { try $0.execute(sql: "COMMIT") }
+        // Not retried before a minute has passed on the daemon's clock; then it is.
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try history(daemon, "PAID") > 0)
+        daemon.clock.advance(to: due + Pruner.retryMs)
+        #expect(try await InProcessDaemon.eventually(20) { try history(daemon, "PAID") == 0 })
+        #expect(try daemon.count("SELECT pruned_at FROM pw_order_state WHERE order_id = 'PAID'") == Int(due + Pruner.retryMs))
+        try await daemon.stop()
     }
 
     @Test func theSummaryNamesEveryCount() {
