@@ -18,6 +18,8 @@ import PaywatchTestSupport
 //   cancels N SECONDS [ext]                         N cancels spread evenly over SECONDS
 //   crash N [ext] [DELAY_MS]                        kill -9 mid-burst, restart: repeats, time to drain
 //   idle N SECONDS                                  CPU time of the idle daemon with N open orders
+//   retention N [EVERY] [prune]                     database size under a steady load until N messages are
+//                                                   delivered, with [retention] keep = 1d (prune) or without
 //   all
 // Every run uses a fresh SQLite file in a temp directory and a loopback HTTP sink on 127.0.0.1.
 
@@ -543,6 +545,7 @@ case "rss": try await benchRSS(arg(1, 1_000_000))
 case "crash": try await benchCrash(arg(1, 20_000), external: external, delayMs: arg(2, 0))
 case "deliver": try await benchDeliver(arg(1, 20_000))
 case "idle": try await benchIdle(arg(1, 100_000), seconds: arg(2, 60))
+case "retention": try await benchRetention(arg(1, 1_000_000), prune: args.contains("prune"), every: arg(2, 100_000))
 case "all":
     try await benchPlan(100_000)
     try await benchPlanMix(100_000)
@@ -558,6 +561,6 @@ case "all":
     try await benchCrash(600, external: true, delayMs: 30)
     try await benchIdle(100_000, seconds: 60)
 default:
-    print("usage: paywatch-bench [plan N | burst N [ext] [slow] | deliver N | cancels N SECONDS [ext] | rss N | crash N [ext] [DELAY_MS] | idle N SECONDS | all]")
+    print("usage: paywatch-bench [plan N | burst N [ext] [slow] | deliver N | cancels N SECONDS [ext] | rss N | crash N [ext] [DELAY_MS] | idle N SECONDS | retention N [EVERY] [prune] | all]")
     exit(64)
 }
