@@ -43,6 +43,15 @@ enum Retention {
     /// The separator of the keys in `pruned_keys` (keys are percent-encoded: never in a key).
     static let keySeparator: Character = "\n"
 
+    /// A key as `pruned_keys` holds it: without the `pw1:ORDER:` prefix that the keys of the
+    /// order's own messages share (the row is the order's), so `unpaid_reminder:1:sms`; other
+    /// keys (`pw1-dead:…`) whole. A compact key starts with a kind, never with `pw1`, so the two
+    /// forms cannot meet. A third of the record's size, which stays per order.
+    static func compactKey(_ key: String, orderID: String) -> String {
+        let prefix = "pw1:" + OutgoingMessage.percentEncoded(orderID) + ":"
+        return key.hasPrefix(prefix) ? String(key.dropFirst(prefix.count)) : key
+    }
+
     static func decodeKeys(_ text: String?) -> Set<String>? {
         guard let text, !text.isEmpty else { return nil }
         return Set(text.split(separator: keySeparator).map(String.init))
@@ -83,7 +92,8 @@ extension SQLiteOrderStore {
         var counts = PruneCounts(orders: ids.count)
         var keys: [String: [String]] = [:]
         for row in try Row.fetchAll(db, sql: "SELECT order_id, idempotency_key FROM pw_outbox WHERE order_id IN \(list)", arguments: args) {
-            keys[row[0], default: []].append(row[1])
+            let id: String = row[0]
+            keys[id, default: []].append(Retention.compactKey(row[1], orderID: id))
         }
         try db.execute(sql: "DELETE FROM pw_attempts WHERE outbox_id IN (SELECT id FROM pw_outbox WHERE order_id IN \(list))", arguments: args)
         counts.attempts = db.changesCount
@@ -109,6 +119,6 @@ extension SQLiteOrderStore {
         try Bool.fetchOne(db.cachedStatement(sql: """
             SELECT EXISTS(SELECT 1 FROM pw_order_state WHERE order_id = ? AND pruned_keys IS NOT NULL
                 AND instr(char(10) || pruned_keys || char(10), char(10) || ? || char(10)) > 0)
-            """), arguments: [message.orderID, message.idempotencyKey]) ?? false
+            """), arguments: [message.orderID, Retention.compactKey(message.idempotencyKey, orderID: message.orderID)]) ?? false
     }
 }

@@ -433,7 +433,9 @@ public final class SQLiteOrderStore: OrderStore {
             // Decided before and pruned since: its outbox row (the record that it was decided)
             // is gone, its key is not. (The marks prevent most repeats; this one catches a
             // decision made again on purpose, such as a refund back in an earlier status.)
-            if key?.prunedKeys?.contains(message.idempotencyKey) == true { continue }
+            if let pruned = key?.prunedKeys, pruned.contains(Retention.compactKey(message.idempotencyKey, orderID: plan.orderID)) {
+                continue
+            }
             let leased = handOff.flatMap { $0.take(message.channel) ? now + $0.leaseMs : nil }
             let inserted = try statements.insertOutbox.execute(
                 .text(message.idempotencyKey), .text(message.orderID), .text(message.kind.rawValue), .int(message.step),

@@ -101,6 +101,9 @@ import Testing
         #expect(paid.trackedStatus == .paid)
         #expect(paid.timeline.isEmpty && paid.deliveries.isEmpty)
         #expect(try await store.order(id: "OPEN")?.prunedAt == nil)
+        // The pruned messages' keys, kept without the order's prefix.
+        let keys = try await temp.shop().read { try String.fetchOne($0, sql: "SELECT pruned_keys FROM pw_order_state WHERE order_id = 'PAID'") }
+        #expect(Set((keys ?? "").split(separator: "\n")) == ["payment_confirmed:1:sms", "payment_confirmed:1:email"])
 
         // Nothing left: a second run finds nothing (and does not loop on what it pruned).
         #expect(try await store.prune(now: now + 1, keepMs: Self.day, limit: 200, dryRun: false) == PruneCounts())
