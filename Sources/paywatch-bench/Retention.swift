@@ -37,6 +37,7 @@ func benchRetention(_ messages: Int, prune: Bool, every: Int = 100_000) async th
     var delivered = 0
     var nextReport = every
     var pruned = PruneCounts()
+    var batchSeconds: [Double] = []
     let began = monotonicSeconds()
     print("retention messages=\(messages) prune=\(prune ? "keep 1d, hourly" : "off")")
     while delivered < messages {
@@ -48,7 +49,13 @@ func benchRetention(_ messages: Int, prune: Bool, every: Int = 100_000) async th
         }
         delivered += try await deliverDue(store, now: now)
         if prune, tick % 12 == 0 {
-            pruned += try await store.pruneAll(now: now, keepMs: keepMs, batchSize: 200)
+            var last = monotonicSeconds()
+            pruned += try await store.pruneAll(now: now, keepMs: keepMs, batchSize: 200) { batch in
+                // From one batch's end to the next's: the transaction, and the yield between.
+                let end = monotonicSeconds()
+                if batch.orders > 0 { batchSeconds.append(end - last) }
+                last = end
+            }
         }
         while delivered >= nextReport {
             try printSizes(path: path, shop: shop, delivered: delivered, now: now, start: start, began: began)
@@ -59,6 +66,11 @@ func benchRetention(_ messages: Int, prune: Bool, every: Int = 100_000) async th
     }
     print(String(format: "retention done: %d delivered in %.0f s; pruned %d orders, %d events, %d outbox rows, %d attempts",
                  delivered, monotonicSeconds() - began, pruned.orders, pruned.events, pruned.outbox, pruned.attempts))
+    if !batchSeconds.isEmpty {
+        let us = batchSeconds.map { Int64($0 * 1_000_000) }
+        let ms = { (value: Int64) in String(format: "%.1f ms", Double(value) / 1000) }
+        print("prune batches=\(us.count) p50=\(ms(percentile(us, 0.5))) p99=\(ms(percentile(us, 0.99))) max=\(ms(us.max() ?? 0))")
+    }
     try shop.close()
     try await store.close()
 }
