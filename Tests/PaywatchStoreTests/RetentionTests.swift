@@ -109,6 +109,31 @@ import Testing
         #expect(try await store.prune(now: now + 1, keepMs: Self.day, limit: 200, dryRun: false) == PruneCounts())
     }
 
+    @Test func aPendingReconcileRequestOrAQuarantineKeepsAFinalOrdersHistory() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        for id in ["ASKED", "QUARANTINED"] { try insertOrder(temp, id, created: t0, paid: [100]) }
+        try await step(store, now: t0 + minute)
+        // Paid while a stalled attempt's ask was still due; and a row a later plan found unusable.
+        try await temp.shop().write { db in
+            try db.execute(sql: """
+                INSERT INTO pw_reconcile(order_id, payment_id, provider_ref, step, due_at, created_at, updated_at)
+                VALUES ('ASKED', 'x', 'ref', 1, ?, ?, ?)
+                """, arguments: [t0, t0, t0])
+            try db.execute(sql: "UPDATE pw_order_state SET quarantine = 'amount_due is negative' WHERE order_id = 'QUARANTINED'")
+        }
+        let before = [try history(temp, "ASKED"), try history(temp, "QUARANTINED")]
+        let now = t0 + 2 * Self.day
+        #expect(try await store.pruneAll(now: now, keepMs: Self.day, batchSize: 200) == PruneCounts())
+        #expect([try history(temp, "ASKED"), try history(temp, "QUARANTINED")] == before)
+        // Once the ask is recorded, nothing is open any more.
+        try await temp.shop().write { try $0.execute(sql: "UPDATE pw_reconcile SET state = 'reconciled'") }
+        #expect(try await store.pruneAll(now: now, keepMs: Self.day, batchSize: 200).orders == 1)
+        #expect(try history(temp, "ASKED") == [0, 0, 0])
+        #expect(try history(temp, "QUARANTINED") == before[1])
+    }
+
     @Test func aDryRunCountsWhatARunDeletesAndDeletesNothing() async throws {
         let (temp, store) = try await aDayOfOrders()
         let now = t0 + Self.day + 40 * minute
