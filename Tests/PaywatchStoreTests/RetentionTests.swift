@@ -49,6 +49,16 @@ import Testing
         }
     }
 
+    /// A fresh store with `ids` paid in full at t0 and confirmed (delivered) a minute later.
+    func paidOrders(_ ids: [String]) async throws -> (TempDatabase, SQLiteOrderStore) {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        for id in ids { try insertOrder(temp, id, created: t0, paid: [100]) }
+        try await step(store, now: t0 + minute)
+        return (temp, store)
+    }
+
     /// A day of orders, each with delivered history, then one day later:
     /// PAID and CANCELLED are settled for longer than a day; the others are not, or have work open.
     func aDayOfOrders() async throws -> (TempDatabase, SQLiteOrderStore) {
@@ -110,11 +120,7 @@ import Testing
     }
 
     @Test func aPendingReconcileRequestOrAQuarantineKeepsAFinalOrdersHistory() async throws {
-        let temp = try TempDatabase()
-        let store = try SQLiteOrderStore(path: temp.path)
-        try await store.migrate()
-        for id in ["ASKED", "QUARANTINED"] { try insertOrder(temp, id, created: t0, paid: [100]) }
-        try await step(store, now: t0 + minute)
+        let (temp, store) = try await paidOrders(["ASKED", "QUARANTINED"])
         // Paid while a stalled attempt's ask was still due; and a row a later plan found unusable.
         try await temp.shop().write { db in
             try db.execute(sql: """
@@ -148,11 +154,7 @@ import Testing
     }
 
     @Test func batchesOfBatchSizeUntilNothingIsLeft() async throws {
-        let temp = try TempDatabase()
-        let store = try SQLiteOrderStore(path: temp.path)
-        try await store.migrate()
-        for i in 0..<25 { try insertOrder(temp, "P\(i)", created: t0, paid: [100]) }
-        try await step(store, now: t0 + minute)
+        let (temp, store) = try await paidOrders((0..<25).map { "P\($0)" })
         var batches: [Int] = []
         let total = try await store.pruneAll(now: t0 + 2 * Self.day, keepMs: Self.day, batchSize: 10) { batches.append($0.orders) }
         #expect(batches == [10, 10, 5])
@@ -188,11 +190,7 @@ import Testing
     @Test func aPrunedRefundBackInAnEarlierStatusIsNotToldAgain() async throws {
         // The marks remember a refund's last status only; that a status was told before is kept
         // by the outbox row's key — and, once pruned, by the tracking row's pruned keys.
-        let temp = try TempDatabase()
-        let store = try SQLiteOrderStore(path: temp.path)
-        try await store.migrate()
-        try insertOrder(temp, "R", created: t0, paid: [100])
-        try await step(store, now: t0 + minute)
+        let (temp, store) = try await paidOrders(["R"])
         func refund(_ status: String, at: Millis) async throws {
             try await temp.shop().write { db in
                 try db.execute(sql: """
@@ -225,11 +223,7 @@ import Testing
     }
 
     @Test func aDeadLetterOfAPrunedMessageIsNotDecidedAgain() async throws {
-        let temp = try TempDatabase()
-        let store = try SQLiteOrderStore(path: temp.path)
-        try await store.migrate()
-        try insertOrder(temp, "D", created: t0, paid: [100])
-        try await step(store, now: t0 + minute)
+        let (temp, store) = try await paidOrders(["D"])
         let dead = OutgoingMessage(idempotencyKey: OutgoingMessage.key(orderID: "D", kind: .paymentConfirmed, step: 1, channel: "sms"),
                                    orderID: "D", kind: .paymentConfirmed, step: 1, channel: "sms", recipient: "+8613800000000", body: "{}")
         let followUp = planner.deliveryDeadMessage(for: dead, reason: "HTTP 410")
