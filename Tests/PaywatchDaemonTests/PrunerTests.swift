@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Logging
 import PaywatchCore
 import PaywatchStore
 import PaywatchTestSupport
@@ -109,9 +110,78 @@ import Testing
         try await daemon.stop()
     }
 
+    @Test func oneSummaryLinePerRunThatPrunedAndNoneOtherwise() async throws {
+        let daemon = try await InProcessDaemon { Self.config($0) }
+        try await settledBeforeStart(daemon, ["A", "B", "C"])
+        let log = CapturedLog()
+        var runtime = daemon.service.runtime
+        runtime.logger = log.logger
+        let pruner = Pruner(runtime: runtime)
+        try await pruner.pruneNow()
+        try await pruner.pruneNow()
+        let lines = log.entries
+        #expect(lines.map(\.message) == ["history pruned"])
+        // Three orders in two batches of two, summed: tracked and status events, one message and attempt each.
+        #expect(lines.first?.metadata["orders"] == "3")
+        #expect(lines.first?.metadata["events"] == "6")
+        #expect(lines.first?.metadata["outbox"] == "3" && lines.first?.metadata["attempts"] == "3")
+        #expect(lines.first?.level == .notice)
+    }
+
+    @Test func anOutageIsLoggedWhenItStartsAndWhenItEnds() async throws {
+        let daemon = try await InProcessDaemon(busyTimeoutMs: 50) { Self.config($0) }
+        try await settledBeforeStart(daemon, ["A"])
+        let log = CapturedLog()
+        var runtime = daemon.service.runtime
+        runtime.logger = log.logger
+        var lockHolder = Configuration()
+        lockHolder.allowsUnsafeTransactions = true
+        let shop = try DatabaseQueue(path: daemon.dbPath, configuration: lockHolder)
+        try shop.inDatabase { try $0.execute(sql: "BEGIN IMMEDIATE") }
+        let task = Task { await Pruner(runtime: runtime).run() }
+        #expect(await InProcessDaemon.eventually(20) { log.entries.count == 1 })
+        #expect(log.entries.first?.message == "pruning failed; retrying" && log.entries.first?.level == .error)
+        try shop.inDatabase { try $0.execute(sql: "COMMIT") }
+        daemon.clock.advance(by: Pruner.retryMs)
+        #expect(await InProcessDaemon.eventually(20) { log.entries.count == 3 })
+        #expect(log.entries.map(\.message) == ["pruning failed; retrying", "history pruned", "pruning works again"])
+        task.cancel()
+        await task.value
+    }
+
     @Test func theSummaryNamesEveryCount() {
         let metadata = Pruner.metadata(.init(orders: 2, events: 3, outbox: 4, attempts: 5), keepMs: 90 * Self.day)
         #expect(metadata["orders"] == "2" && metadata["events"] == "3" && metadata["outbox"] == "4" && metadata["attempts"] == "5")
         #expect(metadata["keep"] == "90d")
+    }
+}
+
+/// Log entries kept in memory, for tests that read what the daemon logged.
+final class CapturedLog: @unchecked Sendable {
+    struct Entry {
+        var level: Logger.Level
+        var message: String
+        var metadata: [String: String]
+    }
+    private let lock = NSLock()
+    private var stored: [Entry] = []
+
+    var entries: [Entry] { lock.withLock { stored } }
+    var logger: Logger { Logger(label: "test") { _ in Handler(log: self) } }
+
+    fileprivate func append(_ entry: Entry) { lock.withLock { stored.append(entry) } }
+
+    struct Handler: LogHandler {
+        let log: CapturedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            let all = metadata.merging(event.metadata ?? [:]) { $1 }
+            log.append(Entry(level: event.level, message: event.message.description, metadata: all.mapValues { "\($0)" }))
+        }
     }
 }
