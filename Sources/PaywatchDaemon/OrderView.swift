@@ -1,4 +1,5 @@
 import Foundation
+import PaywatchConfig
 import PaywatchCore
 import PaywatchStore
 
@@ -31,6 +32,12 @@ public struct OrderView: Sendable {
         }
         actions += byKind.map { "\($0.0) on \($0.1.joined(separator: ","))" }
         return (at, actions.isEmpty ? ["re-check"] : actions)
+    }
+
+    /// "history pruned at … (retention keep 90d)": the timeline and deliveries shown start after it.
+    public var prunedNote: String? {
+        guard let at = detail.prunedAt else { return nil }
+        return "history pruned at \(Timestamp.iso8601(at))" + (detail.prunedKeepMs.map { " (retention keep \(formatDuration($0)))" } ?? "")
     }
 
     public func text() -> String {
@@ -83,6 +90,7 @@ public struct OrderView: Sendable {
             lines.append("  refund \(show(refund.id))  \(show(refund.status))  \(refund.amount.map { Messages.money($0, currency) } ?? "?")")
         }
         lines.append("Timeline:")
+        if let note = prunedNote { lines.append("  (\(note): earlier events, deliveries and attempts are gone)") }
         for entry in detail.timeline {
             lines.append("  \(Timestamp.iso8601(entry.at))  \(entry.event)  \(show(entry.detail))")
         }
@@ -110,7 +118,9 @@ public struct OrderView: Sendable {
             var amount_due: Int64?; var amount_paid: Int64; var amount_remaining: Int64?; var currency: String?
             var created_at: String?; var expires_at: String?; var next: Next?
             var payments: [Payment]; var timeline: [TimelineEntry]; var deliveries: [DeliveryRecord]
+            var pruned: Pruned?
         }
+        struct Pruned: Encodable { var at: String; var keep: String?; var note: String }
         let order = detail.snapshot.order
         let body = Body(
             id: detail.orderID, status: detail.trackedStatus?.rawValue, quarantine: detail.quarantine, needs_refund: detail.needsRefund,
@@ -122,7 +132,10 @@ public struct OrderView: Sendable {
                 Payment(id: $0.id, amount: $0.amount, status: $0.status, provider_ref: $0.providerRef, method: $0.method,
                         failure_reason: $0.failureReason, created_at: $0.createdAt.map(Timestamp.iso8601))
             },
-            timeline: detail.timeline, deliveries: detail.deliveries)
+            timeline: detail.timeline, deliveries: detail.deliveries,
+            pruned: detail.prunedAt.map { at in
+                Pruned(at: Timestamp.iso8601(at), keep: detail.prunedKeepMs.map(formatDuration), note: prunedNote ?? "")
+            })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         return (try? encoder.encode(body)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"

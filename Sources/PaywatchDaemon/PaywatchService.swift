@@ -61,6 +61,7 @@ public struct PaywatchService: Service {
                 // what it leased, and those messages would wait for the next start.)
                 await engine.run(finishWhenIdle: false)
             }
+            group.addTask { await cancelWhenGracefulShutdown { await Pruner(runtime: runtime).run() } }
             group.addTask {
                 defer { engine.shutdown() }
                 // Planning stops at once: each chunk of a sweep is one transaction, so what an

@@ -173,6 +173,10 @@ public struct OrderDetail: Sendable {
     public var needsRefund: Int64
     public var timeline: [TimelineEntry]
     public var deliveries: [DeliveryRecord]
+    /// When retention last pruned the order's history (timeline, deliveries, attempts before
+    /// then are gone), and under which `[retention] keep`; nil when it never did.
+    public var prunedAt: Millis? = nil
+    public var prunedKeepMs: Millis? = nil
 }
 
 /// What `paywatch report` shows: the state of the orders and what was sent over a period.
@@ -253,6 +257,32 @@ public struct Report: Sendable, Hashable, Codable {
     public static let payableStatuses: [OrderStatus] = [.unpaid, .paying, .partiallyPaid, .failed, .cancelled]
 }
 
+/// What retention pruned (or, in a dry run, would prune): orders whose history went, and the rows
+/// of each kind.
+public struct PruneCounts: Sendable, Hashable, Codable {
+    public var orders = 0
+    public var events = 0
+    public var outbox = 0
+    public var attempts = 0
+
+    public init(orders: Int = 0, events: Int = 0, outbox: Int = 0, attempts: Int = 0) {
+        self.orders = orders
+        self.events = events
+        self.outbox = outbox
+        self.attempts = attempts
+    }
+
+    /// Rows deleted, of every kind.
+    public var rows: Int { events + outbox + attempts }
+
+    public static func += (total: inout PruneCounts, batch: PruneCounts) {
+        total.orders += batch.orders
+        total.events += batch.events
+        total.outbox += batch.outbox
+        total.attempts += batch.attempts
+    }
+}
+
 /// The order store: the only place that knows SQL. The SQLite implementation is the embedded
 /// default; a PostgreSQL one satisfies the same protocol for several replicas on one database.
 ///
@@ -306,6 +336,17 @@ public protocol OrderStore: Sendable {
     func recordReconciles(_ outcomes: [ReconcileOutcome], now: Millis) async throws
     /// The earliest `due_at` of a pending reconcile request, or nil.
     func nextReconcileAt() async throws -> Millis?
+    /// Retention: deletes the timeline events, outbox rows and delivery attempts of up to `limit`
+    /// settled orders in one short write transaction, and returns what it deleted; fewer than
+    /// `limit` orders means nothing is left. An order is settled for longer than `keepMs` when it
+    /// is paid, refunded or cancelled, nothing about it is open (no message pending, in flight or
+    /// retrying, no reconcile request pending, no `needs_refund`, no quarantine, nothing scheduled)
+    /// and paywatch last planned it — which is when it became final, at the latest — before
+    /// `now − keepMs`. Its tracking row stays (marks, so no decision is made again) and records
+    /// the time, the keep and the keys of the pruned messages (so a decision made again is not
+    /// sent again). With `dryRun`, counts what pruning every batch now would delete, in one read,
+    /// deleting nothing (`limit` does not apply).
+    func prune(now: Millis, keepMs: Millis, limit: Int, dryRun: Bool) async throws -> PruneCounts
     func order(id: String) async throws -> OrderDetail?
     func orders(status: String?, limit: Int) async throws -> [OrderSummary]
     func report(since: Millis, now: Millis) async throws -> Report
@@ -326,6 +367,24 @@ extension OrderStore {
     /// A sweep without hand-off or progress reports.
     public func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan) async throws -> SweepResult {
         try await sweep(now: now, limit: limit, plan: plan, handOff: nil, applied: { _, _ in })
+    }
+
+    /// Prunes batch after batch of `batchSize` orders until none is left (see
+    /// ``prune(now:keepMs:limit:dryRun:)``), yielding between batches so the shop's writes and
+    /// paywatch's own get the write lock in between; stops early when the task is cancelled.
+    /// `batchDone` sees each batch's counts.
+    public func pruneAll(now: Millis, keepMs: Millis, batchSize: Int, dryRun: Bool = false,
+                         batchDone: (PruneCounts) -> Void = { _ in }) async throws -> PruneCounts {
+        if dryRun { return try await prune(now: now, keepMs: keepMs, limit: batchSize, dryRun: true) }
+        var total = PruneCounts()
+        while !Task.isCancelled {
+            let batch = try await prune(now: now, keepMs: keepMs, limit: batchSize, dryRun: false)
+            total += batch
+            batchDone(batch)
+            if batch.orders < batchSize { break }
+            await Task.yield()
+        }
+        return total
     }
 
     /// Claims due messages without recording anything.

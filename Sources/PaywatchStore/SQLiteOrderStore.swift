@@ -113,7 +113,7 @@ public final class SQLiteOrderStore: OrderStore {
         // The due list, and the first chunk's rows with it (one trip to a reader, not two).
         let dueRead = try await pool.read { db -> (due: [DueOrder], keys: [String: DueKey], selects: ShopSelects, first: [OrderSnapshot])? in
             let states = try Row.fetchAll(db, sql: """
-                SELECT order_id, status, marks, first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB)
+                SELECT order_id, status, marks, first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB), pruned_keys
                 FROM pw_order_state WHERE next_due_at IS NOT NULL AND next_due_at <= ? ORDER BY next_due_at LIMIT ?
                 """, arguments: [now, limit])
             let (due, keys) = Self.dueOrders(states)
@@ -236,6 +236,8 @@ public final class SQLiteOrderStore: OrderStore {
     struct DueKey {
         var version: Int64
         var raw: Data?
+        /// Keys of messages decided before and pruned since (retention): not decided again.
+        var prunedKeys: Set<String>? = nil
     }
 
     /// An order due for planning, as its `pw_order_state` row says: its id (as text, or shown in
@@ -247,7 +249,8 @@ public final class SQLiteOrderStore: OrderStore {
     }
 
     /// The due orders of `states` (rows of `pw_order_state`: order_id, status, marks,
-    /// first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB)), keyed for writing back.
+    /// first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB), and optionally
+    /// pruned_keys by name), keyed for writing back.
     /// Nothing in a row can make this trap: content that cannot be read becomes nil (the
     /// validator quarantines it) or a read problem.
     private static func dueOrders(_ states: [Row]) -> ([DueOrder], [String: DueKey]) {
@@ -264,7 +267,7 @@ public final class SQLiteOrderStore: OrderStore {
             if case .blob(let data) = raw { bytes = data } else { bytes = Data() }
             if (state[5] as String?) == "text", case .string(let id) = (state[0] as DatabaseValue).storage,
                id.utf8.elementsEqual(bytes) {
-                keys[id] = DueKey(version: version)
+                keys[id] = DueKey(version: version, prunedKeys: Retention.decodeKeys(state["pruned_keys"]))
                 due.append(DueOrder(id: id, tracked: tracked))
             } else {
                 // Bytes that do not read back as the same text: addressed by those bytes when
@@ -427,6 +430,12 @@ public final class SQLiteOrderStore: OrderStore {
         }
         var handed: [OutboxMessage] = []
         for message in plan.messages {
+            // Decided before and pruned since: its outbox row (the record that it was decided)
+            // is gone, its key is not. (The marks prevent most repeats; this one catches a
+            // decision made again on purpose, such as a refund back in an earlier status.)
+            if let pruned = key?.prunedKeys, pruned.contains(Retention.compactKey(message.idempotencyKey, orderID: plan.orderID)) {
+                continue
+            }
             let leased = handOff.flatMap { $0.take(message.channel) ? now + $0.leaseMs : nil }
             let inserted = try statements.insertOutbox.execute(
                 .text(message.idempotencyKey), .text(message.orderID), .text(message.kind.rawValue), .int(message.step),
@@ -542,6 +551,7 @@ public final class SQLiteOrderStore: OrderStore {
     /// Returns whether a row was inserted (false: the key was decided before).
     @discardableResult
     private static func insertOutbox(_ db: Database, _ message: OutgoingMessage, now: Millis, leasedUntil: Millis? = nil) throws -> Bool {
+        if try wasPruned(db, message) { return false }
         try db.cachedStatement(sql: insertOutboxSQL).execute(arguments: [message.idempotencyKey, message.orderID, message.kind.rawValue, message.step,
                                      message.channel, message.recipient, message.body, leasedUntil == nil ? 0 : 1,
                                      leasedUntil ?? now, now, now])
@@ -681,7 +691,7 @@ public final class SQLiteOrderStore: OrderStore {
 
     public func order(id: String) async throws -> OrderDetail? {
         try await pool.read { db in
-            let columns = "order_id, status, marks, first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB), amount_paid, next_due_at, quarantine, needs_refund"
+            let columns = "order_id, status, marks, first_seen_at, version, typeof(order_id), CAST(order_id AS BLOB), amount_paid, next_due_at, quarantine, needs_refund, pruned_at, pruned_keep"
             var state = try Row.fetchOne(db, sql: "SELECT \(columns) FROM pw_order_state WHERE order_id = ?", arguments: [id])
             if state == nil, try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM orders WHERE id = ?)", arguments: [id]) ?? false {
                 // In orders, not planned yet.
@@ -714,7 +724,7 @@ public final class SQLiteOrderStore: OrderStore {
                 orderID: id, snapshot: snapshot,
                 trackedStatus: text(state[1]).flatMap(OrderStatus.init(rawValue:)),
                 amountPaid: int(state[7]) ?? 0, nextDueAt: int(state[8]), quarantine: text(state[9]), needsRefund: int(state[10]) ?? 0,
-                timeline: timeline, deliveries: deliveries)
+                timeline: timeline, deliveries: deliveries, prunedAt: state["pruned_at"], prunedKeepMs: state["pruned_keep"])
         }
     }
 

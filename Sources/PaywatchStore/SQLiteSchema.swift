@@ -223,6 +223,18 @@ enum SQLiteSchema {
                 ) WITHOUT ROWID
                 """)
         }
+        migrator.registerMigration("v9: retention") { db in
+            // Retention ([retention] keep; `paywatch prune`). Per order: when its history was last
+            // pruned and under which keep (for `orders show`), and the idempotency keys of its
+            // pruned messages: the outbox row was the record that a key had been decided, and a
+            // decision made again (a refund back in a status it was in) must find it still.
+            try db.execute(sql: """
+                ALTER TABLE pw_order_state ADD COLUMN pruned_at INTEGER;
+                ALTER TABLE pw_order_state ADD COLUMN pruned_keep INTEGER;
+                ALTER TABLE pw_order_state ADD COLUMN pruned_keys TEXT;
+                \(Retention.settledIndexSQL)
+                """)
+        }
         return migrator
     }
 

@@ -20,6 +20,8 @@ import PaywatchTestSupport
 //   reload N                                        SIGHUP with N open orders: to reloaded, to re-planned
 //   idle N SECONDS [systemd]                        CPU time of the idle daemon with N open orders (systemd:
 //                                                   NOTIFY_SOCKET, a 30 s watchdog and metrics on)
+//   retention N [EVERY] [prune]                     database size under a steady load until N messages are
+//                                                   delivered, with [retention] keep = 1d (prune) or without
 //   all
 // Every run uses a fresh SQLite file in a temp directory and a loopback HTTP sink on 127.0.0.1.
 
@@ -629,6 +631,7 @@ case "crash": try await benchCrash(arg(1, 20_000), external: external, delayMs: 
 case "deliver": try await benchDeliver(arg(1, 20_000))
 case "reload": try await benchReload(arg(1, 100_000))
 case "idle": try await benchIdle(arg(1, 100_000), seconds: arg(2, 60), systemd: args.contains("systemd"))
+case "retention": try await benchRetention(arg(1, 1_000_000), prune: args.contains("prune"), every: arg(2, 100_000))
 case "all":
     try await benchPlan(100_000)
     try await benchPlanMix(100_000)
@@ -644,6 +647,6 @@ case "all":
     try await benchCrash(600, external: true, delayMs: 30)
     try await benchIdle(100_000, seconds: 60)
 default:
-    print("usage: paywatch-bench [plan N | burst N [ext] [slow] | deliver N | cancels N SECONDS [ext] | rss N | crash N [ext] [DELAY_MS] | idle N SECONDS | all]")
+    print("usage: paywatch-bench [plan N | burst N [ext] [slow] | deliver N | cancels N SECONDS [ext] | rss N | crash N [ext] [DELAY_MS] | idle N SECONDS | retention N [EVERY] [prune] | all]")
     exit(64)
 }

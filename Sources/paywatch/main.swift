@@ -70,7 +70,7 @@ struct Paywatch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "paywatch",
         abstract: "Acts on time when an order's payment is not finished: reminds, cancels, confirms.",
-        subcommands: [Run.self, Migrate.self, CheckConfig.self, Orders.self, ReportCommand.self, StatusCommand.self, SendTest.self]
+        subcommands: [Run.self, Migrate.self, CheckConfig.self, Orders.self, ReportCommand.self, StatusCommand.self, Prune.self, SendTest.self]
     )
 
     static func main() async {
@@ -481,5 +481,26 @@ struct SendTest: AsyncParsableCommand {
             printError("paywatch: send-test failed: channel=\(channel) to=\(masked): \(why)")
             throw ExitCode.failure
         }
+    }
+}
+
+/// Applies `[retention]` now, as the daemon does every hour (safe beside a running daemon: each
+/// batch is one short transaction, and nothing of an order with work open is touched).
+struct Prune: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Prune the history (timeline, outbox, attempts) of orders final for longer than [retention] keep.")
+    @OptionGroup var options: ConfigOption
+    @Flag(help: "Count what would be pruned; delete nothing.") var dryRun = false
+
+    func run() async throws {
+        let config = try options.load()
+        let store = try openStore(config, configPath: options.path, intent: .write(command: "prune"))
+        _ = try await migrate(store)
+        let keep = config.retention.keepMs
+        let counts = try await store.pruneAll(now: SystemClock().now(), keepMs: keep, batchSize: config.retention.batchSize,
+                                              dryRun: dryRun)
+        try await store.close()
+        let rows = "\(counts.events) timeline event(s), \(counts.outbox) outbox row(s), \(counts.attempts) delivery attempt(s)"
+        print("\(dryRun ? "would prune" : "pruned") the history of \(counts.orders) order(s) final for longer than \(formatDuration(keep)): \(rows)")
     }
 }
