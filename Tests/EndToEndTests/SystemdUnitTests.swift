@@ -175,15 +175,76 @@ extension EndToEnd {
             let result = try Command.run(command)
             #expect(result.code == 0, "\(result.err)")
             #expect(EndToEndTests().kinds(h.gateway.requests(), order: "SYSCALLS").map(\.kind) == ["unpaid_reminder"])
-            let used = Set(try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").compactMap { line -> String? in
+            let used = try Self.syscalls(traced: trace)
+            let allowed = try Self.allowedSyscalls(analyze: analyze)
+            #expect(used.count > 30 && allowed.count > 200)
+            #expect(used.subtracting(allowed).subtracting(["setpriority"]).isEmpty, "denied: \(used.subtracting(allowed).sorted())")
+        }
+
+        /// The same for the daemon as the unit runs it: `Type=notify` with a watchdog, the metrics
+        /// endpoint scraped, a reload on SIGHUP, a stop on SIGTERM.
+        @Test func theFilterAllowsEverySystemCallOfTheServiceItsReloadAndItsMetrics() throws {
+            guard let analyze = Self.analyze else { return }
+            guard let strace = Command.find("strace") else {
+                print("skipped: strace is missing")
+                return
+            }
+            let h = try Harness.withRemindersDue(["SERVICE"])
+            let port = freePort()
+            try (String(contentsOfFile: h.configPath, encoding: .utf8) + "\n[metrics]\nlisten = \"127.0.0.1:\(port)\"\n")
+                .write(toFile: h.configPath, atomically: true, encoding: .utf8)
+            let notify = try NotifySocket()
+            chmod(notify.path, 0o777)
+            let trace = h.directory.appendingPathComponent("strace.txt").path
+            var command = [strace, "-f", "-qq", "-o", trace, Harness.binary, "run", "--config", h.configPath]
+            if geteuid() == 0, let setpriv = Command.find("setpriv") {
+                #expect(try Command.run(["/bin/chown", "-R", "65534:65534", h.directory.path]).code == 0)
+                command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"] + command
+            }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: command[0])
+            process.arguments = Array(command.dropFirst())
+            process.environment = ProcessInfo.processInfo.environment.merging(
+                ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"]) { $1 }
+            _ = FileManager.default.createFile(atPath: h.stderrPath, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: h.stderrPath))
+            try process.run()
+            defer { if process.isRunning { process.terminate() } }
+            #expect(Harness.eventually(20) { notify.first("READY=1") != nil })
+            #expect(Harness.eventually(10) { h.gateway.requests().contains { $0.path == "/sms" } })
+            #expect(Harness.eventually(5) { httpGet(port: port, path: "/metrics")?.status == 200 })
+            // The traced binary itself (strace and setpriv are its ancestors).
+            let pid = try #require(Self.pids(named: "paywatch").first)
+            kill(pid, SIGHUP)
+            #expect(Harness.eventually(10) { h.log.contains("configuration reloaded") })
+            kill(pid, SIGTERM)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+            #expect(notify.first("STOPPING=1") != nil)
+            let used = try Self.syscalls(traced: trace)
+            let allowed = try Self.allowedSyscalls(analyze: analyze)
+            #expect(used.isSuperset(of: ["bind", "listen", "accept", "sendmsg"]), "\(used.sorted())")
+            #expect(used.subtracting(allowed).subtracting(["setpriority"]).isEmpty, "denied: \(used.subtracting(allowed).sorted())")
+        }
+
+        /// The system calls named in an `strace -f -qq` output file.
+        static func syscalls(traced path: String) throws -> Set<String> {
+            Set(try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").compactMap { line -> String? in
                 // "PID name(args…"; "<... name resumed>" and "--- SIGNAL …" lines name no new call.
                 guard let open = line.firstIndex(of: "("), let space = line.firstIndex(of: " ") else { return nil }
                 let name = line[space..<open].trimmingCharacters(in: .whitespaces)
                 return !name.isEmpty && name.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "_" }) ? name : nil
             })
-            let allowed = try Self.allowedSyscalls(analyze: analyze)
-            #expect(used.count > 30 && allowed.count > 200)
-            #expect(used.subtracting(allowed).subtracting(["setpriority"]).isEmpty, "denied: \(used.subtracting(allowed).sorted())")
+        }
+
+        /// The pids of the processes whose command name (`/proc/PID/comm`) is `name`.
+        static func pids(named name: String) -> [Int32] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
+                guard let pid = Int32(entry),
+                      let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8),
+                      comm.trimmingCharacters(in: .whitespacesAndNewlines) == name else { return nil }
+                return pid
+            }
         }
 
         /// A `token_file` naming a credential, run outside systemd (no `$CREDENTIALS_DIRECTORY`):
