@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A loopback `HOST:PORT` (`[metrics] listen`): where the metrics endpoint binds.
 public struct ListenAddress: Sendable, Equatable {
     /// `127.0.0.1`-style IPv4, or `::1`.
@@ -35,9 +41,11 @@ public struct ListenAddress: Sendable, Equatable {
         case "localhost": resolved = "127.0.0.1"
         case "::1": resolved = "::1"
         default:
-            let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-            guard parts.count == 4, parts[0] == "127",
-                  parts.allSatisfy({ !$0.isEmpty && $0.count <= 3 && $0.allSatisfy { $0.isASCII && $0.isNumber } && Int($0)! <= 255 })
+            // What the kernel will be given, read as it reads it: inet_pton takes dotted quads only
+            // (no leading zeros, no shorthand), so what passes here binds exactly this address.
+            var address = in_addr()
+            guard !host.contains("\0"), inet_pton(AF_INET, String(host), &address) == 1,
+                  UInt32(bigEndian: address.s_addr) >> 24 == 127
             else {
                 return .failure(Problem(message: """
                     \(quoted(String(host))) is not a loopback address: metrics are served on this machine only \

@@ -83,7 +83,13 @@ public struct DaemonService: Service {
                 group.addTask { await hangups(into: control) }
                 group.addTask { await watch(live: live, beat: beat) }
                 group.addTask { await watchdog(usec: notifier.watchdogUsec, live: live) }
-                try await supervise(live: live, control: control, beat: beat)
+                // The queue's wait ignores cancellation: a cancelled group stops the service as a
+                // graceful shutdown would, and the supervisor returns once it has drained.
+                try await withTaskCancellationHandler {
+                    try await supervise(live: live, control: control, beat: beat)
+                } onCancel: {
+                    control.push(.shutdown)
+                }
                 monitor.finish()
                 group.cancelAll()
             }
@@ -100,14 +106,25 @@ public struct DaemonService: Service {
         var current = start(live.runtime, control: control)
         var next: Runtime?
         var stopping = false
+        // A SIGHUP while a reload drains the old service: the file may have changed again since it
+        // was read, so it is read once more when the new service runs.
+        var again = false
         defer { current.cancel() }
         while true {
             switch await control.next() {
             case .shutdown:
                 stopping = true
                 next = nil
+                again = false
+                current.cancel()  // as graceful shutdown does: planning stops, delivery drains
             case .hangup:
-                guard !stopping, next == nil else { continue }
+                guard !stopping else { continue }
+                guard next == nil else {
+                    again = true
+                    live.runtime.logger.notice("SIGHUP during a reload: the configuration is read again once it is done",
+                                               metadata: ["event": "reload"])
+                    continue
+                }
                 notifier.reloading()
                 let logger = live.runtime.logger
                 logger.notice("SIGHUP: reloading the configuration", metadata: ["event": "reload"])
@@ -143,6 +160,10 @@ public struct DaemonService: Service {
                                           metadata: ["event": "reloaded", "orders": "\(marked)"])
                 current = start(replacement, control: control, replacing: true)
                 notifier.ready(status: "configuration reloaded; re-planning \(marked) order(s)")
+                if again {
+                    again = false
+                    control.push(.hangup)
+                }
             }
         }
     }
@@ -256,6 +277,11 @@ public struct DaemonService: Service {
         ])
         if old.store != new.store {
             logger.warning("[store] changed: it takes effect at the next restart; the open store stays in use", metadata: ["event": "reload_needs_restart"])
+        }
+        let secretFiles = new.channels.values.compactMap(\.tokenFile) + [new.paying.tokenFile, new.paying.headersFile].compactMap { $0 }
+        if secretFiles.contains(where: { $0.contains("CREDENTIALS_DIRECTORY") }) {
+            logger.notice("credentials ($CREDENTIALS_DIRECTORY) are copied by systemd at start: a rotated one needs a restart",
+                          metadata: ["event": "reload_checked"])
         }
         if old.metrics != new.metrics {
             logger.warning("[metrics] changed: it takes effect at the next restart", metadata: ["event": "reload_needs_restart"])

@@ -66,8 +66,8 @@ public final class PaywatchMetrics: Sendable {
 }
 
 /// `GET /metrics` over HTTP/1.0-style connections on a loopback address: one thread blocked in
-/// accept(2) (no CPU while nobody scrapes), one short connection at a time, each with a 2 s read
-/// timeout, so a client that connects and says nothing cannot hold it.
+/// accept(2) (no CPU while nobody scrapes), one short connection at a time, each given 2 s to send
+/// its request head, so a client that connects and says nothing (or trickles) cannot hold it.
 public final class MetricsEndpoint: @unchecked Sendable {
     private let address: ListenAddress
     private let metrics: PaywatchMetrics
@@ -131,7 +131,10 @@ public final class MetricsEndpoint: @unchecked Sendable {
         guard fd >= 0 else { return .failure(SocketError("socket")) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var (storage, length) = socketAddress()
+        guard var (storage, length) = socketAddress() else {
+            close(fd)
+            return .failure(SocketError("not an address: \(address.host)"))
+        }
         let bound = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
         }
@@ -150,38 +153,49 @@ public final class MetricsEndpoint: @unchecked Sendable {
     }
 
     /// ``address`` as the kernel takes it: a `sockaddr_in` or `sockaddr_in6` in a `sockaddr_storage`.
-    private func socketAddress() -> (sockaddr_storage, socklen_t) {
+    /// Nil when the host does not parse (never after ``ListenAddress/parse(_:)``; checked all the
+    /// same, since an unparsed address would leave 0.0.0.0, every interface).
+    private func socketAddress() -> (sockaddr_storage, socklen_t)? {
         var storage = sockaddr_storage()
         if address.isIPv6 {
-            withUnsafeMutablePointer(to: &storage) {
+            let parsed = withUnsafeMutablePointer(to: &storage) {
                 $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
                     sin6.pointee.sin6_family = sa_family_t(AF_INET6)
                     sin6.pointee.sin6_port = address.port.bigEndian
-                    inet_pton(AF_INET6, address.host, &sin6.pointee.sin6_addr)
+                    return inet_pton(AF_INET6, address.host, &sin6.pointee.sin6_addr)
                 }
             }
-            return (storage, socklen_t(MemoryLayout<sockaddr_in6>.size))
+            return parsed == 1 ? (storage, socklen_t(MemoryLayout<sockaddr_in6>.size)) : nil
         }
-        withUnsafeMutablePointer(to: &storage) {
+        let parsed = withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
                 sin.pointee.sin_family = sa_family_t(AF_INET)
                 sin.pointee.sin_port = address.port.bigEndian
-                inet_pton(AF_INET, address.host, &sin.pointee.sin_addr)
+                return inet_pton(AF_INET, address.host, &sin.pointee.sin_addr)
             }
         }
-        return (storage, socklen_t(MemoryLayout<sockaddr_in>.size))
+        return parsed == 1 ? (storage, socklen_t(MemoryLayout<sockaddr_in>.size)) : nil
     }
 
     private func serve(_ fd: Int32) {
+        var logged = false
         while !isStopped {
             let client = accept(fd, nil, nil)
             if client < 0 {
-                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE {
-                    if errno == EMFILE || errno == ENFILE { usleep(100_000) }
-                    continue
+                // Only stop() ends the loop; any other failure (EMFILE, ENOBUFS, EPROTO, …) is
+                // waited out, logged once.
+                if isStopped { return }
+                if errno != EINTR && errno != ECONNABORTED {
+                    if !logged {
+                        logger.error("metrics endpoint: accept failed; retrying", metadata: ["error": "\(String(cString: strerror(errno)))"])
+                        logged = true
+                    }
+                    usleep(100_000)
                 }
-                return  // the listener was closed by stop()
+                continue
             }
+            logged = false
+            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
             answer(client)
             close(client)
         }
@@ -194,7 +208,10 @@ public final class MetricsEndpoint: @unchecked Sendable {
         setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var head: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 2048)
-        while head.count < 8192 {
+        // 2 s for the whole request head, not per read: a client trickling bytes cannot hold the
+        // one connection the endpoint serves at a time.
+        let deadline = monotonicMicros() + 2_000_000
+        while head.count < 8192, monotonicMicros() < deadline {
             let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
             if n <= 0 { break }
             head += buffer[0..<n]

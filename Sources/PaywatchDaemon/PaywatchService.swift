@@ -61,7 +61,10 @@ public struct PaywatchService: Service {
                 // what it leased, and those messages would wait for the next start.)
                 await engine.run(finishWhenIdle: false)
             }
-            group.addTask { await cancelWhenGracefulShutdown { await Pruner(runtime: runtime).run() } }
+            // A service that replaces another after a reload does not prune at once: the old one
+            // did at its start, and the re-planning sweep needs the writer now.
+            let announce = self.announce
+            group.addTask { await cancelWhenGracefulShutdown { await Pruner(runtime: runtime).run(atOnce: announce) } }
             group.addTask {
                 defer { engine.shutdown() }
                 // Planning stops at once: each chunk of a sweep is one transaction, so what an
@@ -104,7 +107,7 @@ public struct PaywatchService: Service {
                 let progress = try await planDue(engine)
                 // Stalled payments decided by this sweep (or left by an earlier run) are asked about
                 // now; a definite answer marks its order, planned at the next pass.
-                let asked = try await Reconciler(runtime: runtime).runDue()
+                let asked = try await Reconciler(runtime: runtime, heartbeat: monitor.planning).runDue()
                 if asked.unresolved > 0 { engine.wake() }
                 outage.succeeded(now: runtime.clock.now(), logger: runtime.logger)
                 let now = runtime.clock.now()
@@ -156,6 +159,7 @@ public struct PaywatchService: Service {
                 if plans.reduce(0, { $0 + $1.messages.count }) > handed.count { engine.wake() }
             }
             for plan in result.plans { log(plan) }
+            monitor.planning.progressed()
             progress.claimed += result.claimed
             progress.applied += result.plans.count
             // A batch that applied nothing would be claimed again as it is: stop here.

@@ -19,9 +19,12 @@ struct Pruner {
     /// After a failed run.
     static let retryMs: Millis = 60_000
 
-    /// Runs until cancelled.
-    func run() async {
+    /// Runs until cancelled: at once (`atOnce`) or after an interval, then every interval.
+    func run(atOnce: Bool = true) async {
         var outage = OutageLog("pruning")
+        if !atOnce {
+            do { try await runtime.clock.sleep(until: runtime.clock.now() + Self.intervalMs) } catch { return }
+        }
         while !Task.isCancelled {
             var next = runtime.clock.now() + Self.intervalMs
             do {

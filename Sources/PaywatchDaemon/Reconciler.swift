@@ -78,6 +78,9 @@ public struct ReconcileEndpoint: Sendable {
 /// `[delivery] timeout`. A crash between asking and recording asks again (a GET changes nothing).
 struct Reconciler: Sendable {
     let runtime: Runtime
+    /// The planning loop's, for the watchdog: idle while the provider is asked (each ask has the
+    /// transfer timeout), progressed after each batch recorded.
+    var heartbeat: LoopHeartbeat? = nil
     static let batch = 32
 
     /// Asks about every request due now. Returns how many answers were definite, how many were
@@ -97,7 +100,9 @@ struct Reconciler: Sendable {
             guard !tasks.isEmpty else { break }  // due, but leased to an ask still under way
             var outcomes: [ReconcileOutcome] = []
             if let endpoint = runtime.reconcile {
+                heartbeat?.idle()
                 let responses = await runtime.transport.perform(tasks.map { endpoint.request(id: $0.id, providerRef: $0.request.providerRef) })
+                heartbeat?.busy()
                 for (task, response) in zip(tasks, responses) {
                     if !response.attempted, response.error == "cancelled" { continue }  // asked again next start
                     let (answer, detail) = endpoint.interpret(response)
@@ -108,6 +113,7 @@ struct Reconciler: Sendable {
                 outcomes = tasks.map { ReconcileOutcome(task: $0, answer: .unresolved, detail: "[paying] reconcile_url is not set") }
             }
             try await runtime.store.recordReconciles(outcomes, now: runtime.clock.now())
+            heartbeat?.progressed()
             for outcome in outcomes {
                 let request = outcome.task.request
                 var metadata: Logger.Metadata = ["order_id": "\(request.orderID)", "detail": "\(outcome.detail)"]

@@ -45,9 +45,11 @@ public func monotonicMicros() -> UInt64 {
     return UInt64(spec.tv_sec) * 1_000_000 + UInt64(spec.tv_nsec) / 1_000
 }
 
-/// Whether a loop is inside a pass and since when (monotonic): the watchdog pings only while no
-/// loop has been inside one pass for longer than the watchdog interval. Waiting for work (a sleep,
-/// an empty queue) is not a pass, so an idle daemon keeps pinging.
+/// Whether a loop is inside a pass and since when it last made progress (monotonic): the watchdog
+/// pings only while no loop has gone without progress inside a pass for longer than the watchdog
+/// interval. Waiting for work (a sleep, an empty queue) or for a provider's answer (bounded by
+/// its timeout) is not a pass, so an idle daemon keeps pinging, and so does one whose passes are
+/// long but move: each written batch counts.
 public final class LoopHeartbeat: @unchecked Sendable {
     private let lock = NSLock()
     private var busySince: UInt64?
@@ -63,7 +65,14 @@ public final class LoopHeartbeat: @unchecked Sendable {
         lock.withLock { if busySince == nil { busySince = now } }
     }
 
-    /// The loop waits for work.
+    /// A pass goes on and made progress (a batch written, an answer recorded): its clock starts
+    /// again, so a long pass of many short steps is not taken for a stuck one.
+    public func progressed() {
+        let now = monotonicMicros()
+        lock.withLock { if busySince != nil { busySince = now } }
+    }
+
+    /// The loop waits for work (or for an answer from outside, which has a timeout of its own).
     public func idle() {
         lock.withLock { busySince = nil }
     }

@@ -375,7 +375,14 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        let store = try openStore(config, configPath: options.path, intent: .read)
+        // A store that cannot be opened is a daemon that does not keep up: exit 1, as documented,
+        // so that a monitoring check reads it as such (openStore has said why).
+        let store: any OrderStore
+        do {
+            store = try openStore(config, configPath: options.path, intent: .read)
+        } catch {
+            throw ExitCode.failure
+        }
         let now = SystemClock().now()
         let health: Health
         do {
@@ -494,8 +501,10 @@ struct Prune: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        let store = try openStore(config, configPath: options.path, intent: .write(command: "prune"))
-        _ = try await migrate(store)
+        // A dry run only reads: it works for a read-only user and never migrates the schema under a
+        // daemon of an older release.
+        let store = try openStore(config, configPath: options.path, intent: dryRun ? .read : .write(command: "prune"))
+        if !dryRun { _ = try await migrate(store) }
         let keep = config.retention.keepMs
         let counts = try await store.pruneAll(now: SystemClock().now(), keepMs: keep, batchSize: config.retention.batchSize,
                                               dryRun: dryRun)

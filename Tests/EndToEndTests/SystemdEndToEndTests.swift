@@ -222,9 +222,39 @@ extension EndToEnd {
             #expect(h.stop() == 0)
         }
 
+        @Test func aSecondSighupDuringAReloadIsReadOnceTheFirstIsDone() throws {
+            let h = try Harness { Self.config($0, reminders: "[\"1h\"]") }
+            // Each send takes 1.5 s: the first reload waits for the transfer in flight to finish.
+            h.gateway.setResponder { _ in .init(status: 200, delayMs: 1_500) }
+            let notify = try NotifySocket()
+            #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+            try insertOrder(h, id: "BUSY", createdAt: Harness.nowMs() - 3_700_000)
+            try insertOrder(h, id: "LATE")
+            try h.start(environment: ["NOTIFY_SOCKET": notify.path])
+            #expect(Harness.eventually(10) { h.log.contains("message decided") })
+            let original = try String(contentsOfFile: h.configPath, encoding: .utf8)
+            // First edit: nothing relevant to LATE; SIGHUP while BUSY's reminder is in flight.
+            try original.replacingOccurrences(of: "hold = \"2h\"", with: "hold = \"3h\"")
+                .write(toFile: h.configPath, atomically: true, encoding: .utf8)
+            let pid = h.process!.processIdentifier
+            kill(pid, SIGHUP)
+            Thread.sleep(forTimeInterval: 0.2)
+            // Second edit, during the drain: LATE's reminder becomes due at once.
+            try original.replacingOccurrences(of: "hold = \"2h\"", with: "hold = \"3h\"")
+                .replacingOccurrences(of: "reminders = [\"1h\"]", with: "reminders = [\"1s\"]")
+                .write(toFile: h.configPath, atomically: true, encoding: .utf8)
+            kill(pid, SIGHUP)
+            #expect(Harness.eventually(15) { reminders(h, order: "LATE") == 1 })
+            #expect(h.log.contains("SIGHUP during a reload"))
+            #expect(h.stop() == 0)
+        }
+
         @Test func statusExitsZeroForAHealthyDaemonAndOneForAStalledOrStoppedOne() throws {
             let h = try Harness { Self.config($0, extra: "max_lag = \"1s\"") }
             #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+            // No database yet: not OK (1), not a configuration error (78).
+            let missing = try Harness { Self.config($0) }
+            #expect(try missing.run(["status", "--config", missing.configPath]).code == 1)
             let never = try h.run(["status", "--config", h.configPath])
             #expect(never.code == 1)
             #expect(never.out.contains("no daemon has run"))

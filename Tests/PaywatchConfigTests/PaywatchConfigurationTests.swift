@@ -248,7 +248,10 @@ private func webhook(_ name: String, token: Bool = true, to: String? = nil) -> P
         for (bad, why) in [("0.0.0.0:9464", "is not a loopback address"), ("10.0.0.1:9464", "is not a loopback address"),
                            ("127.0.0.1", "expected HOST:PORT"), ("127.0.0.1:0", "the port must be 1 … 65535"),
                            ("127.0.0.1:99999", "the port must be 1 … 65535"), ("[::1]9464", "expected \"[::1]:PORT\""),
-                           ("9464", "expected HOST:PORT")] {
+                           ("9464", "expected HOST:PORT"),
+                           // Leading zeros: a lenient reading would hand the kernel 0.0.0.0 (every interface).
+                           ("127.0.0.01:9464", "is not a loopback address"), ("127.000.0.1:9464", "is not a loopback address"),
+                           ("127.1:9464", "is not a loopback address")] {
             do {
                 _ = try PaywatchConfiguration.parse("[metrics]\nlisten = \"\(bad)\"\n" + channel, fileName: "x.toml")
                 Issue.record("\(bad) accepted")

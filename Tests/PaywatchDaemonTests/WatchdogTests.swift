@@ -17,8 +17,14 @@ import Testing
         // busy() again inside the same pass does not restart its clock.
         loop.busy()
         #expect(check.stuck([loop]).map(\.name) == ["planning"])
+        // Progress inside the pass (a batch written) starts its clock again.
+        loop.progressed()
+        #expect(check.stuck([loop]).isEmpty)
         loop.idle()
         #expect(check.stuck([loop]).isEmpty)
+        #expect(loop.busyFor() == nil)
+        // Progress while idle does not make it busy.
+        loop.progressed()
         #expect(loop.busyFor() == nil)
     }
 
