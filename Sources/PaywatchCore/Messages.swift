@@ -203,28 +203,21 @@ public enum Messages {
         return ("Order \(id): \(kind.rawValue)", "Order \(id): \(kind.rawValue)")
     }
 
-    /// The `webhook` provider's JSON body (DESIGN.md "Notifications").
-    public static func webhookBody(
-        key: String, kind: NotificationKind, channel: String, to: String, context c: Context
-    ) -> String {
+    /// What a message of `kind` on `channel` says (rendered once per decision and channel; the
+    /// providers build their requests from it). The facts are those of the webhook JSON
+    /// (DESIGN.md "Notifications"), in its order.
+    public static func payload(kind: NotificationKind, channel: String, context c: Context) -> MessagePayload {
         var memo = Templates.RenderMemo()
-        return webhookBody(key: key, kind: kind, channel: channel, to: to, context: c, memo: &memo)
+        return payload(kind: kind, channel: channel, context: c, memo: &memo)
     }
 
-    /// ``webhookBody(key:kind:channel:to:context:)`` for one of several channels of one decision.
-    public static func webhookBody(
-        key: String, kind: NotificationKind, channel: String, to: String, context c: Context,
-        memo: inout Templates.RenderMemo
-    ) -> String {
+    /// ``payload(kind:channel:context:)`` for one of several channels of one decision.
+    public static func payload(
+        kind: NotificationKind, channel: String, context c: Context, memo: inout Templates.RenderMemo
+    ) -> MessagePayload {
         let (subject, body) = subjectAndBody(kind: kind, channel: channel, context: c, memo: &memo)
-        var json = JSONObjectWriter()
-        json.add("idempotency_key", key)
-        json.add("kind", kind.rawValue)
-        json.add("channel", channel)
-        json.add("order_id", c.order.id)
-        json.add("to", to)
-        json.add("subject", subject)
-        json.add("body", body)
+        var json = MessagePayload(subject: subject, text: body)
+        json.facts.reserveCapacity(12)
         json.add("locale", c.order.locale)
         json.add("amount_due", c.ledger.amountDue)
         json.add("amount_paid", c.ledger.amountPaid)
@@ -256,6 +249,6 @@ public enum Messages {
             json.add("installment_amount", plan.open)
             json.add("due_at", Timestamp.iso8601(plan.dueAt))
         }
-        return json.finish()
+        return json
     }
 }

@@ -53,12 +53,14 @@ public struct OutgoingMessage: Sendable, Hashable {
     public var channel: String
     /// The address: E.164 phone, e-mail, push token, or a channel's fixed `to`.
     public var recipient: String
-    /// The webhook JSON body, fixed at decision time.
-    public var body: String
+    /// What it says: a ``MessagePayload`` in its stored form (``MessagePayload/encoded()``), fixed
+    /// at decision time. (A row written by an earlier paywatch holds the webhook JSON instead;
+    /// ``content`` reads both.)
+    public var payload: String
 
     public init(
         idempotencyKey: String, orderID: String, kind: NotificationKind, step: Int, channel: String,
-        recipient: String, body: String
+        recipient: String, payload: String
     ) {
         self.idempotencyKey = idempotencyKey
         self.orderID = orderID
@@ -66,7 +68,17 @@ public struct OutgoingMessage: Sendable, Hashable {
         self.step = step
         self.channel = channel
         self.recipient = recipient
-        self.body = body
+        self.payload = payload
+    }
+
+    /// The payload read back; a stored text that is no payload at all reads as its text.
+    public var content: MessagePayload {
+        MessagePayload.decode(payload) ?? MessagePayload(subject: "", text: payload)
+    }
+
+    /// The `webhook` provider's JSON body for this message.
+    public var webhookBody: String {
+        content.webhookJSON(key: idempotencyKey, kind: kind.rawValue, channel: channel, orderID: orderID, to: recipient)
     }
 
     /// The same decision always yields the same key: order, kind, step and channel.

@@ -90,9 +90,10 @@ extension Planner {
                      texts: inout Templates.RenderMemo) -> OutgoingMessage? {
             guard let to = planner.recipient(of: order, channel: channel) else { return nil }
             let key = OutgoingMessage.key(orderID: order.id, kind: kind, step: step, channel: channel)
-            let body = Messages.webhookBody(key: key, kind: kind, channel: channel, to: to, context: context, memo: &texts)
+            let payload = Messages.payload(kind: kind, channel: channel, context: context, memo: &texts)
             return OutgoingMessage(
-                idempotencyKey: key, orderID: order.id, kind: kind, step: step, channel: channel, recipient: to, body: body)
+                idempotencyKey: key, orderID: order.id, kind: kind, step: step, channel: channel, recipient: to,
+                payload: payload.encoded())
         }
 
         /// Sends the latest step of a reminder series whose time has come and that was not decided

@@ -123,21 +123,16 @@ public struct Planner: Sendable {
     public func deliveryDeadMessage(for dead: OutgoingMessage, reason: String) -> OutgoingMessage {
         let key = OutgoingMessage.deadLetterKey(for: dead.idempotencyKey)
         let to = policy.fixedRecipients[policy.opsChannel] ?? "ops"
-        var json = JSONObjectWriter()
-        json.add("idempotency_key", key)
-        json.add("kind", NotificationKind.deliveryDead.rawValue)
-        json.add("channel", policy.opsChannel)
-        json.add("order_id", dead.orderID)
-        json.add("to", to)
-        json.add("subject", "A message for order \(dead.orderID) could not be delivered")
-        json.add("body", "\(dead.kind.rawValue) on \(dead.channel) (key \(dead.idempotencyKey)) is dead: \(reason)")
-        json.add("dead_kind", dead.kind.rawValue)
-        json.add("dead_channel", dead.channel)
-        json.add("dead_idempotency_key", dead.idempotencyKey)
-        json.add("reason", reason)
+        var payload = MessagePayload(
+            subject: "A message for order \(dead.orderID) could not be delivered",
+            text: "\(dead.kind.rawValue) on \(dead.channel) (key \(dead.idempotencyKey)) is dead: \(reason)")
+        payload.add("dead_kind", dead.kind.rawValue)
+        payload.add("dead_channel", dead.channel)
+        payload.add("dead_idempotency_key", dead.idempotencyKey)
+        payload.add("reason", reason)
         return OutgoingMessage(
             idempotencyKey: key, orderID: dead.orderID, kind: .deliveryDead, step: 0, channel: policy.opsChannel,
-            recipient: to, body: json.finish()
+            recipient: to, payload: payload.encoded()
         )
     }
 }

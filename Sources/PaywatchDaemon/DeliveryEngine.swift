@@ -236,9 +236,13 @@ final class DeliveryEngine: Sendable {
                 events.push(.unroutable(work, reason: "no [channels.\(message.channel)] section is configured"))
                 continue
             }
-            let request = HTTPRequest(id: work.id, url: endpoint.url, method: "POST",
-                                      headers: endpoint.headers(idempotencyKey: message.idempotencyKey),
-                                      body: Array(message.body.utf8))
+            let request: HTTPRequest
+            do {
+                request = try endpoint.provider.request(for: ProviderMessage(id: work.id, message))
+            } catch {
+                events.push(.unroutable(work, reason: "\(endpoint.provider.name): \(error.description)"))
+                continue
+            }
             batch.append((request, { response in events.push(.completed(work, response)) }))
         }
         runtime.transport.send(batch)
@@ -254,7 +258,8 @@ final class DeliveryEngine: Sendable {
         let delivery = runtime.config.delivery
         let policy = RetryPolicy(maxAttempts: delivery.maxAttempts, baseDelayMs: delivery.retryBaseMs, maxDelayMs: delivery.retryMaxMs,
                                  retryAfterMaxMs: delivery.retryAfterMaxMs)
-        let outcome = classifyDelivery(response, attempt: item.attempts + 1, policy: policy, nowMs: now,
+        let verdict = runtime.channels[item.message.channel]?.provider.verdict(for: response) ?? httpVerdict(response)
+        let outcome = classifyDelivery(response, verdict: verdict, attempt: item.attempts + 1, policy: policy, nowMs: now,
                                        jitter: Double.random(in: 0..<1))
         var follow: OutgoingMessage?
         if case .dead(let reason) = outcome { follow = followUp(for: item, reason: reason) }

@@ -5,23 +5,10 @@ import PaywatchCore
 import PaywatchDelivery
 import PaywatchStore
 
-/// A configured channel as delivery needs it: where to POST and with which bearer token.
+/// A configured channel as delivery needs it: its provider, credentials read.
 public struct ChannelEndpoint: Sendable {
     public var name: String
-    public var url: String
-    /// The token read from `token_file` at start; never logged.
-    var token: String?
-
-    /// The webhook request headers for one message.
-    public func headers(idempotencyKey: String) -> [(String, String)] {
-        var headers: [(String, String)] = [
-            ("Content-Type", "application/json"),
-            ("Idempotency-Key", idempotencyKey),
-            ("User-Agent", "paywatch/0.1"),
-        ]
-        if let token { headers.append(("Authorization", "Bearer \(token)")) }
-        return headers
-    }
+    public var provider: any DeliveryProvider
 }
 
 /// Startup problems that are the configuration's fault (exit 78).
@@ -164,7 +151,7 @@ public struct Runtime: Sendable {
                 case .failure(let problem): throw failure(problem.description)
                 }
             }
-            result[name] = ChannelEndpoint(name: name, url: channel.url, token: token)
+            result[name] = ChannelEndpoint(name: name, provider: WebhookProvider(url: channel.url, token: token))
         }
         return result
     }

@@ -47,26 +47,27 @@ public struct RetryPolicy: Sendable, Equatable {
 /// headers or bodies.
 public func classifyDelivery(_ response: HTTPResponse, attempt: Int, policy: RetryPolicy, nowMs: Int64,
                              jitter: Double) -> DeliveryOutcome {
+    classifyDelivery(response, verdict: httpVerdict(response), attempt: attempt, policy: policy, nowMs: nowMs, jitter: jitter)
+}
+
+/// The outcome of one attempt from its provider's `verdict`: delivered and dead as the provider
+/// says; a retry at the answer's `Retry-After` (clamped) or after the backoff, unless this was the
+/// last attempt (`.dead("gave up after N attempts: …")`). An answer never started (shut down) is
+/// `.notAttempted` whatever the verdict: due again at once, not counted.
+public func classifyDelivery(_ response: HTTPResponse, verdict: ProviderVerdict, attempt: Int, policy: RetryPolicy,
+                             nowMs: Int64, jitter: Double) -> DeliveryOutcome {
     if !response.attempted {
         return .notAttempted
     }
-
     let reason: String
-    if let status = response.status {
-        if (200...299).contains(status) { return .delivered }
-        let summary = bodySummary(response.body)
-        let text = summary.isEmpty ? "HTTP \(status)" : "HTTP \(status): \(summary)"
-        let retryable = status == 408 || status == 429 || (500...599).contains(status)
-        guard retryable else { return .dead(reason: text) }
-        reason = text
-    } else {
-        reason = "transport error: \(response.error ?? "unknown")"
+    switch verdict {
+    case .delivered: return .delivered
+    case .dead(let why, _): return .dead(reason: why)
+    case .retry(let why): reason = why
     }
-
     if attempt >= policy.maxAttempts {
         return .dead(reason: "gave up after \(attempt) attempts: \(reason)")
     }
-
     if let header = response.retryAfter, let requested = parseRetryAfter(header, nowMs: nowMs) {
         return .retry(atMs: saturatingAdd(nowMs, clampRetryAfter(requested, policy: policy)), reason: reason)
     }
@@ -105,7 +106,7 @@ private func saturatingAdd(_ a: Int64, _ b: Int64) -> Int64 {
 }
 
 /// First 200 characters of a response body with control characters flattened to spaces.
-private func bodySummary(_ body: String) -> String {
+func bodySummary(_ body: String) -> String {
     let prefix = body.prefix(200)
     var out = String()
     out.reserveCapacity(prefix.utf8.count)

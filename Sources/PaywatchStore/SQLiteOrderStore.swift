@@ -439,7 +439,7 @@ public final class SQLiteOrderStore: OrderStore {
             let leased = handOff.flatMap { $0.take(message.channel) ? now + $0.leaseMs : nil }
             let inserted = try statements.insertOutbox.execute(
                 .text(message.idempotencyKey), .text(message.orderID), .text(message.kind.rawValue), .int(message.step),
-                .text(message.channel), .text(message.recipient), .text(message.body), .int(leased == nil ? 0 : 1),
+                .text(message.channel), .text(message.recipient), .text(message.payload), .int(leased == nil ? 0 : 1),
                 .int(leased ?? now), .int(now), .int(now))
             if leased != nil, inserted > 0 {
                 // Leased to delivery from the start: it goes out without being claimed.
@@ -457,7 +457,7 @@ public final class SQLiteOrderStore: OrderStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(order_id, payment_id, step) DO NOTHING
                 """).execute(arguments: [request.orderID, request.paymentID, request.providerRef, request.step,
                                          fallback?.idempotencyKey, fallback?.kind.rawValue, fallback?.step, fallback?.channel,
-                                         fallback?.recipient, fallback?.body, now, now, now])
+                                         fallback?.recipient, fallback?.payload, now, now, now])
         }
         return handed
     }
@@ -480,7 +480,7 @@ public final class SQLiteOrderStore: OrderStore {
                     fallback = OutgoingMessage(
                         idempotencyKey: key, orderID: row["order_id"], kind: kind, step: row["fallback_step"] ?? 0,
                         channel: row["fallback_channel"] ?? "", recipient: row["fallback_recipient"] ?? "",
-                        body: row["fallback_body"] ?? "")
+                        payload: row["fallback_body"] ?? "")
                 }
                 tasks.append(ReconcileTask(id: id, request: ReconcileRequest(
                     orderID: row["order_id"], paymentID: row["payment_id"], providerRef: row["provider_ref"],
@@ -553,7 +553,7 @@ public final class SQLiteOrderStore: OrderStore {
     private static func insertOutbox(_ db: Database, _ message: OutgoingMessage, now: Millis, leasedUntil: Millis? = nil) throws -> Bool {
         if try wasPruned(db, message) { return false }
         try db.cachedStatement(sql: insertOutboxSQL).execute(arguments: [message.idempotencyKey, message.orderID, message.kind.rawValue, message.step,
-                                     message.channel, message.recipient, message.body, leasedUntil == nil ? 0 : 1,
+                                     message.channel, message.recipient, message.payload, leasedUntil == nil ? 0 : 1,
                                      leasedUntil ?? now, now, now])
         return db.changesCount > 0
     }
@@ -635,7 +635,7 @@ public final class SQLiteOrderStore: OrderStore {
                 id: id,
                 message: OutgoingMessage(
                     idempotencyKey: row[1], orderID: row[2], kind: kind, step: row[4], channel: row[5], recipient: row[6],
-                    body: row[7]),
+                    payload: row[7]),
                 attempts: row[8])
             let status = (row[9] as String?).flatMap(OrderStatus.init(rawValue:))
             if kind.stillApplies(to: status) {

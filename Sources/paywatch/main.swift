@@ -468,24 +468,28 @@ struct SendTest: AsyncParsableCommand {
         }
         let now = SystemClock().now()
         let key = "pw1:test:\(now):\(channel)"
-        var body = JSONObjectWriter()
-        body.add("idempotency_key", key)
-        body.add("kind", "test")
-        body.add("channel", channel)
-        body.add("to", to)
-        body.add("subject", "paywatch test message")
-        body.add("body", "This is a test message from paywatch (send-test) at \(Timestamp.iso8601(now)).")
+        let payload = MessagePayload(subject: "paywatch test message",
+                                     text: "This is a test message from paywatch (send-test) at \(Timestamp.iso8601(now)).")
+        let message = ProviderMessage(id: 1, key: key, kind: "test", channel: channel, orderID: nil, to: to, payload: payload)
+        let request: HTTPRequest
+        do {
+            request = try endpoint.provider.request(for: message)
+        } catch {
+            printError("paywatch: send-test: \(endpoint.provider.name) cannot send to \(Redact.address(to, channel: channel)): \(error)")
+            throw ExitCode.failure
+        }
         let transport = HTTPTransport(concurrency: 1, timeoutMs: config.delivery.timeoutMs)
         defer { transport.shutdown() }
-        let request = HTTPRequest(id: 1, url: endpoint.url, headers: endpoint.headers(idempotencyKey: key),
-                                  body: Array(body.finish().utf8))
         let response = await transport.perform([request])[0]
         let masked = Redact.address(to, channel: channel)
-        if let status = response.status, (200...299).contains(status) {
-            print("sent: channel=\(channel) to=\(masked) HTTP \(status) in \(response.durationMs) ms (key \(key))")
-        } else {
-            let why = response.status.map { "HTTP \($0) \(response.body.prefix(200))" } ?? (response.error ?? "no answer")
-            printError("paywatch: send-test failed: channel=\(channel) to=\(masked): \(why)")
+        var answer = response
+        answer.body = Redact.scrub(String(response.body.prefix(1024)), addresses: [to])
+        switch endpoint.provider.verdict(for: answer) {
+        case .delivered:
+            print("sent: channel=\(channel) provider=\(endpoint.provider.name) to=\(masked) HTTP \(response.status ?? 0) "
+                + "in \(response.durationMs) ms (key \(key))")
+        case .retry(let why), .dead(let why, _):
+            printError("paywatch: send-test failed: channel=\(channel) provider=\(endpoint.provider.name) to=\(masked): \(why)")
             throw ExitCode.failure
         }
     }

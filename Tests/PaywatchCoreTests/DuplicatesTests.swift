@@ -14,7 +14,7 @@ import Testing
         #expect(twice.messages.map(\.kind) == [.duplicatePayment])
         #expect(twice.messages[0].channel == "ops")
         #expect(twice.needsRefund == 10_000)
-        let body = try #require(try JSONSerialization.jsonObject(with: Data(twice.messages[0].body.utf8)) as? [String: Any])
+        let body = try #require(try JSONSerialization.jsonObject(with: Data(twice.messages[0].webhookBody.utf8)) as? [String: Any])
         #expect(body["amount_to_return"] as? Int == 10_000)
         #expect((body["body"] as? String)?.contains("provider_ref ch_1") == true)
         // Told once; still owed until a refund covers it.

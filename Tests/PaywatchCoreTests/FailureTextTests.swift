@@ -27,9 +27,9 @@ import Testing
         var run = Run(order(), payments: [payment("P1", 12_900, "failed", at: t0 + minute, reason: "card_declined")], policy: policy)
         let failed = run.at(t0 + 2 * minute)
         #expect(failed.messages[0].kind == .paymentFailed)
-        #expect(failed.messages[0].body.contains("银行卡被拒绝"))
-        #expect(failed.messages[0].body.contains("如有疑问请联系：400-800-1234"))
-        #expect(failed.messages[0].body.contains("https://shop.example/pay/A1"))
+        #expect(failed.messages[0].webhookBody.contains("银行卡被拒绝"))
+        #expect(failed.messages[0].webhookBody.contains("如有疑问请联系：400-800-1234"))
+        #expect(failed.messages[0].webhookBody.contains("https://shop.example/pay/A1"))
     }
 
     @Test func theDefaultLocalePicksTheLanguageOfOrdersWithoutOne() {
@@ -42,7 +42,7 @@ import Testing
         english.locale = nil
         let policy = Policy(unpaidChannels: ["sms"], chineseByDefault: true)
         var run = Run(english, policy: policy)
-        #expect(run.at(t0 + 10 * minute).messages[0].body.contains("待支付"))
+        #expect(run.at(t0 + 10 * minute).messages[0].webhookBody.contains("待支付"))
     }
 }
 

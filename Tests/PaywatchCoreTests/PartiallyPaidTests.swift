@@ -13,7 +13,7 @@ let day: Millis = 86_400_000
     }
 
     func json(_ message: OutgoingMessage) throws -> [String: Any] {
-        try #require(try JSONSerialization.jsonObject(with: Data(message.body.utf8)) as? [String: Any])
+        try #require(try JSONSerialization.jsonObject(with: Data(message.webhookBody.utf8)) as? [String: Any])
     }
 
     @Test func withoutAPlanTheBalanceIsRemindedAfterTheLastPaymentThenOverdueThenEscalated() throws {
@@ -111,7 +111,7 @@ let day: Millis = 86_400_000
         let cancelled = run.at(t0 + 11 * day)
         #expect(cancelled.status == .cancelled)
         #expect(cancelled.messages.map(\.kind) == [.installmentEscalated, .orderCancelled])
-        #expect(cancelled.messages[1].body.contains("第 2 期"))
+        #expect(cancelled.messages[1].webhookBody.contains("第 2 期"))
         #expect(run.at(t0 + 12 * day).messages.isEmpty)
         #expect(run.at(t0 + 12 * day).status == .cancelled)
     }

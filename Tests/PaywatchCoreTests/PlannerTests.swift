@@ -148,7 +148,7 @@ struct Run {
         let failed = run.at(t0 + 2 * minute)
         #expect(failed.status == .failed)
         #expect(failed.messages.map(\.kind) == [.paymentFailed, .paymentFailed])
-        let body = try #require(failed.messages.first?.body)
+        let body = try #require(failed.messages.first?.webhookBody)
         let json = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
         #expect(json["failure_reason"] as? String == "insufficient_funds")
         #expect((json["body"] as? String)?.contains("余额不足") == true)
@@ -192,7 +192,7 @@ struct Run {
     @Test func webhookBodyCarriesTheContractFields() throws {
         var run = Run(order(push: "tok-abcdef"))
         let message = try #require(run.at(t0 + 10 * minute).messages.first { $0.channel == "sms" })
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(message.body.utf8)) as? [String: Any])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(message.webhookBody.utf8)) as? [String: Any])
         #expect(json["idempotency_key"] as? String == message.idempotencyKey)
         #expect(json["kind"] as? String == "unpaid_reminder")
         #expect(json["channel"] as? String == "sms")
@@ -253,7 +253,7 @@ struct Run {
         #expect(ops.kind == .deliveryDead)
         #expect(ops.channel == "ops")
         #expect(ops.idempotencyKey == "pw1-dead:" + dead.idempotencyKey)
-        #expect(ops.body.contains("HTTP 400"))
+        #expect(ops.webhookBody.contains("HTTP 400"))
     }
 }
 

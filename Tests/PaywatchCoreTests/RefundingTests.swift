@@ -16,7 +16,7 @@ import Testing
         let requested = run.at(t0 + day)
         #expect(requested.status == .refunding)
         #expect(requested.messages.map(\.kind) == [.refundProgress])
-        let body = try #require(try JSONSerialization.jsonObject(with: Data(requested.messages[0].body.utf8)) as? [String: Any])
+        let body = try #require(try JSONSerialization.jsonObject(with: Data(requested.messages[0].webhookBody.utf8)) as? [String: Any])
         #expect(body["refund_id"] as? String == "R1")
         #expect(body["refund_status"] as? String == "requested")
         #expect(body["refund_amount"] as? Int == 4_000)
@@ -31,14 +31,14 @@ import Testing
         let stalled = run.at(t0 + 5 * day)
         #expect(stalled.messages.map(\.kind) == [.refundStalled])
         #expect(stalled.messages[0].channel == "ops")
-        #expect(stalled.messages[0].body.contains("processing since"))
+        #expect(stalled.messages[0].webhookBody.contains("processing since"))
         #expect(run.at(t0 + 9 * day).messages.isEmpty)
         // Done: a partial refund takes the order back to paid; the customer is told.
         run.snapshot.refunds = [refund("R1", 4_000, "succeeded")]
         let done = run.at(t0 + 10 * day)
         #expect(done.status == .paid)
         #expect(done.messages.map(\.kind) == [.refundProgress])
-        #expect(done.messages[0].body.contains("已退回"))
+        #expect(done.messages[0].webhookBody.contains("已退回"))
         // All keys distinct: one message per refund step.
         #expect(Set(run.sent.map(\.idempotencyKey)).count == run.sent.count)
     }

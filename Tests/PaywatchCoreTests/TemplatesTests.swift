@@ -136,7 +136,7 @@ import Testing
         let templates = try Templates(overrides: ["unpaid_reminder.sms.zh-CN": ("f", "请支付 {{amount_remaining}}")], defaultLocale: "zh-CN")
         var run = Run(order(), policy: Policy(unpaidChannels: ["sms"], templates: templates))
         let message = try #require(run.at(t0 + 10 * minute).messages.first)
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(message.body.utf8)) as? [String: Any])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(message.webhookBody.utf8)) as? [String: Any])
         #expect(json["body"] as? String == "请支付 ¥129.00")
         #expect(json["subject"] as? String == "订单 A1 待支付")
         #expect(json["amount_remaining"] as? Int == 12_900)
@@ -181,9 +181,9 @@ import Testing
         #expect(draft.messages.map(\.channel) == ["push", "sms", "email"])
         for message in draft.messages {
             let alone = try #require(draft.message(.unpaidReminder, step: 1, channel: message.channel, context: draft.context()))
-            #expect(alone.body == message.body)
+            #expect(alone.webhookBody == message.webhookBody)
         }
         // The e-mail body is its own text, the others share one.
-        #expect(draft.messages[2].body != draft.messages[1].body.replacingOccurrences(of: "\"sms\"", with: "\"email\""))
+        #expect(draft.messages[2].webhookBody != draft.messages[1].webhookBody.replacingOccurrences(of: "\"sms\"", with: "\"email\""))
     }
 }

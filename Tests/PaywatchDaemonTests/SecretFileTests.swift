@@ -1,5 +1,6 @@
 import Foundation
 import PaywatchConfig
+import PaywatchDelivery
 import Testing
 @testable import PaywatchDaemon
 
@@ -67,7 +68,8 @@ import Testing
         try creds.write("psp.headers", "X-Merchant: 42\n")
         let config = try creds.config()
         let endpoints = try Runtime.endpoints(config, configPath: creds.configPath, credentialsDirectory: creds.directory.path)
-        #expect(endpoints["push"]?.headers(idempotencyKey: "k").contains { $0 == ("Authorization", "Bearer push-secret") } == true)
+        #expect((endpoints["push"]?.provider as? WebhookProvider)?.headers(idempotencyKey: "k")
+            .contains { $0 == ("Authorization", "Bearer push-secret") } == true)
         let reconcile = try #require(try Runtime.reconcileEndpoint(config, configPath: creds.configPath, credentialsDirectory: creds.directory.path))
         let headers = reconcile.request(id: 1, providerRef: "r").headers
         #expect(headers.contains { $0 == ("Authorization", "Bearer psp-secret") })

@@ -225,7 +225,7 @@ import Testing
     @Test func aDeadLetterOfAPrunedMessageIsNotDecidedAgain() async throws {
         let (temp, store) = try await paidOrders(["D"])
         let dead = OutgoingMessage(idempotencyKey: OutgoingMessage.key(orderID: "D", kind: .paymentConfirmed, step: 1, channel: "sms"),
-                                   orderID: "D", kind: .paymentConfirmed, step: 1, channel: "sms", recipient: "+8613800000000", body: "{}")
+                                   orderID: "D", kind: .paymentConfirmed, step: 1, channel: "sms", recipient: "+8613800000000", payload: "{}")
         let followUp = planner.deliveryDeadMessage(for: dead, reason: "HTTP 410")
         _ = try await store.pruneAll(now: t0 + 2 * Self.day, keepMs: Self.day, batchSize: 200)
         // Recording the dead letter of a message pruned (as a repeated record would) inserts nothing.

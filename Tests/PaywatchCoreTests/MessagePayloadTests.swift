@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+@testable import PaywatchCore
+
+/// The message content stored in the outbox, and the webhook JSON built from it.
+@Suite struct MessagePayloadTests {
+    static let awkward = "quote \" backslash \\ newline \n CR \r tab \t NUL \u{0} 中文 😀 \u{2028}"
+
+    @Test func theStoredFormReadsBackEqualWithItsFactsInOrder() throws {
+        var payload = MessagePayload(subject: Self.awkward, text: "text " + Self.awkward, html: "<p>\(Self.awkward)</p>")
+        payload.add("zeta", "last letter, first fact")
+        payload.add("amount_due", Int64.max)
+        payload.add("amount_paid", Int64.min)
+        payload.add("alpha", Self.awkward)
+        payload.add("missing", nil as String?)
+        let decoded = try #require(MessagePayload.decode(payload.encoded()))
+        #expect(decoded == payload)
+        #expect(decoded.facts.map(\.name) == ["zeta", "amount_due", "amount_paid", "alpha"])
+        #expect(decoded.fact("amount_due") == .number(Int64.max))
+        // Without an HTML part, none comes back.
+        #expect(MessagePayload.decode(MessagePayload(subject: "", text: "").encoded())?.html == nil)
+    }
+
+    @Test func aWebhookBodyStoredByAnEarlierReleaseReadsAsItsPayload() throws {
+        let legacy = """
+            {"idempotency_key":"pw1:A1:unpaid_reminder:1:sms","kind":"unpaid_reminder","channel":"sms","order_id":"A1",\
+            "to":"+8613800000000","subject":"Pay","body":"Please pay","locale":"en","amount_due":12900,"currency":"CNY"}
+            """
+        let payload = try #require(MessagePayload.decode(legacy))
+        #expect(payload.subject == "Pay")
+        #expect(payload.text == "Please pay")
+        #expect(payload.facts == [.init("amount_due", .number(12900)), .init("currency", .text("CNY")), .init("locale", .text("en"))])
+        // The webhook body built from it again carries every field it had.
+        let again = payload.webhookJSON(key: "pw1:A1:unpaid_reminder:1:sms", kind: "unpaid_reminder", channel: "sms",
+                                        orderID: "A1", to: "+8613800000000")
+        let before = try #require(try JSONSerialization.jsonObject(with: Data(legacy.utf8)) as? NSDictionary)
+        let after = try #require(try JSONSerialization.jsonObject(with: Data(again.utf8)) as? NSDictionary)
+        #expect(before == after)
+        // Anything else is not a payload.
+        for junk in ["", "[]", "{}", "{\"v\":1}", "{\"v\":1,\"subject\":\"s\",\"text\":\"t\",\"facts\":[[\"a\"]]}", "not json", "{\"v\":2}"] {
+            #expect(MessagePayload.decode(junk) == nil, "\(junk)")
+        }
+    }
+
+    @Test func theWebhookBodyIsTheEnvelopeSubjectTextAndFactsInOrder() throws {
+        var payload = MessagePayload(subject: "S", text: "T")
+        payload.add("locale", "zh-CN")
+        payload.add("amount_due", 100)
+        let json = payload.webhookJSON(key: "k", kind: "unpaid_reminder", channel: "sms", orderID: "A\"1", to: "+1")
+        #expect(json == #"{"idempotency_key":"k","kind":"unpaid_reminder","channel":"sms","order_id":"A\"1","to":"+1","subject":"S","body":"T","locale":"zh-CN","amount_due":100}"#)
+        // No order (send-test): no order_id.
+        #expect(!payload.webhookJSON(key: "k", kind: "test", channel: "sms", orderID: nil, to: "+1").contains("order_id"))
+    }
+
+    @Test func aDecidedMessageCarriesItsContentNotAWireFormat() throws {
+        let message = OutgoingMessage(idempotencyKey: "k", orderID: "A1", kind: .unpaidReminder, step: 1, channel: "sms",
+                                      recipient: "+8613800000000",
+                                      payload: MessagePayload(subject: "S", text: "T", facts: [.init("amount_due", .number(5))]).encoded())
+        #expect(message.content.text == "T")
+        #expect(!message.payload.contains("idempotency_key"))
+        #expect(message.webhookBody.contains(#""idempotency_key":"k""#))
+        #expect(message.webhookBody.contains(#""amount_due":5"#))
+    }
+}
