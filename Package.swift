@@ -26,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache", exact: "2.1.1"),
         .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
+        // RS256 for FCM's OAuth2 service-account assertion (_CryptoExtras: RSA PKCS#1 v1.5 signatures).
+        .package(url: "https://github.com/apple/swift-crypto", exact: "3.12.3"),
     ],
     targets: [
         // Pure domain: statuses, ledger, planner, message templates (compiled Mustache). No I/O, no clock reads.
@@ -60,7 +62,10 @@ let package = Package(
         // delivery state machine (slots, lanes, group commit, leases).
         .target(
             name: "PaywatchDelivery",
-            dependencies: ["CCurl", "PaywatchCore", .product(name: "DequeModule", package: "swift-collections")],
+            dependencies: [
+                "CCurl", "PaywatchCore", .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
             swiftSettings: strict
         ),
         // The service: sweep loop, delivery loop, logging.
@@ -112,7 +117,10 @@ let package = Package(
             name: "PaywatchStoreTests",
             dependencies: ["PaywatchStore", "PaywatchCore", "PaywatchTestSupport", .product(name: "GRDB", package: "GRDB.swift")]
         ),
-        .testTarget(name: "PaywatchDeliveryTests", dependencies: ["PaywatchDelivery", "PaywatchCore", "PaywatchTestSupport"]),
+        .testTarget(
+            name: "PaywatchDeliveryTests",
+            dependencies: ["PaywatchDelivery", "PaywatchCore", "PaywatchTestSupport",
+                           .product(name: "_CryptoExtras", package: "swift-crypto")]),
         .testTarget(
             name: "PaywatchDaemonTests",
             // The whole service in-process: a real SQLite file, a real HTTP gateway, a fake clock.

@@ -240,7 +240,12 @@ final class DeliveryEngine: Sendable {
             do {
                 request = try endpoint.provider.request(for: ProviderMessage(id: work.id, message))
             } catch {
-                events.push(.unroutable(work, reason: "\(endpoint.provider.name): \(error.description)"))
+                let reason = "\(endpoint.provider.name): \(error.description)"
+                // A transient refusal (an access token being fetched) is an attempt that failed
+                // before the wire: retried with the backoff, like an unreachable gateway.
+                events.push(error.transient
+                    ? .completed(work, HTTPResponse(id: work.id, status: nil, error: reason))
+                    : .unroutable(work, reason: reason))
                 continue
             }
             batch.append((request, { response in events.push(.completed(work, response)) }))

@@ -44,6 +44,7 @@ public struct PaywatchService: Service {
         let engine = DeliveryEngine(runtime: runtime, stats: stats, heartbeat: monitor.delivery)
         defer {
             runtime.transport.shutdown()
+            for endpoint in runtime.channels.values { endpoint.provider.shutdown() }
             // Cancelled without a graceful shutdown: replaced after a reload; the process goes on.
             let replaced = Task.isCancelled && !Task.isShuttingDownGracefully
             runtime.logger.notice(replaced ? "service stopped for a reload" : "paywatch stopped", metadata: [
@@ -89,6 +90,7 @@ public struct PaywatchService: Service {
         }
         await engine.run(finishWhenIdle: true)
         runtime.transport.shutdown()
+        for endpoint in runtime.channels.values { endpoint.provider.shutdown() }
     }
 
     // MARK: Planning

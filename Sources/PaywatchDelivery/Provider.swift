@@ -47,9 +47,22 @@ public enum ProviderVerdict: Sendable, Equatable {
 /// message is dead without a transfer.
 public struct ProviderError: Error, Sendable, Equatable, CustomStringConvertible {
     public let description: String
+    /// Not the message's fault and soon over (the provider's access token is being fetched): the
+    /// message is retried with the usual backoff instead of dead.
+    public let transient: Bool
 
     public init(_ description: String) {
         self.description = description
+        transient = false
+    }
+
+    private init(transient description: String) {
+        self.description = description
+        transient = true
+    }
+
+    public static func transient(_ description: String) -> ProviderError {
+        ProviderError(transient: description)
     }
 }
 
@@ -61,6 +74,13 @@ public protocol DeliveryProvider: Sendable {
     var name: String { get }
     func request(for message: ProviderMessage) throws(ProviderError) -> HTTPRequest
     func verdict(for response: HTTPResponse) -> ProviderVerdict
+    /// Stops what the provider runs of its own (a token refresher's transport). Called when its
+    /// runtime ends (a stop, or a reload that replaces it).
+    func shutdown()
+}
+
+extension DeliveryProvider {
+    public func shutdown() {}
 }
 
 /// The reading of an HTTP answer that most providers start from: 2xx delivered; 408, 429, 5xx and

@@ -471,13 +471,22 @@ struct SendTest: AsyncParsableCommand {
         let payload = MessagePayload(subject: "paywatch test message",
                                      text: "This is a test message from paywatch (send-test) at \(Timestamp.iso8601(now)).")
         let message = ProviderMessage(id: 1, key: key, kind: "test", channel: channel, orderID: nil, to: to, payload: payload)
-        let request: HTTPRequest
-        do {
-            request = try endpoint.provider.request(for: message)
-        } catch {
-            printError("paywatch: send-test: \(endpoint.provider.name) cannot send to \(Redact.address(to, channel: channel)): \(error)")
-            throw ExitCode.failure
+        defer { endpoint.provider.shutdown() }
+        // A provider that first fetches an access token says so (transient): wait for it, as long
+        // as one transfer may take.
+        var request: HTTPRequest?
+        let deadline = Date().addingTimeInterval(Double(config.delivery.timeoutMs) / 1_000)
+        while request == nil {
+            do {
+                request = try endpoint.provider.request(for: message)
+            } catch where error.transient && Date() < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            } catch {
+                printError("paywatch: send-test: \(endpoint.provider.name) cannot send to \(Redact.address(to, channel: channel)): \(error)")
+                throw ExitCode.failure
+            }
         }
+        guard let request else { throw ExitCode.failure }
         let transport = HTTPTransport(concurrency: 1, timeoutMs: config.delivery.timeoutMs)
         defer { transport.shutdown() }
         let response = await transport.perform([request])[0]

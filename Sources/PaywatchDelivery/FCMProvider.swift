@@ -1,0 +1,244 @@
+import _CryptoExtras
+import Crypto
+import Foundation
+import PaywatchCore
+
+/// A Google service account, as its JSON key file holds it (only the fields FCM needs).
+public struct ServiceAccount: Sendable, Decodable {
+    public var projectID: String
+    public var clientEmail: String
+    public var privateKey: String
+    public var tokenURI: String
+
+    enum CodingKeys: String, CodingKey {
+        case projectID = "project_id", clientEmail = "client_email", privateKey = "private_key", tokenURI = "token_uri"
+    }
+
+    /// Reads the key file's bytes; a problem is named by field, never by content (the file holds a private key).
+    public static func parse(_ bytes: [UInt8]) -> Result<ServiceAccount, ProviderError> {
+        guard let account = try? JSONDecoder().decode(ServiceAccount.self, from: Data(bytes)) else {
+            return .failure(ProviderError("not a service account JSON key (project_id, client_email, private_key, token_uri)"))
+        }
+        guard (try? _RSA.Signing.PrivateKey(pemRepresentation: account.privateKey)) != nil else {
+            return .failure(ProviderError("private_key is not an RSA private key in PEM form"))
+        }
+        guard account.tokenURI.hasPrefix("https://") || isLoopbackHTTP(account.tokenURI) else {
+            return .failure(ProviderError("token_uri must be an https:// URL"))
+        }
+        return .success(account)
+    }
+}
+
+/// An OAuth2 access token for a service account (RFC 7523 JWT bearer grant): an RS256-signed JWT
+/// exchanged at the account's `token_uri`, cached until a few minutes before it expires. The
+/// exchange runs in the background on a transport of its own; a message that finds no valid token
+/// is retried (``ProviderError/transient``) instead of waiting in the delivery loop.
+public final class AccessTokenSource: @unchecked Sendable {
+    public static let scope = "https://www.googleapis.com/auth/firebase.messaging"
+    private let account: ServiceAccount
+    private let key: _RSA.Signing.PrivateKey
+    private let transport: HTTPTransport
+    private let now: @Sendable () -> Int64
+    private let lock = NSLock()
+    private var token: (value: String, expiresAtMs: Int64)?
+    private var refreshing = false
+    private var lastError: String?
+
+    public init(account: ServiceAccount, timeoutMs: Int64, now: @escaping @Sendable () -> Int64) throws(ProviderError) {
+        guard let key = try? _RSA.Signing.PrivateKey(pemRepresentation: account.privateKey) else {
+            throw ProviderError("private_key is not an RSA private key in PEM form")
+        }
+        self.account = account
+        self.key = key
+        self.now = now
+        transport = HTTPTransport(concurrency: 1, timeoutMs: timeoutMs)
+    }
+
+    /// The token to send now, or nil (a refresh is then under way). A token with less than 5
+    /// minutes left is still used while a new one is fetched.
+    public func current() -> String? {
+        let at = now()
+        let (value, refresh) = lock.withLock { () -> (String?, Bool) in
+            let valid = token.flatMap { $0.expiresAtMs > at + 60_000 ? $0.value : nil }
+            let stale = token.map { $0.expiresAtMs <= at + 300_000 } ?? true
+            let start = stale && !refreshing
+            if start { refreshing = true }
+            return (valid, start)
+        }
+        if refresh { Task { await self.refresh() } }
+        return value
+    }
+
+    /// The token was refused (HTTP 401): fetch a new one.
+    public func invalidate() {
+        lock.withLock { token = nil }
+    }
+
+    /// Why the last exchange failed, if it did: part of the retry reason, never the assertion or a token.
+    public var failure: String? { lock.withLock { lastError } }
+
+    public func shutdown() {
+        transport.shutdown()
+    }
+
+    /// The signed assertion: `{"alg":"RS256","typ":"JWT"}` and the claims `iss`, `scope`, `aud`,
+    /// `iat`, `exp` (one hour), base64url without padding.
+    func assertion(issuedAt seconds: Int64) throws -> String {
+        var claims = JSONObjectWriter()
+        claims.add("iss", account.clientEmail)
+        claims.add("scope", Self.scope)
+        claims.add("aud", account.tokenURI)
+        claims.add("iat", seconds)
+        claims.add("exp", seconds + 3_600)
+        let input = base64URL(Array(#"{"alg":"RS256","typ":"JWT"}"#.utf8)) + "." + base64URL(Array(claims.finish().utf8))
+        let signature = try key.signature(for: Array(input.utf8), padding: .insecurePKCS1v1_5)
+        return input + "." + base64URL(Array(signature.rawRepresentation))
+    }
+
+    private func refresh() async {
+        let issued = now() / 1_000
+        var result: Result<(String, Int64), ProviderError>
+        do {
+            let form = "grant_type=" + formEncoded("urn:ietf:params:oauth:grant-type:jwt-bearer")
+                + "&assertion=" + formEncoded(try assertion(issuedAt: issued))
+            let request = HTTPRequest(id: 0, url: account.tokenURI, method: "POST",
+                                      headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Array(form.utf8))
+            let response = await transport.perform([request])[0]
+            result = Self.exchanged(response)
+        } catch {
+            result = .failure(ProviderError("cannot sign the token request: \(error)"))
+        }
+        lock.withLock {
+            refreshing = false
+            switch result {
+            case .success(let (value, expiresIn)):
+                token = (value, issued * 1_000 + expiresIn * 1_000)
+                lastError = nil
+            case .failure(let why):
+                lastError = why.description
+            }
+        }
+    }
+
+    /// The access token and its lifetime (seconds) from the token endpoint's answer.
+    static func exchanged(_ response: HTTPResponse) -> Result<(String, Int64), ProviderError> {
+        guard let status = response.status else { return .failure(ProviderError("token exchange: \(response.error ?? "no answer")")) }
+        guard (200...299).contains(status),
+              let object = try? JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any],
+              let value = object["access_token"] as? String, !value.isEmpty
+        else {
+            // The error body of an OAuth server names the error (`invalid_grant`), not a secret.
+            let error = (try? JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])?["error"] as? String
+            return .failure(ProviderError("token exchange: HTTP \(status)" + (error.map { " \($0)" } ?? "")))
+        }
+        let expiresIn = (object["expires_in"] as? Int).map(Int64.init) ?? 3_600
+        return .success((value, max(60, expiresIn)))
+    }
+}
+
+/// `provider = "fcm"`: Firebase Cloud Messaging HTTP v1. POST
+/// `{base_url}/v1/projects/{project_id}/messages:send` with an OAuth2 bearer token, and the message
+/// `{"message": {"token", "notification": {"title", "body"}, "data": {facts as strings}}}`.
+public struct FCMProvider: DeliveryProvider {
+    public let name = "fcm"
+    public var baseURL: String
+    public let account: ServiceAccount
+    let tokens: AccessTokenSource
+
+    public static let defaultBaseURL = "https://fcm.googleapis.com"
+
+    public init(account: ServiceAccount, baseURL: String? = nil, timeoutMs: Int64,
+                now: @escaping @Sendable () -> Int64) throws(ProviderError) {
+        self.account = account
+        self.baseURL = (baseURL ?? Self.defaultBaseURL).trimmingSuffix("/")
+        tokens = try AccessTokenSource(account: account, timeoutMs: timeoutMs, now: now)
+    }
+
+    public func request(for message: ProviderMessage) throws(ProviderError) -> HTTPRequest {
+        guard !message.to.isEmpty, message.to.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw ProviderError("not a registration token")
+        }
+        guard let token = tokens.current() else {
+            throw ProviderError.transient("waiting for an FCM access token" + (tokens.failure.map { " (\($0))" } ?? ""))
+        }
+        var notification = JSONObjectWriter()
+        notification.add("title", message.payload.subject)
+        notification.add("body", message.payload.text)
+        var data = JSONObjectWriter()
+        data.add("idempotency_key", message.key)
+        data.add("kind", message.kind)
+        data.add("order_id", message.orderID)
+        for fact in message.payload.facts { data.add(fact.name, fact.value.text) }
+        var inner = "{\"token\":"
+        JSONObjectWriter.appendString(message.to, to: &inner)
+        inner += ",\"notification\":" + notification.finish() + ",\"data\":" + data.finish() + "}"
+        let body = "{\"message\":" + inner + "}"
+        let url = "\(baseURL)/v1/projects/\(OutgoingMessage.percentEncoded(account.projectID))/messages:send"
+        return HTTPRequest(id: message.id, url: url, method: "POST",
+                           headers: [("Content-Type", "application/json; charset=utf-8"), ("Authorization", "Bearer \(token)")],
+                           body: Array(body.utf8))
+    }
+
+    /// FCM's errors (`{"error": {"code", "status", "details": [{"errorCode"}]}}`): `UNREGISTERED`
+    /// and `INVALID_ARGUMENT` are the token's fault — dead, and the address suppressed, whatever the
+    /// HTTP status; `QUOTA_EXCEEDED`, `UNAVAILABLE`, `INTERNAL` are retried; a refused access token
+    /// (401) is fetched anew and the message retried.
+    public func verdict(for response: HTTPResponse) -> ProviderVerdict {
+        guard let status = response.status, !(200...299).contains(status) else { return httpVerdict(response) }
+        let error = (try? JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])?["error"] as? [String: Any]
+        let details = (error?["details"] as? [[String: Any]]) ?? []
+        let code = details.compactMap { $0["errorCode"] as? String }.first ?? (error?["status"] as? String) ?? ""
+        let reason = "HTTP \(status)" + (code.isEmpty ? "" : " \(code)")
+        switch code {
+        case "UNREGISTERED", "INVALID_ARGUMENT", "SENDER_ID_MISMATCH":
+            return .dead(reason: reason, suppress: code != "SENDER_ID_MISMATCH")
+        case "QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL":
+            return .retry(reason: reason)
+        default:
+            if status == 401 || code == "UNAUTHENTICATED" {
+                tokens.invalidate()
+                return .retry(reason: reason + " (access token refused; fetching a new one)")
+            }
+            return httpVerdict(response)
+        }
+    }
+
+    public func shutdown() {
+        tokens.shutdown()
+    }
+}
+
+/// `application/x-www-form-urlencoded` value: unreserved characters kept, every other byte `%XX`.
+func formEncoded(_ text: String) -> String {
+    var out = ""
+    for byte in text.utf8 {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            out.unicodeScalars.append(Unicode.Scalar(byte))
+        default:
+            out += String(format: "%%%02X", byte)
+        }
+    }
+    return out
+}
+
+/// Base64url without padding (RFC 7515).
+func base64URL(_ bytes: [UInt8]) -> String {
+    Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+        .replacingOccurrences(of: "=", with: "")
+}
+
+/// `http://127.x…`, `http://[::1]…` or `http://localhost…`: plain HTTP that never leaves the machine (tests' fakes).
+func isLoopbackHTTP(_ url: String) -> Bool {
+    let lower = url.lowercased()
+    return ["http://127.", "http://[::1]", "http://localhost"].contains { lower.hasPrefix($0) }
+}
+
+extension String {
+    func trimmingSuffix(_ suffix: String) -> String {
+        var text = self
+        while text.hasSuffix(suffix) { text.removeLast(suffix.count) }
+        return text
+    }
+}
