@@ -448,10 +448,20 @@ struct StatusCommand: AsyncParsableCommand {
 
 struct SendTest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "send-test", abstract: "Send one real test message through a configured channel.")
+        commandName: "send-test",
+        abstract: "Send one real message through a configured channel's provider, and print the provider's answer.")
     @OptionGroup var options: ConfigOption
     @Option(help: "A channel configured as [channels.NAME].") var channel: String
     @Option(help: "The address: E.164 phone, e-mail, push token, or anything the ops gateway takes.") var to: String
+    @Option(help: "Render this kind (unpaid_reminder, payment_confirmed, …) with the shop's templates for a sample order TEST-0001, instead of a plain test text.")
+    var kind: String?
+    @Option(help: "With --kind: the sample order's locale (zh-CN, en); default [templates] default_locale.") var locale: String?
+
+    func validate() throws {
+        if let kind, NotificationKind(rawValue: kind) == nil {
+            throw ValidationError("unknown kind \"\(kind)\": one of \(NotificationKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
 
     func run() async throws {
         let config = try options.load()
@@ -468,9 +478,20 @@ struct SendTest: AsyncParsableCommand {
         }
         let now = SystemClock().now()
         let key = "pw1:test:\(now):\(channel)"
-        let payload = MessagePayload(subject: "paywatch test message",
+        var payload = MessagePayload(subject: "paywatch test message",
                                      text: "This is a test message from paywatch (send-test) at \(Timestamp.iso8601(now)).")
-        let message = ProviderMessage(id: 1, key: key, kind: "test", channel: channel, orderID: nil, to: to, payload: payload)
+        if let kind = kind.flatMap(NotificationKind.init(rawValue:)) {
+            let policy: Policy
+            do {
+                policy = Policy(config, templates: try Runtime.templates(config, configPath: options.path))
+            } catch {
+                printError("paywatch: \(error)")
+                throw Exit.config
+            }
+            payload = Messages.sample(kind: kind, channel: channel, policy: policy, now: now, locale: locale)
+        }
+        let message = ProviderMessage(id: 1, key: key, kind: kind ?? "test", channel: channel, orderID: kind == nil ? nil : "TEST-0001",
+                                      to: to, payload: payload)
         defer { endpoint.provider.shutdown() }
         // A provider that first fetches an access token says so (transient): wait for it, as long
         // as one transfer may take.
@@ -497,6 +518,8 @@ struct SendTest: AsyncParsableCommand {
         case .delivered:
             print("sent: channel=\(channel) provider=\(endpoint.provider.name) to=\(masked) HTTP \(response.status ?? 0) "
                 + "in \(response.durationMs) ms (key \(key))")
+            let reply = answer.body.prefix(300).filter { !$0.isNewline }
+            if !reply.isEmpty { print("answer: \(reply)") }
         case .retry(let why), .dead(let why, _):
             printError("paywatch: send-test failed: channel=\(channel) provider=\(endpoint.provider.name) to=\(masked): \(why)")
             throw ExitCode.failure

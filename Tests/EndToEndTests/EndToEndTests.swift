@@ -204,6 +204,32 @@ extension EndToEnd {
             #expect(refused.err.contains("HTTP 401"))
         }
 
+        @Test func sendTestRendersAKindWithTheShopsTemplatesForASampleOrder() throws {
+            let h = try Harness { Self.config($0) }
+            h.gateway.setResponder { _ in FakeGateway.Response(status: 200, body: #"{"id":"m-1"}"#) }
+            let sent = try h.run(["send-test", "--channel", "sms", "--to", "+8613800000000", "--kind", "unpaid_reminder",
+                                  "--locale", "en", "--config", h.configPath])
+            #expect(sent.code == 0, "\(sent.err)")
+            #expect(sent.out.contains("provider=webhook"))
+            #expect(sent.out.contains(#"answer: {"id":"m-1"}"#))
+            let request = try #require(h.gateway.requests().first)
+            let body = try #require(try JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any])
+            #expect(body["kind"] as? String == "unpaid_reminder")
+            #expect(body["order_id"] as? String == "TEST-0001")
+            #expect(body["amount_due"] as? Int == 12900)
+            #expect((body["body"] as? String)?.contains("TEST-0001") == true)
+            #expect((body["body"] as? String)?.contains("129.00") == true)
+            let zh = try h.run(["send-test", "--channel", "sms", "--to", "+8613800000000", "--kind", "payment_confirmed",
+                                "--locale", "zh-CN", "--config", h.configPath])
+            #expect(zh.code == 0)
+            let chinese = try #require(h.gateway.requests().last)
+            #expect(chinese.bodyString.contains("\"kind\":\"payment_confirmed\""))
+            #expect(chinese.bodyString.unicodeScalars.contains { $0.value >= 0x4E00 && $0.value <= 0x9FFF })
+            let unknown = try h.run(["send-test", "--channel", "sms", "--to", "x", "--kind", "nonsense", "--config", h.configPath])
+            #expect(unknown.code == 64)
+            #expect(unknown.err.contains("unknown kind \"nonsense\""))
+        }
+
         @Test func runOnceDeliversWhatIsDueAndExits() throws {
             let h = try Harness { Self.config($0) }
             #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)

@@ -62,3 +62,25 @@ import Testing
         #expect(message.webhookBody.contains(#""amount_due":5"#))
     }
 }
+
+/// `paywatch send-test --kind`: every kind renders for the sample order, with what it is about.
+@Suite struct SampleMessageTests {
+    @Test func everyKindRendersForTheSampleOrderWithWhatItIsAbout() {
+        let policy = Policy(unpaidHoldMs: 1_800_000, unpaidRemindersMs: [600_000], unpaidChannels: ["sms"], supportContact: "400-000")
+        let now: Millis = 1_790_000_000_000
+        for kind in NotificationKind.allCases {
+            for locale in ["en", "zh-CN"] {
+                let payload = Messages.sample(kind: kind, channel: "sms", policy: policy, now: now, locale: locale)
+                #expect(!payload.text.isEmpty && !payload.subject.isEmpty, "\(kind) \(locale)")
+                #expect(payload.text.contains("TEST-0001") || payload.subject.contains("TEST-0001"), "\(kind) \(locale): \(payload.text)")
+            }
+        }
+        let sample = { (kind: NotificationKind) in Messages.sample(kind: kind, channel: "sms", policy: policy, now: now, locale: "en") }
+        #expect(sample(.installmentDue).fact("installment_seq") == .number(2))
+        #expect(sample(.refundProgress).fact("refund_id") == .text("R-TEST"))
+        #expect(sample(.payingStalled).fact("provider_ref") == .text("ch_test"))
+        #expect(sample(.paymentFailed).fact("failure_reason") == .text("card_declined"))
+        #expect(sample(.duplicatePayment).fact("amount_to_return") == .number(12_900))
+        #expect(sample(.paymentConfirmed).fact("amount_paid") == .number(12_900))
+    }
+}
