@@ -9,6 +9,11 @@ import PaywatchStore
 public struct ChannelEndpoint: Sendable {
     public var name: String
     public var provider: any DeliveryProvider
+
+    public init(name: String, provider: any DeliveryProvider) {
+        self.name = name
+        self.provider = provider
+    }
 }
 
 /// Startup problems that are the configuration's fault (exit 78).

@@ -1,6 +1,8 @@
 import Foundation
 import GRDB
 import PaywatchCore
+import PaywatchDelivery
+import PaywatchTestSupport
 import Testing
 @testable import PaywatchDaemon
 
@@ -47,5 +49,59 @@ import Testing
         #expect(payload.fact("amount_due") == .number(12900))
         let sent = try #require(daemon.gateway.requests().first { $0.path == "/sms" })
         #expect(sent.bodyString.contains("\"body\":\"\(payload.text.replacingOccurrences(of: "\n", with: "\\n"))\""))
+    }
+}
+
+/// A provider that is not ready for its first `refusals` requests (as FCM before its access token).
+final class NotReadyYet: DeliveryProvider, @unchecked Sendable {
+    let name = "notready"
+    private let lock = NSLock()
+    private var refusals: Int
+    private let inner: WebhookProvider
+
+    init(refusals: Int, url: String) {
+        self.refusals = refusals
+        inner = WebhookProvider(url: url)
+    }
+
+    func request(for message: ProviderMessage) throws(ProviderError) -> HTTPRequest {
+        let refuse = lock.withLock { () -> Bool in
+            refusals -= 1
+            return refusals >= 0
+        }
+        if refuse { throw ProviderError.transient("waiting for an access token") }
+        return try inner.request(for: message)
+    }
+
+    func verdict(for response: HTTPResponse) -> ProviderVerdict { inner.verdict(for: response) }
+}
+
+extension PayloadDeliveryTests {
+    @Test func aProviderNotReadyYetIsRetriedWithTheBackoffNotDead() async throws {
+        let gateway = try PaywatchTestSupport.FakeGateway()
+        defer { gateway.stop() }
+        let daemon = try await InProcessDaemon(providers: ["sms": NotReadyYet(refusals: 2, url: gateway.baseURL + "/sms")]) {
+            PaywatchServiceTests.config($0)
+        }
+        try await daemon.shop().write { db in
+            try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('T1', 100, ?, '+8613800000000')",
+                           arguments: [daemon.clock.now() - 11 * 60_000])
+        }
+        daemon.run()
+        // Two refusals, each an attempt retried after the backoff (1 s, then 2 s on the manual clock).
+        #expect(await InProcessDaemon.eventually(5) {
+            (try? daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE order_id = 'T1' AND attempts = 1 AND state = 'pending'")) == 1
+        })
+        for _ in 0..<20 where gateway.requests().isEmpty {
+            daemon.clock.advance(by: 1_000)
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(await InProcessDaemon.eventually(5) {
+            (try? daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE order_id = 'T1' AND state = 'delivered' AND attempts = 3")) == 1
+        })
+        try await daemon.stop()
+        #expect(gateway.requests().count == 1)
+        let errors = try await daemon.shop().read { try String.fetchAll($0, sql: "SELECT error FROM pw_attempts WHERE error IS NOT NULL") }
+        #expect(errors.count == 2 && errors.allSatisfy { $0.contains("waiting for an access token") })
     }
 }

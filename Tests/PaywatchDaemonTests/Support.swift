@@ -3,6 +3,7 @@ import GRDB
 import Logging
 import PaywatchConfig
 import PaywatchCore
+import PaywatchDelivery
 import PaywatchDaemon
 import PaywatchStore
 import PaywatchTestSupport
@@ -76,7 +77,9 @@ final class InProcessDaemon: @unchecked Sendable {
     static let start: Millis = 1_790_000_000_000
 
     /// - Parameter directory: where the database goes (a fresh temporary folder by default).
-    init(busyTimeoutMs: Int64 = 5000, directory: URL? = nil, config: (String) -> String) async throws {
+    /// - Parameter providers: replace the providers the configuration names, by channel.
+    init(busyTimeoutMs: Int64 = 5000, directory: URL? = nil, providers: [String: any DeliveryProvider] = [:],
+         config: (String) -> String) async throws {
         self.directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-daemon-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
         dbPath = self.directory.appendingPathComponent("paywatch.db").path
@@ -86,8 +89,9 @@ final class InProcessDaemon: @unchecked Sendable {
         let configuration = try PaywatchConfiguration.parse(text, fileName: "test.toml")
         store = try SQLiteOrderStore(path: dbPath, busyTimeoutMs: busyTimeoutMs)
         try await store.migrate()
-        let runtime = try Runtime(config: configuration, store: store, clock: clock,
+        var runtime = try Runtime(config: configuration, store: store, clock: clock,
                                   logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        for (channel, provider) in providers { runtime.channels[channel] = ChannelEndpoint(name: channel, provider: provider) }
         service = PaywatchService(runtime: runtime, monitor: monitor)
     }
 
