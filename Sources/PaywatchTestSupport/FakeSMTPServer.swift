@@ -4,12 +4,6 @@ import Foundation
 import Glibc
 #endif
 
-/// Error raised when the SMTP server cannot bind its listening socket.
-public struct FakeSMTPServerError: Error, CustomStringConvertible {
-    public var description: String
-    public init(description: String) { self.description = description }
-}
-
 /// A real SMTP server on 127.0.0.1 (RFC 5321: EHLO, HELO, AUTH PLAIN and LOGIN, MAIL, RCPT,
 /// DATA, RSET, NOOP, QUIT), so the `smtp` provider is tested through libcurl's real SMTP
 /// client, with nothing installed beside the test binary.
@@ -54,7 +48,7 @@ public final class FakeSMTPServer: @unchecked Sendable {
     }
 
     private let credentials: (username: String, password: String)?
-    private let listenFD: Int32
+    private let listener: LoopbackListener
     /// Bound TCP port.
     public let port: Int
 
@@ -65,24 +59,21 @@ public final class FakeSMTPServer: @unchecked Sendable {
     private var loginLog: [Login] = []
     private var recipientReplies: [String: String] = [:]
     private var endOfDataReply = "250 2.0.0 Ok: queued"
-    private var accepted = 0
-    private var openFDs: Set<Int32> = []
-    private var liveThreads = 0
-    private var stopped = false
-    private var listenClosed = false
 
     /// Binds 127.0.0.1 and starts serving.
     /// - Parameters:
     ///   - credentials: when set, EHLO offers `AUTH PLAIN LOGIN`, these are the only ones
     ///     accepted, and `MAIL` needs a successful `AUTH` first (`530`).
     ///   - port: TCP port, 0 for an ephemeral one.
+    /// - Throws: ``FakeGatewayError`` when the socket cannot be bound.
     public init(credentials: (username: String, password: String)? = nil, port requestedPort: Int = 0) throws {
         self.credentials = credentials
-        (listenFD, port) = try listenOnLoopback(port: requestedPort) { FakeSMTPServerError(description: $0) }
-        liveThreads = 1
-        let thread = Thread { [self] in acceptLoop() }
-        thread.name = "fake-smtp-accept"
-        thread.start()
+        listener = try LoopbackListener(port: requestedPort) { FakeGatewayError(description: $0) }
+        port = listener.port
+        listener.start(name: "fake-smtp") { [self] fd, connectionID in
+            var session = Session(fd: fd, connectionID: connectionID)
+            serve(&session)
+        }
     }
 
     deinit {
@@ -130,68 +121,15 @@ public final class FakeSMTPServer: @unchecked Sendable {
     }
 
     /// TCP connections accepted so far.
-    public var connectionsAccepted: Int {
-        cond.lock()
-        defer { cond.unlock() }
-        return accepted
-    }
+    public var connectionsAccepted: Int { listener.connectionsAccepted }
 
     /// Closes the listening socket and all connections and waits for every server thread to
     /// exit. Idempotent.
     public func stop() {
-        cond.lock()
-        if !stopped {
-            stopped = true
-            shutdown(listenFD, Int32(SHUT_RDWR))
-            for fd in openFDs { shutdown(fd, Int32(SHUT_RDWR)) }
-        }
-        while liveThreads > 0 { cond.wait() }
-        if !listenClosed {
-            listenClosed = true
-            close(listenFD)
-        }
-        cond.unlock()
+        listener.stop()
     }
 
-    // MARK: - Server threads
-
-    private func acceptLoop() {
-        while true {
-            let fd = accept(listenFD, nil, nil)
-            cond.lock()
-            if stopped {
-                cond.unlock()
-                if fd >= 0 { close(fd) }
-                break
-            }
-            guard fd >= 0 else {
-                cond.unlock()
-                usleep(1000)
-                continue
-            }
-            accepted += 1
-            let connectionID = accepted
-            openFDs.insert(fd)
-            liveThreads += 1
-            cond.unlock()
-            let thread = Thread { [self] in
-                var session = Session(fd: fd, connectionID: connectionID)
-                serve(&session)
-                cond.lock()
-                openFDs.remove(fd)
-                close(fd)
-                liveThreads -= 1
-                cond.broadcast()
-                cond.unlock()
-            }
-            thread.name = "fake-smtp-conn"
-            thread.start()
-        }
-        cond.lock()
-        liveThreads -= 1
-        cond.broadcast()
-        cond.unlock()
-    }
+    // MARK: - Conversation
 
     /// One connection's state.
     private struct Session {

@@ -1,6 +1,120 @@
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// The socket and threads of a fake server on 127.0.0.1: one thread accepts, one thread serves
+/// each connection, and `stop()` ends them all. Shared by ``FakeGateway`` and ``FakeSMTPServer``,
+/// which only say how a connection is served.
+final class LoopbackListener: @unchecked Sendable {
+    /// Bound TCP port.
+    let port: Int
+    private let listenFD: Int32
+
+    // Guarded by `cond`.
+    private let cond = NSCondition()
+    private var nextConnectionID = 0
+    private var accepted = 0
+    private var openFDs: Set<Int32> = []
+    private var liveThreads = 0
+    private var stopped = false
+    private var listenClosed = false
+
+    init<E: Error>(port: Int, error: (String) -> E) throws(E) {
+        (listenFD, self.port) = try listenOnLoopback(port: port, error: error)
+    }
+
+    /// Starts accepting. `serve(fd, connectionID)` runs on a thread of its own per connection
+    /// (ids count from 1); the socket is closed when it returns.
+    func start(name: String, serve: @escaping @Sendable (Int32, Int) -> Void) {
+        cond.lock()
+        liveThreads += 1
+        cond.unlock()
+        let thread = Thread { [self] in acceptLoop(name: name, serve: serve) }
+        thread.name = "\(name)-accept"
+        thread.start()
+    }
+
+    /// Connections accepted since start or the last `resetConnectionCount()`.
+    var connectionsAccepted: Int {
+        cond.lock()
+        defer { cond.unlock() }
+        return accepted
+    }
+
+    func resetConnectionCount() {
+        cond.lock()
+        accepted = 0
+        cond.unlock()
+    }
+
+    var isStopped: Bool {
+        cond.lock()
+        defer { cond.unlock() }
+        return stopped
+    }
+
+    /// Closes the listening socket and all connections and waits for every thread to exit.
+    /// Idempotent.
+    func stop() {
+        cond.lock()
+        if !stopped {
+            stopped = true
+            shutdown(listenFD, Int32(SHUT_RDWR))
+            for fd in openFDs { shutdown(fd, Int32(SHUT_RDWR)) }
+        }
+        while liveThreads > 0 { cond.wait() }
+        if !listenClosed {
+            listenClosed = true
+            close(listenFD)
+        }
+        cond.unlock()
+    }
+
+    private func acceptLoop(name: String, serve: @escaping @Sendable (Int32, Int) -> Void) {
+        while true {
+            let fd = accept(listenFD, nil, nil)
+            if fd < 0 {
+                let err = errno
+                if isStopped { break }
+                if err == EINTR || err == ECONNABORTED { continue }
+                usleep(1000)  // EMFILE and friends: back off briefly
+                continue
+            }
+            cond.lock()
+            if stopped {
+                cond.unlock()
+                close(fd)
+                break
+            }
+            nextConnectionID += 1
+            accepted += 1
+            let connectionID = nextConnectionID
+            openFDs.insert(fd)
+            liveThreads += 1
+            cond.unlock()
+
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            let thread = Thread { [self] in
+                serve(fd, connectionID)
+                cond.lock()
+                openFDs.remove(fd)
+                close(fd)
+                liveThreads -= 1
+                cond.broadcast()
+                cond.unlock()
+            }
+            thread.name = "\(name)-conn"
+            thread.start()
+        }
+        cond.lock()
+        liveThreads -= 1
+        cond.broadcast()
+        cond.unlock()
+    }
+}
 
 /// A listening TCP socket on 127.0.0.1, shared by the fake servers (HTTP, SMTP).
 /// - Parameters:
