@@ -208,10 +208,8 @@ import Testing
     }
 
     @Test func aConnectionRefusedIsRetried() async throws {
-        let server = try FakeSMTPServer()
-        let url = server.url
-        server.stop()  // the port is free again: nothing listens
-        let provider = try SMTPProvider(url: url, from: "shop@shop.example", now: { Self.now })
+        // Port 1 on loopback: privileged, so no test's server can hold it, and nothing listens.
+        let provider = try SMTPProvider(url: "smtp://127.0.0.1:1", from: "shop@shop.example", now: { Self.now })
         let (response, verdict) = try await Self.send(provider, Self.message())
         #expect(response.status == nil)
         #expect(response.mail?.repliedTo == nil)
