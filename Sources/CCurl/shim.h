@@ -7,8 +7,11 @@
 #define CURL_DISABLE_TYPECHECK 1
 #include <curl/curl.h>
 
-/** Signature shared by CURLOPT_WRITEFUNCTION and CURLOPT_HEADERFUNCTION. */
+/** Signature shared by CURLOPT_WRITEFUNCTION, CURLOPT_HEADERFUNCTION and CURLOPT_READFUNCTION. */
 typedef size_t (*ccurl_data_callback)(char *ptr, size_t size, size_t nmemb, void *userdata);
+
+/** CURLOPT_DEBUGFUNCTION: sees the protocol lines (an SMTP conversation's commands and replies). */
+typedef int (*ccurl_debug_callback)(CURL *handle, curl_infotype type, char *data, size_t size, void *userdata);
 
 static inline CURLcode ccurl_global_init_default(void) {
     return curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -31,6 +34,10 @@ static inline CURLcode ccurl_easy_setopt_off_t(CURL *handle, CURLoption option, 
 }
 
 static inline CURLcode ccurl_easy_setopt_callback(CURL *handle, CURLoption option, ccurl_data_callback value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
+static inline CURLcode ccurl_easy_setopt_debug_callback(CURL *handle, CURLoption option, ccurl_debug_callback value) {
     return curl_easy_setopt(handle, option, value);
 }
 

@@ -163,7 +163,7 @@ public enum Validator {
     }
 
     /// C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
-    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+    public static func isControl(_ scalar: Unicode.Scalar) -> Bool {
         let value = scalar.value
         return value < 0x20 || (0x7F...0x9F).contains(value) || value == 0x2028 || value == 0x2029
     }

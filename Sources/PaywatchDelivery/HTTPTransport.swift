@@ -8,25 +8,39 @@ import Glibc
 
 // MARK: - Public value types
 
-/// One outgoing HTTP request. `id` is opaque to the transport and echoed back in the response.
+/// One outgoing transfer: an HTTP request or, with `mail`, an SMTP submission. Both go through
+/// the same multi handle, so lanes, concurrency and timeouts apply to e-mail as they do to
+/// webhooks. `id` is opaque to the transport and echoed back in the response.
 public struct HTTPRequest: Sendable {
     /// Caller's id, echoed back in `HTTPResponse.id`.
     public var id: Int64
-    /// Absolute `http://` or `https://` URL. Other schemes are rejected by curl.
+    /// Absolute `http://` or `https://` URL; with `mail`, an `smtp://` or `smtps://` one. Any
+    /// other pairing is refused before anything is sent (a webhook URL can never make paywatch
+    /// speak SMTP, nor an SMTP channel HTTP).
     public var url: String
     /// HTTP method; `"POST"` by default. `"GET"`, `"HEAD"` and other tokens (`PUT`, `PATCH`, ...) are supported.
     public var method: String
     /// Request headers in order. Names/values must not contain CR or LF (such requests fail without being sent).
     public var headers: [(String, String)]
-    /// Raw request body (sent for every method except GET/HEAD).
+    /// Raw request body (sent for every method except GET/HEAD); with `mail`, the whole message
+    /// (RFC 5322 headers and body, CRLF lines), which curl dot-stuffs as SMTP requires.
     public var body: [UInt8]
+    /// Set for an SMTP submission: the envelope, TLS policy and credentials. `method` and
+    /// `headers` are then ignored.
+    public var mail: MailEnvelope?
+    /// A PEM file of trusted CAs instead of the system's (`ca_file`). Peer and host verification
+    /// stay on whatever it says.
+    public var caFile: String?
 
-    public init(id: Int64, url: String, method: String = "POST", headers: [(String, String)] = [], body: [UInt8] = []) {
+    public init(id: Int64, url: String, method: String = "POST", headers: [(String, String)] = [], body: [UInt8] = [],
+                mail: MailEnvelope? = nil, caFile: String? = nil) {
         self.id = id
         self.url = url
         self.method = method
         self.headers = headers
         self.body = body
+        self.mail = mail
+        self.caFile = caFile
     }
 }
 
@@ -34,21 +48,27 @@ public struct HTTPRequest: Sendable {
 public struct HTTPResponse: Sendable, Equatable {
     /// The request's `id`.
     public var id: Int64
-    /// HTTP status; nil on transport error or when not attempted.
+    /// HTTP status; nil on transport error or when not attempted. For SMTP, the server's last
+    /// reply code, kept even when curl gave up (a `550` refusing the recipient is an error to
+    /// curl): see `mail` for the command it answered.
     public var status: Int?
     /// Raw `Retry-After` response header, if present.
     public var retryAfter: String?
-    /// First 2 KiB of the response body, decoded as lossy UTF-8.
+    /// First 2 KiB of the response body, decoded as lossy UTF-8. For SMTP, the server's last
+    /// reply, its lines joined by spaces.
     public var body: String
-    /// curl error text for transport errors (never contains request headers or bodies).
+    /// curl error text for transport errors; for SMTP also when the server refused a command
+    /// (`status` is then its reply code). Never contains request headers, bodies or credentials.
     public var error: String?
     /// False when the request was never started (cancelled / shut down).
     public var attempted: Bool
     /// Wall time from starting the transfer until it completed.
     public var durationMs: Int64
+    /// For an SMTP transfer that was started: how far the conversation got.
+    public var mail: MailReply?
 
     public init(id: Int64, status: Int?, retryAfter: String? = nil, body: String = "", error: String? = nil,
-                attempted: Bool = true, durationMs: Int64 = 0) {
+                attempted: Bool = true, durationMs: Int64 = 0, mail: MailReply? = nil) {
         self.id = id
         self.status = status
         self.retryAfter = retryAfter
@@ -56,6 +76,7 @@ public struct HTTPResponse: Sendable, Equatable {
         self.error = error
         self.attempted = attempted
         self.durationMs = durationMs
+        self.mail = mail
     }
 
     static func notAttempted(_ id: Int64, reason: String) -> HTTPResponse {
@@ -75,7 +96,8 @@ let maxCapturedBodyBytes = 2048
 /// (hand the response over, e.g. by yielding it into an `AsyncStream`).
 public typealias HTTPCompletion = @Sendable (HTTPResponse) -> Void
 
-/// HTTP client built on one long-lived curl multi handle driven by a dedicated thread.
+/// HTTP client built on one long-lived curl multi handle driven by a dedicated thread. It also
+/// submits e-mail over SMTP (a request with `mail`), with the same limits and timeouts.
 ///
 /// Connections are kept alive and reused. At most `concurrency` transfers are in flight at any
 /// moment; further requests wait in FIFO order. Every request gets exactly one completion, as soon
@@ -186,6 +208,8 @@ final class EasyHandle {
     var job: Job?
     var requestBody: UnsafeMutablePointer<UInt8>?
     var headerList: UnsafeMutablePointer<curl_slist>?
+    /// An SMTP transfer's state (see MailTransfer.swift).
+    var mail: MailProgress?
     var responseBody: [UInt8] = []
     var retryAfter: String?
     var startNs: UInt64 = 0
@@ -198,10 +222,22 @@ final class EasyHandle {
         responseBody.reserveCapacity(maxCapturedBodyBytes)
     }
 
+    /// A copy of `body` that lives until `recycle()`: curl reads it after `configure` returned.
+    func keep(_ body: [UInt8]) -> UnsafeMutablePointer<UInt8> {
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, body.count))
+        body.withUnsafeBufferPointer { src in
+            if let base = src.baseAddress { buffer.update(from: base, count: body.count) }
+        }
+        requestBody = buffer
+        return buffer
+    }
+
     /// Frees per-transfer resources and resets the handle for reuse.
     func recycle() {
         if let headerList { curl_slist_free_all(headerList) }
         headerList = nil
+        if let recipients = mail?.recipientList { curl_slist_free_all(recipients) }
+        mail = nil
         requestBody?.deallocate()
         requestBody = nil
         job = nil
@@ -471,27 +507,32 @@ final class CurlWorker: @unchecked Sendable {
         let e = handle.easy
         let opaque = Unmanaged.passUnretained(handle).toOpaque()
         let method = request.method.uppercased()
-        guard !method.isEmpty, method.utf8.allSatisfy({ ($0 >= 65 && $0 <= 90) || $0 == 45 || $0 == 95 }) else {
-            return "invalid request: bad HTTP method"
+        if request.mail == nil {
+            guard !method.isEmpty, method.utf8.allSatisfy({ ($0 >= 65 && $0 <= 90) || $0 == 45 || $0 == 95 }) else {
+                return "invalid request: bad HTTP method"
+            }
         }
         guard !request.url.utf8.contains(0) else { return "invalid request: bad URL" }
 
         handle.errorBuffer[0] = 0
         _ = ccurl_easy_setopt_long(e, CURLOPT_NOSIGNAL, 1)
         _ = ccurl_easy_setopt_pointer(e, CURLOPT_ERRORBUFFER, handle.errorBuffer)
-        _ = ccurl_easy_setopt_string(e, CURLOPT_PROTOCOLS_STR, "http,https")
-        _ = ccurl_easy_setopt_long(e, CURLOPT_FOLLOWLOCATION, 0)
-        _ = ccurl_easy_setopt_long(e, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
         _ = ccurl_easy_setopt_long(e, CURLOPT_TIMEOUT_MS, Int(timeoutMs))
         _ = ccurl_easy_setopt_long(e, CURLOPT_CONNECTTIMEOUT_MS, Int(connectTimeoutMs))
         _ = ccurl_easy_setopt_pointer(e, CURLOPT_PRIVATE, opaque)
         _ = ccurl_easy_setopt_callback(e, CURLOPT_WRITEFUNCTION, curlWriteCallback)
         _ = ccurl_easy_setopt_pointer(e, CURLOPT_WRITEDATA, opaque)
-        _ = ccurl_easy_setopt_callback(e, CURLOPT_HEADERFUNCTION, curlHeaderCallback)
-        _ = ccurl_easy_setopt_pointer(e, CURLOPT_HEADERDATA, opaque)
         if request.url.withCString({ ccurl_easy_setopt_string(e, CURLOPT_URL, $0) }) != CURLE_OK {
             return "invalid request: bad URL"
         }
+        if let problem = setCAFile(e, request.caFile) { return problem }
+        if let mail = request.mail { return configureMail(handle, request, mail) }
+
+        _ = ccurl_easy_setopt_string(e, CURLOPT_PROTOCOLS_STR, "http,https")
+        _ = ccurl_easy_setopt_long(e, CURLOPT_FOLLOWLOCATION, 0)
+        _ = ccurl_easy_setopt_long(e, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
+        _ = ccurl_easy_setopt_callback(e, CURLOPT_HEADERFUNCTION, curlHeaderCallback)
+        _ = ccurl_easy_setopt_pointer(e, CURLOPT_HEADERDATA, opaque)
 
         switch method {
         case "GET":
@@ -501,13 +542,7 @@ final class CurlWorker: @unchecked Sendable {
         default:
             // POST-style upload from a stable copy of the body (never read from stdin).
             let count = request.body.count
-            let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, count))
-            if count > 0 {
-                request.body.withUnsafeBufferPointer { src in
-                    if let base = src.baseAddress { buffer.update(from: base, count: count) }
-                }
-            }
-            handle.requestBody = buffer
+            let buffer = handle.keep(request.body)
             _ = ccurl_easy_setopt_long(e, CURLOPT_POST, 1)
             _ = ccurl_easy_setopt_off_t(e, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(count))
             _ = ccurl_easy_setopt_pointer(e, CURLOPT_POSTFIELDS, buffer)
@@ -557,23 +592,47 @@ final class CurlWorker: @unchecked Sendable {
         }
         var status: Int?
         var errorText: String?
-        if result == CURLE_OK {
+        if handle.mail != nil {
+            // SMTP: the last reply code matters most when curl gave up because of it.
+            var code = 0
+            _ = ccurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &code)
+            status = code > 0 ? code : nil
+            if result != CURLE_OK { errorText = curlErrorText(result, handle) }
+        } else if result == CURLE_OK {
             var code = 0
             _ = ccurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &code)
             status = code
         } else {
-            let detail = String(cString: handle.errorBuffer)
-            let summary = String(cString: curl_easy_strerror(result))
-            errorText = "curl error \(result.rawValue): " + (detail.isEmpty ? summary : detail)
+            errorText = curlErrorText(result, handle)
         }
         let response = HTTPResponse(
             id: job.request.id, status: status, retryAfter: handle.retryAfter,
             body: String(decoding: handle.responseBody, as: UTF8.self),
-            error: errorText, attempted: true, durationMs: elapsedMs(handle))
+            error: errorText, attempted: true, durationMs: elapsedMs(handle),
+            mail: handle.mail.map { $0.reply(result: result) })
         handle.recycle()
         pool.append(handle)
         done.append((job, response))
     }
+}
+
+/// curl's own error text: it names hosts, ports and SMTP reply codes, never request headers,
+/// bodies or credentials (those are set as options, never put into the URL).
+private func curlErrorText(_ result: CURLcode, _ handle: EasyHandle) -> String {
+    let detail = String(cString: handle.errorBuffer)
+    let summary = String(cString: curl_easy_strerror(result))
+    return "curl error \(result.rawValue): " + (detail.isEmpty ? summary : detail)
+}
+
+/// CURLOPT_CAINFO for `ca_file`. Verification itself is never turned off (curl's defaults,
+/// restored by every `curl_easy_reset`, verify both the peer and the host name).
+func setCAFile(_ easy: UnsafeMutableRawPointer, _ caFile: String?) -> String? {
+    guard let caFile else { return nil }
+    guard !caFile.isEmpty, !caFile.utf8.contains(0),
+          caFile.withCString({ ccurl_easy_setopt_string(easy, CURLOPT_CAINFO, $0) }) == CURLE_OK else {
+        return "invalid request: bad CA file name"
+    }
+    return nil
 }
 
 private let workerKey = "paywatch.curl.worker"

@@ -4,7 +4,8 @@ import Foundation
 import Glibc
 #endif
 
-/// Error raised when the gateway cannot bind its listening socket.
+/// Error raised when a fake server (``FakeGateway``, ``FakeSMTPServer``) cannot bind its
+/// listening socket.
 public struct FakeGatewayError: Error, CustomStringConvertible {
     public var description: String
     public init(description: String) { self.description = description }
@@ -47,7 +48,7 @@ public final class FakeGateway: @unchecked Sendable {
 
     private let recordBodies: Bool
     private let recordRequests: Bool
-    private let listenFD: Int32
+    private let listener: LoopbackListener
     /// Bound TCP port.
     public let port: Int
 
@@ -56,14 +57,8 @@ public final class FakeGateway: @unchecked Sendable {
     private var responder: @Sendable (Request) -> Response = { _ in Response() }
     private var recorded: [Request] = []
     private var requestTotal = 0
-    private var accepted = 0
-    private var nextConnectionID = 0
     private var inFlight = 0
     private var maxInFlight = 0
-    private var openFDs: Set<Int32> = []
-    private var liveThreads = 0
-    private var stopped = false
-    private var listenClosed = false
 
     /// Binds 127.0.0.1 and starts serving immediately.
     /// - Parameters:
@@ -75,44 +70,9 @@ public final class FakeGateway: @unchecked Sendable {
     public init(recordBodies: Bool = true, recordRequests: Bool = true, port requestedPort: Int = 0) throws {
         self.recordBodies = recordBodies
         self.recordRequests = recordRequests
-        guard (0...65535).contains(requestedPort) else {
-            throw FakeGatewayError(description: "invalid port \(requestedPort)")
-        }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw FakeGatewayError(description: "socket() failed: errno \(errno)") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(requestedPort).bigEndian)
-        addr.sin_addr = in_addr(s_addr: UInt32(0x7F00_0001).bigEndian)
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0, listen(fd, 1024) == 0 else {
-            let err = errno
-            close(fd)
-            throw FakeGatewayError(description: "bind/listen on 127.0.0.1:\(requestedPort) failed: errno \(err)")
-        }
-        var actual = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &actual) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        guard named == 0 else {
-            close(fd)
-            throw FakeGatewayError(description: "getsockname failed: errno \(errno)")
-        }
-        listenFD = fd
-        port = Int(UInt16(bigEndian: actual.sin_port))
-
-        liveThreads = 1
-        let thread = Thread { [self] in acceptLoop() }
-        thread.name = "fake-gateway-accept"
-        thread.start()
+        listener = try LoopbackListener(port: requestedPort) { FakeGatewayError(description: $0) }
+        port = listener.port
+        listener.start(name: "fake-gateway") { [self] in serve($0, $1) }
     }
 
     deinit {
@@ -144,11 +104,7 @@ public final class FakeGateway: @unchecked Sendable {
     }
 
     /// TCP connections accepted since start / last `reset()`.
-    public var connectionsAccepted: Int {
-        cond.lock()
-        defer { cond.unlock() }
-        return accepted
-    }
+    public var connectionsAccepted: Int { listener.connectionsAccepted }
 
     /// Highest number of requests being handled at the same moment (including responder delay).
     public var maxConcurrentRequests: Int {
@@ -182,10 +138,10 @@ public final class FakeGateway: @unchecked Sendable {
 
     /// Clears recorded requests and counters (requests currently in progress still finish).
     public func reset() {
+        listener.resetConnectionCount()
         cond.lock()
         recorded.removeAll()
         requestTotal = 0
-        accepted = 0
         maxInFlight = inFlight
         cond.unlock()
     }
@@ -193,81 +149,18 @@ public final class FakeGateway: @unchecked Sendable {
     /// Closes the listening socket and all connections and waits for every server thread to exit.
     /// Idempotent.
     public func stop() {
+        listener.stop()
         cond.lock()
-        if !stopped {
-            stopped = true
-            shutdown(listenFD, Int32(SHUT_RDWR))
-            for fd in openFDs { shutdown(fd, Int32(SHUT_RDWR)) }
-            cond.broadcast()
-        }
-        while liveThreads > 0 { cond.wait() }
-        if !listenClosed {
-            listenClosed = true
-            close(listenFD)
-        }
+        cond.broadcast()  // waiters see the end sooner
         cond.unlock()
     }
 
     // MARK: - Server threads
 
-    private func acceptLoop() {
-        while true {
-            let fd = accept(listenFD, nil, nil)
-            if fd < 0 {
-                let err = errno
-                cond.lock()
-                let isStopped = stopped
-                cond.unlock()
-                if isStopped { break }
-                if err == EINTR || err == ECONNABORTED { continue }
-                usleep(1000)  // EMFILE and friends: back off briefly
-                continue
-            }
-            cond.lock()
-            if stopped {
-                cond.unlock()
-                close(fd)
-                break
-            }
-            accepted += 1
-            nextConnectionID += 1
-            let connectionID = nextConnectionID
-            openFDs.insert(fd)
-            liveThreads += 1
-            cond.unlock()
-
-            var one: Int32 = 1
-            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            let thread = Thread { [self] in serve(fd, connectionID) }
-            thread.name = "fake-gateway-conn"
-            thread.start()
-        }
-        threadExited()
-    }
-
-    private func threadExited() {
-        cond.lock()
-        liveThreads -= 1
-        cond.broadcast()
-        cond.unlock()
-    }
-
-    private var isStopped: Bool {
-        cond.lock()
-        defer { cond.unlock() }
-        return stopped
-    }
+    private var isStopped: Bool { listener.isStopped }
 
     /// Serves one keep-alive connection until the peer closes it, an error occurs, or `stop()`.
     private func serve(_ fd: Int32, _ connectionID: Int) {
-        defer {
-            cond.lock()
-            openFDs.remove(fd)
-            close(fd)
-            liveThreads -= 1
-            cond.broadcast()
-            cond.unlock()
-        }
         var buffer: [UInt8] = []
         buffer.reserveCapacity(16 * 1024)
         var start = 0  // first unconsumed byte in `buffer`
@@ -441,22 +334,6 @@ private func parseHead(_ bytes: ArraySlice<UInt8>) -> Head? {
     let chunked = headers["transfer-encoding"]?.lowercased().contains("chunked") ?? false
     return Head(method: method, path: path, headers: headers, contentLength: contentLength,
                 keepAlive: keepAlive, chunked: chunked)
-}
-
-/// Writes all bytes; false if the peer went away.
-@discardableResult
-private func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-    bytes.withUnsafeBytes { raw -> Bool in
-        guard let base = raw.baseAddress else { return true }
-        var offset = 0
-        while offset < raw.count {
-            let n = send(fd, base + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return false }
-            offset += n
-        }
-        return true
-    }
 }
 
 private func clean(_ s: String) -> String {

@@ -196,7 +196,7 @@ extension EndToEnd {
             #expect(Harness.eventually(10) { h.gateway.requests().contains { $0.path == "/sms" } })
             #expect(Harness.eventually(5) { httpGet(port: port, path: "/metrics")?.status == 200 })
             // The traced binary itself (strace and setpriv are its ancestors).
-            let pid = try #require(Self.pids(named: "paywatch").first)
+            let pid = try #require(Self.pids(named: "paywatch", under: process.processIdentifier).first)
             kill(pid, SIGHUP)
             #expect(Harness.eventually(10) { h.log.contains("configuration reloaded") })
             kill(pid, SIGTERM)
@@ -236,11 +236,25 @@ extension EndToEnd {
         }
 
         /// The pids of the processes whose command name (`/proc/PID/comm`) is `name`.
-        static func pids(named name: String) -> [Int32] {
-            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
+        static func pids(named name: String, under ancestor: Int32) -> [Int32] {
+            // Only this test's descendants: other test runs on the machine have `paywatch`es too.
+            func parent(_ pid: Int32) -> Int32? {
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { return nil }
+                return stat[stat.index(after: close)...].split(separator: " ").dropFirst().first.flatMap { Int32($0) }
+            }
+            func descends(_ pid: Int32) -> Bool {
+                var current = pid
+                while let up = parent(current), up > 1 {
+                    if up == ancestor { return true }
+                    current = up
+                }
+                return false
+            }
+            return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
                 guard let pid = Int32(entry),
                       let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8),
-                      comm.trimmingCharacters(in: .whitespacesAndNewlines) == name else { return nil }
+                      comm.trimmingCharacters(in: .whitespacesAndNewlines) == name, descends(pid) else { return nil }
                 return pid
             }
         }
