@@ -37,7 +37,10 @@ public final class AccessTokenSource: @unchecked Sendable {
     public static let scope = "https://www.googleapis.com/auth/firebase.messaging"
     private let account: ServiceAccount
     private let key: _RSA.Signing.PrivateKey
-    private let transport: HTTPTransport
+    private let timeoutMs: Int64
+    /// Made at the first exchange: a provider built only to check the configuration starts no thread.
+    private var transport: HTTPTransport?
+    private var stopped = false
     private let now: @Sendable () -> Int64
     private let lock = NSLock()
     private var token: (value: String, expiresAtMs: Int64)?
@@ -51,7 +54,7 @@ public final class AccessTokenSource: @unchecked Sendable {
         self.account = account
         self.key = key
         self.now = now
-        transport = HTTPTransport(concurrency: 1, timeoutMs: timeoutMs)
+        self.timeoutMs = timeoutMs
     }
 
     /// The token to send now, or nil (a refresh is then under way). A token with less than 5
@@ -78,7 +81,20 @@ public final class AccessTokenSource: @unchecked Sendable {
     public var failure: String? { lock.withLock { lastError } }
 
     public func shutdown() {
-        transport.shutdown()
+        let made = lock.withLock { () -> HTTPTransport? in
+            stopped = true
+            return transport
+        }
+        made?.shutdown()
+    }
+
+    /// The exchange's transport, made once; nil after shutdown.
+    private func exchangeTransport() -> HTTPTransport? {
+        lock.withLock {
+            if stopped { return nil }
+            if transport == nil { transport = HTTPTransport(concurrency: 1, timeoutMs: timeoutMs) }
+            return transport
+        }
     }
 
     /// The signed assertion: `{"alg":"RS256","typ":"JWT"}` and the claims `iss`, `scope`, `aud`,
@@ -103,8 +119,11 @@ public final class AccessTokenSource: @unchecked Sendable {
                 + "&assertion=" + formEncoded(try assertion(issuedAt: issued))
             let request = HTTPRequest(id: 0, url: account.tokenURI, method: "POST",
                                       headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Array(form.utf8))
-            let response = await transport.perform([request])[0]
-            result = Self.exchanged(response)
+            if let transport = exchangeTransport() {
+                result = Self.exchanged(await transport.perform([request])[0])
+            } else {
+                result = .failure(ProviderError("the provider is shut down"))
+            }
         } catch {
             result = .failure(ProviderError("cannot sign the token request: \(error)"))
         }
