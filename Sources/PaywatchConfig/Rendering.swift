@@ -25,7 +25,9 @@ extension PaywatchConfiguration {
         }
         for name in channels.keys.sorted() {
             guard let channel = channels[name] else { continue }
-            section("channels.\(displayKey(name))", Channel.keys, of: channel)
+            // Only the keys of its provider: another provider's would be refused if written back.
+            let own = Self.channelKeys(of: channel.provider) ?? Channel.keys.map(\.name)
+            section("channels.\(displayKey(name))", Channel.keys.filter { own.contains($0.name) }, of: channel)
         }
         return out.joined(separator: "\n") + "\n"
     }
@@ -56,7 +58,7 @@ extension PaywatchConfiguration {
         for declared in sections {
             add("[\(declared.name)]", declared.keys, defaults: defaults)
         }
-        add("[channels.NAME]", Channel.keys, defaults: Channel(name: "NAME", url: ""))
+        add("[channels.NAME]", Channel.keys, defaults: Channel(name: "NAME"))
         return rows.joined(separator: "\n") + "\n"
     }
 }

@@ -151,7 +151,12 @@ public struct Runtime: Sendable {
                 case .failure(let problem): throw failure(problem.description)
                 }
             }
-            result[name] = ChannelEndpoint(name: name, provider: WebhookProvider(url: channel.url, token: token))
+            guard channel.provider == "webhook", let url = channel.url else {
+                throw RuntimeConfigError(description: config.error(
+                    file: configPath, section: ["channels", name], key: "provider",
+                    message: "provider \"\(channel.provider)\" is not available in this build yet").description)
+            }
+            result[name] = ChannelEndpoint(name: name, provider: WebhookProvider(url: url, token: token))
         }
         return result
     }
