@@ -202,7 +202,7 @@ struct CheckConfig: AsyncParsableCommand {
         }
         print("# effective configuration of \(options.path)")
         print(config.rendered(), terminator: "")
-        for warning in config.warnings {
+        for warning in config.warnings + Runtime.secretFileWarnings(config, configPath: options.path) {
             printError("warning: \(warning)")
         }
     }
