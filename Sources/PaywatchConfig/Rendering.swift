@@ -4,7 +4,9 @@ extension PaywatchConfiguration {
     /// Keys that are not set (`reconcile_url`, `token_file`, `to`) appear as comments. Credentials are
     /// masked in every URL (`[store] url`, `[paying] reconcile_url`, `[channels.NAME] url`): a userinfo
     /// password and every query value become `****` (see ``maskURL(_:)``), and the masked URL is still
-    /// valid; `token_file` paths are shown (they are not secrets, their content is never read here).
+    /// valid; `*_file` paths are shown (they are not secrets, their content is never read here), and
+    /// no key holds a credential itself (inline secrets are refused). A channel shows its provider's
+    /// keys only.
     /// For a configuration from `parse`/`load` whose URLs hold no password, query value or fragment,
     /// parsing the output again gives an equal configuration.
     public func rendered() -> String {

@@ -2,16 +2,6 @@ import Foundation
 @testable import PaywatchConfig
 import Testing
 
-/// Parses `text` as "x.toml" and returns the error's description, or a note that it parsed.
-private func failure(_ text: String) -> String {
-    do {
-        _ = try PaywatchConfiguration.parse(text, fileName: "x.toml")
-        return "parsed without error"
-    } catch {
-        return error.description
-    }
-}
-
 /// One section per provider, each with its required keys (and a few optional ones).
 private let everyProvider = """
     [channels.hook]

@@ -2,7 +2,7 @@ import PaywatchConfig
 import Testing
 
 /// Parses `text` as "x.toml" and returns the error's description, or a note that it parsed.
-private func failure(_ text: String) -> String {
+func failure(_ text: String) -> String {
     do {
         _ = try PaywatchConfiguration.parse(text, fileName: "x.toml")
         return "parsed without error"
