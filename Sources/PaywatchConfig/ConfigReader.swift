@@ -281,6 +281,10 @@ struct ConfigReader {
                 refused.insert("url")
             }
         }
+        if provider == "smtp", usable("url"), !refused.contains("url"), let url = channel.url, urlHasPassword(url) {
+            fail(section: s, key: "url", "a password in the url is an inline secret: put the login in username and password_file")
+            refused.insert("url")
+        }
         // Not judged while allow_insecure_http itself is wrong: its error says enough.
         let insecureAllowed = channel.allowInsecureHTTP || notAccepted.contains("allow_insecure_http")
         for key in ["url", "base_url"] where usable(key) && !refused.contains(key) && !insecureAllowed {

@@ -41,3 +41,11 @@ public func isInsecureHTTP(_ url: String) -> Bool {
     guard url.lowercased().hasPrefix("http://") else { return false }
     return !(urlHost(url).map(isLoopbackHost) ?? false)
 }
+
+/// Whether `url`'s authority holds a password (`SCHEME://USER:PASSWORD@HOST`).
+func urlHasPassword(_ url: String) -> Bool {
+    guard let schemeEnd = url.firstRange(of: "://") else { return false }
+    let authority = url[schemeEnd.upperBound...].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+    guard let at = authority.lastIndex(of: "@") else { return false }
+    return authority[..<at].contains(":")
+}

@@ -108,6 +108,9 @@ private let everyProvider = """
             == "x.toml:5: [channels.mail] password: an inline secret is refused: put it in a file: password_file = \"/etc/paywatch/password\"")
         #expect(failure("[channels.ops]\nprovider = \"pagerduty\"\nrouting_key_file = \"/k\"\nrouting_key = \"R\"\n")
             == "x.toml:4: [channels.ops] routing_key: an inline secret is refused: put it in a file: routing_key_file = \"/etc/paywatch/routing-key\"")
+        #expect(failure("[channels.mail]\nprovider = \"smtp\"\nurl = \"smtp://orders:pw-s3cret@m.example:587\"\nfrom = \"a@b.example\"\n")
+            == "x.toml:3: [channels.mail] url: a password in the url is an inline secret: put the login in username and password_file")
+        #expect(failure("[channels.mail]\nprovider = \"smtp\"\nurl = \"smtp://orders@m.example:587\"\nfrom = \"a@b.example\"\n") == "parsed without error")
         // There is no way around it.
         #expect(failure("[channels.ops]\nprovider = \"pagerduty\"\nrouting_key_file = \"/k\"\nallow_inline_secrets = true\n")
             == "x.toml:4: [channels.ops] allow_inline_secrets: inline secrets are not supported: every credential is read from a *_file key (a file, or $CREDENTIALS_DIRECTORY/NAME)")
