@@ -25,16 +25,21 @@ public struct SlackProvider: DeliveryProvider {
     }
 
     public func verdict(for response: HTTPResponse) -> ProviderVerdict {
-        guard let status = response.status, !(200...299).contains(status) else { return httpVerdict(response) }
+        guard let status = response.status, !(200...299).contains(status) else {
+            return scrubbing(httpVerdict(response), secrets: secrets)
+        }
         let reason = providerReason(status, response.body, secrets: secrets)
         if status == 429 || (500...599).contains(status) { return .retry(reason: reason) }
         return .dead(reason: reason, suppress: false)
     }
 
-    /// The URL, and its path (`/services/T…/B…/SECRET`), should an answer echo either.
+    /// The URL, its path (`/services/T…/B…/SECRET`) and that last segment, the secret proper,
+    /// should an answer or an error echo any of them.
     private var secrets: [String] {
         guard let schemeEnd = url.range(of: "://"), let slash = url[schemeEnd.upperBound...].firstIndex(of: "/") else { return [url] }
-        return [url, String(url[slash...])]
+        let path = url[slash...].prefix { $0 != "?" && $0 != "#" }
+        let last = path.split(separator: "/").last.map(String.init) ?? ""
+        return [url, String(url[slash...]), last.count >= 8 ? last : ""]
     }
 
     /// Slack's mrkdwn reads `&`, `<` and `>` as markup: escaped as Slack documents, a customer's
@@ -85,7 +90,9 @@ public struct PagerDutyProvider: DeliveryProvider {
     }
 
     public func verdict(for response: HTTPResponse) -> ProviderVerdict {
-        guard let status = response.status, !(200...299).contains(status) else { return httpVerdict(response) }
+        guard let status = response.status, !(200...299).contains(status) else {
+            return scrubbing(httpVerdict(response), secrets: [routingKey])
+        }
         let answer = jsonObject(response.body)
         let parts = [answer?["message"] as? String] + ((answer?["errors"] as? [String]) ?? []).map { Optional($0) }
         let detail = parts.compactMap { $0 }.joined(separator: ": ")

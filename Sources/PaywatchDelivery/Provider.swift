@@ -127,6 +127,16 @@ func scrubbing(_ text: String, secrets: [String]) -> String {
     return out
 }
 
+/// `verdict` with its reason scrubbed of `secrets`: for the answers a provider reads as
+/// ``httpVerdict(_:)`` does (2xx, transport errors, whose curl text may name the URL).
+func scrubbing(_ verdict: ProviderVerdict, secrets: [String]) -> ProviderVerdict {
+    switch verdict {
+    case .delivered: return .delivered
+    case .retry(let reason): return .retry(reason: scrubbing(reason, secrets: secrets))
+    case .dead(let reason, let suppress): return .dead(reason: scrubbing(reason, secrets: secrets), suppress: suppress)
+    }
+}
+
 /// `HTTP STATUS: DETAIL` (or `HTTP STATUS` without one): the detail is the provider's own error
 /// text, scrubbed of `secrets` and summarised as ``httpVerdict(_:)`` summarises a body.
 func providerReason(_ status: Int, _ detail: String, secrets: [String]) -> String {

@@ -41,7 +41,9 @@ public struct SendGridProvider: DeliveryProvider {
     }
 
     public func verdict(for response: HTTPResponse) -> ProviderVerdict {
-        guard let status = response.status, !(200...299).contains(status) else { return httpVerdict(response) }
+        guard let status = response.status, !(200...299).contains(status) else {
+            return scrubbing(httpVerdict(response), secrets: [apiKey])
+        }
         let errors = (jsonObject(response.body)?["errors"] as? [[String: Any]]) ?? []
         let detail = errors.map { error in
             let message = error["message"] as? String ?? "error"

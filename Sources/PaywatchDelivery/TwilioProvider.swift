@@ -49,7 +49,9 @@ public struct TwilioProvider: DeliveryProvider {
     }
 
     public func verdict(for response: HTTPResponse) -> ProviderVerdict {
-        guard let status = response.status, !(200...299).contains(status) else { return httpVerdict(response) }
+        guard let status = response.status, !(200...299).contains(status) else {
+            return scrubbing(httpVerdict(response), secrets: secrets)
+        }
         let error = jsonObject(response.body)
         let code = error?["code"] as? Int
         let detail = [code.map { "Twilio error \($0)" }, error?["message"] as? String].compactMap { $0 }.joined(separator: ": ")

@@ -46,6 +46,11 @@ import Testing
                 transport.shutdown()
             }
         }
+        // A transport error, whose text (curl's) could name the URL and so Slack's secret path.
+        for (provider, secrets) in providers {
+            let error = "Failed to connect to " + secrets.joined(separator: " and ")
+            logged.append(reason(provider.verdict(for: HTTPResponse(id: 1, status: nil, error: error))))
+        }
         // And an address a provider cannot take.
         var unfit = message
         unfit.to = "not an address"
