@@ -195,8 +195,9 @@ extension EndToEnd {
             #expect(Harness.eventually(20) { notify.first("READY=1") != nil })
             #expect(Harness.eventually(10) { h.gateway.requests().contains { $0.path == "/sms" } })
             #expect(Harness.eventually(5) { httpGet(port: port, path: "/metrics")?.status == 200 })
-            // The traced binary itself (strace and setpriv are its ancestors).
-            let pid = try #require(Self.pids(named: "paywatch").first)
+            // The traced binary itself (strace and setpriv are its ancestors), by its own config
+            // path: other paywatch processes on the machine (another checkout's tests) are not ours.
+            let pid = try #require(Self.pids(named: "paywatch", with: h.configPath).first)
             kill(pid, SIGHUP)
             #expect(Harness.eventually(10) { h.log.contains("configuration reloaded") })
             kill(pid, SIGTERM)
@@ -235,12 +236,16 @@ extension EndToEnd {
             })
         }
 
-        /// The pids of the processes whose command name (`/proc/PID/comm`) is `name`.
-        static func pids(named name: String) -> [Int32] {
+        /// The pids of the processes whose command name (`/proc/PID/comm`) is `name` and whose
+        /// command line holds `argument`.
+        static func pids(named name: String, with argument: String) -> [Int32] {
             ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
                 guard let pid = Int32(entry),
                       let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8),
-                      comm.trimmingCharacters(in: .whitespacesAndNewlines) == name else { return nil }
+                      comm.trimmingCharacters(in: .whitespacesAndNewlines) == name,
+                      let line = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+                      line.split(separator: 0).contains(where: { String(decoding: $0, as: UTF8.self) == argument })
+                else { return nil }
                 return pid
             }
         }
