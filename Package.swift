@@ -127,6 +127,7 @@ let package = Package(
             dependencies: [
                 "PaywatchDaemon", "PaywatchCore", "PaywatchConfig", "PaywatchStore", "PaywatchDelivery", "PaywatchTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
         .testTarget(

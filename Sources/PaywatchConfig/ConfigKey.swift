@@ -218,6 +218,20 @@ extension ValueKind where Value == String {
             render: { tomlQuoted(maskURL($0)) })
     }
 
+    /// A `SCHEME://HOST…` URL: which schemes a channel takes depends on its provider, so the reader
+    /// checks them (``ConfigReader``); shown with its credentials masked.
+    static var endpointURL: ValueKind {
+        ValueKind(
+            type: "URL",
+            read: { node in
+                nonEmptyString(node).flatMap { text in
+                    guard text.contains("://") else { return .failure(ValueProblem("expected a url such as \"https://host/path\"")) }
+                    return urlHost(text) == nil ? .failure(ValueProblem("the url has no host")) : .success(text)
+                }
+            },
+            render: { tomlQuoted(maskURL($0)) })
+    }
+
     /// `HOST:PORT` where HOST is a loopback address (`127.x.x.x`, `::1` written `[::1]`, `localhost`)
     /// and PORT 1 … 65535: the metrics endpoint is never reachable from another machine.
     static var loopbackListen: ValueKind {
@@ -275,6 +289,16 @@ extension ValueKind where Value == String {
                 }
             },
             render: tomlQuoted)
+    }
+}
+
+extension ValueKind where Value == Bool {
+    /// `true` or `false`.
+    static var boolean: ValueKind {
+        ValueKind(type: "boolean", read: { node in
+            guard case .boolean(let value) = node else { return .failure(ValueProblem("expected true or false, got \(node.summary)")) }
+            return .success(value)
+        }, render: { $0 ? "true" : "false" })
     }
 }
 

@@ -148,15 +148,42 @@ extension PaywatchConfiguration {
 }
 
 extension PaywatchConfiguration.Channel {
-    /// The keys of a `[channels.NAME]` section.
+    /// The keys of a `[channels.NAME]` section: every provider's. Which apply to a section, and which
+    /// of those it must write, follows from its `provider` (``providerKeys``).
     static var keys: [ConfigKey<PaywatchConfiguration.Channel>] {
         [
             .key("provider", .oneOf(PaywatchConfiguration.providers, unknown: "provider"), \.provider,
-                 required: "only \"webhook\" is supported", doc: "`webhook`: a JSON message POSTed to `url`"),
-            .key("url", .httpURL, \.url, required: "the http:// or https:// endpoint", doc: "the endpoint"),
+                 required: "one of " + PaywatchConfiguration.providers.joined(separator: ", "), doc: """
+                `webhook`: a JSON message POSTed to `url`; `twilio`: SMS; `sendgrid`, `smtp`: e-mail; `fcm`: push; \
+                `slack`, `pagerduty`: ops. Each provider takes only its own keys
+                """),
+            .optional("url", .endpointURL, \.url, unset: "required for `webhook` and `smtp`", doc: """
+                `webhook`: the http(s) endpoint; `smtp`: `smtp://HOST:PORT` or `smtps://HOST:PORT`
+                """),
+            .optional("base_url", .httpURL, \.baseURL, unset: "the provider's API (`https://api.twilio.com`, …)", doc: """
+                `twilio`, `sendgrid`, `fcm`, `pagerduty`: where the API is (a loopback fake in tests)
+                """),
             .optional("token_file", .string, \.tokenFile, doc: """
-                bearer token file: one line of printable ASCII, trimmed; never logged. A systemd credential is \
-                named `$CREDENTIALS_DIRECTORY/NAME` (`LoadCredential=NAME:PATH` in the unit; see Running under systemd)
+                `webhook`: bearer token file: one line of printable ASCII, trimmed; never logged. Every `*_file` may \
+                name a systemd credential, `$CREDENTIALS_DIRECTORY/NAME` (`LoadCredential=NAME:PATH` in the unit; \
+                see Running under systemd); one readable by group or others gives a warning at start
+                """),
+            .optional("account_sid", .string, \.accountSID, doc: "`twilio`: the account (`AC…`); required"),
+            .optional("auth_token_file", .string, \.authTokenFile, doc: "`twilio`: file holding the auth token; required"),
+            .optional("api_key_file", .string, \.apiKeyFile, doc: "`sendgrid`: file holding the API key; required"),
+            .optional("from", .string, \.from, doc: "`twilio`: the sending number (E.164); `sendgrid`, `smtp`: the sender's address; required"),
+            .optional("from_name", .string, \.fromName, doc: "`sendgrid`, `smtp`: the sender's display name"),
+            .optional("username", .string, \.username, doc: "`smtp`: login name (with `password_file`)"),
+            .optional("password_file", .string, \.passwordFile, doc: "`smtp`: file holding the password (with `username`)"),
+            .optional("starttls", .oneOf(unknown: "starttls"), \.startTLS, unset: "`required`, except `opportunistic` on loopback",
+                      doc: "`smtp`: `required` (refuse a server that does not upgrade), `opportunistic` or `never`"),
+            .optional("service_account_file", .string, \.serviceAccountFile,
+                      doc: "`fcm`: Google's service-account JSON (`project_id`, `client_email`, `private_key`, `token_uri`); required"),
+            .optional("url_file", .string, \.urlFile, doc: "`slack`: file holding the incoming-webhook URL (it is a secret); required"),
+            .optional("routing_key_file", .string, \.routingKeyFile, doc: "`pagerduty`: file holding the Events API v2 routing key; required"),
+            .key("allow_insecure_http", .boolean, \.allowInsecureHTTP, doc: """
+                plain `http://` in `url`, `base_url` or a Slack `url_file` is refused unless its host is loopback \
+                (127.x, `::1`, `localhost`) or this is true
                 """),
             .optional("to", .string, \.to, doc: "fixed recipient (ops)"),
             .optional("concurrency", .positiveInt, \.concurrency, unset: "a fair share of [delivery] concurrency", doc: """
@@ -164,5 +191,31 @@ extension PaywatchConfiguration.Channel {
                 may borrow idle ones
                 """),
         ]
+    }
+}
+
+extension PaywatchConfiguration {
+    /// The keys of a `[channels.NAME]` section by provider, beyond those every section may hold
+    /// (``commonChannelKeys``): the ones it must write and the ones it may. A key of another provider
+    /// is an error, so a section cannot carry a setting that silently does nothing.
+    static let providerKeys: [String: (required: [String], optional: [String])] = [
+        "webhook": (["url"], ["token_file", "allow_insecure_http"]),
+        "twilio": (["account_sid", "auth_token_file", "from"], ["base_url", "allow_insecure_http"]),
+        "sendgrid": (["api_key_file", "from"], ["from_name", "base_url", "allow_insecure_http"]),
+        "smtp": (["url", "from"], ["username", "password_file", "from_name", "starttls"]),
+        "fcm": (["service_account_file"], ["base_url", "allow_insecure_http"]),
+        "slack": (["url_file"], ["allow_insecure_http"]),
+        "pagerduty": (["routing_key_file"], ["base_url", "allow_insecure_http"]),
+    ]
+
+    /// The keys every `[channels.NAME]` section may hold, whatever its provider.
+    static let commonChannelKeys = ["provider", "to", "concurrency"]
+
+    /// Every key a section of `provider` may hold, in the order of ``Channel/keys``; nil for an
+    /// unknown provider.
+    static func channelKeys(of provider: String) -> [String]? {
+        guard let own = providerKeys[provider] else { return nil }
+        let allowed = Set(commonChannelKeys + own.required + own.optional)
+        return Channel.keys.map(\.name).filter(allowed.contains)
     }
 }

@@ -40,13 +40,15 @@ struct ConfigReader {
         errors.append(ConfigError(file: file, line: line, key: name, message: message))
     }
 
-    /// Reports every key of `table` that is not in `known`.
-    private mutating func rejectUnknown(_ table: [String: TOMLNode], section: [String], known: [String]) {
+    /// Reports every key of `table` that is not in `known`; `why` may say more than "unknown key".
+    private mutating func rejectUnknown(
+        _ table: [String: TOMLNode], section: [String], known: [String], why: (String) -> String? = { _ in nil }
+    ) {
         for (key, value) in table where !known.contains(key) {
             if case .table = value {
                 fail(section: section + [key], key: nil, "unknown section")
             } else {
-                fail(section: section, key: key, "unknown key")
+                fail(section: section, key: key, why(key) ?? "unknown key")
             }
         }
     }
@@ -57,9 +59,10 @@ struct ConfigReader {
     /// them: an unknown key, a missing required one and every value not accepted is an error.
     /// - Returns: the names of the keys that are required or written but not accepted.
     private mutating func read<Root>(
-        _ table: [String: TOMLNode], section: [String], keys: [ConfigKey<Root>], into root: inout Root
+        _ table: [String: TOMLNode], section: [String], keys: [ConfigKey<Root>], into root: inout Root,
+        unknown why: (String) -> String? = { _ in nil }
     ) -> Set<String> {
-        rejectUnknown(table, section: section, known: keys.map(\.name))
+        rejectUnknown(table, section: section, known: keys.map(\.name), why: why)
         var notAccepted: Set<String> = []
         for key in keys {
             guard let node = table[key.name] else {
@@ -220,14 +223,96 @@ struct ConfigReader {
 
     private mutating func readChannel(_ name: String, _ table: [String: TOMLNode], deliveryConcurrency: Int) -> PaywatchConfiguration.Channel? {
         let s = ["channels", name]
-        var channel = PaywatchConfiguration.Channel(name: name, url: "")
-        var notAccepted = read(table, section: s, keys: PaywatchConfiguration.Channel.keys, into: &channel)
+        var channel = PaywatchConfiguration.Channel(name: name)
+        var notAccepted = read(table, section: s, keys: PaywatchConfiguration.Channel.keys, into: &channel, unknown: inlineSecretHint)
         if let concurrency = channel.concurrency, concurrency > deliveryConcurrency {
             fail(section: s, key: "concurrency",
                  "\(concurrency) is more than [delivery] concurrency (\(deliveryConcurrency)): a channel's share cannot exceed every slot")
             notAccepted.insert("concurrency")
         }
+        if !notAccepted.contains("provider") {
+            notAccepted.formUnion(checkProviderKeys(channel, table, section: s, notAccepted: notAccepted))
+        }
         return notAccepted.isEmpty ? channel : nil
+    }
+
+    /// Why an unknown channel key is refused, when it looks like an inline secret: `auth_token` for
+    /// `auth_token_file`. Credentials are only read from files (a systemd credential, or a file only
+    /// the service can read), so a copy of the configuration file never carries one.
+    private func inlineSecretHint(_ key: String) -> String? {
+        let keys = PaywatchConfiguration.Channel.keys.map(\.name)
+        if keys.contains(key + "_file") {
+            return "an inline secret is refused: put it in a file: \(key)_file = \"/etc/paywatch/\(String(key.map { $0 == "_" ? "-" : $0 }))\""
+        }
+        if key == "allow_inline_secrets" {
+            return "inline secrets are not supported: every credential is read from a *_file key (a file, or $CREDENTIALS_DIRECTORY/NAME)"
+        }
+        return nil
+    }
+
+    /// The rules of the channel's provider: only its keys (``PaywatchConfiguration/providerKeys``),
+    /// its required ones written, its URL schemes, and plain `http://` only to loopback.
+    /// - Returns: the keys not accepted.
+    private mutating func checkProviderKeys(
+        _ channel: PaywatchConfiguration.Channel, _ table: [String: TOMLNode], section s: [String], notAccepted: Set<String>
+    ) -> Set<String> {
+        let provider = channel.provider
+        guard let own = PaywatchConfiguration.providerKeys[provider],
+              let allowed = PaywatchConfiguration.channelKeys(of: provider) else { return [] }
+        var refused: Set<String> = []
+        let ownKeys = allowed.filter { !PaywatchConfiguration.commonChannelKeys.contains($0) }
+        for key in PaywatchConfiguration.Channel.keys.map(\.name) where table[key] != nil && !allowed.contains(key) {
+            let message = provider == "slack" && key == "url"
+                ? "the Slack webhook URL is a secret: put it in a file: url_file = \"/etc/paywatch/slack.url\""
+                : "does not apply to provider \(tomlQuoted(provider)) (its keys: \(ownKeys.joined(separator: ", ")))"
+            fail(section: s, key: key, message)
+            refused.insert(key)
+        }
+        for key in own.required where table[key] == nil {
+            fail(section: s, key: key, "missing required key (\(Self.requiredMeaning(key, provider: provider)))")
+            refused.insert(key)
+        }
+        let usable = { (key: String) in table[key] != nil && !notAccepted.contains(key) && !refused.contains(key) }
+        if usable("url"), let url = channel.url {
+            let schemes = provider == "smtp" ? ["smtp://", "smtps://"] : ["http://", "https://"]
+            if !schemes.contains(where: url.lowercased().hasPrefix) {
+                fail(section: s, key: "url", provider == "smtp"
+                     ? "expected an smtp:// or smtps:// url" : "expected an http:// or https:// url")
+                refused.insert("url")
+            }
+        }
+        if provider == "smtp", usable("url"), !refused.contains("url"), let url = channel.url, urlHasPassword(url) {
+            fail(section: s, key: "url", "a password in the url is an inline secret: put the login in username and password_file")
+            refused.insert("url")
+        }
+        // Not judged while allow_insecure_http itself is wrong: its error says enough.
+        let insecureAllowed = channel.allowInsecureHTTP || notAccepted.contains("allow_insecure_http")
+        for key in ["url", "base_url"] where usable(key) && !refused.contains(key) && !insecureAllowed {
+            guard let url = key == "url" ? channel.url : channel.baseURL, isInsecureHTTP(url) else { continue }
+            fail(section: s, key: key, """
+                plain http:// to a host other than loopback would send the request (credentials included) unencrypted: \
+                use https://, or set allow_insecure_http = true
+                """)
+            refused.insert(key)
+        }
+        if provider == "smtp", (channel.username == nil) != (channel.passwordFile == nil) {
+            let written = channel.username == nil ? "password_file" : "username"
+            fail(section: s, key: written, "username and password_file go together: set both, or neither for a relay without login")
+            refused.insert(written)
+        }
+        return refused
+    }
+
+    /// What a required key of `provider` holds, for `missing required key (…)`.
+    private static func requiredMeaning(_ key: String, provider: String) -> String {
+        switch (key, provider) {
+        case ("url", "smtp"): return "the smtp:// or smtps:// server"
+        case ("url", _): return "the http:// or https:// endpoint"
+        case ("from", "twilio"): return "the sending number, E.164"
+        case ("from", _): return "the sender's e-mail address"
+        case ("account_sid", _): return "the Twilio account, AC…"
+        default: return "provider \(tomlQuoted(provider)) reads its credential from this file"
+        }
     }
 
     private mutating func addWarnings(_ config: PaywatchConfiguration) {

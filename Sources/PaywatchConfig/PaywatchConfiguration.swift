@@ -279,21 +279,62 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         }
     }
 
+    /// One `[channels.NAME]` section. Which keys a section may hold follows from its ``provider``
+    /// (``PaywatchConfiguration/providerKeys``); the others stay nil. Credentials are never held here,
+    /// only the paths of the files that hold them (`*_file`), read at start by the daemon.
     public struct Channel: Sendable, Equatable {
+        /// How `smtp` meets STARTTLS.
+        public enum StartTLS: String, Sendable, Equatable, CaseIterable {
+            /// Refuse to send unless the server upgrades the connection.
+            case required
+            /// Upgrade when the server offers it, else send in the clear.
+            case opportunistic
+            /// Never upgrade (`smtps://` is TLS from the start and needs none).
+            case never
+        }
+
         public var name: String
-        /// Only `"webhook"` for now.
+        /// One of ``PaywatchConfiguration/providers``.
         public var provider: String
-        public var url: String
+        /// `webhook`: the http(s) endpoint; `smtp`: the `smtp://` or `smtps://` server. Nil for the others.
+        public var url: String?
+        /// `twilio`, `sendgrid`, `fcm`, `pagerduty`: the API's base URL; nil: the provider's own
+        /// (``PaywatchConfiguration/defaultBaseURLs``). Tests point it at loopback fakes.
+        public var baseURL: String?
         /// A file whose content — one line of printable ASCII, trimmed — is sent as
         /// `Authorization: Bearer …`; the path is not a secret, the content is never shown.
         public var tokenFile: String?
+        /// `twilio`: the account (`AC…`), which is part of the path and the basic-auth user.
+        public var accountSID: String?
+        /// `twilio`: the file holding the auth token.
+        public var authTokenFile: String?
+        /// `twilio`: the sending number; `sendgrid`, `smtp`: the sender's address.
+        public var from: String?
+        /// `sendgrid`, `smtp`: the sender's display name.
+        public var fromName: String?
+        /// `sendgrid`: the file holding the API key.
+        public var apiKeyFile: String?
+        /// `smtp`: the login name (with ``passwordFile``).
+        public var username: String?
+        /// `smtp`: the file holding the password.
+        public var passwordFile: String?
+        /// `smtp`: nil lets the provider decide (`required`, except `opportunistic` on loopback).
+        public var startTLS: StartTLS?
+        /// `fcm`: Google's service-account JSON.
+        public var serviceAccountFile: String?
+        /// `slack`: the file holding the incoming-webhook URL (the URL is the credential).
+        public var urlFile: String?
+        /// `pagerduty`: the file holding the Events API v2 routing key.
+        public var routingKeyFile: String?
+        /// Plain `http://` to a host other than loopback is refused unless this is set.
+        public var allowInsecureHTTP: Bool
         /// A fixed recipient (used by the ops channel).
         public var to: String?
         /// The delivery slots this channel is sure to get while it has messages due (it may borrow
         /// idle ones beyond it); nil: a fair share of `[delivery] concurrency`.
         public var concurrency: Int?
 
-        public init(name: String, provider: String = "webhook", url: String, tokenFile: String? = nil, to: String? = nil,
+        public init(name: String, provider: String = "webhook", url: String? = nil, tokenFile: String? = nil, to: String? = nil,
                     concurrency: Int? = nil) {
             self.name = name
             self.provider = provider
@@ -301,6 +342,21 @@ public struct PaywatchConfiguration: Sendable, Equatable {
             self.tokenFile = tokenFile
             self.to = to
             self.concurrency = concurrency
+            self.allowInsecureHTTP = false
+        }
+
+        /// The keys that name a file holding a credential, and where each is held.
+        public static var secretFileKeys: [(key: String, path: KeyPath<Channel, String?>)] {
+            [
+                ("token_file", \.tokenFile), ("auth_token_file", \.authTokenFile), ("api_key_file", \.apiKeyFile),
+                ("password_file", \.passwordFile), ("service_account_file", \.serviceAccountFile), ("url_file", \.urlFile),
+                ("routing_key_file", \.routingKeyFile),
+            ]
+        }
+
+        /// `base_url` if written, else the provider's own API (nil for providers without one).
+        public var effectiveBaseURL: String? {
+            baseURL ?? PaywatchConfiguration.defaultBaseURLs[provider]
         }
     }
 
@@ -353,7 +409,12 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     /// The accepted `[daemon] log_level` values, most verbose first.
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
     /// The accepted `[channels.NAME] provider` values.
-    public static let providers = ["webhook"]
+    public static let providers = ["webhook", "twilio", "sendgrid", "smtp", "fcm", "slack", "pagerduty"]
+    /// The APIs of the providers that have a `base_url`, when it is not written.
+    public static let defaultBaseURLs = [
+        "twilio": "https://api.twilio.com", "sendgrid": "https://api.sendgrid.com",
+        "fcm": "https://fcm.googleapis.com", "pagerduty": "https://events.pagerduty.com",
+    ]
 
     /// All defaults, no channels configured, no warnings. (Unlike `parse("")`, the channel lists
     /// keep the documented default names even though no channel sections exist.)

@@ -4,7 +4,9 @@ extension PaywatchConfiguration {
     /// Keys that are not set (`reconcile_url`, `token_file`, `to`) appear as comments. Credentials are
     /// masked in every URL (`[store] url`, `[paying] reconcile_url`, `[channels.NAME] url`): a userinfo
     /// password and every query value become `****` (see ``maskURL(_:)``), and the masked URL is still
-    /// valid; `token_file` paths are shown (they are not secrets, their content is never read here).
+    /// valid; `*_file` paths are shown (they are not secrets, their content is never read here), and
+    /// no key holds a credential itself (inline secrets are refused). A channel shows its provider's
+    /// keys only.
     /// For a configuration from `parse`/`load` whose URLs hold no password, query value or fragment,
     /// parsing the output again gives an equal configuration.
     public func rendered() -> String {
@@ -25,7 +27,9 @@ extension PaywatchConfiguration {
         }
         for name in channels.keys.sorted() {
             guard let channel = channels[name] else { continue }
-            section("channels.\(displayKey(name))", Channel.keys, of: channel)
+            // Only the keys of its provider: another provider's would be refused if written back.
+            let own = Self.channelKeys(of: channel.provider) ?? Channel.keys.map(\.name)
+            section("channels.\(displayKey(name))", Channel.keys.filter { own.contains($0.name) }, of: channel)
         }
         return out.joined(separator: "\n") + "\n"
     }
@@ -56,7 +60,7 @@ extension PaywatchConfiguration {
         for declared in sections {
             add("[\(declared.name)]", declared.keys, defaults: defaults)
         }
-        add("[channels.NAME]", Channel.keys, defaults: Channel(name: "NAME", url: ""))
+        add("[channels.NAME]", Channel.keys, defaults: Channel(name: "NAME"))
         return rows.joined(separator: "\n") + "\n"
     }
 }

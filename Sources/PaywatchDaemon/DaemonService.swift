@@ -278,8 +278,7 @@ public struct DaemonService: Service {
         if old.store != new.store {
             logger.warning("[store] changed: it takes effect at the next restart; the open store stays in use", metadata: ["event": "reload_needs_restart"])
         }
-        let secretFiles = new.channels.values.compactMap(\.tokenFile) + [new.paying.tokenFile, new.paying.headersFile].compactMap { $0 }
-        if secretFiles.contains(where: { $0.contains("CREDENTIALS_DIRECTORY") }) {
+        if Runtime.secretFiles(new).contains(where: { $0.file.contains("CREDENTIALS_DIRECTORY") }) {
             logger.notice("credentials ($CREDENTIALS_DIRECTORY) are copied by systemd at start: a rotated one needs a restart",
                           metadata: ["event": "reload_checked"])
         }

@@ -94,6 +94,9 @@ public struct Runtime: Sendable {
         self.logger = logger
         self.transport = transport ?? HTTPTransport(concurrency: config.delivery.concurrency, timeoutMs: config.delivery.timeoutMs)
         self.channels = try Runtime.endpoints(config, configPath: configPath)
+        for warning in Runtime.secretFileWarnings(config, configPath: configPath) {
+            logger.warning("\(warning)", metadata: ["event": "secret_file_exposed"])
+        }
         self.reconcile = try Runtime.reconcileEndpoint(config, configPath: configPath)
         let named = config.unpaid.channels + config.failed.channels + config.partiallyPaid.channels + config.paid.channels
             + config.refunding.channels + [policy.opsChannel]
@@ -134,10 +137,13 @@ public struct Runtime: Sendable {
         }
     }
 
-    /// The configured channels with their tokens read. An unreadable `token_file`, or one whose
-    /// content is not a single line of printable ASCII (after trimming surrounding spaces and one
-    /// trailing newline), is a configuration error naming the file and the key — never the content.
-    /// A `token_file` may name a systemd credential, `$CREDENTIALS_DIRECTORY/NAME` (``SecretFile``).
+    /// The configured channels, each with its provider built and its credentials read: a `*_file`
+    /// key's file must hold one line of printable ASCII (after trimming surrounding spaces and one
+    /// trailing newline); a Slack `url_file` an http(s) URL (plain `http://` to loopback only, unless
+    /// `allow_insecure_http`). An unreadable or unfit file is a configuration error naming the file
+    /// and the key — never the content. A `*_file` may name a systemd credential,
+    /// `$CREDENTIALS_DIRECTORY/NAME` (``SecretFile``). `base_url` defaults to the provider's API.
+    ///
     /// - Parameter credentialsDirectory: `$CREDENTIALS_DIRECTORY`; by default the process's.
     public static func endpoints(
         _ config: PaywatchConfiguration, configPath: String, credentialsDirectory: String? = SecretFile.credentialsDirectory()
@@ -145,20 +151,111 @@ public struct Runtime: Sendable {
         var result: [String: ChannelEndpoint] = [:]
         for name in config.channels.keys.sorted() {
             guard let channel = config.channels[name] else { continue }
-            var token: String? = nil
-            if let file = channel.tokenFile {
-                func failure(_ message: String) -> RuntimeConfigError {
-                    RuntimeConfigError(description: config.error(
-                        file: configPath, section: ["channels", name], key: "token_file", message: message).description)
-                }
+            func failure(_ key: String, _ message: String) -> RuntimeConfigError {
+                RuntimeConfigError(description: config.error(
+                    file: configPath, section: ["channels", name], key: key, message: message).description)
+            }
+            /// A key the provider needs (the reader makes sure of it; a configuration built in code may not).
+            func needed(_ key: String, _ value: String?) throws -> String {
+                guard let value else { throw failure(key, "missing required key for provider \"\(channel.provider)\"") }
+                return value
+            }
+            func secret(_ key: String, _ file: String?) throws -> String? {
+                guard let file else { return nil }
                 switch SecretFile.read(file, credentialsDirectory: credentialsDirectory, as: bearerToken) {
-                case .success(let text): token = text
-                case .failure(let problem): throw failure(problem.description)
+                case .success(let text): return text
+                case .failure(let problem): throw failure(key, problem.description)
                 }
             }
-            result[name] = ChannelEndpoint(name: name, provider: WebhookProvider(url: channel.url, token: token))
+            let provider: any DeliveryProvider
+            switch channel.provider {
+            case "webhook":
+                provider = WebhookProvider(url: try needed("url", channel.url), token: try secret("token_file", channel.tokenFile))
+            case "twilio":
+                provider = TwilioProvider(
+                    baseURL: try needed("base_url", channel.effectiveBaseURL), accountSID: try needed("account_sid", channel.accountSID),
+                    authToken: try needed("auth_token_file", secret("auth_token_file", channel.authTokenFile)),
+                    from: try needed("from", channel.from))
+            case "sendgrid":
+                provider = SendGridProvider(
+                    baseURL: try needed("base_url", channel.effectiveBaseURL),
+                    apiKey: try needed("api_key_file", secret("api_key_file", channel.apiKeyFile)),
+                    from: try needed("from", channel.from), fromName: channel.fromName)
+            case "slack":
+                let file = try needed("url_file", channel.urlFile)
+                let url = try needed("url_file", secret("url_file", file))
+                if !["http://", "https://"].contains(where: url.lowercased().hasPrefix) || urlHost(url) == nil {
+                    throw failure("url_file", "\(file) does not hold an http:// or https:// URL (the incoming webhook's)")
+                }
+                if isInsecureHTTP(url), !channel.allowInsecureHTTP {
+                    throw failure("url_file", "\(file) holds a plain http:// URL to a host other than loopback, which would "
+                        + "send the message unencrypted: use https://, or set allow_insecure_http = true")
+                }
+                provider = SlackProvider(url: url)
+            case "pagerduty":
+                provider = PagerDutyProvider(
+                    baseURL: try needed("base_url", channel.effectiveBaseURL),
+                    routingKey: try needed("routing_key_file", secret("routing_key_file", channel.routingKeyFile)))
+            case "smtp":
+                do {
+                    provider = try SMTPProvider(
+                        url: try needed("url", channel.url), from: try needed("from", channel.from), fromName: channel.fromName,
+                        username: channel.username, password: try secret("password_file", channel.passwordFile),
+                        startTLS: channel.startTLS.flatMap { MailEnvelope.StartTLS(rawValue: $0.rawValue) },
+                        now: { SystemClock().now() })
+                } catch let error as ProviderError {
+                    throw failure("url", error.description)
+                }
+            case "fcm":
+                let file = try needed("service_account_file", channel.serviceAccountFile)
+                let account: ServiceAccount
+                switch SecretFile.read(file, credentialsDirectory: credentialsDirectory, as: {
+                    ServiceAccount.parse($0).mapError { TokenProblem(description: $0.description) }
+                }) {
+                case .success(let parsed): account = parsed
+                case .failure(let problem): throw failure("service_account_file", problem.description)
+                }
+                do {
+                    provider = try FCMProvider(account: account, baseURL: channel.effectiveBaseURL,
+                                               timeoutMs: config.delivery.timeoutMs, now: { SystemClock().now() })
+                } catch {
+                    throw failure("service_account_file", error.description)
+                }
+            default:
+                throw failure("provider", "provider \"\(channel.provider)\" is not available in this build")
+            }
+            result[name] = ChannelEndpoint(name: name, provider: provider)
         }
         return result
+    }
+
+    /// Every secret file the configuration names, by section and key: the channels' `*_file` keys
+    /// and `[paying] token_file`, `headers_file`.
+    public static func secretFiles(_ config: PaywatchConfiguration) -> [(section: [String], key: String, file: String)] {
+        var files: [(section: [String], key: String, file: String)] = []
+        for name in config.channels.keys.sorted() {
+            guard let channel = config.channels[name] else { continue }
+            for (key, path) in PaywatchConfiguration.Channel.secretFileKeys {
+                if let file = channel[keyPath: path] { files.append((["channels", name], key, file)) }
+            }
+        }
+        if let file = config.paying.tokenFile { files.append((["paying"], "token_file", file)) }
+        if let file = config.paying.headersFile { files.append((["paying"], "headers_file", file)) }
+        return files
+    }
+
+    /// One warning per secret file that group or others may read (`FILE:LINE: [channels.sms]
+    /// auth_token_file: PATH is readable by …`): any account on the machine could take the
+    /// credential. Shown at start, in the log (`run`, through ``Runtime/init``) and on stderr
+    /// (`check-config`). Files that cannot be read are left to ``endpoints(_:configPath:credentialsDirectory:)``.
+    public static func secretFileWarnings(
+        _ config: PaywatchConfiguration, configPath: String, credentialsDirectory: String? = SecretFile.credentialsDirectory()
+    ) -> [String] {
+        secretFiles(config).compactMap { entry in
+            SecretFile.exposure(entry.file, credentialsDirectory: credentialsDirectory).map {
+                config.error(file: configPath, section: entry.section, key: entry.key, message: $0).description
+            }
+        }
     }
 
     /// Why a token file's bytes cannot be a bearer token, worded after the file name; never the content.

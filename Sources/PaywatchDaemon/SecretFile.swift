@@ -41,6 +41,18 @@ public enum SecretFile {
         }
     }
 
+    /// Why the secret file `file` is exposed — readable (or writable) by group or others, so any
+    /// account on the machine could take or swap the credential — or nil (also when it cannot be
+    /// found: reading it says so).
+    public static func exposure(_ file: String, credentialsDirectory: String?) -> String? {
+        guard case .success(let path) = expand(file, credentialsDirectory: credentialsDirectory) else { return nil }
+        var info = stat()
+        guard stat(path, &info) == 0, info.st_mode & 0o077 != 0 else { return nil }
+        let mode = String(info.st_mode & 0o777, radix: 8)
+        return "\(path) is readable by group or others (mode 0\(mode)): `chmod 600 \(path)` (owned by the service user), "
+            + "or give it as a systemd credential (LoadCredential=)"
+    }
+
     /// `file` with `$CREDENTIALS_DIRECTORY` and `${CREDENTIALS_DIRECTORY}` replaced by
     /// `credentialsDirectory`; any other `$` stays as it is. A file that names the variable while it
     /// is not set is a problem that says so.

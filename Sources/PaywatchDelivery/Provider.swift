@@ -1,3 +1,4 @@
+import Foundation
 import PaywatchCore
 
 /// One outbox message as a provider sees it: who, what kind, and what it says.
@@ -69,7 +70,7 @@ public struct ProviderError: Error, Sendable, Equatable, CustomStringConvertible
 /// A delivery provider: builds exactly the request its service documents for one message, and
 /// reads the answer. One per `[channels.NAME] provider = "…"`. Requests carry credentials; a
 /// provider never puts them anywhere else (reasons, logs).
-public protocol DeliveryProvider: Sendable {
+public protocol DeliveryProvider: Sendable, CustomStringConvertible, CustomReflectable {
     /// The provider's name as the configuration writes it (`webhook`, …).
     var name: String { get }
     func request(for message: ProviderMessage) throws(ProviderError) -> HTTPRequest
@@ -81,6 +82,11 @@ public protocol DeliveryProvider: Sendable {
 
 extension DeliveryProvider {
     public func shutdown() {}
+
+    /// Never the provider's settings (they hold tokens, keys, passwords, secret URLs): printed or
+    /// dumped, a provider is its name.
+    public var description: String { "\(name) provider" }
+    public var customMirror: Mirror { Mirror(self, children: [:]) }
 }
 
 /// The reading of an HTTP answer that most providers start from: 2xx delivered; 408, 429, 5xx and
@@ -126,9 +132,94 @@ public struct WebhookProvider: DeliveryProvider {
         var headers: [(String, String)] = [
             ("Content-Type", "application/json"),
             ("Idempotency-Key", idempotencyKey),
-            ("User-Agent", "paywatch/0.1"),
+            userAgent,
         ]
         if let token { headers.append(("Authorization", "Bearer \(token)")) }
         return headers
     }
 }
+
+// MARK: - Shared by the HTTP providers
+
+/// `text` with every occurrence of each secret replaced by `****`. Applied to an answer before it
+/// becomes a reason (which is logged and stored): a gateway may echo what it was sent, and the
+/// body is scrubbed whole, before it is cut, so no prefix of a secret survives the cut.
+func scrubbing(_ text: String, secrets: [String]) -> String {
+    var out = text
+    for secret in secrets where !secret.isEmpty {
+        out = out.replacingOccurrences(of: secret, with: "****")
+    }
+    return out
+}
+
+/// `verdict` with its reason scrubbed of `secrets`: for the answers a provider reads as
+/// ``httpVerdict(_:)`` does (2xx, transport errors, whose curl text may name the URL).
+func scrubbing(_ verdict: ProviderVerdict, secrets: [String]) -> ProviderVerdict {
+    switch verdict {
+    case .delivered: return .delivered
+    case .retry(let reason): return .retry(reason: scrubbing(reason, secrets: secrets))
+    case .dead(let reason, let suppress): return .dead(reason: scrubbing(reason, secrets: secrets), suppress: suppress)
+    }
+}
+
+/// `HTTP STATUS: DETAIL` (or `HTTP STATUS` without one): the detail is the provider's own error
+/// text, scrubbed of `secrets` and summarised as ``httpVerdict(_:)`` summarises a body.
+func providerReason(_ status: Int, _ detail: String, secrets: [String]) -> String {
+    let summary = bodySummary(scrubbing(detail, secrets: secrets))
+    return summary.isEmpty ? "HTTP \(status)" : "HTTP \(status): \(summary)"
+}
+
+/// The answer's JSON object, or nil when it is not one (an HTML error page from a proxy).
+func jsonObject(_ body: String) -> [String: Any]? {
+    try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+}
+
+/// `base` without trailing slashes, so `base + "/v3/mail/send"` has one.
+func trimmingSlashes(_ base: String) -> String {
+    var base = Substring(base)
+    while base.hasSuffix("/") { base = base.dropLast() }
+    return String(base)
+}
+
+/// `application/x-www-form-urlencoded` (the WHATWG URL standard): every byte but `A–Z a–z 0–9 * - . _`
+/// percent-encoded, spaces as `+`. A `+` of an E.164 number becomes `%2B`, so it is not read as a space.
+func formEncoded(_ fields: [(String, String)]) -> String {
+    func encode(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "*"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            case UInt8(ascii: " "):
+                out += "+"
+            default:
+                out += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
+            }
+        }
+        return out
+    }
+    return fields.map { encode($0.0) + "=" + encode($0.1) }.joined(separator: "&")
+}
+
+/// A JSON string literal.
+func jsonString(_ text: String) -> String {
+    var out = ""
+    JSONObjectWriter.appendString(text, to: &out)
+    return out
+}
+
+/// The facts as one JSON object, in their order (numbers as numbers).
+func jsonObject(_ facts: [MessagePayload.Fact]) -> String {
+    var json = JSONObjectWriter()
+    for fact in facts {
+        switch fact.value {
+        case .text(let text): json.add(fact.name, text)
+        case .number(let number): json.add(fact.name, number)
+        }
+    }
+    return json.finish()
+}
+
+/// Sent with every request, so a provider's logs tell paywatch from other clients.
+let userAgent = ("User-Agent", "paywatch/0.1")

@@ -35,7 +35,7 @@ func checkConfig(_ input: UnsafeBufferPointer<UInt8>) {
     // rendered() masks the credentials of every URL (a userinfo password, query values, a fragment):
     // the round trip is promised only when masking changes none of them.
     let urls = [configuration.store.url] + [configuration.paying.reconcileURL].compactMap { $0 }
-        + configuration.channels.values.map(\.url)
+        + configuration.channels.values.flatMap { [$0.url, $0.baseURL].compactMap { $0 } }
     guard urls.allSatisfy({ maskURL($0) == $0 }) else { return }
     let again: PaywatchConfiguration
     do {

@@ -202,7 +202,7 @@ struct CheckConfig: AsyncParsableCommand {
         }
         print("# effective configuration of \(options.path)")
         print(config.rendered(), terminator: "")
-        for warning in config.warnings {
+        for warning in config.warnings + Runtime.secretFileWarnings(config, configPath: options.path) {
             printError("warning: \(warning)")
         }
     }
@@ -446,6 +446,15 @@ struct StatusCommand: AsyncParsableCommand {
     }
 }
 
+/// The provider's request for `message`, or why it cannot make one.
+func providerRequest(_ provider: any DeliveryProvider, _ message: ProviderMessage) -> Result<HTTPRequest, ProviderError> {
+    do {
+        return .success(try provider.request(for: message))
+    } catch {
+        return .failure(error)
+    }
+}
+
 struct SendTest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "send-test",
@@ -495,19 +504,19 @@ struct SendTest: AsyncParsableCommand {
         defer { endpoint.provider.shutdown() }
         // A provider that first fetches an access token says so (transient): wait for it, as long
         // as one transfer may take.
-        var request: HTTPRequest?
         let deadline = Date().addingTimeInterval(Double(config.delivery.timeoutMs) / 1_000)
-        while request == nil {
-            do {
-                request = try endpoint.provider.request(for: message)
-            } catch where error.transient && Date() < deadline {
-                try await Task.sleep(for: .milliseconds(50))
-            } catch {
-                printError("paywatch: send-test: \(endpoint.provider.name) cannot send to \(Redact.address(to, channel: channel)): \(error)")
-                throw ExitCode.failure
-            }
+        var built = providerRequest(endpoint.provider, message)
+        while case .failure(let error) = built, error.transient, Date() < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            built = providerRequest(endpoint.provider, message)
         }
-        guard let request else { throw ExitCode.failure }
+        let request: HTTPRequest
+        switch built {
+        case .success(let made): request = made
+        case .failure(let error):
+            printError("paywatch: send-test: \(endpoint.provider.name) cannot send to \(Redact.address(to, channel: channel)): \(error)")
+            throw ExitCode.failure
+        }
         let transport = HTTPTransport(concurrency: 1, timeoutMs: config.delivery.timeoutMs)
         defer { transport.shutdown() }
         let response = await transport.perform([request])[0]

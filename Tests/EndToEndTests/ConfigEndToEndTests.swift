@@ -104,6 +104,14 @@ extension EndToEnd {
             let fine = try h.run(["check-config", "--config", h.configPath])
             #expect(fine.code == 0, "\(fine.err)")
             #expect(!fine.out.contains("abc123"))
+            // Readable by others: a warning on stderr naming the file, line and key; none once it is the owner's alone.
+            #expect(chmod(token, 0o644) == 0)
+            let exposed = try h.run(["check-config", "--config", h.configPath])
+            #expect(exposed.code == 0, "\(exposed.err)")
+            #expect(exposed.err.contains("warning: \(h.configPath):7: [channels.sms] token_file: \(token) is readable by group or others (mode 0644)"),
+                    "\(exposed.err)")
+            #expect(chmod(token, 0o600) == 0)
+            #expect(try !h.run(["check-config", "--config", h.configPath]).err.contains("readable by group or others"))
             for bad in ["", "\n", "abc 123\n", "abc\u{7}123", "abc\n\n"] {
                 try bad.write(toFile: token, atomically: true, encoding: .utf8)
                 let result = try h.run(["check-config", "--config", h.configPath])

@@ -230,6 +230,43 @@ extension EndToEnd {
             #expect(unknown.err.contains("unknown kind \"nonsense\""))
         }
 
+        /// send-test through a Twilio channel: the binary reads the token from its file, sends the
+        /// form Twilio documents, and prints Twilio's error without the token.
+        @Test func sendTestGoesThroughTwilio() throws {
+            let h = try Harness { Self.config($0) }
+            let token = h.directory.appendingPathComponent("twilio.token").path
+            try "tok-e2e-secret\n".write(toFile: token, atomically: true, encoding: .utf8)
+            #expect(chmod(token, 0o600) == 0)
+            try (try String(contentsOfFile: h.configPath, encoding: .utf8) + """
+
+                [channels.texts]
+                provider = "twilio"
+                account_sid = "AC9"
+                auth_token_file = "\(token)"
+                from = "+15005550006"
+                base_url = "\(h.gateway.baseURL)"
+                """).write(toFile: h.configPath, atomically: true, encoding: .utf8)
+            h.gateway.setResponder { _ in FakeGateway.Response(status: 201, body: #"{"sid": "SM1"}"#) }
+            let sent = try h.run(["send-test", "--channel", "texts", "--to", "+8613800000000", "--config", h.configPath])
+            #expect(sent.code == 0, "\(sent.err)")
+            #expect(sent.out.contains("provider=twilio"))
+            let request = try #require(h.gateway.requests().first)
+            #expect(request.path == "/2010-04-01/Accounts/AC9/Messages.json")
+            #expect(request.headers["authorization"] == "Basic " + Data("AC9:tok-e2e-secret".utf8).base64EncodedString())
+            #expect(request.bodyString.hasPrefix("To=%2B8613800000000&From=%2B15005550006&Body="))
+            h.gateway.setResponder { request in
+                // An answer that echoes the credentials back: the output must not show them.
+                FakeGateway.Response(status: 400, body: """
+                    {"code": 21211, "message": "Invalid 'To' Phone Number (\(request.headers["authorization"] ?? ""))", "status": 400}
+                    """)
+            }
+            let refused = try h.run(["send-test", "--channel", "texts", "--to", "+8613800000000", "--config", h.configPath])
+            #expect(refused.code == 1)
+            #expect(refused.err.contains("HTTP 400: Twilio error 21211: Invalid 'To' Phone Number (Basic ****)"), "\(refused.err)")
+            #expect(!(refused.out + refused.err).contains("tok-e2e-secret"))
+            #expect(!(refused.out + refused.err).contains(Data("AC9:tok-e2e-secret".utf8).base64EncodedString()))
+        }
+
         @Test func runOnceDeliversWhatIsDueAndExits() throws {
             let h = try Harness { Self.config($0) }
             #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)

@@ -2,7 +2,7 @@ import PaywatchConfig
 import Testing
 
 /// Parses `text` as "x.toml" and returns the error's description, or a note that it parsed.
-private func failure(_ text: String) -> String {
+func failure(_ text: String) -> String {
     do {
         _ = try PaywatchConfiguration.parse(text, fileName: "x.toml")
         return "parsed without error"
@@ -49,8 +49,8 @@ private let channelSections = """
         #expect(failure("\n\nfoo = 1\n") == "x.toml:3: foo: unknown key")
         #expect(failure("[daemon]\nbatch_size = 1\n\n[deamon]\nbatch_size = 2\n") == "x.toml:4: [deamon]: unknown section")
         #expect(failure("[unpaid]\nhold = \"1m\"\n[unpaid.extra]\na = 1\n") == "x.toml:3: [unpaid.extra]: unknown section")
-        #expect(failure("[channels.sms]\nprovider = \"webhook\"\nurl = \"http://h/\"\ntoken = \"abc\"\n")
-            == "x.toml:4: [channels.sms] token: unknown key")
+        #expect(failure("[channels.sms]\nprovider = \"webhook\"\nurl = \"https://h/\"\ntokn = \"abc\"\n")
+            == "x.toml:4: [channels.sms] tokn: unknown key")
     }
 
     @Test func tomlSyntaxErrorUsesTOMLKitPosition() {
@@ -98,8 +98,8 @@ private let channelSections = """
             == "x.toml:2: [daemon] log_level: unknown log level \"verbose\": expected one of trace, debug, info, notice, warning, error, critical")
         #expect(failure("[partially_paid]\non_overdue = \"refund\"\n")
             == "x.toml:2: [partially_paid] on_overdue: unknown value \"refund\": expected \"escalate\" or \"cancel\"")
-        #expect(failure("[channels.sms]\nprovider = \"twilio\"\nurl = \"https://h/sms\"\n")
-            == "x.toml:2: [channels.sms] provider: unknown provider \"twilio\": only \"webhook\" is supported")
+        #expect(failure("[channels.sms]\nprovider = \"pigeon\"\nurl = \"https://h/sms\"\n")
+            == "x.toml:2: [channels.sms] provider: unknown provider \"pigeon\": expected one of webhook, twilio, sendgrid, smtp, fcm, slack, pagerduty")
     }
 
     @Test func storeURL() {
@@ -183,7 +183,7 @@ private let channelSections = """
         #expect(failure("[daemon]\n\n[channels.sms]\nprovider = \"webhook\"\n")
             == "x.toml:3: [channels.sms] url: missing required key (the http:// or https:// endpoint)")
         #expect(failure("[channels.sms]\nurl = \"http://h/sms\"\n")
-            == "x.toml:1: [channels.sms] provider: missing required key (only \"webhook\" is supported)")
+            == "x.toml:1: [channels.sms] provider: missing required key (one of webhook, twilio, sendgrid, smtp, fcm, slack, pagerduty)")
         #expect(failure("[channels.sms]\nprovider = \"webhook\"\nurl = \"ftp://h/sms\"\n")
             == "x.toml:3: [channels.sms] url: expected an http:// or https:// url")
         #expect(failure("[channels.Sms]\nprovider = \"webhook\"\nurl = \"http://h/sms\"\n").hasPrefix("x.toml:1: [channels.Sms]: invalid channel name"))
@@ -191,7 +191,7 @@ private let channelSections = """
     }
 
     @Test func channelConcurrencyIsASlotCountWithinTheTotal() throws {
-        let sms = "[channels.sms]\nprovider = \"webhook\"\nurl = \"http://h/sms\"\n"
+        let sms = "[channels.sms]\nprovider = \"webhook\"\nurl = \"https://h/sms\"\n"
         #expect(failure(sms + "concurrency = 0\n") == "x.toml:4: [channels.sms] concurrency: must be at least 1, got 0")
         #expect(failure(sms + "concurrency = \"8\"\n") == "x.toml:4: [channels.sms] concurrency: expected an integer, got string \"8\"")
         #expect(failure("[delivery]\nconcurrency = 4\n" + sms + "concurrency = 5\n")

@@ -1,0 +1,154 @@
+import _CryptoExtras
+import Foundation
+import PaywatchConfig
+import PaywatchCore
+import PaywatchDelivery
+import Testing
+@testable import PaywatchDaemon
+
+/// `Runtime.endpoints` builds each channel's provider from its section: credentials read from
+/// their files (systemd credentials included), `base_url` or the provider's own API.
+@Suite struct ProviderEndpointsTests {
+    typealias Credentials = SecretFileTests.Credentials
+
+    static let toml = """
+        [channels.sms]
+        provider = "twilio"
+        account_sid = "AC77"
+        auth_token_file = "$CREDENTIALS_DIRECTORY/twilio.token"
+        from = "+15005550006"
+
+        [channels.email]
+        provider = "sendgrid"
+        api_key_file = "$CREDENTIALS_DIRECTORY/sendgrid.key"
+        from = "orders@shop.example"
+        base_url = "http://127.0.0.1:8025/"
+
+        [channels.ops]
+        provider = "slack"
+        url_file = "$CREDENTIALS_DIRECTORY/slack.url"
+
+        [channels.pager]
+        provider = "pagerduty"
+        routing_key_file = "$CREDENTIALS_DIRECTORY/pd.key"
+        """
+
+    static let message = ProviderMessage(id: 1, key: "k", kind: "paying_stalled", channel: "x", orderID: "A1", to: "+15550001111",
+                                         payload: MessagePayload(subject: "s", text: "t"))
+
+    func writeSecrets(_ creds: Credentials, slackURL: String = "https://hooks.slack.com/services/T1/B1/hook-secret") throws {
+        try creds.write("twilio.token", "twilio-secret\n")
+        try creds.write("sendgrid.key", "SG.sendgrid-secret\n")
+        try creds.write("slack.url", slackURL + "\n")
+        try creds.write("pd.key", "pd-secret\n")
+    }
+
+    @Test func everyHTTPProviderIsBuiltWithItsSecretsAndBaseURL() throws {
+        let creds = try Credentials(Self.toml)
+        try writeSecrets(creds)
+        let endpoints = try Runtime.endpoints(try creds.config(), configPath: creds.configPath, credentialsDirectory: creds.directory.path)
+        #expect(endpoints.mapValues(\.provider.name) == ["sms": "twilio", "email": "sendgrid", "ops": "slack", "pager": "pagerduty"])
+
+        let sms = try #require(endpoints["sms"]).provider.request(for: Self.message)
+        // No base_url: Twilio's own API.
+        #expect(sms.url == "https://api.twilio.com/2010-04-01/Accounts/AC77/Messages.json")
+        #expect(sms.headers.contains { $0 == ("Authorization", "Basic " + Data("AC77:twilio-secret".utf8).base64EncodedString()) })
+
+        var mail = Self.message
+        mail.to = "buyer@example.com"
+        let email = try #require(endpoints["email"]).provider.request(for: mail)
+        #expect(email.url == "http://127.0.0.1:8025/v3/mail/send")
+        #expect(email.headers.contains { $0 == ("Authorization", "Bearer SG.sendgrid-secret") })
+
+        #expect(try #require(endpoints["ops"]).provider.request(for: Self.message).url == "https://hooks.slack.com/services/T1/B1/hook-secret")
+
+        let pager = try #require(endpoints["pager"]).provider.request(for: Self.message)
+        #expect(pager.url == "https://events.pagerduty.com/v2/enqueue")
+        #expect(String(decoding: pager.body, as: UTF8.self).contains("\"routing_key\":\"pd-secret\""))
+    }
+
+    /// What cannot be checked before the file is read: the Slack URL it holds. The error names the
+    /// file and key, never the URL.
+    @Test func aSlackURLFileMustHoldASecureURL() throws {
+        let creds = try Credentials(Self.toml)
+        func problem(_ slackURL: String) throws -> String {
+            try writeSecrets(creds, slackURL: slackURL)
+            do {
+                _ = try Runtime.endpoints(try creds.config(), configPath: creds.configPath, credentialsDirectory: creds.directory.path)
+                return "no error"
+            } catch {
+                return "\(error)"
+            }
+        }
+        let insecure = try problem("http://hooks.example/services/T1/B1/hook-secret")
+        #expect(insecure == "\(creds.configPath):15: [channels.ops] url_file: $CREDENTIALS_DIRECTORY/slack.url holds a plain http:// URL "
+            + "to a host other than loopback, which would send the message unencrypted: use https://, or set allow_insecure_http = true")
+        let notURL = try problem("hook-secret")
+        #expect(notURL == "\(creds.configPath):15: [channels.ops] url_file: $CREDENTIALS_DIRECTORY/slack.url does not hold an http:// or https:// URL (the incoming webhook's)")
+        #expect(try problem("http://127.0.0.1:8025/services/T1/B1/hook-secret") == "no error")
+    }
+
+    @Test func smtpAndFCMChannelsAreBuiltWithTheirSecretsAndPrintNone() throws {
+        let creds = try Credentials("""
+            [channels.mail]
+            provider = "smtp"
+            url = "smtp://127.0.0.1:2525"
+            from = "o@shop.example"
+            username = "shop"
+            password_file = "$CREDENTIALS_DIRECTORY/smtp.password"
+
+            [channels.push]
+            provider = "fcm"
+            service_account_file = "$CREDENTIALS_DIRECTORY/fcm.json"
+            """)
+        try creds.write("smtp.password", "smtp-secret-pw\n")
+        let key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+        var account = JSONObjectWriter()
+        account.add("project_id", "proj")
+        account.add("client_email", "pw@proj.iam.gserviceaccount.com")
+        account.add("private_key", key.pemRepresentation)
+        account.add("token_uri", "https://oauth2.googleapis.com/token")
+        try creds.write("fcm.json", account.finish())
+        let endpoints = try Runtime.endpoints(try creds.config(), configPath: creds.configPath, credentialsDirectory: creds.directory.path)
+        #expect(endpoints["mail"]?.provider is SMTPProvider)
+        #expect((endpoints["push"]?.provider as? FCMProvider)?.account.projectID == "proj")
+        // Printed or dumped, a provider shows none of its settings: they hold credentials.
+        var dumped = ""
+        dump(endpoints, to: &dumped)
+        let printed = "\(endpoints)" + dumped
+        #expect(!printed.contains("smtp-secret-pw"))
+        #expect(!printed.contains("PRIVATE KEY"))
+        for endpoint in endpoints.values { endpoint.provider.shutdown() }
+        // A service account file that is none: the file and the key are named, not the content.
+        try creds.write("fcm.json", "{\"private_key\": \"oops-secret\"}")
+        do {
+            _ = try Runtime.endpoints(try creds.config(), configPath: creds.configPath, credentialsDirectory: creds.directory.path)
+            Issue.record("a broken service account file was accepted")
+        } catch {
+            #expect("\(error)".contains("[channels.push] service_account_file: $CREDENTIALS_DIRECTORY/fcm.json not a service account JSON key"))
+            #expect(!"\(error)".contains("oops-secret"))
+        }
+    }
+
+    /// A secret file others may read gives a warning naming the file, line and key; none once it is
+    /// the owner's alone.
+    @Test func aSecretFileReadableByOthersIsWarnedAbout() throws {
+        let creds = try Credentials(Self.toml)
+        try writeSecrets(creds)
+        let config = try creds.config()
+        let names = ["twilio.token", "sendgrid.key", "slack.url", "pd.key"]
+        for name in names {
+            #expect(chmod(creds.directory.appendingPathComponent(name).path, 0o600) == 0)
+        }
+        #expect(Runtime.secretFileWarnings(config, configPath: creds.configPath, credentialsDirectory: creds.directory.path) == [])
+        let exposed = creds.directory.appendingPathComponent("twilio.token").path
+        #expect(chmod(exposed, 0o640) == 0)
+        #expect(Runtime.secretFileWarnings(config, configPath: creds.configPath, credentialsDirectory: creds.directory.path) == [
+            "\(creds.configPath):4: [channels.sms] auth_token_file: \(exposed) is readable by group or others (mode 0640): "
+                + "`chmod 600 \(exposed)` (owned by the service user), or give it as a systemd credential (LoadCredential=)",
+        ])
+        // The warning is about the file, never its content.
+        #expect(!Runtime.secretFileWarnings(config, configPath: creds.configPath, credentialsDirectory: creds.directory.path)
+            .joined().contains("twilio-secret"))
+    }
+}
