@@ -267,6 +267,54 @@ extension EndToEnd {
             #expect(!(refused.out + refused.err).contains(Data("AC9:tok-e2e-secret".utf8).base64EncodedString()))
         }
 
+        /// The daemon e-mails through an SMTP server: a reminder decided for an order arrives as a
+        /// MIME message with its envelope, AUTH as configured, the password read from its file.
+        @Test func theDaemonEmailsThroughSMTP() throws {
+            let smtp = try FakeSMTPServer(credentials: ("shop", "smtp-e2e-pw"))
+            defer { smtp.stop() }
+            let h = try Harness { base in
+                """
+                [daemon]
+                poll_interval = "200ms"
+                [unpaid]
+                hold = "1h"
+                reminders = ["10m"]
+                channels = ["email"]
+                [channels.email]
+                provider = "smtp"
+                url = "\(smtp.url)"
+                from = "orders@shop.example"
+                from_name = "Shop 商店"
+                username = "shop"
+                password_file = "PASSWORD_FILE"
+                \(Harness.smsAndOps(base))
+                """
+            }
+            let password = h.directory.appendingPathComponent("smtp.password").path
+            try "smtp-e2e-pw\n".write(toFile: password, atomically: true, encoding: .utf8)
+            #expect(chmod(password, 0o600) == 0)
+            try String(contentsOfFile: h.configPath, encoding: .utf8).replacingOccurrences(of: "PASSWORD_FILE", with: password)
+                .write(toFile: h.configPath, atomically: true, encoding: .utf8)
+            #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
+            try h.shop().write { db in
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, email, locale) VALUES ('MAIL1', 12900, ?, 'li@example.com', 'zh-CN')",
+                               arguments: [Harness.nowMs() - 11 * 60_000])
+            }
+            try h.start()
+            #expect(Harness.eventually(10) { !smtp.messages().isEmpty })
+            #expect(h.stop() == 0)
+            let message = try #require(smtp.messages().first)
+            #expect(message.mailFrom == "orders@shop.example")
+            #expect(message.recipients == ["li@example.com"])
+            #expect(message.authenticatedAs == "shop")
+            #expect(message.text.contains("X-Paywatch-Key: pw1:MAIL1:unpaid_reminder:1:email"))
+            #expect(message.text.contains("Subject: =?UTF-8?B?"))
+            #expect(message.text.contains("MIME-Version: 1.0"))
+            #expect(!h.log.contains("smtp-e2e-pw"))
+            let state = try h.shop().read { try String.fetchOne($0, sql: "SELECT state FROM pw_outbox WHERE order_id = 'MAIL1'") }
+            #expect(state == "delivered")
+        }
+
         @Test func runOnceDeliversWhatIsDueAndExits() throws {
             let h = try Harness { Self.config($0) }
             #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
