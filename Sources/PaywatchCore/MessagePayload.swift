@@ -92,6 +92,7 @@ public struct MessagePayload: Sendable, Hashable {
     /// JSON itself (`idempotency_key`, `subject`, `body`, then the facts): it reads as the same
     /// payload, its facts in name order. Nil when `stored` is neither.
     public static func decode(_ stored: String) -> MessagePayload? {
+        if let payload = PayloadReader.read(stored) { return payload }
         guard let object = try? JSONSerialization.jsonObject(with: Data(stored.utf8)) as? [String: Any] else { return nil }
         if object["v"] as? Int == 1 {
             guard let subject = object["subject"] as? String, let text = object["text"] as? String,

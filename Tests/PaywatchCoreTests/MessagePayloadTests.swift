@@ -21,6 +21,30 @@ import Testing
         #expect(MessagePayload.decode(MessagePayload(subject: "", text: "").encoded())?.html == nil)
     }
 
+    @Test func theFastReaderReadsWhatAnyJSONWriterMayWriteAndRefusesWhatIsNotIts() throws {
+        // Escapes a writer may choose: \u forms, a surrogate pair, \/; spaces; another key order.
+        let written = #" { "facts" : [ ["a\u00e9\/b", -9223372036854775808], ["emoji", "\ud83d\ude00"] ], "text" : "t\n\u4e2d", "#
+            + #""subject":"s\"q","v":1 } "#
+        let payload = try #require(PayloadReader.read(written))
+        #expect(payload.subject == "s\"q")
+        #expect(payload.text == "t\n中")
+        #expect(payload.facts == [.init("aé/b", .number(Int64.min)), .init("emoji", .text("😀"))])
+        // What it does not take, the general reader decides (and refuses, here).
+        for refused in [#"{"v":1,"subject":"s","text":"t","facts":[["x",1.5]]}"#,        // not an integer
+                        #"{"v":1,"subject":"s","text":"t","facts":[["x",9223372036854775808]]}"#,  // past Int64
+                        #"{"v":1,"subject":"\ud800","text":"t","facts":[]}"#,        // a lone surrogate
+                        "{\"v\":1,\"subject\":\"a\u{1}b\",\"text\":\"t\",\"facts\":[]}",  // a raw control character
+                        #"{"v":1,"subject":"s","text":"t","facts":[],"x":1}"#,        // another key
+                        #"{"v":1,"subject":"s","text":"t","facts":[]} trailing"#, #"{"v":1,"subject":"s""#, ""] {
+            #expect(PayloadReader.read(refused) == nil, "\(refused)")
+        }
+        // Whatever encoded() writes, it reads back.
+        var awkward = MessagePayload(subject: Self.awkward, text: Self.awkward, html: Self.awkward)
+        awkward.add(Self.awkward, Self.awkward)
+        awkward.add("n", Int64.min)
+        #expect(PayloadReader.read(awkward.encoded()) == awkward)
+    }
+
     @Test func aWebhookBodyStoredByAnEarlierReleaseReadsAsItsPayload() throws {
         let legacy = """
             {"idempotency_key":"pw1:A1:unpaid_reminder:1:sms","kind":"unpaid_reminder","channel":"sms","order_id":"A1",\
