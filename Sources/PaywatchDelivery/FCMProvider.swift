@@ -115,8 +115,8 @@ public final class AccessTokenSource: @unchecked Sendable {
         let issued = now() / 1_000
         var result: Result<(String, Int64), ProviderError>
         do {
-            let form = "grant_type=" + formEncoded("urn:ietf:params:oauth:grant-type:jwt-bearer")
-                + "&assertion=" + formEncoded(try assertion(issuedAt: issued))
+            let form = formEncoded([("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                                    ("assertion", try assertion(issuedAt: issued))])
             let request = HTTPRequest(id: 0, url: account.tokenURI, method: "POST",
                                       headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Array(form.utf8))
             if let transport = exchangeTransport() {
@@ -143,11 +143,11 @@ public final class AccessTokenSource: @unchecked Sendable {
     static func exchanged(_ response: HTTPResponse) -> Result<(String, Int64), ProviderError> {
         guard let status = response.status else { return .failure(ProviderError("token exchange: \(response.error ?? "no answer")")) }
         guard (200...299).contains(status),
-              let object = try? JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any],
+              let object = jsonObject(response.body),
               let value = object["access_token"] as? String, !value.isEmpty
         else {
             // The error body of an OAuth server names the error (`invalid_grant`), not a secret.
-            let error = (try? JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])?["error"] as? String
+            let error = jsonObject(response.body)?["error"] as? String
             return .failure(ProviderError("token exchange: HTTP \(status)" + (error.map { " \($0)" } ?? "")))
         }
         let expiresIn = (object["expires_in"] as? Int).map(Int64.init) ?? 3_600
@@ -169,7 +169,7 @@ public struct FCMProvider: DeliveryProvider {
     public init(account: ServiceAccount, baseURL: String? = nil, timeoutMs: Int64,
                 now: @escaping @Sendable () -> Int64) throws(ProviderError) {
         self.account = account
-        self.baseURL = (baseURL ?? Self.defaultBaseURL).trimmingSuffix("/")
+        self.baseURL = trimmingSlashes(baseURL ?? Self.defaultBaseURL)
         tokens = try AccessTokenSource(account: account, timeoutMs: timeoutMs, now: now)
     }
 
@@ -204,7 +204,7 @@ public struct FCMProvider: DeliveryProvider {
     /// (401) is fetched anew and the message retried.
     public func verdict(for response: HTTPResponse) -> ProviderVerdict {
         guard let status = response.status, !(200...299).contains(status) else { return httpVerdict(response) }
-        let error = (try? JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])?["error"] as? [String: Any]
+        let error = jsonObject(response.body)?["error"] as? [String: Any]
         let details = (error?["details"] as? [[String: Any]]) ?? []
         let code = details.compactMap { $0["errorCode"] as? String }.first ?? (error?["status"] as? String) ?? ""
         let reason = "HTTP \(status)" + (code.isEmpty ? "" : " \(code)")
@@ -227,21 +227,6 @@ public struct FCMProvider: DeliveryProvider {
     }
 }
 
-/// `application/x-www-form-urlencoded` value: unreserved characters kept, every other byte `%XX`.
-func formEncoded(_ text: String) -> String {
-    var out = ""
-    for byte in text.utf8 {
-        switch byte {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-             UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-            out.unicodeScalars.append(Unicode.Scalar(byte))
-        default:
-            out += String(format: "%%%02X", byte)
-        }
-    }
-    return out
-}
-
 /// Base64url without padding (RFC 7515).
 func base64URL(_ bytes: [UInt8]) -> String {
     Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
@@ -252,12 +237,4 @@ func base64URL(_ bytes: [UInt8]) -> String {
 func isLoopbackHTTP(_ url: String) -> Bool {
     let lower = url.lowercased()
     return ["http://127.", "http://[::1]", "http://localhost"].contains { lower.hasPrefix($0) }
-}
-
-extension String {
-    func trimmingSuffix(_ suffix: String) -> String {
-        var text = self
-        while text.hasSuffix(suffix) { text.removeLast(suffix.count) }
-        return text
-    }
 }
