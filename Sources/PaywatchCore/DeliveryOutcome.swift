@@ -10,6 +10,10 @@ public enum DeliveryOutcome: Sendable, Hashable {
     /// The request never left the process (shutdown, or released before it started): due again
     /// at once, and not counted as an attempt.
     case notAttempted
+    /// Not sent because the provider is not ready (its access token is being fetched): due again
+    /// at `untilMs`, and not counted as an attempt, so a token endpoint that is down for a while
+    /// kills no message (the lag shows it).
+    case deferred(untilMs: Millis, reason: String)
 
     /// The word stored in `pw_attempts.outcome` and logged as `outcome=`.
     public var name: String {
@@ -18,13 +22,14 @@ public enum DeliveryOutcome: Sendable, Hashable {
         case .retry: return "retry"
         case .dead: return "dead"
         case .notAttempted: return "not_attempted"
+        case .deferred: return "deferred"
         }
     }
 
     /// The reason of a retry or dead outcome.
     public var reason: String? {
         switch self {
-        case .retry(_, let reason), .dead(let reason): return reason
+        case .retry(_, let reason), .dead(let reason), .deferred(_, let reason): return reason
         case .delivered, .notAttempted: return nil
         }
     }

@@ -56,6 +56,7 @@ final class DeliveryEngine: Sendable {
         case timer(generation: UInt64)
         case completed(Outbound, HTTPResponse)
         case unroutable(Outbound, reason: String)
+        case deferred(Outbound, reason: String)
         case stored(DeliveryClaim)
         case handedOver([OutboxMessage])
         case storeFailed(String)
@@ -153,6 +154,14 @@ final class DeliveryEngine: Sendable {
             let result = self.result(for: work.item, response: response, now: now)
             logDelivery(work.item, result)
             return machine.completed(id: work.id, record: result, now: now)
+        case .deferred(let work, let reason):
+            // 2–3 s: soon enough for a token that is on its way, spread so that a lane's
+            // messages do not all come back in the same millisecond.
+            let until = now + 2_000 + Millis.random(in: 0..<1_000)
+            let result = DeliveryResult(outboxID: work.id, startedAt: now, httpStatus: nil, error: reason, durationMs: 0,
+                                        outcome: .deferred(untilMs: until, reason: reason), followUp: nil)
+            logDelivery(work.item, result)
+            return machine.completed(id: work.id, record: result, now: now)
         case .unroutable(let work, let reason):
             let result = DeliveryResult(outboxID: work.id, startedAt: now, httpStatus: nil, error: nil, durationMs: 0,
                                         outcome: .dead(reason: reason), followUp: followUp(for: work.item, reason: reason))
@@ -241,11 +250,9 @@ final class DeliveryEngine: Sendable {
                 request = try endpoint.provider.request(for: ProviderMessage(id: work.id, message))
             } catch {
                 let reason = "\(endpoint.provider.name): \(error.description)"
-                // A transient refusal (an access token being fetched) is an attempt that failed
-                // before the wire: retried with the backoff, like an unreachable gateway.
-                events.push(error.transient
-                    ? .completed(work, HTTPResponse(id: work.id, status: nil, error: reason))
-                    : .unroutable(work, reason: reason))
+                // A transient refusal (an access token being fetched) sent nothing: the message
+                // waits a few seconds, its attempts untouched.
+                events.push(error.transient ? .deferred(work, reason: reason) : .unroutable(work, reason: reason))
                 continue
             }
             batch.append((request, { response in events.push(.completed(work, response)) }))
@@ -298,6 +305,9 @@ final class DeliveryEngine: Sendable {
             metadata["reason"] = "\(reason)"
             let level: Logger.Level = item.message.kind.isOps ? .critical : .error
             runtime.logger.log(level: level, "message is dead", metadata: metadata)
+        case .deferred(_, let reason):
+            metadata["reason"] = "\(reason)"
+            runtime.logger.info("message deferred: the provider is not ready", metadata: metadata)
         case .notAttempted:
             runtime.logger.debug("delivery not attempted (shutting down)", metadata: metadata)
         }

@@ -16,6 +16,7 @@ public struct ServiceAccount: Sendable, Decodable {
 
     /// Reads the key file's bytes; a problem is named by field, never by content (the file holds a private key).
     public static func parse(_ bytes: [UInt8]) -> Result<ServiceAccount, ProviderError> {
+        // (token_uri: https, or plain http to this machine only — the assertion is a credential.)
         guard let account = try? JSONDecoder().decode(ServiceAccount.self, from: Data(bytes)) else {
             return .failure(ProviderError("not a service account JSON key (project_id, client_email, private_key, token_uri)"))
         }
@@ -43,9 +44,13 @@ public final class AccessTokenSource: @unchecked Sendable {
     private var stopped = false
     private let now: @Sendable () -> Int64
     private let lock = NSLock()
-    private var token: (value: String, expiresAtMs: Int64)?
+    private var token: (value: String, expiresAtMs: Int64, obtainedAtMs: Int64)?
     private var refreshing = false
     private var lastError: String?
+    /// After a failed exchange, none before this (1 s, doubling to a minute): a token endpoint that
+    /// is down is not asked once per message.
+    private var notBeforeMs: Int64 = 0
+    private var failures = 0
 
     public init(account: ServiceAccount, timeoutMs: Int64, now: @escaping @Sendable () -> Int64) throws(ProviderError) {
         guard let key = try? _RSA.Signing.PrivateKey(pemRepresentation: account.privateKey) else {
@@ -64,7 +69,7 @@ public final class AccessTokenSource: @unchecked Sendable {
         let (value, refresh) = lock.withLock { () -> (String?, Bool) in
             let valid = token.flatMap { $0.expiresAtMs > at + 60_000 ? $0.value : nil }
             let stale = token.map { $0.expiresAtMs <= at + 300_000 } ?? true
-            let start = stale && !refreshing
+            let start = stale && !refreshing && at >= notBeforeMs
             if start { refreshing = true }
             return (valid, start)
         }
@@ -72,10 +77,18 @@ public final class AccessTokenSource: @unchecked Sendable {
         return value
     }
 
-    /// The token was refused (HTTP 401): fetch a new one.
-    public func invalidate() {
-        lock.withLock { token = nil }
+    /// The token was refused (HTTP 401) by a request sent at `sentAtMs`: fetch a new one, unless
+    /// the token in hand was obtained after that request left (a late answer to an old token).
+    public func invalidate(sentAt sentAtMs: Int64) {
+        lock.withLock {
+            if let current = token, current.obtainedAtMs <= sentAtMs { token = nil }
+        }
     }
+
+    func nowMs() -> Int64 { now() }
+
+    /// The token in hand, if any, without starting a refresh: scrubbed from answers.
+    var held: String? { lock.withLock { token?.value } }
 
     /// Why the last exchange failed, if it did: part of the retry reason, never the assertion or a token.
     public var failure: String? { lock.withLock { lastError } }
@@ -131,10 +144,14 @@ public final class AccessTokenSource: @unchecked Sendable {
             refreshing = false
             switch result {
             case .success(let (value, expiresIn)):
-                token = (value, issued * 1_000 + expiresIn * 1_000)
+                token = (value, issued * 1_000 + expiresIn * 1_000, now())
                 lastError = nil
+                failures = 0
+                notBeforeMs = 0
             case .failure(let why):
                 lastError = why.description
+                failures += 1
+                notBeforeMs = now() + min(60_000, 1_000 << min(failures - 1, 6))
             }
         }
     }
@@ -150,8 +167,10 @@ public final class AccessTokenSource: @unchecked Sendable {
             let error = jsonObject(response.body)?["error"] as? String
             return .failure(ProviderError("token exchange: HTTP \(status)" + (error.map { " \($0)" } ?? "")))
         }
-        let expiresIn = (object["expires_in"] as? Int).map(Int64.init) ?? 3_600
-        return .success((value, max(60, expiresIn)))
+        // Within 2 minutes and a day: a token is only ever used until a minute before it expires,
+        // and a number from outside must not overflow the arithmetic.
+        let expiresIn = (object["expires_in"] as? Int).map { Int64(clamping: $0) } ?? 3_600
+        return .success((value, min(max(120, expiresIn), 86_400)))
     }
 }
 
@@ -198,27 +217,41 @@ public struct FCMProvider: DeliveryProvider {
                            body: Array(body.utf8))
     }
 
-    /// FCM's errors (`{"error": {"code", "status", "details": [{"errorCode"}]}}`): `UNREGISTERED`
-    /// and `INVALID_ARGUMENT` are the token's fault — dead, and the address suppressed, whatever the
-    /// HTTP status; `QUOTA_EXCEEDED`, `UNAVAILABLE`, `INTERNAL` are retried; a refused access token
-    /// (401) is fetched anew and the message retried.
+    /// FCM's errors (`{"error": {"code", "status", "details": [{"errorCode"}, {"fieldViolations"}]}}`):
+    /// - `UNREGISTERED` is the token's fault: dead, and the address suppressed, whatever the status;
+    /// - `INVALID_ARGUMENT` too when it is about `message.token` (or names no field); about anything
+    ///   else (a payload too large) it is dead without blaming the address;
+    /// - `SENDER_ID_MISMATCH`, `THIRD_PARTY_AUTH_ERROR` (the shop's APNs or web-push credentials):
+    ///   dead, the address not blamed, the access token kept;
+    /// - `QUOTA_EXCEEDED`, `UNAVAILABLE`, `INTERNAL`: retried;
+    /// - a refused access token (401 without another code, `UNAUTHENTICATED`): fetched anew, retried.
+    /// Reasons never hold the access token, even when an answer echoes it.
     public func verdict(for response: HTTPResponse) -> ProviderVerdict {
-        guard let status = response.status, !(200...299).contains(status) else { return httpVerdict(response) }
+        let secrets = tokens.held.map { [$0] } ?? []
+        guard let status = response.status, !(200...299).contains(status) else {
+            return scrubbing(httpVerdict(response), secrets: secrets)
+        }
         let error = jsonObject(response.body)?["error"] as? [String: Any]
         let details = (error?["details"] as? [[String: Any]]) ?? []
         let code = details.compactMap { $0["errorCode"] as? String }.first ?? (error?["status"] as? String) ?? ""
         let reason = "HTTP \(status)" + (code.isEmpty ? "" : " \(code)")
         switch code {
-        case "UNREGISTERED", "INVALID_ARGUMENT", "SENDER_ID_MISMATCH":
-            return .dead(reason: reason, suppress: code != "SENDER_ID_MISMATCH")
+        case "UNREGISTERED":
+            return .dead(reason: reason, suppress: true)
+        case "INVALID_ARGUMENT":
+            let fields = details.flatMap { ($0["fieldViolations"] as? [[String: Any]]) ?? [] }.compactMap { $0["field"] as? String }
+            return .dead(reason: reason + (fields.isEmpty ? "" : " (\(fields.joined(separator: ", ")))"),
+                         suppress: fields.isEmpty || fields.contains("message.token"))
+        case "SENDER_ID_MISMATCH", "THIRD_PARTY_AUTH_ERROR":
+            return .dead(reason: reason, suppress: false)
         case "QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL":
             return .retry(reason: reason)
         default:
-            if status == 401 || code == "UNAUTHENTICATED" {
-                tokens.invalidate()
+            if code == "UNAUTHENTICATED" || (code.isEmpty && status == 401) {
+                tokens.invalidate(sentAt: tokens.nowMs() - response.durationMs)
                 return .retry(reason: reason + " (access token refused; fetching a new one)")
             }
-            return httpVerdict(response)
+            return scrubbing(httpVerdict(response), secrets: secrets)
         }
     }
 
@@ -233,8 +266,10 @@ func base64URL(_ bytes: [UInt8]) -> String {
         .replacingOccurrences(of: "=", with: "")
 }
 
-/// `http://127.x…`, `http://[::1]…` or `http://localhost…`: plain HTTP that never leaves the machine (tests' fakes).
+/// Plain HTTP that never leaves the machine (tests' fakes): `http://` to 127.0.0.1, ::1 or
+/// localhost exactly, as the URL's host (no userinfo tricks such as `http://localhost@evil/`).
 func isLoopbackHTTP(_ url: String) -> Bool {
-    let lower = url.lowercased()
-    return ["http://127.", "http://[::1]", "http://localhost"].contains { lower.hasPrefix($0) }
+    guard url.lowercased().hasPrefix("http://"), let parsed = URLComponents(string: url),
+          parsed.user == nil, parsed.password == nil, let host = parsed.host?.lowercased() else { return false }
+    return ["127.0.0.1", "::1", "[::1]", "localhost"].contains(host)
 }

@@ -201,7 +201,9 @@ private func curlMailDebugCallback(_ easy: UnsafeMutableRawPointer?, _ type: cur
         switch type {
         case CURLINFO_HEADER_OUT:
             if let step = MailProgress.step(ofCommand: bytes) { progress.sent = step }
-            if bytes.elementsEqual("QUIT\r\n".utf8) { progress.quitting = true }
+            // curl may QUIT an idle cached connection through this handle, then go on with this
+            // transfer's own commands: only the replies in between are ignored.
+            progress.quitting = bytes.elementsEqual("QUIT\r\n".utf8)
         case CURLINFO_DATA_OUT:
             if progress.sent == .data { progress.sent = .content }
         case CURLINFO_HEADER_IN where !progress.quitting:

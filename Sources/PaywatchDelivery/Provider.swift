@@ -15,6 +15,9 @@ public struct ProviderMessage: Sendable {
     /// The address: E.164 phone, e-mail, push token, or the channel's fixed `to`.
     public var to: String
     public var payload: MessagePayload
+    /// The webhook JSON as a release before payloads stored it (`{"idempotency_key":…`): the
+    /// webhook provider sends it byte for byte, as it was decided; other providers read `payload`.
+    public var storedWebhookBody: String?
 
     public init(id: Int64, key: String, kind: String, channel: String, orderID: String?, to: String,
                 payload: MessagePayload) {
@@ -30,6 +33,7 @@ public struct ProviderMessage: Sendable {
     public init(id: Int64, _ message: OutgoingMessage) {
         self.init(id: id, key: message.idempotencyKey, kind: message.kind.rawValue, channel: message.channel,
                   orderID: message.orderID, to: message.recipient, payload: message.content)
+        if message.payload.hasPrefix("{\"idempotency_key\":") { storedWebhookBody = message.payload }
     }
 }
 
@@ -117,14 +121,15 @@ public struct WebhookProvider: DeliveryProvider {
     }
 
     public func request(for message: ProviderMessage) throws(ProviderError) -> HTTPRequest {
-        let body = message.payload.webhookJSON(key: message.key, kind: message.kind, channel: message.channel,
-                                               orderID: message.orderID, to: message.to)
+        let body = message.storedWebhookBody ?? message.payload.webhookJSON(
+            key: message.key, kind: message.kind, channel: message.channel, orderID: message.orderID, to: message.to)
         return HTTPRequest(id: message.id, url: url, method: "POST", headers: headers(idempotencyKey: message.key),
                            body: Array(body.utf8))
     }
 
+    /// ``httpVerdict(_:)``, its reason scrubbed of the bearer token (a gateway may echo headers).
     public func verdict(for response: HTTPResponse) -> ProviderVerdict {
-        httpVerdict(response)
+        scrubbing(httpVerdict(response), secrets: token.map { [$0] } ?? [])
     }
 
     /// The webhook request headers for one message.

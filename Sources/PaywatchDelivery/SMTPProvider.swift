@@ -105,14 +105,20 @@ public struct SMTPProvider: DeliveryProvider {
     }
 
     /// Whether a `5xx` reply to `RCPT TO` blames the address: its enhanced status code (RFC 3463)
-    /// is `5.1.x` (bad mailbox, bad domain) or `5.2.1` (mailbox disabled), or there is none (a
-    /// plain `550` from a server without them).
+    /// is `5.1.x` (bad mailbox, bad domain) or `5.2.1` (mailbox disabled); or there is none (a
+    /// server without them) and the reply is a `550`/`551`/`553` whose text does not speak of
+    /// relaying, authentication, policy or access (Exim's classic `550 relay not permitted` is the
+    /// relay refusing paywatch, not a bad address).
     static func isAboutTheAddress(_ reply: String) -> Bool {
         let afterCode = reply.utf8.dropFirst(4)
         let token = afterCode.prefix { $0 != 32 }
         let parts = token.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
         let isEnhanced = parts.count == 3 && parts.allSatisfy { !$0.isEmpty && $0.count <= 3 && $0.allSatisfy { $0 >= 48 && $0 <= 57 } }
-        guard isEnhanced else { return true }
+        guard isEnhanced else {
+            let lower = reply.lowercased()
+            let aboutUs = ["relay", "auth", "policy", "denied", "access", "spam", "blocked"].contains { lower.contains($0) }
+            return ["550", "551", "553"].contains { reply.hasPrefix($0) } && !aboutUs
+        }
         let code = String(decoding: token, as: UTF8.self)
         return code.hasPrefix("5.1.") || code == "5.2.1"
     }

@@ -671,6 +671,7 @@ public final class SQLiteOrderStore: OrderStore {
             case .retry(let at, _): state = "pending"; dueAt = at
             case .dead: state = "dead"
             case .notAttempted: state = "pending"; counted = false
+            case .deferred(let until, _): state = "pending"; dueAt = until; counted = false
             }
             if counted {
                 try attempt.execute(arguments: [result.outboxID, result.startedAt, result.httpStatus, result.error,

@@ -114,6 +114,9 @@ import Testing
         defer { transport.shutdown() }
         let response = await transport.perform([request])[0]
         #expect(setup.provider.verdict(for: response) == .delivered)
+        // An answer that echoes the access token does not carry it into a reason.
+        #expect(setup.provider.verdict(for: HTTPResponse(id: 1, status: 418, body: "echo Bearer ya29.test"))
+            == .dead(reason: "HTTP 418: echo Bearer ****", suppress: false))
     }
 
     @Test func fcmErrorsAreReadFromTheirCodesNotTheStatus() throws {
@@ -127,6 +130,11 @@ import Testing
         #expect(answer(400, invalid) == .dead(reason: "HTTP 400 INVALID_ARGUMENT", suppress: true))
         let quota = #"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"errorCode":"QUOTA_EXCEEDED"}]}}"#
         #expect(answer(429, quota) == .retry(reason: "HTTP 429 QUOTA_EXCEEDED"))
+        // A payload FCM refuses is not the token's fault; the shop's APNs credentials neither.
+        let tooLarge = #"{"error":{"code":400,"status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message.data"}]}]}}"#
+        #expect(answer(400, tooLarge) == .dead(reason: "HTTP 400 INVALID_ARGUMENT (message.data)", suppress: false))
+        let apns = #"{"error":{"code":401,"status":"UNAUTHENTICATED","details":[{"errorCode":"THIRD_PARTY_AUTH_ERROR"}]}}"#
+        #expect(answer(401, apns) == .dead(reason: "HTTP 401 THIRD_PARTY_AUTH_ERROR", suppress: false))
         #expect(answer(503, #"{"error":{"status":"UNAVAILABLE"}}"#) == .retry(reason: "HTTP 503 UNAVAILABLE"))
         if case .retry(let why) = answer(401, #"{"error":{"status":"UNAUTHENTICATED"}}"#) {
             #expect(why.contains("access token refused"))
@@ -155,6 +163,20 @@ import Testing
         #expect(error.description.contains("token exchange: HTTP 400 invalid_grant"))
         #expect(!error.description.contains("PRIVATE KEY"))
         #expect(!error.description.contains("eyJ"))  // no assertion
+    }
+
+    @Test func theTokenLifetimeIsBoundedAndTheTokenURIIsHTTPSOrThisMachine() throws {
+        let huge = HTTPResponse(id: 0, status: 200, body: #"{"access_token":"t","expires_in":9999999999999999}"#)
+        #expect(try AccessTokenSource.exchanged(huge).get().1 == 86_400)
+        let short = HTTPResponse(id: 0, status: 200, body: #"{"access_token":"t","expires_in":5}"#)
+        #expect(try AccessTokenSource.exchanged(short).get().1 == 120)
+        for url in ["http://127.0.0.1:8080/token", "http://localhost/token", "http://[::1]:9/token"] {
+            #expect(isLoopbackHTTP(url), "\(url)")
+        }
+        for url in ["http://127.0.0.1.nip.io/token", "http://localhost@evil.example/token", "http://evil.example/token",
+                    "https://127.0.0.1/token"] {
+            #expect(!isLoopbackHTTP(url), "\(url)")
+        }
     }
 
     @Test func aKeyFileThatIsNoServiceAccountIsRefusedWithoutItsContent() {

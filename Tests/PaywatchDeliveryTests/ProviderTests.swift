@@ -24,6 +24,22 @@ import Testing
         #expect(try !WebhookProvider(url: "http://127.0.0.1:1/sms").request(for: Self.message).headers.contains { $0.0 == "Authorization" })
     }
 
+    @Test func aWebhookAnswerEchoingTheTokenLeavesItOutOfTheReason() {
+        let provider = WebhookProvider(url: "http://127.0.0.1:1/sms", token: "s3cret-token")
+        let verdict = provider.verdict(for: HTTPResponse(id: 1, status: 401, body: "bad Authorization: Bearer s3cret-token"))
+        #expect(verdict == .dead(reason: "HTTP 401: bad Authorization: Bearer ****", suppress: false))
+    }
+
+    @Test func anSMTPRefusalWithoutAnEnhancedCodeBlamesTheAddressOnlyWhenItSpeaksOfIt() {
+        #expect(SMTPProvider.isAboutTheAddress("550 No such user here"))
+        #expect(SMTPProvider.isAboutTheAddress("553 mailbox name not allowed"))
+        #expect(!SMTPProvider.isAboutTheAddress("550 relay not permitted"))
+        #expect(!SMTPProvider.isAboutTheAddress("554 transaction failed"))
+        #expect(!SMTPProvider.isAboutTheAddress("550 Access denied"))
+        #expect(SMTPProvider.isAboutTheAddress("550 5.1.1 unknown user"))
+        #expect(!SMTPProvider.isAboutTheAddress("550 5.7.1 relaying denied"))
+    }
+
     @Test func theHTTPVerdictDeliversRetriesAndGivesUp() {
         #expect(httpVerdict(HTTPResponse(id: 1, status: 204)) == .delivered)
         #expect(httpVerdict(HTTPResponse(id: 1, status: 429, body: "slow down")) == .retry(reason: "HTTP 429: slow down"))
