@@ -204,7 +204,10 @@ public struct Runtime: Sendable {
                         startTLS: channel.startTLS.flatMap { MailEnvelope.StartTLS(rawValue: $0.rawValue) },
                         now: { SystemClock().now() })
                 } catch let error as ProviderError {
-                    throw failure("url", error.description)
+                    // Each refusal names the setting it is about (its first word): the key the error names.
+                    let key = ["from": "from", "username": "password_file", "credentials": "starttls"][
+                        String(error.description.prefix { $0 != " " })] ?? "url"
+                    throw failure(key, error.description)
                 }
             case "fcm":
                 let file = try needed("service_account_file", channel.serviceAccountFile)

@@ -152,3 +152,25 @@ import Testing
             .joined().contains("twilio-secret"))
     }
 }
+
+extension ProviderEndpointsTests {
+    /// An SMTP setting the provider refuses is reported against its own key.
+    @Test func anSMTPRefusalNamesTheKeyItIsAbout() throws {
+        func problem(_ section: String) throws -> String {
+            let creds = try Credentials("[channels.mail]\nprovider = \"smtp\"\n" + section)
+            try creds.write("pw", "secret-pw\n")
+            do {
+                _ = try Runtime.endpoints(try creds.config(), configPath: creds.configPath, credentialsDirectory: creds.directory.path)
+                return "no error"
+            } catch {
+                return "\(error)"
+            }
+        }
+        let clear = try problem("url = \"smtp://mail.example:587\"\nfrom = \"o@shop.example\"\nusername = \"u\"\n"
+            + "password_file = \"$CREDENTIALS_DIRECTORY/pw\"\nstarttls = \"never\"\n")
+        #expect(clear.contains("[channels.mail] starttls: credentials would be sent in the clear"), "\(clear)")
+        #expect(!clear.contains("secret-pw"))
+        let from = try problem("url = \"smtp://127.0.0.1:25\"\nfrom = \"not-an-address\"\n")
+        #expect(from.contains("[channels.mail] from: from is not an e-mail address"), "\(from)")
+    }
+}
