@@ -169,12 +169,15 @@ final class DeliveryEngine: Sendable {
             return machine.completed(id: work.id, record: result, now: now)
         case .stored(let claim):
             outage.succeeded(now: now, logger: runtime.logger)
-            for item in claim.superseded {
-                runtime.metrics?.message(kind: item.message.kind.rawValue, channel: item.message.channel, outcome: "superseded")
-                runtime.logger.info("message superseded", metadata: [
-                    "order_id": "\(item.message.orderID)", "event": "\(item.message.kind.rawValue)",
-                    "channel": "\(item.message.channel)", "outcome": "superseded",
-                ])
+            for (items, outcome) in [(claim.superseded, "superseded"), (claim.suppressed, "suppressed")] {
+                for item in items {
+                    runtime.metrics?.message(kind: item.message.kind.rawValue, channel: item.message.channel, outcome: outcome)
+                    runtime.logger.info("message \(outcome)", metadata: [
+                        "order_id": "\(item.message.orderID)", "event": "\(item.message.kind.rawValue)",
+                        "kind": "\(item.message.kind.rawValue)", "channel": "\(item.message.channel)", "outcome": "\(outcome)",
+                        "to": "\(Redact.address(item.message.recipient, channel: item.message.channel))",
+                    ])
+                }
             }
             return machine.stored(
                 Machine.ClaimResult(works: claim.messages.map(Outbound.init), saturatedLanes: claim.saturatedChannels,
@@ -275,8 +278,11 @@ final class DeliveryEngine: Sendable {
                                        jitter: Double.random(in: 0..<1))
         var follow: OutgoingMessage?
         if case .dead(let reason) = outcome { follow = followUp(for: item, reason: reason) }
+        var suppress = false
+        if case .dead = outcome, case .dead(_, true) = verdict { suppress = true }
         return DeliveryResult(outboxID: item.id, startedAt: now - response.durationMs, httpStatus: response.status,
-                              error: response.error, durationMs: response.durationMs, outcome: outcome, followUp: follow)
+                              error: response.error, durationMs: response.durationMs, outcome: outcome, followUp: follow,
+                              suppress: suppress)
     }
 
     private func followUp(for item: OutboxMessage, reason: String) -> OutgoingMessage? {

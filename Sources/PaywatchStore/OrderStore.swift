@@ -24,11 +24,15 @@ public struct DeliveryResult: Sendable, Hashable {
     public var outcome: DeliveryOutcome
     /// An ops message to decide with this result (`delivery_dead`), idempotent by its key.
     public var followUp: OutgoingMessage?
+    /// A dead outcome that blames the address itself (an invalid number, an unregistered push
+    /// token): the address goes into `suppressions`, and nothing more is sent to it on its channel.
+    public var suppress: Bool
 
     public init(
         outboxID: Int64, startedAt: Millis, httpStatus: Int?, error: String?, durationMs: Int64,
-        outcome: DeliveryOutcome, followUp: OutgoingMessage? = nil
+        outcome: DeliveryOutcome, followUp: OutgoingMessage? = nil, suppress: Bool = false
     ) {
+        self.suppress = suppress
         self.outboxID = outboxID
         self.startedAt = startedAt
         self.httpStatus = httpStatus
@@ -51,6 +55,9 @@ public struct DeliveryClaim: Sendable {
     /// Dropped because the order moved on (a reminder for an order now paid): recorded as
     /// superseded on the timeline, never sent.
     public var superseded: [OutboxMessage]
+    /// Dropped because their address is in `suppressions` (an unsubscribe, a refusal for good):
+    /// recorded as suppressed on the timeline, never sent.
+    public var suppressed: [OutboxMessage] = []
     /// Channels whose claim came back full: more may be due now.
     public var saturatedChannels: Set<String>
     /// Whether the claim among unknown channels came back full.

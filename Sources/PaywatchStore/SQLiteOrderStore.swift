@@ -382,8 +382,11 @@ public final class SQLiteOrderStore: OrderStore {
         let updateOrderStatus: RawStatement
         let insertOutbox: RawStatement
         let insertEvent: RawStatement
+        /// Whether any address is suppressed: when none is (most of the time), no message needs a look-up.
+        let anySuppressed: Bool
 
         init(_ db: Database) throws {
+            anySuppressed = try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM suppressions)") ?? false
             updateState = try RawStatement(db, sql: """
                 UPDATE pw_order_state SET status = ?, amount_paid = ?, marks = ?, next_due_at = ?, quarantine = NULL,
                     first_seen_at = COALESCE(first_seen_at, ?), updated_at = ?, needs_refund = ?
@@ -436,7 +439,12 @@ public final class SQLiteOrderStore: OrderStore {
             if let pruned = key?.prunedKeys, pruned.contains(Retention.compactKey(message.idempotencyKey, orderID: plan.orderID)) {
                 continue
             }
-            let leased = handOff.flatMap { $0.take(message.channel) ? now + $0.leaseMs : nil }
+            // A message to a suppressed address is never handed over: the claim finds it and
+            // records it suppressed, not sent, with the reason.
+            let suppressed = try statements.anySuppressed && !message.kind.isOps && (Bool.fetchOne(
+                db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM suppressions WHERE channel = ? AND address = ?)"),
+                arguments: [message.channel, message.recipient]) ?? false)
+            let leased = suppressed ? nil : handOff.flatMap { $0.take(message.channel) ? now + $0.leaseMs : nil }
             let inserted = try statements.insertOutbox.execute(
                 .text(message.idempotencyKey), .text(message.orderID), .text(message.kind.rawValue), .int(message.step),
                 .text(message.channel), .text(message.recipient), .text(message.payload), .int(leased == nil ? 0 : 1),
@@ -599,7 +607,8 @@ public final class SQLiteOrderStore: OrderStore {
     private static func claim(_ request: DeliveryClaimRequest, db: Database, now: Millis, into result: inout DeliveryClaim) throws {
         let columns = """
             SELECT o.id, o.idempotency_key, o.order_id, o.kind, o.step, o.channel, o.recipient, o.body, o.attempts,
-                   s.status AS order_status
+                   s.status AS order_status,
+                   (SELECT x.reason FROM suppressions x WHERE x.channel = o.channel AND x.address = o.recipient) AS suppressed
             FROM pw_outbox o LEFT JOIN pw_order_state s ON s.order_id = o.order_id
             """
         var rows: [Row] = []
@@ -638,7 +647,15 @@ public final class SQLiteOrderStore: OrderStore {
                     payload: row[7]),
                 attempts: row[8])
             let status = (row[9] as String?).flatMap(OrderStatus.init(rawValue:))
-            if kind.stillApplies(to: status) {
+            if let reason = row[10] as String?, !kind.isOps {
+                // The address is on the suppression list (an unsubscribe, a refusal for good): not sent.
+                let masked = Redact.address(message.message.recipient, channel: message.message.channel)
+                try db.execute(sql: "UPDATE pw_outbox SET state = 'suppressed', last_error = ?, updated_at = ? WHERE id = ?",
+                               arguments: ["suppressed: \(reason)", now, id])
+                try insertEvent(db, orderID: message.message.orderID, at: now, event: "suppressed",
+                                detail: "\(kind.rawValue) step \(message.message.step) on \(message.message.channel) not sent: \(masked) is suppressed (\(reason))")
+                result.suppressed.append(message)
+            } else if kind.stillApplies(to: status) {
                 try lease.execute(arguments: [leaseUntil, now, id])
                 result.messages.append(message)
             } else {
@@ -679,8 +696,21 @@ public final class SQLiteOrderStore: OrderStore {
             }
             try update.execute(arguments: [state, counted ? 1 : 0, dueAt, now, result.outcome.reason, result.outboxID])
             if case .dead(let reason) = result.outcome,
-               let orderID = try String.fetchOne(db, sql: "SELECT order_id FROM pw_outbox WHERE id = ?", arguments: [result.outboxID]) {
+               let row = try Row.fetchOne(db, sql: "SELECT order_id, channel, recipient, kind FROM pw_outbox WHERE id = ?",
+                                          arguments: [result.outboxID]) {
+                let orderID: String = row[0]
                 try insertEvent(db, orderID: orderID, at: now, event: "delivery_dead", detail: reason)
+                let channel: String = row[1]
+                let recipient: String = row[2]
+                let isOps = (row[3] as String?).flatMap(NotificationKind.init(rawValue:))?.isOps ?? false
+                if result.suppress, !isOps {
+                    try db.execute(sql: """
+                        INSERT INTO suppressions(channel, address, reason, created_at) VALUES (?, ?, ?, ?)
+                        ON CONFLICT(channel, address) DO NOTHING
+                        """, arguments: [channel, recipient, reason, now])
+                    try insertEvent(db, orderID: orderID, at: now, event: "address_suppressed",
+                                    detail: "\(Redact.address(recipient, channel: channel)) on \(channel): \(reason)")
+                }
             }
             if let followUp = result.followUp {
                 try insertOutbox(db, followUp, now: now)

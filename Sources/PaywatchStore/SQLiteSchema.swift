@@ -235,6 +235,20 @@ enum SQLiteSchema {
                 \(Retention.settledIndexSQL)
                 """)
         }
+        migrator.registerMigration("v10: suppressions") { db in
+            // Contract table: addresses not to write to on a channel. The shop writes unsubscribes;
+            // paywatch writes the addresses a provider refused for good (an invalid number, an
+            // unregistered push token). A message to a suppressed address is not sent.
+            try db.execute(sql: """
+                CREATE TABLE IF NOT EXISTS suppressions (
+                    channel TEXT NOT NULL,
+                    address TEXT NOT NULL,
+                    reason TEXT NOT NULL DEFAULT '',
+                    created_at INTEGER NOT NULL,
+                    PRIMARY KEY (channel, address)
+                )
+                """)
+        }
         return migrator
     }
 
