@@ -274,6 +274,15 @@ func benchPlan(_ count: Int, threeChannels: Bool = false) async throws {
     }
     let insertSeconds = monotonicSeconds() - start
     let store = try SQLiteOrderStore(path: path)
+    if ProcessInfo.processInfo.environment["PAYWATCH_BENCH_SUPPRESSED"] != nil {
+        // One unsubscribed address (not one of these orders'): every decided message is looked up.
+        try await store.migrate()
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write {
+            try $0.execute(sql: "INSERT INTO suppressions(channel, address, reason, created_at) VALUES ('sms', '+10000000000', 'unsubscribed', 0)")
+        }
+        try queue.close()
+    }
     let planner = Planner(policy: Policy(unpaidChannels: threeChannels ? ["push", "sms", "email"] : ["sms"]))
 
     // 1. First sight of every order: validated, planned, state and timeline written.
