@@ -185,6 +185,10 @@ extension PaywatchConfiguration.Channel {
                 plain `http://` in `url`, `base_url` or a Slack `url_file` is refused unless its host is loopback \
                 (127.x, `::1`, `localhost`) or this is true
                 """),
+            .optional("ca_file", .string, \.caFile, unset: "the system's certificate authorities", doc: """
+                a PEM file of the certificate authorities to verify this channel's TLS peers against (a private \
+                CA); verification is always on
+                """),
             .optional("to", .string, \.to, doc: "fixed recipient (ops)"),
             .optional("concurrency", .positiveInt, \.concurrency, unset: "a fair share of [delivery] concurrency", doc: """
                 slots this channel is sure to get while it has messages due (at most `[delivery] concurrency`); it \
@@ -209,7 +213,7 @@ extension PaywatchConfiguration {
     ]
 
     /// The keys every `[channels.NAME]` section may hold, whatever its provider.
-    static let commonChannelKeys = ["provider", "to", "concurrency"]
+    static let commonChannelKeys = ["provider", "ca_file", "to", "concurrency"]
 
     /// Every key a section of `provider` may hold, in the order of ``Channel/keys``; nil for an
     /// unknown provider.

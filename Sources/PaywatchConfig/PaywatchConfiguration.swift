@@ -328,6 +328,10 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         public var routingKeyFile: String?
         /// Plain `http://` to a host other than loopback is refused unless this is set.
         public var allowInsecureHTTP: Bool
+        /// A PEM bundle of the certificate authorities this channel's TLS peers are verified
+        /// against, instead of the system's (a relay or gateway with a private CA). Verification
+        /// itself is always on.
+        public var caFile: String?
         /// A fixed recipient (used by the ops channel).
         public var to: String?
         /// The delivery slots this channel is sure to get while it has messages due (it may borrow

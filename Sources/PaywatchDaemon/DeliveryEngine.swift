@@ -250,7 +250,7 @@ final class DeliveryEngine: Sendable {
             }
             let request: HTTPRequest
             do {
-                request = try endpoint.provider.request(for: ProviderMessage(id: work.id, message))
+                request = try endpoint.request(for: ProviderMessage(id: work.id, message))
             } catch {
                 let reason = "\(endpoint.provider.name): \(error.description)"
                 // A transient refusal (an access token being fetched) sent nothing: the message

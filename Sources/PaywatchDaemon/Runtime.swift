@@ -9,10 +9,20 @@ import PaywatchStore
 public struct ChannelEndpoint: Sendable {
     public var name: String
     public var provider: any DeliveryProvider
+    /// `[channels.NAME] ca_file`: set on every request of the channel (TLS peers verified against it).
+    public var caFile: String?
 
-    public init(name: String, provider: any DeliveryProvider) {
+    public init(name: String, provider: any DeliveryProvider, caFile: String? = nil) {
         self.name = name
         self.provider = provider
+        self.caFile = caFile
+    }
+
+    /// The provider's request for `message`, with the channel's `ca_file`.
+    public func request(for message: ProviderMessage) throws(ProviderError) -> HTTPRequest {
+        var request = try provider.request(for: message)
+        if let caFile { request.caFile = caFile }
+        return request
     }
 }
 
@@ -227,7 +237,15 @@ public struct Runtime: Sendable {
             default:
                 throw failure("provider", "provider \"\(channel.provider)\" is not available in this build")
             }
-            result[name] = ChannelEndpoint(name: name, provider: provider)
+            var caFile: String?
+            if let file = channel.caFile {
+                // Relative: beside the configuration file, as the other paths.
+                let path = file.hasPrefix("/") ? file
+                    : ((configPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent(file)
+                guard FileManager.default.isReadableFile(atPath: path) else { throw failure("ca_file", "cannot read \(path)") }
+                caFile = path
+            }
+            result[name] = ChannelEndpoint(name: name, provider: provider, caFile: caFile)
         }
         return result
     }

@@ -447,9 +447,9 @@ struct StatusCommand: AsyncParsableCommand {
 }
 
 /// The provider's request for `message`, or why it cannot make one.
-func providerRequest(_ provider: any DeliveryProvider, _ message: ProviderMessage) -> Result<HTTPRequest, ProviderError> {
+func providerRequest(_ endpoint: ChannelEndpoint, _ message: ProviderMessage) -> Result<HTTPRequest, ProviderError> {
     do {
-        return .success(try provider.request(for: message))
+        return .success(try endpoint.request(for: message))
     } catch {
         return .failure(error)
     }
@@ -505,10 +505,10 @@ struct SendTest: AsyncParsableCommand {
         // A provider that first fetches an access token says so (transient): wait for it, as long
         // as one transfer may take.
         let deadline = Date().addingTimeInterval(Double(config.delivery.timeoutMs) / 1_000)
-        var built = providerRequest(endpoint.provider, message)
+        var built = providerRequest(endpoint, message)
         while case .failure(let error) = built, error.transient, Date() < deadline {
             try await Task.sleep(for: .milliseconds(50))
-            built = providerRequest(endpoint.provider, message)
+            built = providerRequest(endpoint, message)
         }
         let request: HTTPRequest
         switch built {

@@ -174,3 +174,24 @@ extension ProviderEndpointsTests {
         #expect(from.contains("[channels.mail] from: from is not an e-mail address"), "\(from)")
     }
 }
+
+extension ProviderEndpointsTests {
+    /// `ca_file` is accepted by every provider, resolved beside the configuration, checked at
+    /// start, and set on every request of the channel.
+    @Test func aChannelsCAFileIsCheckedAndSetOnItsRequests() throws {
+        let creds = try Credentials("[channels.sms]\nprovider = \"webhook\"\nurl = \"https://gw.example/sms\"\nca_file = \"private-ca.pem\"\n")
+        let ca = (creds.configPath as NSString).deletingLastPathComponent + "/private-ca.pem"
+        do {
+            _ = try Runtime.endpoints(try creds.config(), configPath: creds.configPath, credentialsDirectory: nil)
+            Issue.record("a missing ca_file was accepted")
+        } catch {
+            #expect("\(error)".contains("[channels.sms] ca_file: cannot read \(ca)"), "\(error)")
+        }
+        try "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".write(toFile: ca, atomically: true, encoding: .utf8)
+        let endpoint = try #require(try Runtime.endpoints(try creds.config(), configPath: creds.configPath, credentialsDirectory: nil)["sms"])
+        #expect(endpoint.caFile == ca)
+        let message = ProviderMessage(id: 1, key: "k", kind: "test", channel: "sms", orderID: nil, to: "+8613800000000",
+                                      payload: MessagePayload(subject: "s", text: "t"))
+        #expect(try endpoint.request(for: message).caFile == ca)
+    }
+}
