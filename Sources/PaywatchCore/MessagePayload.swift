@@ -92,20 +92,10 @@ public struct MessagePayload: Sendable, Hashable {
     /// JSON itself (`idempotency_key`, `subject`, `body`, then the facts): it reads as the same
     /// payload, its facts in name order. Nil when `stored` is neither.
     public static func decode(_ stored: String) -> MessagePayload? {
+        // Our own form has one reader; the general one reads only the webhook JSON of earlier rows.
         if let payload = PayloadReader.read(stored) { return payload }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(stored.utf8)) as? [String: Any] else { return nil }
-        if object["v"] as? Int == 1 {
-            guard let subject = object["subject"] as? String, let text = object["text"] as? String,
-                  let pairs = object["facts"] as? [[Any]] else { return nil }
-            var facts: [Fact] = []
-            facts.reserveCapacity(pairs.count)
-            for pair in pairs {
-                guard pair.count == 2, let name = pair[0] as? String, let value = value(pair[1]) else { return nil }
-                facts.append(Fact(name, value))
-            }
-            return MessagePayload(subject: subject, text: text, html: object["html"] as? String, facts: facts)
-        }
-        guard object["idempotency_key"] != nil else { return nil }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(stored.utf8)) as? [String: Any],
+              object["idempotency_key"] != nil else { return nil }
         let envelope: Set<String> = ["idempotency_key", "kind", "channel", "order_id", "to", "subject", "body"]
         let facts = object.keys.filter { !envelope.contains($0) }.sorted().compactMap { name in
             value(object[name] as Any).map { Fact(name, $0) }

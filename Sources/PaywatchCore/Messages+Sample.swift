@@ -25,9 +25,7 @@ extension Messages {
         }
         var context = Context(order: order, ledger: Ledger(amountDue: 12_900, payments: payments, refunds: refunds),
                               expiresAt: now + 1_140_000, failureReason: failureReason)
-        context.supportContact = policy.supportContact
-        context.chineseByDefault = policy.chineseByDefault
-        context.templates = policy.templates
+        context.apply(policy)
         context.refund = refunds.first
         context.refundSince = refunds.first?.requestedAt
         if [.balanceReminder, .installmentDue, .installmentOverdue, .installmentEscalated].contains(kind) {

@@ -23,6 +23,14 @@ public enum Messages {
         public var stalled: StalledAttempt?
         /// The compiled customer templates (`Policy.templates`).
         public var templates: Templates = .builtIn
+        /// What the shop's policy adds to every message: its support contact, its default language
+        /// and its templates.
+        public mutating func apply(_ policy: Policy) {
+            supportContact = policy.supportContact
+            chineseByDefault = policy.chineseByDefault
+            templates = policy.templates
+        }
+
         public init(order: OrderRecord, ledger: Ledger, expiresAt: Millis, failureReason: String? = nil,
                     installment: InstallmentNotice? = nil, refund: RefundRecord? = nil, refundSince: Millis? = nil) {
             self.order = order

@@ -56,9 +56,7 @@ extension Planner {
         /// What a message is written from; rules add what their kind is about (an installment, a refund).
         func context(failureReason: String? = nil) -> Messages.Context {
             var context = Messages.Context(order: order, ledger: ledger, expiresAt: expiresAt, failureReason: failureReason)
-            context.supportContact = policy.supportContact
-            context.chineseByDefault = policy.chineseByDefault
-            context.templates = policy.templates
+            context.apply(policy)
             return context
         }
 

@@ -228,6 +228,10 @@ public struct Runtime: Sendable {
                 case .success(let parsed): account = parsed
                 case .failure(let problem): throw failure("service_account_file", problem.description)
                 }
+                if isInsecureHTTP(account.tokenURI), !channel.allowInsecureHTTP {
+                    throw failure("service_account_file", "\(file): token_uri is a plain http:// URL to a host other than "
+                        + "loopback, which would send the signed assertion unencrypted: use https://, or set allow_insecure_http = true")
+                }
                 do {
                     provider = try FCMProvider(account: account, baseURL: channel.effectiveBaseURL,
                                                timeoutMs: config.delivery.timeoutMs, now: { SystemClock().now() })

@@ -16,14 +16,15 @@ public struct ServiceAccount: Sendable, Decodable {
 
     /// Reads the key file's bytes; a problem is named by field, never by content (the file holds a private key).
     public static func parse(_ bytes: [UInt8]) -> Result<ServiceAccount, ProviderError> {
-        // (token_uri: https, or plain http to this machine only — the assertion is a credential.)
+        // (Whether a plain http:// token_uri may be used is the configuration's rule, as for every
+        // URL: loopback only, unless allow_insecure_http. The assertion is a credential.)
         guard let account = try? JSONDecoder().decode(ServiceAccount.self, from: Data(bytes)) else {
             return .failure(ProviderError("not a service account JSON key (project_id, client_email, private_key, token_uri)"))
         }
         guard (try? _RSA.Signing.PrivateKey(pemRepresentation: account.privateKey)) != nil else {
             return .failure(ProviderError("private_key is not an RSA private key in PEM form"))
         }
-        guard account.tokenURI.hasPrefix("https://") || isLoopbackHTTP(account.tokenURI) else {
+        guard ["https://", "http://"].contains(where: account.tokenURI.lowercased().hasPrefix) else {
             return .failure(ProviderError("token_uri must be an https:// URL"))
         }
         return .success(account)
@@ -264,12 +265,4 @@ public struct FCMProvider: DeliveryProvider {
 func base64URL(_ bytes: [UInt8]) -> String {
     Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
         .replacingOccurrences(of: "=", with: "")
-}
-
-/// Plain HTTP that never leaves the machine (tests' fakes): `http://` to 127.0.0.1, ::1 or
-/// localhost exactly, as the URL's host (no userinfo tricks such as `http://localhost@evil/`).
-func isLoopbackHTTP(_ url: String) -> Bool {
-    guard url.lowercased().hasPrefix("http://"), let parsed = URLComponents(string: url),
-          parsed.user == nil, parsed.password == nil, let host = parsed.host?.lowercased() else { return false }
-    return ["127.0.0.1", "::1", "[::1]", "localhost"].contains(host)
 }

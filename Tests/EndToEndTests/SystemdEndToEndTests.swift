@@ -167,7 +167,9 @@ extension EndToEnd {
             #expect(messages[(stopping + 1)...].allSatisfy { $0.text == "WATCHDOG=1" })
         }
 
-        @Test func nothingIsSentWithoutNotifySocketAndTheDaemonStillRuns() throws {
+        /// Without NOTIFY_SOCKET (what the notifier sends then cannot be observed; it is a no-op by
+        /// construction) the daemon starts, runs and stops as before.
+        @Test func withoutNotifySocketTheDaemonRunsAndStopsAsBefore() throws {
             let h = try Harness { Self.config($0) }
             #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
             try h.start()

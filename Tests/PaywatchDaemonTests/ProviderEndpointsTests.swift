@@ -119,6 +119,15 @@ import Testing
         #expect(!printed.contains("smtp-secret-pw"))
         #expect(!printed.contains("PRIVATE KEY"))
         for endpoint in endpoints.values { endpoint.provider.shutdown() }
+        // A token_uri in clear to another host: refused, as any plain http:// URL (the assertion is a credential).
+        try creds.write("fcm.json", account.finish().replacingOccurrences(
+            of: "https://oauth2.googleapis.com/token", with: "http://localhost@evil.example/token"))
+        do {
+            _ = try Runtime.endpoints(try creds.config(), configPath: creds.configPath, credentialsDirectory: creds.directory.path)
+            Issue.record("a token_uri in clear to another host was accepted")
+        } catch {
+            #expect("\(error)".contains("[channels.push] service_account_file: $CREDENTIALS_DIRECTORY/fcm.json: token_uri is a plain http:// URL"))
+        }
         // A service account file that is none: the file and the key are named, not the content.
         try creds.write("fcm.json", "{\"private_key\": \"oops-secret\"}")
         do {

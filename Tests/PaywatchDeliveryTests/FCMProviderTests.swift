@@ -165,18 +165,11 @@ import Testing
         #expect(!error.description.contains("eyJ"))  // no assertion
     }
 
-    @Test func theTokenLifetimeIsBoundedAndTheTokenURIIsHTTPSOrThisMachine() throws {
+    @Test func theTokenLifetimeIsBounded() throws {
         let huge = HTTPResponse(id: 0, status: 200, body: #"{"access_token":"t","expires_in":9999999999999999}"#)
         #expect(try AccessTokenSource.exchanged(huge).get().1 == 86_400)
         let short = HTTPResponse(id: 0, status: 200, body: #"{"access_token":"t","expires_in":5}"#)
         #expect(try AccessTokenSource.exchanged(short).get().1 == 120)
-        for url in ["http://127.0.0.1:8080/token", "http://localhost/token", "http://[::1]:9/token"] {
-            #expect(isLoopbackHTTP(url), "\(url)")
-        }
-        for url in ["http://127.0.0.1.nip.io/token", "http://localhost@evil.example/token", "http://evil.example/token",
-                    "https://127.0.0.1/token"] {
-            #expect(!isLoopbackHTTP(url), "\(url)")
-        }
     }
 
     @Test func aKeyFileThatIsNoServiceAccountIsRefusedWithoutItsContent() {
