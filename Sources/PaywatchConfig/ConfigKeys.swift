@@ -62,6 +62,7 @@ extension PaywatchConfiguration {
                     every listed channel the order has an address for; when not written, only the default names \
                     that have a `[channels.NAME]` section
                     """),
+                .key("fallback", .boolean, \.unpaid.fallback, doc: fallbackDoc),
             ]),
             ConfigSection("paying", [
                 .key("stall_after", .duration, \.paying.stallAfterMs,
@@ -88,6 +89,7 @@ extension PaywatchConfiguration {
             ConfigSection("failed", [
                 .key("reminders", .durations(.ascending), \.failed.remindersMs, doc: "after the latest failed attempt"),
                 .channels(\.failed.channels, default: unpaidChannels, doc: "where `payment_failed` and its reminders go"),
+                .key("fallback", .boolean, \.failed.fallback, doc: fallbackDoc),
             ]),
             ConfigSection("partially_paid", [
                 .key("reminders", .durations(.ascending), \.partiallyPaid.remindersMs,
@@ -103,13 +105,16 @@ extension PaywatchConfiguration {
                 .key("on_overdue", .oneOf(unknown: "value"), \.partiallyPaid.onOverdue,
                      doc: "`escalate`: ops only; `cancel`: the order is cancelled and the customer told"),
                 .channels(\.partiallyPaid.channels, default: unpaidChannels, doc: "where balance and installment messages go"),
+                .key("fallback", .boolean, \.partiallyPaid.fallback, doc: fallbackDoc),
             ]),
             ConfigSection("paid", [
                 .channels(\.paid.channels, default: unpaidChannels, doc: "where `payment_confirmed` goes"),
+                .key("fallback", .boolean, \.paid.fallback, doc: fallbackDoc),
             ]),
             ConfigSection("refunding", [
                 .key("stall_after", .duration, \.refunding.stallAfterMs, doc: "then `refund_stalled` to ops"),
                 .channels(\.refunding.channels, default: unpaidChannels, doc: "where refund messages go"),
+                .key("fallback", .boolean, \.refunding.fallback, doc: fallbackDoc),
             ]),
             ConfigSection("cancelled", [
                 .key("on_late_payment", .oneOf(unknown: "value"), \.cancelled.onLatePayment, doc: """
@@ -145,6 +150,10 @@ extension PaywatchConfiguration {
     }
 
     private static let unpaidChannels = "`[unpaid] channels`"
+    private static let fallbackDoc = """
+        `true`: each message to the first listed channel with an address that is not suppressed, and to the \
+        next one if that channel refuses it for good; `false`: to every listed channel with an address
+        """
 }
 
 extension PaywatchConfiguration.Channel {

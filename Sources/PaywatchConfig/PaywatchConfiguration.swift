@@ -116,6 +116,9 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     }
 
     public struct Unpaid: Sendable, Equatable {
+        /// `fallback = true`: each message goes to the first listed channel that has an address that is
+        /// not suppressed (then, if that one is refused, to the next), instead of to every listed channel.
+        public var fallback: Bool = false
         public var holdMs: Int64
         public var remindersMs: [Int64]
         public var channels: [String]
@@ -172,6 +175,9 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     }
 
     public struct Failed: Sendable, Equatable {
+        /// `fallback = true`: each message goes to the first listed channel that has an address that is
+        /// not suppressed (then, if that one is refused, to the next), instead of to every listed channel.
+        public var fallback: Bool = false
         public var remindersMs: [Int64]
         public var channels: [String]
 
@@ -186,6 +192,9 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     }
 
     public struct PartiallyPaid: Sendable, Equatable {
+        /// `fallback = true`: each message goes to the first listed channel that has an address that is
+        /// not suppressed (then, if that one is refused, to the next), instead of to every listed channel.
+        public var fallback: Bool = false
         public var remindersMs: [Int64]
         public var balanceDueMs: Int64
         /// Before each installment's due date, in descending order (e.g. 3d, then 1d before).
@@ -211,6 +220,9 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     }
 
     public struct Paid: Sendable, Equatable {
+        /// `fallback = true`: each message goes to the first listed channel that has an address that is
+        /// not suppressed (then, if that one is refused, to the next), instead of to every listed channel.
+        public var fallback: Bool = false
         public var channels: [String]
 
         public init(channels: [String] = PaywatchConfiguration.defaultChannels) {
@@ -219,6 +231,9 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     }
 
     public struct Refunding: Sendable, Equatable {
+        /// `fallback = true`: each message goes to the first listed channel that has an address that is
+        /// not suppressed (then, if that one is refused, to the next), instead of to every listed channel.
+        public var fallback: Bool = false
         public var stallAfterMs: Int64
         public var channels: [String]
 

@@ -144,6 +144,8 @@ public struct OrderSnapshot: Sendable, Hashable {
     /// Set by the store when the rows could not be read as they are (an id that is not UTF-8
     /// text, a value of the wrong kind): the order is quarantined with this reason.
     public var readProblem: String?
+    /// The order's addresses found in `suppressions` (loaded only when that table has rows).
+    public var suppressions: [Suppression] = []
 
     public init(
         orderID: String, order: OrderRecord?, payments: [PaymentRecord] = [], installments: [InstallmentRecord] = [],
@@ -156,5 +158,25 @@ public struct OrderSnapshot: Sendable, Hashable {
         self.refunds = refunds
         self.state = state
         self.readProblem = readProblem
+    }
+}
+
+/// A row of the contract's `suppressions` table: an address not to write to on a channel.
+public struct Suppression: Sendable, Hashable {
+    public var channel: String
+    public var address: String
+    public var reason: String
+
+    public init(channel: String, address: String, reason: String) {
+        self.channel = channel
+        self.address = address
+        self.reason = reason
+    }
+}
+
+extension OrderSnapshot {
+    /// Why `address` is suppressed on `channel`, or nil when it is not.
+    public func suppression(channel: String, address: String) -> String? {
+        suppressions.first { $0.channel == channel && $0.address == address }?.reason
     }
 }

@@ -57,6 +57,10 @@ public struct OutgoingMessage: Sendable, Hashable {
     /// at decision time. (A row written by an earlier paywatch holds the webhook JSON instead;
     /// ``content`` reads both.)
     public var payload: String
+    /// `fallback = true`: the same decision on the next listed channels, in order, each with its
+    /// own key, address and text. Stored with the row; when this message is refused for good (dead,
+    /// or its address suppressed before it went out) the first of them not suppressed takes its place.
+    public var alternates: [OutgoingMessage] = []
 
     public init(
         idempotencyKey: String, orderID: String, kind: NotificationKind, step: Int, channel: String,

@@ -60,19 +60,37 @@ extension Planner {
             return context
         }
 
-        /// Decides `kind` step `step` on every channel of `channels` the order has an address for.
-        /// The messages are the decision's record (the timeline shows them from the outbox); a
-        /// decision that found no address is recorded as an event.
-        mutating func send(_ kind: NotificationKind, step: Int, channels: [String], context: Messages.Context) {
+        /// Decides `kind` step `step` on every channel of `channels` the order has an address for
+        /// (with `fallback`, on the first of them whose address is not suppressed, the others kept
+        /// as its alternates). The messages are the decision's record (the timeline shows them from
+        /// the outbox); a decision that found no address is recorded as an event.
+        mutating func send(_ kind: NotificationKind, step: Int, channels: Policy.Channels, context: Messages.Context) {
             var texts = Templates.RenderMemo()
-            var addressed = false
-            for channel in channels {
+            var decided: [OutgoingMessage] = []
+            var skipped: [String] = []
+            for channel in channels.names {
                 guard let message = message(kind, step: step, channel: channel, context: context, texts: &texts) else { continue }
-                addressed = true
-                messages.append(message)
+                if channels.fallback, !kind.isOps,
+                   let reason = snapshot.suppression(channel: channel, address: message.recipient) {
+                    skipped.append("\(channel) (\(Redact.address(message.recipient, channel: channel)) is suppressed: \(Validator.display(reason, limit: 80)))")
+                    continue
+                }
+                decided.append(message)
             }
-            if !addressed {
-                events.append(PlanEvent(kind.rawValue, "step \(step) decided; no address for \(channels.joined(separator: ","))"))
+            guard var first = decided.first else {
+                let why = skipped.isEmpty ? "no address for \(channels.names.joined(separator: ","))"
+                    : "no usable address: " + skipped.joined(separator: ", ")
+                events.append(PlanEvent(kind.rawValue, "step \(step) decided; \(why)"))
+                return
+            }
+            if channels.fallback {
+                first.alternates = Array(decided.dropFirst())
+                if !skipped.isEmpty {
+                    events.append(PlanEvent("fallback", "\(kind.rawValue) step \(step) on \(first.channel): " + skipped.joined(separator: ", ")))
+                }
+                messages.append(first)
+            } else {
+                messages += decided
             }
         }
 
@@ -98,7 +116,7 @@ extension Planner {
         /// yet (earlier missed steps collapse into it), and schedules the next one. Steps at or
         /// after `until` (by default the expiry: the cancel speaks for them) are never sent. Steps
         /// are remembered under `series` as `base + index`.
-        mutating func reminders(series: String, due: [Millis], base: Int, channels: [String],
+        mutating func reminders(series: String, due: [Millis], base: Int, channels: Policy.Channels,
                                 kind: NotificationKind = .unpaidReminder, until: Millis? = nil,
                                 context: Messages.Context? = nil) {
             let until = until ?? expiresAt

@@ -18,7 +18,7 @@ extension Planner {
         // attempt's created_at, so the first reminder never follows the notice at once.
         draft.marks[Planner.failedSeenSeries] = Int(draft.now)
         if draft.status == .failed, draft.now < draft.expiresAt {
-            draft.send(.paymentFailed, step: failed, channels: policy.failedChannels,
+            draft.send(.paymentFailed, step: failed, channels: policy.channels(.failed),
                        context: draft.context(failureReason: lastFailure(draft)?.failureReason))
         }
     }
@@ -29,6 +29,6 @@ extension Planner {
         guard let failedAt = lastFailure(draft)?.createdAt else { return }
         let from = max(failedAt, Millis(draft.marks[Planner.failedSeenSeries] ?? 0))
         draft.reminders(series: Planner.failedSeries, due: policy.failedRemindersMs.map { from.saturatingAdd($0) },
-                        base: draft.ledger.failedPayments * Planner.failedStride, channels: policy.failedChannels)
+                        base: draft.ledger.failedPayments * Planner.failedStride, channels: policy.channels(.failed))
     }
 }

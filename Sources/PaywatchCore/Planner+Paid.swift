@@ -3,6 +3,6 @@ extension Planner {
     func confirmation(_ draft: inout Draft) {
         guard draft.status == .paid, draft.marks[Planner.confirmSeries] == nil else { return }
         draft.marks[Planner.confirmSeries] = 1
-        draft.send(.paymentConfirmed, step: 1, channels: policy.paidChannels, context: draft.context())
+        draft.send(.paymentConfirmed, step: 1, channels: policy.channels(.paid), context: draft.context())
     }
 }

@@ -53,12 +53,12 @@ extension Planner {
             // Balance reminders after the last payment; a new payment starts the series again.
             let lastPayment = draft.attempts.last { $0.paymentStatus == .succeeded }?.createdAt ?? (draft.order.createdAt ?? 0)
             draft.reminders(series: Planner.balanceSeries, due: policy.balanceRemindersMs.map { lastPayment.saturatingAdd($0) },
-                            base: draft.ledger.succeededPayments * Planner.installmentStride, channels: policy.partiallyPaidChannels,
+                            base: draft.ledger.succeededPayments * Planner.installmentStride, channels: policy.channels(.partiallyPaid),
                             kind: .balanceReminder, until: debt.dueAt, context: context)
         } else {
             draft.reminders(series: "installment_due.\(seq)",
                             due: policy.installmentRemindersMs.map { debt.dueAt.saturatingSubtract($0) },
-                            base: base, channels: policy.partiallyPaidChannels, kind: .installmentDue, until: debt.dueAt,
+                            base: base, channels: policy.channels(.partiallyPaid), kind: .installmentDue, until: debt.dueAt,
                             context: context)
         }
         overdue(&draft, debt: debt, base: base, context: context)
@@ -72,7 +72,7 @@ extension Planner {
         }
         let series = "installment_overdue.\(debt.seq ?? 0)"
         let notices = (1...min(max(1, policy.overdueMax), Planner.installmentStride - 1)).map { debt.dueAt.saturatingAdd(Millis($0 - 1) * policy.overdueEveryMs) }
-        draft.reminders(series: series, due: notices, base: base, channels: policy.partiallyPaidChannels,
+        draft.reminders(series: series, due: notices, base: base, channels: policy.channels(.partiallyPaid),
                         kind: .installmentOverdue, until: .max, context: context)
         guard draft.marks[series, default: 0] - base >= notices.count else { return }
         // The last notice went out: one more period to react, then ops and `on_overdue`.
@@ -91,7 +91,7 @@ extension Planner {
             draft.marks[Planner.lateSeries] = draft.ledger.succeededPayments
             if draft.marks[Planner.cancelSeries] == nil {
                 draft.marks[Planner.cancelSeries] = 1
-                draft.send(.orderCancelled, step: 1, channels: policy.partiallyPaidChannels, context: context)
+                draft.send(.orderCancelled, step: 1, channels: policy.channels(.partiallyPaid), context: context)
             }
         }
     }

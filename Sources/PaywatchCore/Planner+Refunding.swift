@@ -40,7 +40,7 @@ extension Planner {
                 let since = draft.marks[toldKey] == nil ? (refund.requestedAt ?? draft.now) : draft.now
                 draft.marks[toldKey] = code
                 draft.marks[sinceKey] = Int(min(since, draft.now))
-                draft.send(.refundProgress, step: hash * 10 + code, channels: policy.refundingChannels,
+                draft.send(.refundProgress, step: hash * 10 + code, channels: policy.channels(.refunding),
                            context: refundContext(draft, refund))
             }
             guard status == .requested || status == .processing else { continue }

@@ -11,7 +11,7 @@ extension Planner {
         draft.status = .cancelled
         if draft.marks[Planner.cancelSeries] == nil {
             draft.marks[Planner.cancelSeries] = 1
-            draft.send(.orderCancelled, step: 1, channels: policy.unpaidChannels, context: draft.context())
+            draft.send(.orderCancelled, step: 1, channels: policy.channels(.unpaid), context: draft.context())
         }
     }
 
@@ -19,6 +19,6 @@ extension Planner {
     func unpaidReminders(_ draft: inout Draft) {
         let createdAt = draft.order.createdAt ?? 0
         draft.reminders(series: Planner.unpaidSeries, due: policy.unpaidRemindersMs.map { createdAt + $0 }, base: 0,
-                        channels: policy.unpaidChannels)
+                        channels: policy.channels(.unpaid))
     }
 }

@@ -49,6 +49,43 @@ public struct Policy: Sendable, Hashable {
     /// Payments and refunds dated further in the future than this (`[daemon] max_clock_skew`) are
     /// not believed: the order is quarantined until they are no longer in the future.
     public var maxClockSkewMs: Millis
+    /// The rule sections written with `fallback = true`: their customer messages go to the first
+    /// listed channel that has an address not suppressed (the others are kept as alternates).
+    public var fallback: Set<RuleSection> = []
+
+    /// A rule section with a `channels` list.
+    public enum RuleSection: String, Sendable, Hashable, CaseIterable {
+        case unpaid, failed, partiallyPaid = "partially_paid", paid, refunding
+    }
+
+    /// Where a rule section's messages go: its `channels`, and whether to one of them (`fallback`).
+    public struct Channels: Sendable, Hashable, ExpressibleByArrayLiteral {
+        public var names: [String]
+        public var fallback: Bool
+
+        public init(_ names: [String], fallback: Bool = false) {
+            self.names = names
+            self.fallback = fallback
+        }
+
+        /// Every one of `names` (ops messages, and sections without `fallback`).
+        public init(arrayLiteral names: String...) {
+            self.init(names)
+        }
+    }
+
+    /// The channels of a rule section.
+    public func channels(_ section: RuleSection) -> Channels {
+        let names: [String]
+        switch section {
+        case .unpaid: names = unpaidChannels
+        case .failed: names = failedChannels
+        case .partiallyPaid: names = partiallyPaidChannels
+        case .paid: names = paidChannels
+        case .refunding: names = refundingChannels
+        }
+        return Channels(names, fallback: fallback.contains(section))
+    }
 
     public init(
         unpaidHoldMs: Millis = 30 * 60_000,

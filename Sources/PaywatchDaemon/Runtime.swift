@@ -67,6 +67,11 @@ extension Policy {
             fixedRecipients: fixed,
             maxClockSkewMs: config.daemon.maxClockSkewMs
         )
+        let fallback: [(Policy.RuleSection, Bool)] = [
+            (.unpaid, config.unpaid.fallback), (.failed, config.failed.fallback), (.partiallyPaid, config.partiallyPaid.fallback),
+            (.paid, config.paid.fallback), (.refunding, config.refunding.fallback),
+        ]
+        self.fallback = Set(fallback.filter(\.1).map(\.0))
     }
 }
 

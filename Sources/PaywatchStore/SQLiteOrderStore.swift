@@ -316,11 +316,29 @@ public final class SQLiteOrderStore: OrderStore {
                     id: text(row[1]) ?? "", amount: int(row[2]), status: text(row[3]) ?? "", requestedAt: int(row[4])))
             }
         }
+        // The orders' suppressed addresses, for `fallback = true` (most shops suppress nothing: one look).
+        var suppressed: [String: [Suppression]] = [:]
+        if !orders.isEmpty, try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM suppressions)")) ?? false {
+            let addresses = Set(orders.values.flatMap { [$0.email, $0.phone, $0.pushToken].compactMap { $0 } }.filter { !$0.isEmpty })
+            let list = Array(addresses)
+            for start in stride(from: 0, to: list.count, by: 500) {
+                let chunk = Array(list[start..<min(start + 500, list.count)])
+                for row in try Row.fetchAll(db, sql: "SELECT channel, address, reason FROM suppressions WHERE address IN (\(databaseQuestionMarks(count: chunk.count)))",
+                                            arguments: StatementArguments(chunk)) {
+                    guard let channel = text(row[0]), let address = text(row[1]) else { continue }
+                    suppressed[address, default: []].append(Suppression(channel: channel, address: address, reason: text(row[2]) ?? ""))
+                }
+            }
+        }
         return due.map { entry in
-            OrderSnapshot(
+            var snapshot = OrderSnapshot(
                 orderID: entry.id, order: orders[entry.id], payments: unique(payments[entry.id] ?? []),
                 installments: unique(installments[entry.id] ?? []), refunds: unique(refunds[entry.id] ?? []),
                 state: entry.tracked, readProblem: entry.problem ?? problems[entry.id])
+            if !suppressed.isEmpty, let order = orders[entry.id] {
+                snapshot.suppressions = [order.email, order.phone, order.pushToken].compactMap { $0 }.flatMap { suppressed[$0] ?? [] }
+            }
+            return snapshot
         }
     }
 
@@ -448,7 +466,7 @@ public final class SQLiteOrderStore: OrderStore {
             let inserted = try statements.insertOutbox.execute(
                 .text(message.idempotencyKey), .text(message.orderID), .text(message.kind.rawValue), .int(message.step),
                 .text(message.channel), .text(message.recipient), .text(message.payload), .int(leased == nil ? 0 : 1),
-                .int(leased ?? now), .int(now), .int(now))
+                .int(leased ?? now), .int(now), .int(now), Alternates.encode(message.alternates).map { .text($0) } ?? .null)
             if leased != nil, inserted > 0 {
                 // Leased to delivery from the start: it goes out without being claimed.
                 handed.append(OutboxMessage(id: db.lastInsertedRowID, message: message, attempts: 0))
@@ -551,9 +569,33 @@ public final class SQLiteOrderStore: OrderStore {
     }
 
     static let insertOutboxSQL = """
-        INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, in_flight, due_at, created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(order_id, idempotency_key) DO NOTHING
+        INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, in_flight, due_at, created_at, updated_at,
+            alternates)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(order_id, idempotency_key) DO NOTHING
         """
+
+    /// `fallback = true`: `refused` will not reach the customer (dead, or its address suppressed),
+    /// so the first of its alternates whose address is not suppressed is decided in its place,
+    /// carrying the ones after it. The timeline says which channel took over, or that none was left.
+    private static func fallBack(_ db: Database, from refused: OutgoingMessage, alternates: String?, why: String, now: Millis) throws {
+        let candidates = Alternates.decode(alternates, orderID: refused.orderID, kind: refused.kind, step: refused.step)
+        guard !candidates.isEmpty else { return }
+        let what = "\(refused.kind.rawValue) step \(refused.step) on \(refused.channel) (\(why))"
+        var skipped: [String] = []
+        for next in candidates {
+            if let reason = try String.fetchOne(db.cachedStatement(sql: "SELECT reason FROM suppressions WHERE channel = ? AND address = ?"),
+                                                arguments: [next.channel, next.recipient]) {
+                skipped.append("\(next.channel) (\(Redact.address(next.recipient, channel: next.channel)) is suppressed: \(Validator.display(reason, limit: 80)))")
+                continue
+            }
+            try insertOutbox(db, next, now: now)
+            try insertEvent(db, orderID: refused.orderID, at: now, event: "fallback",
+                            detail: ([what + ": sent on \(next.channel) instead"] + skipped).joined(separator: "; skipped "))
+            return
+        }
+        try insertEvent(db, orderID: refused.orderID, at: now, event: "fallback",
+                        detail: ([what + ": no channel left"] + skipped).joined(separator: "; skipped "))
+    }
 
     /// Decides a message: a new outbox row, or nothing if its key was decided before.
     /// Returns whether a row was inserted (false: the key was decided before).
@@ -562,7 +604,7 @@ public final class SQLiteOrderStore: OrderStore {
         if try wasPruned(db, message) { return false }
         try db.cachedStatement(sql: insertOutboxSQL).execute(arguments: [message.idempotencyKey, message.orderID, message.kind.rawValue, message.step,
                                      message.channel, message.recipient, message.payload, leasedUntil == nil ? 0 : 1,
-                                     leasedUntil ?? now, now, now])
+                                     leasedUntil ?? now, now, now, Alternates.encode(message.alternates)])
         return db.changesCount > 0
     }
 
@@ -608,7 +650,8 @@ public final class SQLiteOrderStore: OrderStore {
         let columns = """
             SELECT o.id, o.idempotency_key, o.order_id, o.kind, o.step, o.channel, o.recipient, o.body, o.attempts,
                    s.status AS order_status,
-                   (SELECT x.reason FROM suppressions x WHERE x.channel = o.channel AND x.address = o.recipient) AS suppressed
+                   (SELECT x.reason FROM suppressions x WHERE x.channel = o.channel AND x.address = o.recipient) AS suppressed,
+                   o.alternates
             FROM pw_outbox o LEFT JOIN pw_order_state s ON s.order_id = o.order_id
             """
         var rows: [Row] = []
@@ -655,6 +698,7 @@ public final class SQLiteOrderStore: OrderStore {
                 try insertEvent(db, orderID: message.message.orderID, at: now, event: "suppressed",
                                 detail: "\(kind.rawValue) step \(message.message.step) on \(message.message.channel) not sent: \(masked) is suppressed (\(reason))")
                 result.suppressed.append(message)
+                try fallBack(db, from: message.message, alternates: row[11], why: "\(masked) is suppressed", now: now)
             } else if kind.stillApplies(to: status) {
                 try lease.execute(arguments: [leaseUntil, now, id])
                 result.messages.append(message)
@@ -696,7 +740,7 @@ public final class SQLiteOrderStore: OrderStore {
             }
             try update.execute(arguments: [state, counted ? 1 : 0, dueAt, now, result.outcome.reason, result.outboxID])
             if case .dead(let reason) = result.outcome,
-               let row = try Row.fetchOne(db, sql: "SELECT order_id, channel, recipient, kind FROM pw_outbox WHERE id = ?",
+               let row = try Row.fetchOne(db, sql: "SELECT order_id, channel, recipient, kind, step, alternates FROM pw_outbox WHERE id = ?",
                                           arguments: [result.outboxID]) {
                 let orderID: String = row[0]
                 try insertEvent(db, orderID: orderID, at: now, event: "delivery_dead", detail: reason)
@@ -710,6 +754,11 @@ public final class SQLiteOrderStore: OrderStore {
                         """, arguments: [channel, recipient, reason, now])
                     try insertEvent(db, orderID: orderID, at: now, event: "address_suppressed",
                                     detail: "\(Redact.address(recipient, channel: channel)) on \(channel): \(reason)")
+                }
+                if !isOps, let kind = (row[3] as String?).flatMap(NotificationKind.init(rawValue:)) {
+                    let refused = OutgoingMessage(idempotencyKey: "", orderID: orderID, kind: kind, step: row[4], channel: channel,
+                                                  recipient: recipient, payload: "")
+                    try fallBack(db, from: refused, alternates: row[5], why: "it is dead", now: now)
                 }
             }
             if let followUp = result.followUp {

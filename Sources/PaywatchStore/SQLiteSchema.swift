@@ -249,6 +249,11 @@ enum SQLiteSchema {
                 )
                 """)
         }
+        migrator.registerMigration("v11: fallback alternates") { db in
+            // `fallback = true`: the same decision on the next listed channels, taken up in order
+            // when this row is refused for good (JSON, see `Alternates`).
+            try db.execute(sql: "ALTER TABLE pw_outbox ADD COLUMN alternates TEXT")
+        }
         return migrator
     }
 

@@ -177,7 +177,7 @@ import Testing
         let record = order(push: "tok-1234567")
         var draft = Planner.Draft(planner: Planner(policy: policy), snapshot: OrderSnapshot(orderID: record.id, order: record),
                                   order: record, now: t0 + 10 * minute)
-        draft.send(.unpaidReminder, step: 1, channels: policy.unpaidChannels, context: draft.context())
+        draft.send(.unpaidReminder, step: 1, channels: policy.channels(.unpaid), context: draft.context())
         #expect(draft.messages.map(\.channel) == ["push", "sms", "email"])
         for message in draft.messages {
             let alone = try #require(draft.message(.unpaidReminder, step: 1, channel: message.channel, context: draft.context()))

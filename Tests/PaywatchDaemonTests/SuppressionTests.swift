@@ -71,4 +71,52 @@ struct RefusesANumber: DeliveryProvider {
         #expect(events.contains { $0.hasPrefix("UNSUB: suppressed") && $0.hasSuffix("(unsubscribed)") })
         #expect(!events.joined().contains("+8613900000000"))
     }
+
+    /// `fallback = true`: one channel per decision, the first with an address that is not
+    /// suppressed; a channel that refuses the message for good hands it to the next.
+    @Test func fallbackSendsOnTheFirstUsableChannelAndMovesOnWhenRefused() async throws {
+        let gateway = try FakeGateway()
+        defer { gateway.stop() }
+        gateway.setResponder { request in
+            request.path == "/sms" && request.bodyString.contains("+8613900000000") ? .init(status: 400, body: #"{"code":21211}"#) : .init(status: 200)
+        }
+        let daemon = try await InProcessDaemon(providers: ["sms": RefusesANumber(inner: WebhookProvider(url: gateway.baseURL + "/sms"))]) {
+            _ in PaywatchServiceTests.config(gateway.baseURL, channels: ["sms", "email"])
+                .replacingOccurrences(of: "channels = [\"sms\", \"email\"]\n", with: "channels = [\"sms\", \"email\"]\nfallback = true\n")
+        }
+        let created = daemon.clock.now() - 11 * 60_000
+        try await daemon.shop().write { db in
+            try db.execute(sql: "INSERT INTO suppressions(channel, address, reason, created_at) VALUES ('sms', '+8613700000000', 'unsubscribed', ?)",
+                           arguments: [created])
+            for (id, phone, email) in [("BOTH", "+8613800000000", "both@example.com"), ("UNSUB", "+8613700000000", "unsub@example.com"),
+                                       ("REFUSED", "+8613900000000", "refused@example.com"), ("ONLY", "+8613700000000", nil)] {
+                try db.execute(sql: "INSERT INTO orders(id, amount_due, created_at, phone, email) VALUES (?, 100, ?, ?, ?)",
+                               arguments: [id, created, phone, email])
+            }
+        }
+        daemon.run()
+        func sent(_ id: String) -> [String] {
+            gateway.requests().filter { $0.path != "/ops" && $0.bodyString.contains("\"order_id\":\"\(id)\"") }.map(\.path)
+        }
+        #expect(await InProcessDaemon.eventually(10) { sent("REFUSED") == ["/sms", "/email"] })
+        #expect(await InProcessDaemon.eventually(10) { sent("BOTH") == ["/sms"] && sent("UNSUB") == ["/email"] })
+        // The second reminder: the refused number is suppressed now, so e-mail at once.
+        daemon.clock.advance(by: 20 * 60_000)
+        #expect(await InProcessDaemon.eventually(10) { sent("REFUSED") == ["/sms", "/email", "/email"] && sent("BOTH") == ["/sms", "/sms"] })
+        try await daemon.stop()
+        #expect(sent("ONLY").isEmpty)
+        // Ops hears of the dead sms once, as of any dead message.
+        #expect(gateway.requests().filter { $0.path == "/ops" }.map(\.bodyString).filter { $0.contains("REFUSED") }.count == 1)
+        #expect(sent("UNSUB") == ["/email", "/email"])
+        let events = try await daemon.shop().read {
+            try String.fetchAll($0, sql: "SELECT order_id || ': ' || event || ' ' || detail FROM pw_events WHERE event IN ('fallback', 'unpaid_reminder') ORDER BY order_id, id")
+        }
+        #expect(events.contains("UNSUB: fallback unpaid_reminder step 1 on email: sms (+86*******0000 is suppressed: unsubscribed)"))
+        #expect(events.contains("REFUSED: fallback unpaid_reminder step 1 on sms (it is dead): sent on email instead"))
+        #expect(events.contains("REFUSED: fallback unpaid_reminder step 2 on email: sms (+86*******0000 is suppressed: invalid number (21211))"))
+        #expect(events.contains("ONLY: unpaid_reminder step 1 decided; no usable address: sms (+86*******0000 is suppressed: unsubscribed)"))
+        #expect(!events.joined().contains("+8613900000000") && !events.joined().contains("+8613700000000"))
+        // Every step of BOTH went to sms alone: e-mail was never decided.
+        #expect(try daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE order_id = 'BOTH' AND channel = 'email'") == 0)
+    }
 }

@@ -1,0 +1,32 @@
+import Foundation
+import PaywatchCore
+
+/// `pw_outbox.alternates`: a message's fallback channels (``OutgoingMessage/alternates``), as a
+/// JSON array of `{"key", "channel", "to", "body"}` in the order they are tried. The kind, step
+/// and order are the row's own.
+enum Alternates {
+    static func encode(_ alternates: [OutgoingMessage]) -> String? {
+        guard !alternates.isEmpty else { return nil }
+        let list = alternates.map { ["key": $0.idempotencyKey, "channel": $0.channel, "to": $0.recipient, "body": $0.payload] }
+        guard let data = try? JSONSerialization.data(withJSONObject: list, options: [.sortedKeys]) else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The alternates of a row of `kind` and `step` for `orderID`; each one carries the ones after
+    /// it. Anything unreadable (a row edited by hand) reads as none.
+    static func decode(_ text: String?, orderID: String, kind: NotificationKind, step: Int) -> [OutgoingMessage] {
+        guard let text, let data = text.data(using: .utf8),
+              let list = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] else { return [] }
+        let messages = list.compactMap { entry -> OutgoingMessage? in
+            guard let key = entry["key"] as? String, let channel = entry["channel"] as? String,
+                  let to = entry["to"] as? String, let body = entry["body"] as? String else { return nil }
+            return OutgoingMessage(idempotencyKey: key, orderID: orderID, kind: kind, step: step, channel: channel,
+                                   recipient: to, payload: body)
+        }
+        return messages.indices.map { index in
+            var message = messages[index]
+            message.alternates = Array(messages[(index + 1)...])
+            return message
+        }
+    }
+}
