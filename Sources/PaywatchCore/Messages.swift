@@ -21,6 +21,10 @@ public enum Messages {
         public var chineseByDefault = false
         /// The attempt a `paying_stalled` message is about.
         public var stalled: StalledAttempt?
+        /// The ops kind a `situation_resolved` message is about, and what cleared it.
+        public var resolved: (kind: NotificationKind, how: String)?
+        /// The order's status as planned (`situation_resolved`).
+        public var status: OrderStatus?
         /// The compiled customer templates (`Policy.templates`).
         public var templates: Templates = .builtIn
         /// What the shop's policy adds to every message: its support contact, its default language
@@ -204,6 +208,9 @@ public enum Messages {
             return ("Order \(id): \(which) overdue after the last notice",
                     "Order \(id): \(which) (\(amount)) was due \(due) and is still unpaid after the last overdue notice; paid so far \(paid) of \(money(c.ledger.amountDue, c.order.currency)).")
         }
+        if let (resolved, how) = c.resolved, kind == .situationResolved {
+            return ("Order \(id): \(resolved.rawValue) resolved", "Order \(id): the \(resolved.rawValue) alert is resolved: \(how).")
+        }
         if kind == .latePayment {
             return ("Late payment on cancelled order \(id)",
                     "Order \(id) was cancelled, but \(paid) arrived afterwards: refund it or reinstate the order.")
@@ -246,6 +253,10 @@ public enum Messages {
             } else {
                 json.add("escalation", stalled.escalation)
             }
+        }
+        if let (resolved, _) = c.resolved, kind == .situationResolved {
+            json.add("resolves", resolved.rawValue)
+            json.add("status", c.status?.rawValue)
         }
         if let refund = c.refund {
             json.add("refund_id", refund.id)

@@ -17,10 +17,13 @@ public enum NotificationKind: String, Sendable, Hashable, CaseIterable, Codable 
     case latePayment = "late_payment"
     case installmentEscalated = "installment_escalated"
     case deliveryDead = "delivery_dead"
+    /// A situation ops was alerted to cleared (PagerDuty resolves the incident).
+    case situationResolved = "situation_resolved"
 
     public var isOps: Bool {
         switch self {
-        case .payingStalled, .refundStalled, .duplicatePayment, .latePayment, .installmentEscalated, .deliveryDead:
+        case .payingStalled, .refundStalled, .duplicatePayment, .latePayment, .installmentEscalated, .deliveryDead,
+             .situationResolved:
             return true
         default:
             return false
@@ -38,7 +41,8 @@ public enum NotificationKind: String, Sendable, Hashable, CaseIterable, Codable 
         case .balanceReminder, .installmentDue, .installmentOverdue: return status == .partiallyPaid
         case .paymentConfirmed: return status == .paid || status == .refunding || status == .refunded
         case .refundProgress: return true
-        case .payingStalled, .refundStalled, .duplicatePayment, .latePayment, .installmentEscalated, .deliveryDead:
+        case .payingStalled, .refundStalled, .duplicatePayment, .latePayment, .installmentEscalated, .deliveryDead,
+             .situationResolved:
             return true
         }
     }
@@ -61,6 +65,10 @@ public struct OutgoingMessage: Sendable, Hashable {
     /// own key, address and text. Stored with the row; when this message is refused for good (dead,
     /// or its address suppressed before it went out) the first of them not suppressed takes its place.
     public var alternates: [OutgoingMessage] = []
+    /// `situation_resolved`: the ops kind whose situation cleared. Not stored: the store writes
+    /// the message only if ops was alerted of that kind for the order (an alert never sent, such
+    /// as a stalled payment the provider answered for, needs no resolution).
+    public var resolves: NotificationKind?
 
     public init(
         idempotencyKey: String, orderID: String, kind: NotificationKind, step: Int, channel: String,

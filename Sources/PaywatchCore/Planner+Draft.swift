@@ -18,6 +18,8 @@ extension Planner {
         var nextDue: Millis?
         var needsRefund: Int64 = 0
         var reconciles: [ReconcileRequest] = []
+        /// An installment escalated to ops is still overdue (``Planner/situations(_:)``).
+        var escalationOpen = false
         /// The status would be `paying` if every pending attempt still held the order.
         let pendingHolds: Bool
 

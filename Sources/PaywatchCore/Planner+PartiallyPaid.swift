@@ -78,12 +78,16 @@ extension Planner {
         // The last notice went out: one more period to react, then ops and `on_overdue`.
         let escalateAt = notices[notices.count - 1].saturatingAdd(policy.overdueEveryMs)
         let escalated = "installment_escalated.\(debt.seq ?? 0)"
-        guard draft.marks[escalated] == nil else { return }
+        guard draft.marks[escalated] == nil else {
+            draft.escalationOpen = true
+            return
+        }
         guard draft.now >= escalateAt else {
             draft.schedule(escalateAt)
             return
         }
         draft.marks[escalated] = 1
+        draft.escalationOpen = !policy.cancelOnOverdue
         draft.send(.installmentEscalated, step: base + 1, channels: [policy.opsChannel], context: context)
         if policy.cancelOnOverdue {
             draft.status = .cancelled

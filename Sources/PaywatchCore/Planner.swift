@@ -102,6 +102,7 @@ public struct Planner: Sendable {
         }
         refunds(&draft)
         duplicates(&draft)
+        situations(&draft)
         return draft.plan()
     }
 

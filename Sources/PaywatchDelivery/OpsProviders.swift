@@ -80,9 +80,21 @@ public struct PagerDutyProvider: DeliveryProvider {
 
     public func request(for message: ProviderMessage) throws(ProviderError) -> HTTPRequest {
         // PagerDuty cuts a summary at 1,024 characters and a dedup_key at 255.
-        let dedupKey = String("paywatch:\(message.orderID ?? message.key):\(message.kind)".prefix(255))
+        // `situation_resolved` resolves the incident its alert opened: the same dedup_key.
+        var alerted = message.kind
+        var action = "trigger"
+        if message.kind == NotificationKind.situationResolved.rawValue, case .text(let kind)? = message.payload.fact("resolves") {
+            alerted = kind
+            action = "resolve"
+        }
+        let dedupKey = String("paywatch:\(message.orderID ?? message.key):\(alerted)".prefix(255))
+        if action == "resolve" {
+            let body = "{\"routing_key\":" + jsonString(routingKey) + ",\"event_action\":\"resolve\",\"dedup_key\":" + jsonString(dedupKey) + "}"
+            return HTTPRequest(id: message.id, url: trimmingSlashes(baseURL) + "/v2/enqueue", method: "POST",
+                               headers: [("Content-Type", "application/json"), userAgent], body: Array(body.utf8))
+        }
         let severity = Self.errorKinds.contains(message.kind) ? "error" : "warning"
-        let body = "{\"routing_key\":" + jsonString(routingKey) + ",\"event_action\":\"trigger\",\"dedup_key\":" + jsonString(dedupKey)
+        let body = "{\"routing_key\":" + jsonString(routingKey) + ",\"event_action\":\"\(action)\",\"dedup_key\":" + jsonString(dedupKey)
             + ",\"payload\":{\"summary\":" + jsonString(String(message.payload.subject.prefix(1024)))
             + ",\"source\":\"paywatch\",\"severity\":\"\(severity)\",\"custom_details\":" + jsonObject(message.payload.facts) + "}}"
         return HTTPRequest(id: message.id, url: trimmingSlashes(baseURL) + "/v2/enqueue", method: "POST",

@@ -457,6 +457,13 @@ public final class SQLiteOrderStore: OrderStore {
             if let pruned = key?.prunedKeys, pruned.contains(Retention.compactKey(message.idempotencyKey, orderID: plan.orderID)) {
                 continue
             }
+            // A resolution of an alert ops never got (the provider answered for a stalled
+            // payment; the alert is dead) resolves nothing: not written.
+            if let resolved = message.resolves, try !(Bool.fetchOne(db.cachedStatement(sql: """
+                SELECT EXISTS(SELECT 1 FROM pw_outbox WHERE order_id = ? AND kind = ? AND state IN ('pending', 'delivered'))
+                """), arguments: [message.orderID, resolved.rawValue]) ?? false) {
+                continue
+            }
             // A message to a suppressed address is never handed over: the claim finds it and
             // records it suppressed, not sent, with the reason.
             let suppressed = try statements.anySuppressed && !message.kind.isOps && (Bool.fetchOne(

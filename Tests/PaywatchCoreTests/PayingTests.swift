@@ -85,8 +85,13 @@ import Testing
         run.snapshot.payments = [payment("P1", 12_900, "succeeded", at: t0 + minute, ref: "psp_1")]
         let paid = run.at(t0 + 17 * minute)
         #expect(paid.status == .paid)
-        #expect(paid.messages.map(\.kind) == [.paymentConfirmed])
+        // Ops was to hear of the stall if the provider could not say: that alert is resolved
+        // (the store writes the resolution only if the alert was written).
+        #expect(paid.messages.map(\.kind) == [.paymentConfirmed, .situationResolved])
+        #expect(paid.messages[1].resolves == .payingStalled)
+        #expect(paid.messages[1].channel == "ops")
         #expect(paid.reconciles.isEmpty)
+        #expect(run.at(t0 + 18 * minute).messages.isEmpty)
         // Or failed: the customer is told why.
         var failing = Run(order(), payments: [pending()], policy: Self.policy())
         failing.at(t0 + 16 * minute)

@@ -37,8 +37,13 @@ import Testing
         run.snapshot.refunds = [refund("R1", 4_000, "succeeded")]
         let done = run.at(t0 + 10 * day)
         #expect(done.status == .paid)
-        #expect(done.messages.map(\.kind) == [.refundProgress])
+        // …and ops that the stalled refund moved on: resolved, once.
+        #expect(done.messages.map(\.kind) == [.refundProgress, .situationResolved])
         #expect(done.messages[0].webhookBody.contains("已退回"))
+        #expect(done.messages[1].resolves == .refundStalled)
+        #expect(done.messages[1].content.fact("resolves") == .text("refund_stalled"))
+        #expect(done.messages[1].content.subject == "Order \(run.snapshot.orderID): refund_stalled resolved")
+        #expect(run.at(t0 + 11 * day).messages.isEmpty)
         // All keys distinct: one message per refund step.
         #expect(Set(run.sent.map(\.idempotencyKey)).count == run.sent.count)
     }

@@ -70,6 +70,26 @@ import Testing
         #expect(jsonBody(second)["dedup_key"] as? String == "paywatch:A1:duplicate_payment")
     }
 
+    /// `situation_resolved` resolves the incident of the kind it names: same dedup_key, no payload.
+    @Test func pagerDutyResolvesTheIncidentItsAlertOpened() async throws {
+        let gateway = try FakeGateway()
+        defer { gateway.stop() }
+        let provider = PagerDutyProvider(baseURL: gateway.baseURL, routingKey: "R0123456789abcdef0123456789abcdef")
+        var payload = MessagePayload(subject: "Order A1: paying_stalled resolved", text: "resolved")
+        payload.add("resolves", "paying_stalled")
+        let resolved = ProviderMessage(id: 9, key: "pw1:A1:situation_resolved:100001:ops", kind: "situation_resolved",
+                                       channel: "ops", orderID: "A1", to: "oncall", payload: payload)
+        let accepted = FakeGateway.Response(status: 202, body: #"{"status":"success","message":"Event processed","dedup_key":"paywatch:A1:paying_stalled"}"#)
+        let (request, verdict) = try await exchange(provider, resolved, gateway: gateway, answer: accepted)
+        #expect(verdict == .delivered)
+        #expect(request.path == "/v2/enqueue")
+        let body = jsonBody(request)
+        #expect(body["event_action"] as? String == "resolve")
+        #expect(body["dedup_key"] as? String == "paywatch:A1:paying_stalled")
+        #expect(body["routing_key"] as? String == "R0123456789abcdef0123456789abcdef")
+        #expect(body["payload"] == nil)
+    }
+
     @Test func pagerDutysInvalidEventIsDeadAndItsThrottlingRetried() async throws {
         let gateway = try FakeGateway()
         defer { gateway.stop() }
