@@ -194,6 +194,11 @@ extension PaywatchConfiguration.Channel {
                 plain `http://` in `url`, `base_url` or a Slack `url_file` is refused unless its host is loopback \
                 (127.x, `::1`, `localhost`) or this is true
                 """),
+            .key("allow_inline_secrets", .boolean, \.allowInlineSecrets, doc: """
+                credentials are read from `*_file` keys only; `true` also accepts them written in this section \
+                (`token`, `auth_token`, `api_key`, `password`, `routing_key`, and a Slack `url`), with a warning \
+                at every start: anyone who can read the configuration, its backups or its copies can take them
+                """),
             .optional("ca_file", .string, \.caFile, unset: "the system's certificate authorities", doc: """
                 a PEM file of the certificate authorities to verify this channel's TLS peers against (a private \
                 CA); verification is always on
@@ -222,7 +227,14 @@ extension PaywatchConfiguration {
     ]
 
     /// The keys every `[channels.NAME]` section may hold, whatever its provider.
-    static let commonChannelKeys = ["provider", "ca_file", "to", "concurrency"]
+    static let commonChannelKeys = ["provider", "allow_inline_secrets", "ca_file", "to", "concurrency"]
+
+    /// The credentials a section may write inline with `allow_inline_secrets = true`: the key, and
+    /// the `*_file` key it stands for. (A service account's JSON is always a file.)
+    static let inlineSecretKeys: [String: String] = [
+        "token": "token_file", "auth_token": "auth_token_file", "api_key": "api_key_file", "password": "password_file",
+        "routing_key": "routing_key_file",
+    ]
 
     /// Every key a section of `provider` may hold, in the order of ``Channel/keys``; nil for an
     /// unknown provider.

@@ -224,7 +224,45 @@ struct ConfigReader {
     private mutating func readChannel(_ name: String, _ table: [String: TOMLNode], deliveryConcurrency: Int) -> PaywatchConfiguration.Channel? {
         let s = ["channels", name]
         var channel = PaywatchConfiguration.Channel(name: name)
+        var table = table
+        let inlineAllowed: Bool
+        if case .boolean(true)? = table["allow_inline_secrets"] { inlineAllowed = true } else { inlineAllowed = false }
+        var inlineRefused: Set<String> = []
+        if inlineAllowed {
+            // Credentials written here: taken out of the table and kept by the key they stand for.
+            for (key, fileKey) in PaywatchConfiguration.inlineSecretKeys.sorted(by: { $0.key < $1.key }) {
+                guard let node = table.removeValue(forKey: key) else { continue }
+                guard case .string(let value) = node else {
+                    fail(section: s, key: key, "expected a string, got \(node.summary)")
+                    inlineRefused.insert(fileKey)
+                    continue
+                }
+                if table[fileKey] != nil {
+                    fail(section: s, key: key, "both \(key) and \(fileKey) are set: keep one")
+                    inlineRefused.insert(fileKey)
+                    continue
+                }
+                channel.inlineSecrets[fileKey] = value
+            }
+            if case .string(let provider)? = table["provider"], provider == "slack", case .string(let url)? = table["url"] {
+                table["url"] = nil
+                if table["url_file"] != nil {
+                    fail(section: s, key: "url", "both url and url_file are set: keep one")
+                    inlineRefused.insert("url_file")
+                } else {
+                    channel.inlineSecrets["url_file"] = url
+                }
+            }
+        }
         var notAccepted = read(table, section: s, keys: PaywatchConfiguration.Channel.keys, into: &channel, unknown: inlineSecretHint)
+        notAccepted.formUnion(inlineRefused)
+        if !channel.inlineSecrets.isEmpty {
+            let keys = channel.inlineSecrets.keys.sorted().map { $0 == "url_file" ? "url" : String($0.dropLast(5)) }
+            warnings.append("""
+                [channels.\(displayKey(name))] \(keys.joined(separator: ", ")): an inline secret (allow_inline_secrets = true): anyone who can read \
+                this file, its backups or its copies can take it; prefer a *_file key or a systemd credential
+                """)
+        }
         if let concurrency = channel.concurrency, concurrency > deliveryConcurrency {
             fail(section: s, key: "concurrency",
                  "\(concurrency) is more than [delivery] concurrency (\(deliveryConcurrency)): a channel's share cannot exceed every slot")
@@ -243,9 +281,7 @@ struct ConfigReader {
         let keys = PaywatchConfiguration.Channel.keys.map(\.name)
         if keys.contains(key + "_file") {
             return "an inline secret is refused: put it in a file: \(key)_file = \"/etc/paywatch/\(String(key.map { $0 == "_" ? "-" : $0 }))\""
-        }
-        if key == "allow_inline_secrets" {
-            return "inline secrets are not supported: every credential is read from a *_file key (a file, or $CREDENTIALS_DIRECTORY/NAME)"
+                + (PaywatchConfiguration.inlineSecretKeys[key] != nil ? " (or set allow_inline_secrets = true)" : "")
         }
         return nil
     }
@@ -268,7 +304,12 @@ struct ConfigReader {
             fail(section: s, key: key, message)
             refused.insert(key)
         }
-        for key in own.required where table[key] == nil {
+        for fileKey in channel.inlineSecrets.keys.sorted() where !allowed.contains(fileKey) {
+            let key = fileKey == "url_file" ? "url" : String(fileKey.dropLast(5))
+            fail(section: s, key: key, "does not apply to provider \(tomlQuoted(provider)) (its keys: \(ownKeys.joined(separator: ", ")))")
+            refused.insert(fileKey)
+        }
+        for key in own.required where table[key] == nil && channel.inlineSecrets[key] == nil && !notAccepted.contains(key) {
             fail(section: s, key: key, "missing required key (\(Self.requiredMeaning(key, provider: provider)))")
             refused.insert(key)
         }

@@ -349,6 +349,11 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         public var caFile: String?
         /// A fixed recipient (used by the ops channel).
         public var to: String?
+        /// `allow_inline_secrets = true`: credentials may be written in the section itself.
+        public var allowInlineSecrets: Bool = false
+        /// Credentials written inline (`auth_token = "…"`, allowed by ``allowInlineSecrets``), by the
+        /// `*_file` key they stand for (`auth_token_file`). Never logged; masked when rendered.
+        public var inlineSecrets: [String: String] = [:]
         /// The delivery slots this channel is sure to get while it has messages due (it may borrow
         /// idle ones beyond it); nil: a fair share of `[delivery] concurrency`.
         public var concurrency: Int?

@@ -5,9 +5,9 @@ extension PaywatchConfiguration {
     /// masked in every URL (`[store] url`, `[paying] reconcile_url`, `[channels.NAME] url`): a userinfo
     /// password and every query value become `****` (see ``maskURL(_:)``), and the masked URL is still
     /// valid; `*_file` paths are shown (they are not secrets, their content is never read here), and
-    /// no key holds a credential itself (inline secrets are refused). A channel shows its provider's
+    /// a credential written inline (`allow_inline_secrets`) shows as `"****"`. A channel shows its provider's
     /// keys only.
-    /// For a configuration from `parse`/`load` whose URLs hold no password, query value or fragment,
+    /// For a configuration from `parse`/`load` whose URLs hold no password, query value or fragment, and without inline secrets,
     /// parsing the output again gives an equal configuration.
     public func rendered() -> String {
         var out = ["# paywatch effective configuration (defaults filled in, secrets masked)"]
@@ -30,6 +30,10 @@ extension PaywatchConfiguration {
             // Only the keys of its provider: another provider's would be refused if written back.
             let own = Self.channelKeys(of: channel.provider) ?? Channel.keys.map(\.name)
             section("channels.\(displayKey(name))", Channel.keys.filter { own.contains($0.name) }, of: channel)
+            for fileKey in channel.inlineSecrets.keys.sorted() {
+                let key = fileKey == "url_file" ? "url" : String(fileKey.dropLast(5))
+                out.append("\(key) = \"****\"  # an inline secret (allow_inline_secrets), masked")
+            }
         }
         return out.joined(separator: "\n") + "\n"
     }

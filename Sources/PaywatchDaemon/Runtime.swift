@@ -176,6 +176,15 @@ public struct Runtime: Sendable {
                 return value
             }
             func secret(_ key: String, _ file: String?) throws -> String? {
+                if let inline = channel.inlineSecrets[key] {
+                    // Written in the section (allow_inline_secrets): held to a file's rules.
+                    switch bearerToken(Array(inline.utf8)) {
+                    case .success(let text): return text
+                    case .failure:
+                        let name = key == "url_file" ? "url" : String(key.dropLast(5))
+                        throw failure(name, "the inline \(name) must be one line of printable ASCII without spaces")
+                    }
+                }
                 guard let file else { return nil }
                 switch SecretFile.read(file, credentialsDirectory: credentialsDirectory, as: bearerToken) {
                 case .success(let text): return text
@@ -197,13 +206,14 @@ public struct Runtime: Sendable {
                     apiKey: try needed("api_key_file", secret("api_key_file", channel.apiKeyFile)),
                     from: try needed("from", channel.from), fromName: channel.fromName)
             case "slack":
-                let file = try needed("url_file", channel.urlFile)
-                let url = try needed("url_file", secret("url_file", file))
+                let inline = channel.inlineSecrets["url_file"] != nil
+                let file = inline ? "the inline url" : try needed("url_file", channel.urlFile)
+                let url = try needed("url_file", secret("url_file", channel.urlFile))
                 if !["http://", "https://"].contains(where: url.lowercased().hasPrefix) || urlHost(url) == nil {
-                    throw failure("url_file", "\(file) does not hold an http:// or https:// URL (the incoming webhook's)")
+                    throw failure(inline ? "url" : "url_file", "\(file) does not hold an http:// or https:// URL (the incoming webhook's)")
                 }
                 if isInsecureHTTP(url), !channel.allowInsecureHTTP {
-                    throw failure("url_file", "\(file) holds a plain http:// URL to a host other than loopback, which would "
+                    throw failure(inline ? "url" : "url_file", "\(file) holds a plain http:// URL to a host other than loopback, which would "
                         + "send the message unencrypted: use https://, or set allow_insecure_http = true")
                 }
                 provider = SlackProvider(url: url)

@@ -101,21 +101,58 @@ private let everyProvider = """
     @Test func inlineSecretsAreRefusedWithTheFileKeyToUse() {
         let twilio = "[channels.sms]\nprovider = \"twilio\"\naccount_sid = \"AC1\"\nauth_token_file = \"/t\"\nfrom = \"+1\"\n"
         #expect(failure(twilio + "auth_token = \"s3cret\"\n")
-            == "x.toml:6: [channels.sms] auth_token: an inline secret is refused: put it in a file: auth_token_file = \"/etc/paywatch/auth-token\"")
+            == "x.toml:6: [channels.sms] auth_token: an inline secret is refused: put it in a file: auth_token_file = \"/etc/paywatch/auth-token\" (or set allow_inline_secrets = true)")
         #expect(failure("[channels.email]\nprovider = \"sendgrid\"\napi_key_file = \"/k\"\nfrom = \"a@b.example\"\napi_key = \"SG.x\"\n")
-            == "x.toml:5: [channels.email] api_key: an inline secret is refused: put it in a file: api_key_file = \"/etc/paywatch/api-key\"")
+            == "x.toml:5: [channels.email] api_key: an inline secret is refused: put it in a file: api_key_file = \"/etc/paywatch/api-key\" (or set allow_inline_secrets = true)")
         #expect(failure("[channels.mail]\nprovider = \"smtp\"\nurl = \"smtp://m.example\"\nfrom = \"a@b.example\"\npassword = \"p\"\n")
-            == "x.toml:5: [channels.mail] password: an inline secret is refused: put it in a file: password_file = \"/etc/paywatch/password\"")
+            == "x.toml:5: [channels.mail] password: an inline secret is refused: put it in a file: password_file = \"/etc/paywatch/password\" (or set allow_inline_secrets = true)")
         #expect(failure("[channels.ops]\nprovider = \"pagerduty\"\nrouting_key_file = \"/k\"\nrouting_key = \"R\"\n")
-            == "x.toml:4: [channels.ops] routing_key: an inline secret is refused: put it in a file: routing_key_file = \"/etc/paywatch/routing-key\"")
+            == "x.toml:4: [channels.ops] routing_key: an inline secret is refused: put it in a file: routing_key_file = \"/etc/paywatch/routing-key\" (or set allow_inline_secrets = true)")
         #expect(failure("[channels.mail]\nprovider = \"smtp\"\nurl = \"smtp://orders:pw-s3cret@m.example:587\"\nfrom = \"a@b.example\"\n")
             == "x.toml:3: [channels.mail] url: a password in the url is an inline secret: put the login in username and password_file")
         #expect(failure("[channels.mail]\nprovider = \"smtp\"\nurl = \"smtp://orders@m.example:587\"\nfrom = \"a@b.example\"\n") == "parsed without error")
-        // There is no way around it.
-        #expect(failure("[channels.ops]\nprovider = \"pagerduty\"\nrouting_key_file = \"/k\"\nallow_inline_secrets = true\n")
-            == "x.toml:4: [channels.ops] allow_inline_secrets: inline secrets are not supported: every credential is read from a *_file key (a file, or $CREDENTIALS_DIRECTORY/NAME)")
         // The refused value is never echoed.
         #expect(!failure(twilio + "auth_token = \"s3cret-value\"\n").contains("s3cret-value"))
+    }
+
+    /// `allow_inline_secrets = true`: the credential in the section itself, with a warning, masked
+    /// when the configuration is shown; every other rule still holds.
+    @Test func inlineSecretsAreAcceptedWhenAllowedWithAWarningAndMasked() throws {
+        let text = """
+            [channels.sms]
+            provider = "twilio"
+            account_sid = "AC1"
+            from = "+15005550006"
+            allow_inline_secrets = true
+            auth_token = "pwsecret-twilio-inline"
+
+            [channels.ops]
+            provider = "slack"
+            allow_inline_secrets = true
+            url = "https://hooks.slack.example/services/pwsecret-slack-inline"
+            """
+        let config = try PaywatchConfiguration.parse(text, fileName: "x.toml")
+        #expect(config.channels["sms"]?.inlineSecrets == ["auth_token_file": "pwsecret-twilio-inline"])
+        #expect(config.channels["ops"]?.inlineSecrets == ["url_file": "https://hooks.slack.example/services/pwsecret-slack-inline"])
+        #expect(config.warnings.contains { $0.hasPrefix("[channels.sms] auth_token: an inline secret (allow_inline_secrets = true)") })
+        #expect(config.warnings.contains { $0.hasPrefix("[channels.ops] url: an inline secret") })
+        let shown = config.rendered()
+        #expect(!shown.contains("pwsecret"))
+        #expect(shown.contains("auth_token = \"****\""))
+        #expect(shown.contains("allow_inline_secrets = true"))
+        #expect(!config.warnings.joined().contains("pwsecret"))
+        // Still refused: both forms at once, a key of another provider, a value that is not a string,
+        // a service account (always a file), and without the switch.
+        let twilio = "[channels.sms]\nprovider = \"twilio\"\naccount_sid = \"AC1\"\nfrom = \"+1\"\nallow_inline_secrets = true\n"
+        #expect(failure(twilio + "auth_token = \"a\"\nauth_token_file = \"/t\"\n")
+            == "x.toml:6: [channels.sms] auth_token: both auth_token and auth_token_file are set: keep one")
+        #expect(failure(twilio + "auth_token = \"a\"\napi_key = \"b\"\n").hasPrefix("x.toml:7: [channels.sms] api_key: does not apply to provider \"twilio\""))
+        #expect(failure(twilio + "auth_token = 12\n") == "x.toml:6: [channels.sms] auth_token: expected a string, got integer 12")
+        #expect(failure(twilio).hasPrefix("x.toml:1: [channels.sms] auth_token_file: missing required key"))
+        #expect(failure("[channels.push]\nprovider = \"fcm\"\nservice_account_file = \"/s\"\nallow_inline_secrets = true\nservice_account = \"{}\"\n")
+            .hasPrefix("x.toml:5: [channels.push] service_account: an inline secret is refused: put it in a file: service_account_file"))
+        #expect(failure(twilio.replacingOccurrences(of: "allow_inline_secrets = true", with: "allow_inline_secrets = false") + "auth_token_file = \"/t\"\nauth_token = \"a\"\n")
+            == "x.toml:7: [channels.sms] auth_token: an inline secret is refused: put it in a file: auth_token_file = \"/etc/paywatch/auth-token\" (or set allow_inline_secrets = true)")
     }
 
     @Test func plainHTTPGoesToLoopbackOnlyUnlessAllowed() {
@@ -166,9 +203,9 @@ private let everyProvider = """
                 String(line.drop { $0 == "#" || $0 == " " }.prefix { $0 != " " })
             }
         }
-        #expect(keys("channels.sms") == ["provider", "base_url", "account_sid", "auth_token_file", "from", "allow_insecure_http", "ca_file", "to", "concurrency"])
-        #expect(keys("channels.mail") == ["provider", "url", "from", "from_name", "username", "password_file", "starttls", "ca_file", "to", "concurrency"])
-        #expect(keys("channels.ops") == ["provider", "url_file", "allow_insecure_http", "ca_file", "to", "concurrency"])
+        #expect(keys("channels.sms") == ["provider", "base_url", "account_sid", "auth_token_file", "from", "allow_insecure_http", "allow_inline_secrets", "ca_file", "to", "concurrency"])
+        #expect(keys("channels.mail") == ["provider", "url", "from", "from_name", "username", "password_file", "starttls", "allow_inline_secrets", "ca_file", "to", "concurrency"])
+        #expect(keys("channels.ops") == ["provider", "url_file", "allow_insecure_http", "allow_inline_secrets", "ca_file", "to", "concurrency"])
         let again = try PaywatchConfiguration.parse(rendered, fileName: "rendered.toml")
         #expect(again.channels == config.channels)
     }

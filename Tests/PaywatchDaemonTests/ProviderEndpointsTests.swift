@@ -67,6 +67,44 @@ import Testing
         #expect(String(decoding: pager.body, as: UTF8.self).contains("\"routing_key\":\"pd-secret\""))
     }
 
+    /// `allow_inline_secrets = true`: the credentials written in the sections are the ones sent,
+    /// held to a file's rules (one line of printable ASCII; a Slack URL that is https).
+    @Test func inlineSecretsAreUsedWhenAllowed() throws {
+        let creds = try Credentials("""
+            [channels.sms]
+            provider = "twilio"
+            account_sid = "AC77"
+            from = "+15005550006"
+            allow_inline_secrets = true
+            auth_token = "pwsecret-inline-twilio"
+
+            [channels.ops]
+            provider = "slack"
+            allow_inline_secrets = true
+            url = "https://hooks.slack.com/services/T1/B1/pwsecret-inline"
+            """)
+        let endpoints = try Runtime.endpoints(try creds.config(), configPath: creds.configPath, credentialsDirectory: nil)
+        let sms = try #require(endpoints["sms"]).provider.request(for: Self.message)
+        #expect(sms.headers.contains { $0 == ("Authorization", "Basic " + Data("AC77:pwsecret-inline-twilio".utf8).base64EncodedString()) })
+        #expect(try #require(endpoints["ops"]).provider.request(for: Self.message).url == "https://hooks.slack.com/services/T1/B1/pwsecret-inline")
+
+        let spaced = try Credentials("""
+            [channels.sms]
+            provider = "twilio"
+            account_sid = "AC77"
+            from = "+15005550006"
+            allow_inline_secrets = true
+            auth_token = "pwsecret with spaces"
+            """)
+        do {
+            _ = try Runtime.endpoints(try spaced.config(), configPath: spaced.configPath, credentialsDirectory: nil)
+            Issue.record("an inline token with spaces was accepted")
+        } catch {
+            #expect("\(error)".hasSuffix("[channels.sms] auth_token: the inline auth_token must be one line of printable ASCII without spaces"))
+            #expect(!"\(error)".contains("pwsecret"))
+        }
+    }
+
     /// What cannot be checked before the file is read: the Slack URL it holds. The error names the
     /// file and key, never the URL.
     @Test func aSlackURLFileMustHoldASecureURL() throws {
