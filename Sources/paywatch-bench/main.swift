@@ -283,7 +283,12 @@ func benchPlan(_ count: Int, threeChannels: Bool = false) async throws {
         }
         try queue.close()
     }
-    let planner = Planner(policy: Policy(unpaidChannels: threeChannels ? ["push", "sms", "email"] : ["sms"]))
+    var policy = Policy(unpaidChannels: threeChannels ? ["push", "sms", "email"] : ["sms"])
+    if ProcessInfo.processInfo.environment["PAYWATCH_BENCH_FALLBACK"] != nil {
+        // fallback = true: one channel per decision, the others kept as its alternates.
+        policy.fallback = [.unpaid]
+    }
+    let planner = Planner(policy: policy)
 
     // 1. First sight of every order: validated, planned, state and timeline written.
     start = monotonicSeconds()
