@@ -92,8 +92,15 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Test support shared by tests and benchmarks: a real HTTP server on 127.0.0.1.
-        .target(name: "PaywatchTestSupport", swiftSettings: strict),
+        // OpenSSL's C API (libssl, libcrypto): the server side of TLS for the test fakes only.
+        .systemLibrary(
+            name: "CTLS",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // Test support shared by tests and benchmarks: real HTTP(S) and SMTP servers on 127.0.0.1,
+        // and the certificates of a private test CA.
+        .target(name: "PaywatchTestSupport", dependencies: ["CTLS"], swiftSettings: strict),
         .executableTarget(name: "fake-gateway", dependencies: ["PaywatchTestSupport"], swiftSettings: strict),
         .executableTarget(
             name: "paywatch-bench",

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in libsqlite3-dev libcurl4-openssl-dev libsystemd-dev pkg-config sqlite3; do
+for pkg in libsqlite3-dev libcurl4-openssl-dev libsystemd-dev libssl-dev openssl pkg-config sqlite3; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -15,7 +15,7 @@ public struct FakeGatewayError: Error, CustomStringConvertible {
 /// loopback sink in benchmarks.
 ///
 /// Supports persistent (keep-alive) connections and `Content-Length` request bodies; one thread
-/// per connection. Call `stop()` when done: connection threads keep the gateway alive until then.
+/// per connection. With `tls`, it speaks HTTPS only (``TLSServerContext`` counts the handshakes). Call `stop()` when done: connection threads keep the gateway alive until then.
 public final class FakeGateway: @unchecked Sendable {
     /// A request as received by the gateway.
     public struct Request: Sendable {
@@ -49,6 +49,8 @@ public final class FakeGateway: @unchecked Sendable {
     private let recordBodies: Bool
     private let recordRequests: Bool
     private let listener: LoopbackListener
+    /// Set when the gateway speaks HTTPS.
+    public let tls: TLSServerContext?
     /// Bound TCP port.
     public let port: Int
 
@@ -67,20 +69,27 @@ public final class FakeGateway: @unchecked Sendable {
     ///   - recordRequests: when false, `requests()` stays empty (only counters are kept); useful
     ///     for long-running benchmarks.
     ///   - port: TCP port, 0 for an ephemeral one.
-    public init(recordBodies: Bool = true, recordRequests: Bool = true, port requestedPort: Int = 0) throws {
+    ///   - tls: when set, every connection starts with a TLS handshake (HTTPS).
+    public init(recordBodies: Bool = true, recordRequests: Bool = true, port requestedPort: Int = 0,
+                tls: TLSServerContext? = nil) throws {
         self.recordBodies = recordBodies
         self.recordRequests = recordRequests
+        self.tls = tls
         listener = try LoopbackListener(port: requestedPort) { FakeGatewayError(description: $0) }
         port = listener.port
-        listener.start(name: "fake-gateway") { [self] in serve($0, $1) }
+        listener.start(name: "fake-gateway") { [self] fd, connectionID in
+            let connection = LoopbackConnection(fd: fd)
+            if let tls, !connection.startTLS(tls) { return }
+            serve(connection, connectionID)
+        }
     }
 
     deinit {
         stop()
     }
 
-    /// `"http://127.0.0.1:PORT"`.
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    /// `"http://127.0.0.1:PORT"`, or `https://` with TLS.
+    public var baseURL: String { "\(tls == nil ? "http" : "https")://127.0.0.1:\(port)" }
 
     /// Replaces the responder (default: 200 `"{}"`). Called concurrently from connection threads.
     public func setResponder(_ responder: @escaping @Sendable (Request) -> Response) {
@@ -160,7 +169,7 @@ public final class FakeGateway: @unchecked Sendable {
     private var isStopped: Bool { listener.isStopped }
 
     /// Serves one keep-alive connection until the peer closes it, an error occurs, or `stop()`.
-    private func serve(_ fd: Int32, _ connectionID: Int) {
+    private func serve(_ connection: LoopbackConnection, _ connectionID: Int) {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(16 * 1024)
         var start = 0  // first unconsumed byte in `buffer`
@@ -174,17 +183,17 @@ public final class FakeGateway: @unchecked Sendable {
                 guard let headEnd = findHeadEnd(buffer, from: max(start, scanFrom)) else {
                     scanFrom = max(start, buffer.count - 3)
                     if buffer.count - start > maxHead {
-                        sendAll(fd, Array("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))
+                        connection.send(Array("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))
                         return
                     }
                     break
                 }
                 guard let head = parseHead(buffer[start..<headEnd - 4]) else {
-                    sendAll(fd, Array("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))
+                    connection.send(Array("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))
                     return
                 }
                 if head.chunked {
-                    sendAll(fd, Array("HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))
+                    connection.send(Array("HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))
                     return
                 }
                 guard buffer.count - headEnd >= head.contentLength else {
@@ -194,7 +203,7 @@ public final class FakeGateway: @unchecked Sendable {
                 let body = Array(buffer[headEnd..<headEnd + head.contentLength])
                 start = headEnd + head.contentLength
                 scanFrom = start
-                let keepAlive = handle(head, body: body, fd: fd, connectionID: connectionID)
+                let keepAlive = handle(head, body: body, connection: connection, connectionID: connectionID)
                 if !keepAlive { return }
             }
             if start > 0 && start == buffer.count {
@@ -207,8 +216,7 @@ public final class FakeGateway: @unchecked Sendable {
                 start = 0
             }
 
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
+            let n = connection.receive(into: &chunk)
             if n <= 0 { return }
             buffer.append(contentsOf: chunk[0..<n])
         }
@@ -216,7 +224,7 @@ public final class FakeGateway: @unchecked Sendable {
 
     /// Records the request, runs the responder, sleeps its delay, writes the response.
     /// Returns whether the connection stays open.
-    private func handle(_ head: Head, body: [UInt8], fd: Int32, connectionID: Int) -> Bool {
+    private func handle(_ head: Head, body: [UInt8], connection: LoopbackConnection, connectionID: Int) -> Bool {
         let request = Request(
             method: head.method, path: head.path, headers: head.headers, body: body,
             bodyString: String(decoding: body, as: UTF8.self),
@@ -249,7 +257,7 @@ public final class FakeGateway: @unchecked Sendable {
         }
 
         let keepAlive = head.keepAlive
-        let ok = sendAll(fd, serialize(response, isHead: head.method == "HEAD", keepAlive: keepAlive))
+        let ok = connection.send(serialize(response, isHead: head.method == "HEAD", keepAlive: keepAlive))
 
         cond.lock()
         inFlight -= 1

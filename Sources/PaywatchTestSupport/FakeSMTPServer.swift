@@ -10,7 +10,10 @@ import Glibc
 ///
 /// It records every accepted message (envelope and data, with and without dot-stuffing) and
 /// every command line. It can refuse a recipient or answer the end of the data with any reply
-/// (`550`, `451`). It never offers STARTTLS, so a client that requires it must stop after EHLO.
+/// (`550`, `451`). Without `tls` it never offers STARTTLS, so a client that requires it must stop
+/// after EHLO; with `tls` it offers STARTTLS and performs it (a fresh EHLO, no authentication
+/// carried over, RFC 3207), or, with `implicitTLS`, speaks TLS from the first byte (`smtps://`).
+/// Every byte it received in the clear is kept (``clearTextReceived()``): what an eavesdropper saw.
 /// One thread per connection; several transactions per connection, as curl reuses connections.
 /// Call `stop()` when done.
 public final class FakeSMTPServer: @unchecked Sendable {
@@ -28,6 +31,8 @@ public final class FakeSMTPServer: @unchecked Sendable {
         public var authenticatedAs: String?
         /// 1-based id of the TCP connection.
         public var connectionID: Int
+        /// The message came over TLS.
+        public var overTLS: Bool
 
         public var text: String { String(decoding: data, as: UTF8.self) }
     }
@@ -38,12 +43,15 @@ public final class FakeSMTPServer: @unchecked Sendable {
         public var username: String
         public var password: String
         public var accepted: Bool
+        /// The credentials came over TLS.
+        public var overTLS: Bool
 
-        public init(mechanism: String, username: String, password: String, accepted: Bool) {
+        public init(mechanism: String, username: String, password: String, accepted: Bool, overTLS: Bool = false) {
             self.mechanism = mechanism
             self.username = username
             self.password = password
             self.accepted = accepted
+            self.overTLS = overTLS
         }
     }
 
@@ -51,6 +59,9 @@ public final class FakeSMTPServer: @unchecked Sendable {
     private let listener: LoopbackListener
     /// Bound TCP port.
     public let port: Int
+    /// Set when the server offers STARTTLS, or speaks TLS from the start (`implicitTLS`).
+    public let tls: TLSServerContext?
+    public let implicitTLS: Bool
 
     // Guarded by `cond`.
     private let cond = NSCondition()
@@ -59,19 +70,27 @@ public final class FakeSMTPServer: @unchecked Sendable {
     private var loginLog: [Login] = []
     private var recipientReplies: [String: String] = [:]
     private var endOfDataReply = "250 2.0.0 Ok: queued"
+    private var clearText: [UInt8] = []
 
     /// Binds 127.0.0.1 and starts serving.
     /// - Parameters:
     ///   - credentials: when set, EHLO offers `AUTH PLAIN LOGIN`, these are the only ones
     ///     accepted, and `MAIL` needs a successful `AUTH` first (`530`).
     ///   - port: TCP port, 0 for an ephemeral one.
+    ///   - tls: the certificate to offer STARTTLS with (EHLO lists it until TLS is on).
+    ///   - implicitTLS: with `tls`, every connection starts with the handshake (`smtps://`) and
+    ///     STARTTLS is not offered.
     /// - Throws: ``FakeGatewayError`` when the socket cannot be bound.
-    public init(credentials: (username: String, password: String)? = nil, port requestedPort: Int = 0) throws {
+    public init(credentials: (username: String, password: String)? = nil, port requestedPort: Int = 0,
+                tls: TLSServerContext? = nil, implicitTLS: Bool = false) throws {
         self.credentials = credentials
+        self.tls = tls
+        self.implicitTLS = implicitTLS && tls != nil
         listener = try LoopbackListener(port: requestedPort) { FakeGatewayError(description: $0) }
         port = listener.port
         listener.start(name: "fake-smtp") { [self] fd, connectionID in
-            var session = Session(fd: fd, connectionID: connectionID)
+            var session = Session(connection: LoopbackConnection(fd: fd), connectionID: connectionID)
+            if self.implicitTLS, let tls, !session.connection.startTLS(tls) { return }
             serve(&session)
         }
     }
@@ -80,8 +99,8 @@ public final class FakeSMTPServer: @unchecked Sendable {
         stop()
     }
 
-    /// `"smtp://127.0.0.1:PORT"`.
-    public var url: String { "smtp://127.0.0.1:\(port)" }
+    /// `"smtp://127.0.0.1:PORT"`, or `"smtps://…"` with implicit TLS.
+    public var url: String { "\(implicitTLS ? "smtps" : "smtp")://127.0.0.1:\(port)" }
 
     /// `RCPT TO:<address>` (any letter case) is answered with `reply` (a whole reply line, such as
     /// `550 5.1.1 No such user here` or `451 4.3.0 Try again later`) instead of `250`.
@@ -113,6 +132,14 @@ public final class FakeSMTPServer: @unchecked Sendable {
         return commandLog
     }
 
+    /// Every byte received outside TLS, on every connection, in arrival order (connections
+    /// interleaved): what the wire showed anyone listening.
+    public func clearTextReceived() -> String {
+        cond.lock()
+        defer { cond.unlock() }
+        return String(decoding: clearText, as: UTF8.self)
+    }
+
     /// Every `AUTH` attempt, decoded.
     public func logins() -> [Login] {
         cond.lock()
@@ -133,15 +160,17 @@ public final class FakeSMTPServer: @unchecked Sendable {
 
     /// One connection's state.
     private struct Session {
-        let fd: Int32
+        let connection: LoopbackConnection
         let connectionID: Int
         var input: [UInt8] = []
         var authenticatedAs: String?
         var mailFrom: String?
         var recipients: [String] = []
+        /// Bytes received in the clear, not yet handed to the server's log.
+        var clearText: [UInt8] = []
 
-        init(fd: Int32, connectionID: Int) {
-            self.fd = fd
+        init(connection: LoopbackConnection, connectionID: Int) {
+            self.connection = connection
             self.connectionID = connectionID
         }
 
@@ -156,29 +185,39 @@ public final class FakeSMTPServer: @unchecked Sendable {
                     return line
                 }
                 guard input.count < 1_000_000 else { return nil }
-                let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if n < 0 && errno == EINTR { continue }
+                let n = connection.receive(into: &chunk)
                 if n <= 0 { return nil }
                 input.append(contentsOf: chunk[0..<n])
+                if !connection.isEncrypted { clearText.append(contentsOf: chunk[0..<n]) }
             }
         }
 
         func reply(_ text: String) -> Bool {
-            sendAll(fd, Array((text + "\r\n").utf8))
+            connection.send(Array((text + "\r\n").utf8))
         }
     }
 
-    private func log(_ line: [UInt8]) {
+    private func log(_ line: [UInt8], _ session: inout Session) {
         cond.lock()
         commandLog.append(String(decoding: line, as: UTF8.self))
         cond.unlock()
+        flushClearText(&session)
+    }
+
+    private func flushClearText(_ session: inout Session) {
+        guard !session.clearText.isEmpty else { return }
+        cond.lock()
+        clearText += session.clearText
+        cond.unlock()
+        session.clearText.removeAll()
     }
 
     /// Runs the conversation until QUIT, the peer closing, or `stop()`.
     private func serve(_ session: inout Session) {
+        defer { flushClearText(&session) }
         guard session.reply("220 127.0.0.1 paywatch test ESMTP") else { return }
         while let line = session.readLine() {
-            log(line)
+            log(line, &session)
             let text = String(decoding: line, as: UTF8.self)
             let verb = text.prefix { $0 != " " }.uppercased()
             let argument = String(text.dropFirst(verb.count).drop { $0 == " " })
@@ -188,6 +227,7 @@ public final class FakeSMTPServer: @unchecked Sendable {
                 session.mailFrom = nil
                 session.recipients = []
                 var lines = ["250-127.0.0.1", "250-8BITMIME", "250-SIZE 10485760"]
+                if tls != nil && !session.connection.isEncrypted { lines.append("250-STARTTLS") }
                 if credentials != nil { lines.append("250-AUTH PLAIN LOGIN") }
                 lines.append("250 ENHANCEDSTATUSCODES")
                 keepGoing = session.reply(lines.joined(separator: "\r\n"))
@@ -231,13 +271,21 @@ public final class FakeSMTPServer: @unchecked Sendable {
                 session.mailFrom = nil
                 session.recipients = []
                 keepGoing = session.reply("250 2.0.0 Ok")
+            case "STARTTLS" where tls != nil && !session.connection.isEncrypted:
+                guard let tls, session.reply("220 2.0.0 Ready to start TLS") else { return }
+                // Anything sent after STARTTLS in the same packet was injected in the clear: dropped.
+                session.input.removeAll()
+                guard session.connection.startTLS(tls) else { return }
+                session.authenticatedAs = nil
+                session.mailFrom = nil
+                session.recipients = []
             case "NOOP":
                 keepGoing = session.reply("250 2.0.0 Ok")
             case "QUIT":
                 _ = session.reply("221 2.0.0 Bye")
                 return
             default:
-                // STARTTLS included: never offered, so a client sending it is wrong.
+                // STARTTLS included when not offered (no `tls`, or TLS already on).
                 keepGoing = session.reply("502 5.5.2 Error: command not recognized")
             }
             if !keepGoing { return }
@@ -259,7 +307,8 @@ public final class FakeSMTPServer: @unchecked Sendable {
         let answer = endOfDataReply
         if answer.hasPrefix("2"), let from = session.mailFrom {
             recorded.append(Message(mailFrom: from, recipients: session.recipients, data: data, rawData: raw,
-                                    authenticatedAs: session.authenticatedAs, connectionID: session.connectionID))
+                                    authenticatedAs: session.authenticatedAs, connectionID: session.connectionID,
+                                    overTLS: session.connection.isEncrypted))
         }
         cond.unlock()
         session.mailFrom = nil
@@ -274,7 +323,7 @@ public final class FakeSMTPServer: @unchecked Sendable {
         let mechanism = parts.first?.uppercased() ?? ""
         func ask(_ prompt: String) -> [UInt8]? {
             guard session.reply("334 " + prompt), let line = session.readLine() else { return nil }
-            log(line)
+            log(line, &session)
             return Data(base64Encoded: Data(line)).map { Array($0) }
         }
         var username: String
@@ -297,7 +346,8 @@ public final class FakeSMTPServer: @unchecked Sendable {
         }
         let ok = username == credentials.username && password == credentials.password
         cond.lock()
-        loginLog.append(Login(mechanism: mechanism, username: username, password: password, accepted: ok))
+        loginLog.append(Login(mechanism: mechanism, username: username, password: password, accepted: ok,
+                              overTLS: session.connection.isEncrypted))
         cond.unlock()
         if ok { session.authenticatedAs = username }
         return session.reply(ok ? "235 2.7.0 Authentication successful" : "535 5.7.8 Authentication credentials invalid")
