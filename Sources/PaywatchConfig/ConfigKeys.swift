@@ -201,7 +201,7 @@ extension PaywatchConfiguration.Channel {
                 """),
             .optional("ca_file", .string, \.caFile, unset: "the system's certificate authorities", doc: """
                 a PEM file of the certificate authorities to verify this channel's TLS peers against (a private \
-                CA); verification is always on
+                CA), FCM's token exchange included; verification is always on
                 """),
             .optional("to", .string, \.to, doc: "fixed recipient (ops)"),
             .optional("concurrency", .positiveInt, \.concurrency, unset: "a fair share of [delivery] concurrency", doc: """

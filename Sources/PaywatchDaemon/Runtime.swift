@@ -191,6 +191,14 @@ public struct Runtime: Sendable {
                 case .failure(let problem): throw failure(key, problem.description)
                 }
             }
+            var caFile: String?
+            if let file = channel.caFile {
+                // Relative: beside the configuration file, as the other paths.
+                let path = file.hasPrefix("/") ? file
+                    : ((configPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent(file)
+                guard FileManager.default.isReadableFile(atPath: path) else { throw failure("ca_file", "cannot read \(path)") }
+                caFile = path
+            }
             let provider: any DeliveryProvider
             switch channel.provider {
             case "webhook":
@@ -249,20 +257,12 @@ public struct Runtime: Sendable {
                 }
                 do {
                     provider = try FCMProvider(account: account, baseURL: channel.effectiveBaseURL,
-                                               timeoutMs: config.delivery.timeoutMs, now: { SystemClock().now() })
+                                               timeoutMs: config.delivery.timeoutMs, caFile: caFile, now: { SystemClock().now() })
                 } catch {
                     throw failure("service_account_file", error.description)
                 }
             default:
                 throw failure("provider", "provider \"\(channel.provider)\" is not available in this build")
-            }
-            var caFile: String?
-            if let file = channel.caFile {
-                // Relative: beside the configuration file, as the other paths.
-                let path = file.hasPrefix("/") ? file
-                    : ((configPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent(file)
-                guard FileManager.default.isReadableFile(atPath: path) else { throw failure("ca_file", "cannot read \(path)") }
-                caFile = path
             }
             result[name] = ChannelEndpoint(name: name, provider: provider, caFile: caFile)
         }

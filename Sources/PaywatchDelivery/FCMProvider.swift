@@ -34,12 +34,15 @@ public struct ServiceAccount: Sendable, Decodable {
 /// An OAuth2 access token for a service account (RFC 7523 JWT bearer grant): an RS256-signed JWT
 /// exchanged at the account's `token_uri`, cached until a few minutes before it expires. The
 /// exchange runs in the background on a transport of its own; a message that finds no valid token
-/// is retried (``ProviderError/transient``) instead of waiting in the delivery loop.
+/// is retried (``ProviderError/transient``) instead of waiting in the delivery loop. The exchange
+/// trusts what the channel's messages trust: its `ca_file`, or the system's CAs (verification on).
 public final class AccessTokenSource: @unchecked Sendable {
     public static let scope = "https://www.googleapis.com/auth/firebase.messaging"
     private let account: ServiceAccount
     private let key: _RSA.Signing.PrivateKey
     private let timeoutMs: Int64
+    /// The channel's `ca_file`, set on the exchange's request.
+    let caFile: String?
     /// Made at the first exchange: a provider built only to check the configuration starts no thread.
     private var transport: HTTPTransport?
     private var stopped = false
@@ -53,7 +56,8 @@ public final class AccessTokenSource: @unchecked Sendable {
     private var notBeforeMs: Int64 = 0
     private var failures = 0
 
-    public init(account: ServiceAccount, timeoutMs: Int64, now: @escaping @Sendable () -> Int64) throws(ProviderError) {
+    public init(account: ServiceAccount, timeoutMs: Int64, caFile: String? = nil,
+                now: @escaping @Sendable () -> Int64) throws(ProviderError) {
         guard let key = try? _RSA.Signing.PrivateKey(pemRepresentation: account.privateKey) else {
             throw ProviderError("private_key is not an RSA private key in PEM form")
         }
@@ -61,6 +65,7 @@ public final class AccessTokenSource: @unchecked Sendable {
         self.key = key
         self.now = now
         self.timeoutMs = timeoutMs
+        self.caFile = caFile
     }
 
     /// The token to send now, or nil (a refresh is then under way). A token with less than 5
@@ -132,7 +137,8 @@ public final class AccessTokenSource: @unchecked Sendable {
             let form = formEncoded([("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
                                     ("assertion", try assertion(issuedAt: issued))])
             let request = HTTPRequest(id: 0, url: account.tokenURI, method: "POST",
-                                      headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Array(form.utf8))
+                                      headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Array(form.utf8),
+                                      caFile: caFile)
             if let transport = exchangeTransport() {
                 result = Self.exchanged(await transport.perform([request])[0])
             } else {
@@ -186,11 +192,13 @@ public struct FCMProvider: DeliveryProvider {
 
     public static let defaultBaseURL = "https://fcm.googleapis.com"
 
-    public init(account: ServiceAccount, baseURL: String? = nil, timeoutMs: Int64,
+    /// - Parameter caFile: the channel's `ca_file`: trusted by the token exchange at `token_uri`
+    ///   (the messages themselves get it from the channel, as every provider's requests do).
+    public init(account: ServiceAccount, baseURL: String? = nil, timeoutMs: Int64, caFile: String? = nil,
                 now: @escaping @Sendable () -> Int64) throws(ProviderError) {
         self.account = account
         self.baseURL = trimmingSlashes(baseURL ?? Self.defaultBaseURL)
-        tokens = try AccessTokenSource(account: account, timeoutMs: timeoutMs, now: now)
+        tokens = try AccessTokenSource(account: account, timeoutMs: timeoutMs, caFile: caFile, now: now)
     }
 
     public func request(for message: ProviderMessage) throws(ProviderError) -> HTTPRequest {

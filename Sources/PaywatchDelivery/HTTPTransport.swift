@@ -153,6 +153,10 @@ public final class HTTPTransport: Sendable {
         }
     }
 
+    /// curl easy handles made so far. Each transfer takes one from the pool (made when none is
+    /// free) and gives it back reset (`curl_easy_reset`): no option of one transfer reaches the next.
+    public var easyHandlesMade: Int { worker.handlesMade }
+
     /// Stops the worker thread: requests not yet started complete with `attempted == false`,
     /// transfers in flight are aborted with a transport error. Later requests complete with
     /// `attempted == false` at once. Idempotent; blocks until the worker thread has exited.
@@ -315,6 +319,7 @@ final class CurlWorker: @unchecked Sendable {
     private var stopping = false
     private var multi: UnsafeMutableRawPointer?  // nil once the worker has cleaned up
     private var threadStarted = false
+    private var easyHandlesMade = 0
     private let exited = DispatchSemaphore(value: 0)
 
     // Worker-thread only.
@@ -475,8 +480,12 @@ final class CurlWorker: @unchecked Sendable {
         if let handle = pool.popLast() { return handle }
         guard let handle = EasyHandle() else { return nil }
         handles.append(handle)
+        lock.withLock { easyHandlesMade += 1 }
         return handle
     }
+
+    /// Easy handles made so far: every other transfer ran on a pooled one, reset in between.
+    var handlesMade: Int { lock.withLock { easyHandlesMade } }
 
     /// Configures a pooled easy handle for `job` and adds it to the multi handle.
     private func start(_ job: Job, multi m: UnsafeMutableRawPointer) {
@@ -617,11 +626,21 @@ final class CurlWorker: @unchecked Sendable {
 }
 
 /// curl's own error text: it names hosts, ports and SMTP reply codes, never request headers,
-/// bodies or credentials (those are set as options, never put into the URL).
+/// bodies or credentials (those are set as options, never put into the URL). A peer that failed
+/// verification (an unknown CA, a name the certificate does not hold) or an unusable CA file is
+/// said to be a TLS verification failure, with what to check.
 private func curlErrorText(_ result: CURLcode, _ handle: EasyHandle) -> String {
     let detail = String(cString: handle.errorBuffer)
     let summary = String(cString: curl_easy_strerror(result))
-    return "curl error \(result.rawValue): " + (detail.isEmpty ? summary : detail)
+    let text = "curl error \(result.rawValue): " + (detail.isEmpty ? summary : detail)
+    switch result {
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return "TLS verification failed, certificate refused (\(text)): a server with a private CA needs ca_file"
+    case CURLE_SSL_CACERT_BADFILE:
+        return "TLS verification impossible, the CA file cannot be used (\(text)): check ca_file"
+    default:
+        return text
+    }
 }
 
 /// CURLOPT_CAINFO for `ca_file`. Verification itself is never turned off (curl's defaults,
