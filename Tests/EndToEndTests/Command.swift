@@ -1,4 +1,5 @@
 import Foundation
+import PaywatchTestSupport
 
 /// Runs a system tool (systemd-analyze, journalctl, scripts/install.sh, …) to completion.
 enum Command {
@@ -13,8 +14,10 @@ enum Command {
     /// the pid it had. A command that hangs is killed after `seconds`, so the suite fails instead of hanging.
     /// - Parameter stderrFile: an existing file that receives stderr and is kept; by default a
     ///   temporary one, removed.
+    /// - Parameter keepLog: whether its output is kept in the run's log folder (``TestLogs``) for
+    ///   `scripts/secret-grep.sh`; only the tests of that script itself, which plant secrets, say no.
     static func run(_ argv: [String], environment: [String: String] = [:], in directory: URL? = nil,
-                    stderrFile: URL? = nil, seconds: Double = 60) throws -> (code: Int32, out: String, err: String, pid: Int32) {
+                    stderrFile: URL? = nil, seconds: Double = 60, keepLog: Bool = true) throws -> (code: Int32, out: String, err: String, pid: Int32) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: argv[0])
         process.arguments = Array(argv.dropFirst())
@@ -40,6 +43,9 @@ enum Command {
         process.waitUntilExit()
         try err.close()
         let errText = (try? String(contentsOf: errFile, encoding: .utf8)) ?? ""
+        // Everything a command printed is kept for the secret grep (a stderrFile is kept already).
+        let name = "e2e-" + URL(fileURLWithPath: argv[0]).lastPathComponent + "-" + (argv.dropFirst().first ?? "")
+        if keepLog { TestLogs.keep(name, String(decoding: outData, as: UTF8.self) + (stderrFile == nil ? errText : "")) }
         return (process.terminationStatus, String(decoding: outData, as: UTF8.self), errText, pid)
     }
 }

@@ -81,7 +81,7 @@ extension EndToEnd {
 
         @Test func aTokenFileWithALineBreakInsideIsRefusedWithoutShowingIt() throws {
             let h = try Harness { _ in "" }
-            let token = try write(h, "sms.token", "abc123\r\nX-Injected: yes\n")
+            let token = try write(h, "sms.token", "abc123-pwsecret\r\nX-Injected: yes\n")
             try (try String(contentsOfFile: h.configPath, encoding: .utf8) + """
 
                 [channels.sms]
@@ -95,15 +95,15 @@ extension EndToEnd {
                 let result = try h.run(arguments)
                 #expect(result.code == 78, "\(command): \(result.err)")
                 #expect(result.err.contains("\(h.configPath):7: [channels.sms] token_file: \(token) holds more than one line"), "\(result.err)")
-                #expect(!(result.out + result.err).contains("abc123"))
+                #expect(!(result.out + result.err).contains("abc123-pwsecret"))
                 #expect(!(result.out + result.err).contains("Injected"))
             }
             #expect(h.gateway.requests().isEmpty)
             // One trailing newline (and blanks around) is fine.
-            try "  abc123 \n".write(toFile: token, atomically: true, encoding: .utf8)
+            try "  abc123-pwsecret \n".write(toFile: token, atomically: true, encoding: .utf8)
             let fine = try h.run(["check-config", "--config", h.configPath])
             #expect(fine.code == 0, "\(fine.err)")
-            #expect(!fine.out.contains("abc123"))
+            #expect(!fine.out.contains("abc123-pwsecret"))
             // Readable by others: a warning on stderr naming the file, line and key; none once it is the owner's alone.
             #expect(chmod(token, 0o644) == 0)
             let exposed = try h.run(["check-config", "--config", h.configPath])
@@ -125,20 +125,20 @@ extension EndToEnd {
                 let authority = base.replacingOccurrences(of: "http://", with: "")
                 return """
                     [paying]
-                    reconcile_url = "https://psp:psp-pass-1@psp.example/v1/payments/{provider_ref}?merchant=m-secret-2"
+                    reconcile_url = "https://psp:psp-pwsecret-1@psp.example/v1/payments/{provider_ref}?merchant=m-pwsecret-2"
 
                     [channels.sms]
                     provider = "webhook"
-                    url = "http://gw-user:hunter2-3@\(authority)/sms?api_key=secret-4&sig=secret-5"
+                    url = "http://gw-user:hunter2-pwsecret-3@\(authority)/sms?api_key=pwsecret-4&sig=pwsecret-5"
 
                     [channels.ops]
                     provider = "webhook"
-                    url = "\(base)/ops?token=secret-6"
+                    url = "\(base)/ops?token=pwsecret-6"
                     """
             }
             let result = try h.run(["check-config", "--config", h.configPath])
             #expect(result.code == 0, "\(result.err)")
-            for secret in ["psp-pass-1", "m-secret-2", "hunter2-3", "secret-4", "secret-5", "secret-6"] {
+            for secret in ["psp-pwsecret-1", "m-pwsecret-2", "hunter2-pwsecret-3", "pwsecret-4", "pwsecret-5", "pwsecret-6"] {
                 #expect(!(result.out + result.err).contains(secret), "\(secret)")
             }
             #expect(result.out.contains("/sms?api_key=****&sig=****\""), "\(result.out)")

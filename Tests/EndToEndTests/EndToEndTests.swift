@@ -235,7 +235,7 @@ extension EndToEnd {
         @Test func sendTestGoesThroughTwilio() throws {
             let h = try Harness { Self.config($0) }
             let token = h.directory.appendingPathComponent("twilio.token").path
-            try "tok-e2e-secret\n".write(toFile: token, atomically: true, encoding: .utf8)
+            try "tok-e2e-pwsecret\n".write(toFile: token, atomically: true, encoding: .utf8)
             #expect(chmod(token, 0o600) == 0)
             try (try String(contentsOfFile: h.configPath, encoding: .utf8) + """
 
@@ -252,7 +252,7 @@ extension EndToEnd {
             #expect(sent.out.contains("provider=twilio"))
             let request = try #require(h.gateway.requests().first)
             #expect(request.path == "/2010-04-01/Accounts/AC9/Messages.json")
-            #expect(request.headers["authorization"] == "Basic " + Data("AC9:tok-e2e-secret".utf8).base64EncodedString())
+            #expect(request.headers["authorization"] == "Basic " + Data("AC9:tok-e2e-pwsecret".utf8).base64EncodedString())
             #expect(request.bodyString.hasPrefix("To=%2B8613800000000&From=%2B15005550006&Body="))
             h.gateway.setResponder { request in
                 // An answer that echoes the credentials back: the output must not show them.
@@ -263,14 +263,14 @@ extension EndToEnd {
             let refused = try h.run(["send-test", "--channel", "texts", "--to", "+8613800000000", "--config", h.configPath])
             #expect(refused.code == 1)
             #expect(refused.err.contains("HTTP 400: Twilio error 21211: Invalid 'To' Phone Number (Basic ****)"), "\(refused.err)")
-            #expect(!(refused.out + refused.err).contains("tok-e2e-secret"))
-            #expect(!(refused.out + refused.err).contains(Data("AC9:tok-e2e-secret".utf8).base64EncodedString()))
+            #expect(!(refused.out + refused.err).contains("tok-e2e-pwsecret"))
+            #expect(!(refused.out + refused.err).contains(Data("AC9:tok-e2e-pwsecret".utf8).base64EncodedString()))
         }
 
         /// The daemon e-mails through an SMTP server: a reminder decided for an order arrives as a
         /// MIME message with its envelope, AUTH as configured, the password read from its file.
         @Test func theDaemonEmailsThroughSMTP() throws {
-            let smtp = try FakeSMTPServer(credentials: ("shop", "smtp-e2e-pw"))
+            let smtp = try FakeSMTPServer(credentials: ("shop", "smtp-e2e-pwsecret"))
             defer { smtp.stop() }
             let h = try Harness { base in
                 """
@@ -291,7 +291,7 @@ extension EndToEnd {
                 """
             }
             let password = h.directory.appendingPathComponent("smtp.password").path
-            try "smtp-e2e-pw\n".write(toFile: password, atomically: true, encoding: .utf8)
+            try "smtp-e2e-pwsecret\n".write(toFile: password, atomically: true, encoding: .utf8)
             #expect(chmod(password, 0o600) == 0)
             try String(contentsOfFile: h.configPath, encoding: .utf8).replacingOccurrences(of: "PASSWORD_FILE", with: password)
                 .write(toFile: h.configPath, atomically: true, encoding: .utf8)
@@ -310,7 +310,7 @@ extension EndToEnd {
             #expect(message.text.contains("X-Paywatch-Key: pw1:MAIL1:unpaid_reminder:1:email"))
             #expect(message.text.contains("Subject: =?UTF-8?B?"))
             #expect(message.text.contains("MIME-Version: 1.0"))
-            #expect(!h.log.contains("smtp-e2e-pw"))
+            #expect(!h.log.contains("smtp-e2e-pwsecret"))
             let state = try h.shop().read { try String.fetchOne($0, sql: "SELECT state FROM pw_outbox WHERE order_id = 'MAIL1'") }
             #expect(state == "delivered")
         }

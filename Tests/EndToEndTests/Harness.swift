@@ -14,7 +14,9 @@ final class Harness: @unchecked Sendable {
     let configPath: String
     let gateway: FakeGateway
     var process: Process?
-    var stderrPath: String { directory.appendingPathComponent("paywatch.log").path }
+    /// The daemon's stdout and stderr, kept after the test in the run's log folder (``TestLogs``)
+    /// for `scripts/secret-grep.sh`.
+    let stderrPath = TestLogs.file("e2e-paywatch-run")
 
     static var binary: String {
         if let path = ProcessInfo.processInfo.environment["PAYWATCH_BIN"] { return path }
@@ -65,7 +67,7 @@ final class Harness: @unchecked Sendable {
         return (result.code, result.out, result.err)
     }
 
-    /// Starts `paywatch run` in the background, logging to `paywatch.log`; `environment` is added
+    /// Starts `paywatch run` in the background, logging to `stderrPath`; `environment` is added
     /// to the test's own (e.g. `NOTIFY_SOCKET`).
     func start(environment: [String: String] = [:]) throws {
         let process = Process()

@@ -24,7 +24,7 @@ extension EndToEnd {
 
         @Test func theProviderSettlesAStalledPaymentAndAnUnansweredOneGoesToOps() throws {
             let tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("psp-\(UUID().uuidString).token").path
-            try "psp-secret\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+            try "psp-pwsecret\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
             defer { try? FileManager.default.removeItem(atPath: tokenFile) }
             let h = try Harness { Self.config($0, tokenFile: tokenFile) }
             h.gateway.setResponder { request in
@@ -56,7 +56,7 @@ extension EndToEnd {
 
             let requests = h.gateway.requests()
             let asks = requests.filter { $0.path.hasPrefix("/psp/") }
-            #expect(asks.allSatisfy { $0.method == "GET" && $0.headers["authorization"] == "Bearer psp-secret" })
+            #expect(asks.allSatisfy { $0.method == "GET" && $0.headers["authorization"] == "Bearer psp-pwsecret" })
             // OK: asked once, settled; BAD: asked at each of its 2 escalations, never more.
             #expect(asks.filter { $0.path.hasSuffix("/ref%2Fok") }.count == 1)
             #expect(asks.filter { $0.path.hasSuffix("/ref-bad") }.count == 2)
@@ -79,7 +79,7 @@ extension EndToEnd {
             #expect(bad.out.contains("HTTP 500"))
             // The token never reaches the log.
             let log = (try? String(contentsOfFile: h.stderrPath, encoding: .utf8)) ?? ""
-            #expect(!log.contains("psp-secret"))
+            #expect(!log.contains("psp-pwsecret"))
             #expect(log.contains("reconciled"))
         }
 

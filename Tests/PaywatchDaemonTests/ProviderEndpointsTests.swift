@@ -3,6 +3,7 @@ import Foundation
 import PaywatchConfig
 import PaywatchCore
 import PaywatchDelivery
+import PaywatchTestSupport
 import Testing
 @testable import PaywatchDaemon
 
@@ -36,11 +37,11 @@ import Testing
     static let message = ProviderMessage(id: 1, key: "k", kind: "paying_stalled", channel: "x", orderID: "A1", to: "+15550001111",
                                          payload: MessagePayload(subject: "s", text: "t"))
 
-    func writeSecrets(_ creds: Credentials, slackURL: String = "https://hooks.slack.com/services/T1/B1/hook-secret") throws {
-        try creds.write("twilio.token", "twilio-secret\n")
-        try creds.write("sendgrid.key", "SG.sendgrid-secret\n")
+    func writeSecrets(_ creds: Credentials, slackURL: String = "https://hooks.slack.com/services/T1/B1/hook-pwsecret") throws {
+        try creds.write("twilio.token", "twilio-pwsecret\n")
+        try creds.write("sendgrid.key", "SG.sendgrid-pwsecret\n")
         try creds.write("slack.url", slackURL + "\n")
-        try creds.write("pd.key", "pd-secret\n")
+        try creds.write("pd.key", "pd-pwsecret\n")
     }
 
     @Test func everyHTTPProviderIsBuiltWithItsSecretsAndBaseURL() throws {
@@ -52,19 +53,19 @@ import Testing
         let sms = try #require(endpoints["sms"]).provider.request(for: Self.message)
         // No base_url: Twilio's own API.
         #expect(sms.url == "https://api.twilio.com/2010-04-01/Accounts/AC77/Messages.json")
-        #expect(sms.headers.contains { $0 == ("Authorization", "Basic " + Data("AC77:twilio-secret".utf8).base64EncodedString()) })
+        #expect(sms.headers.contains { $0 == ("Authorization", "Basic " + Data("AC77:twilio-pwsecret".utf8).base64EncodedString()) })
 
         var mail = Self.message
         mail.to = "buyer@example.com"
         let email = try #require(endpoints["email"]).provider.request(for: mail)
         #expect(email.url == "http://127.0.0.1:8025/v3/mail/send")
-        #expect(email.headers.contains { $0 == ("Authorization", "Bearer SG.sendgrid-secret") })
+        #expect(email.headers.contains { $0 == ("Authorization", "Bearer SG.sendgrid-pwsecret") })
 
-        #expect(try #require(endpoints["ops"]).provider.request(for: Self.message).url == "https://hooks.slack.com/services/T1/B1/hook-secret")
+        #expect(try #require(endpoints["ops"]).provider.request(for: Self.message).url == "https://hooks.slack.com/services/T1/B1/hook-pwsecret")
 
         let pager = try #require(endpoints["pager"]).provider.request(for: Self.message)
         #expect(pager.url == "https://events.pagerduty.com/v2/enqueue")
-        #expect(String(decoding: pager.body, as: UTF8.self).contains("\"routing_key\":\"pd-secret\""))
+        #expect(String(decoding: pager.body, as: UTF8.self).contains("\"routing_key\":\"pd-pwsecret\""))
     }
 
     /// `allow_inline_secrets = true`: the credentials written in the sections are the ones sent,
@@ -118,12 +119,12 @@ import Testing
                 return "\(error)"
             }
         }
-        let insecure = try problem("http://hooks.example/services/T1/B1/hook-secret")
+        let insecure = try problem("http://hooks.example/services/T1/B1/hook-pwsecret")
         #expect(insecure == "\(creds.configPath):15: [channels.ops] url_file: $CREDENTIALS_DIRECTORY/slack.url holds a plain http:// URL "
             + "to a host other than loopback, which would send the message unencrypted: use https://, or set allow_insecure_http = true")
-        let notURL = try problem("hook-secret")
+        let notURL = try problem("hook-pwsecret")
         #expect(notURL == "\(creds.configPath):15: [channels.ops] url_file: $CREDENTIALS_DIRECTORY/slack.url does not hold an http:// or https:// URL (the incoming webhook's)")
-        #expect(try problem("http://127.0.0.1:8025/services/T1/B1/hook-secret") == "no error")
+        #expect(try problem("http://127.0.0.1:8025/services/T1/B1/hook-pwsecret") == "no error")
     }
 
     @Test func smtpAndFCMChannelsAreBuiltWithTheirSecretsAndPrintNone() throws {
@@ -139,8 +140,9 @@ import Testing
             provider = "fcm"
             service_account_file = "$CREDENTIALS_DIRECTORY/fcm.json"
             """)
-        try creds.write("smtp.password", "smtp-secret-pw\n")
+        try creds.write("smtp.password", "smtp-pwsecret-pw\n")
         let key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+        TestLogs.registerSecret(key.pemRepresentation)
         var account = JSONObjectWriter()
         account.add("project_id", "proj")
         account.add("client_email", "pw@proj.iam.gserviceaccount.com")
@@ -154,7 +156,7 @@ import Testing
         var dumped = ""
         dump(endpoints, to: &dumped)
         let printed = "\(endpoints)" + dumped
-        #expect(!printed.contains("smtp-secret-pw"))
+        #expect(!printed.contains("smtp-pwsecret-pw"))
         #expect(!printed.contains("PRIVATE KEY"))
         for endpoint in endpoints.values { endpoint.provider.shutdown() }
         // A token_uri in clear to another host: refused, as any plain http:// URL (the assertion is a credential).
@@ -167,13 +169,13 @@ import Testing
             #expect("\(error)".contains("[channels.push] service_account_file: $CREDENTIALS_DIRECTORY/fcm.json: token_uri is a plain http:// URL"))
         }
         // A service account file that is none: the file and the key are named, not the content.
-        try creds.write("fcm.json", "{\"private_key\": \"oops-secret\"}")
+        try creds.write("fcm.json", "{\"private_key\": \"oops-pwsecret\"}")
         do {
             _ = try Runtime.endpoints(try creds.config(), configPath: creds.configPath, credentialsDirectory: creds.directory.path)
             Issue.record("a broken service account file was accepted")
         } catch {
             #expect("\(error)".contains("[channels.push] service_account_file: $CREDENTIALS_DIRECTORY/fcm.json not a service account JSON key"))
-            #expect(!"\(error)".contains("oops-secret"))
+            #expect(!"\(error)".contains("oops-pwsecret"))
         }
     }
 
@@ -196,7 +198,7 @@ import Testing
         ])
         // The warning is about the file, never its content.
         #expect(!Runtime.secretFileWarnings(config, configPath: creds.configPath, credentialsDirectory: creds.directory.path)
-            .joined().contains("twilio-secret"))
+            .joined().contains("twilio-pwsecret"))
     }
 }
 
@@ -205,7 +207,7 @@ extension ProviderEndpointsTests {
     @Test func anSMTPRefusalNamesTheKeyItIsAbout() throws {
         func problem(_ section: String) throws -> String {
             let creds = try Credentials("[channels.mail]\nprovider = \"smtp\"\n" + section)
-            try creds.write("pw", "secret-pw\n")
+            try creds.write("pw", "pwsecret-pw\n")
             do {
                 _ = try Runtime.endpoints(try creds.config(), configPath: creds.configPath, credentialsDirectory: creds.directory.path)
                 return "no error"
@@ -216,7 +218,7 @@ extension ProviderEndpointsTests {
         let clear = try problem("url = \"smtp://mail.example:587\"\nfrom = \"o@shop.example\"\nusername = \"u\"\n"
             + "password_file = \"$CREDENTIALS_DIRECTORY/pw\"\nstarttls = \"never\"\n")
         #expect(clear.contains("[channels.mail] starttls: credentials would be sent in the clear"), "\(clear)")
-        #expect(!clear.contains("secret-pw"))
+        #expect(!clear.contains("pwsecret-pw"))
         let from = try problem("url = \"smtp://127.0.0.1:25\"\nfrom = \"not-an-address\"\n")
         #expect(from.contains("[channels.mail] from: from is not an e-mail address"), "\(from)")
     }

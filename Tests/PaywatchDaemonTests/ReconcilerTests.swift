@@ -11,7 +11,7 @@ import Testing
         var paying = PaywatchConfiguration.Paying()
         paying.reconcileStatusField = status
         return ReconcileEndpoint(paying, urlTemplate: "https://psp.example/v1/payments/{provider_ref}?expand=1",
-                                 headers: [("Authorization", "Bearer t0k")])
+                                 headers: [("Authorization", "Bearer t0k-pwsecret")])
     }
 
     func answer(_ status: Int?, _ body: String = "", error: String? = nil) -> HTTPResponse {
@@ -22,7 +22,7 @@ import Testing
         let request = Self.endpoint().request(id: 7, providerRef: "pi/1 2?&")
         #expect(request.method == "GET")
         #expect(request.url == "https://psp.example/v1/payments/pi%2F1%202%3F%26?expand=1")
-        #expect(request.headers.contains { $0 == ("Authorization", "Bearer t0k") })
+        #expect(request.headers.contains { $0 == ("Authorization", "Bearer t0k-pwsecret") })
     }
 
     @Test func definiteAnswersFromEveryProviderDefault() {

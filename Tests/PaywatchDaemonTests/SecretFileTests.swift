@@ -63,16 +63,16 @@ import Testing
 
     @Test func credentialsAreReadFromTheDirectorySystemdNames() throws {
         let creds = try Credentials(Self.toml)
-        try creds.write("push.token", "push-secret\n")
-        try creds.write("psp.token", "psp-secret\n")
+        try creds.write("push.token", "push-pwsecret\n")
+        try creds.write("psp.token", "psp-pwsecret\n")
         try creds.write("psp.headers", "X-Merchant: 42\n")
         let config = try creds.config()
         let endpoints = try Runtime.endpoints(config, configPath: creds.configPath, credentialsDirectory: creds.directory.path)
         #expect((endpoints["push"]?.provider as? WebhookProvider)?.headers(idempotencyKey: "k")
-            .contains { $0 == ("Authorization", "Bearer push-secret") } == true)
+            .contains { $0 == ("Authorization", "Bearer push-pwsecret") } == true)
         let reconcile = try #require(try Runtime.reconcileEndpoint(config, configPath: creds.configPath, credentialsDirectory: creds.directory.path))
         let headers = reconcile.request(id: 1, providerRef: "r").headers
-        #expect(headers.contains { $0 == ("Authorization", "Bearer psp-secret") })
+        #expect(headers.contains { $0 == ("Authorization", "Bearer psp-pwsecret") })
         #expect(headers.contains { $0 == ("X-Merchant", "42") })
     }
 
@@ -97,8 +97,8 @@ import Testing
     @Test func aMissingOrBadCredentialNamesThePathAndTheKey() throws {
         let creds = try Credentials(Self.toml)
         let config = try creds.config()
-        try creds.write("push.token", "push-secret\n")
-        try creds.write("psp.token", "psp-secret\n")
+        try creds.write("push.token", "push-pwsecret\n")
+        try creds.write("psp.token", "psp-pwsecret\n")
         // psp.headers was not loaded: the path systemd would have made, and the hint.
         let missing = configError {
             try Runtime.reconcileEndpoint(config, configPath: creds.configPath, credentialsDirectory: creds.directory.path)

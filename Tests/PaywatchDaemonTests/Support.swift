@@ -90,7 +90,7 @@ final class InProcessDaemon: @unchecked Sendable {
         store = try SQLiteOrderStore(path: dbPath, busyTimeoutMs: busyTimeoutMs)
         try await store.migrate()
         var runtime = try Runtime(config: configuration, store: store, clock: clock,
-                                  logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+                                  logger: TestLogHandler.logger(self.directory.lastPathComponent, clock: clock))
         for (channel, provider) in providers { runtime.channels[channel] = ChannelEndpoint(name: channel, provider: provider) }
         service = PaywatchService(runtime: runtime, monitor: monitor)
     }

@@ -18,14 +18,15 @@ import Testing
         let provider: FCMProvider
         init(tokenStatus: Int = 200) throws {
             key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+            TestLogs.registerSecret(key.pemRepresentation)
             gateway = try FakeGateway()
             gateway.setResponder { request in
                 if request.path == "/token" {
                     return tokenStatus == 200
-                        ? .init(status: 200, body: #"{"access_token":"ya29.test","expires_in":3599,"token_type":"Bearer"}"#)
+                        ? .init(status: 200, body: #"{"access_token":"ya29.pwsecret","expires_in":3599,"token_type":"Bearer"}"#)
                         : .init(status: tokenStatus, body: #"{"error":"invalid_grant","error_description":"Invalid JWT"}"#)
                 }
-                guard request.headers["authorization"] == "Bearer ya29.test" else { return .init(status: 401, body: "{}") }
+                guard request.headers["authorization"] == "Bearer ya29.pwsecret" else { return .init(status: 401, body: "{}") }
                 return .init(status: 200, body: #"{"name":"projects/proj/messages/0:1"}"#)
             }
             var json = JSONObjectWriter()
@@ -103,7 +104,7 @@ import Testing
 
         // The send: the v1 path, the bearer token, the message's token, notification and data.
         #expect(request.url == setup.gateway.baseURL + "/v1/projects/proj/messages:send")
-        #expect(request.headers.contains { $0 == ("Authorization", "Bearer ya29.test") })
+        #expect(request.headers.contains { $0 == ("Authorization", "Bearer ya29.pwsecret") })
         let body = try #require(try JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any])
         let message = try #require(body["message"] as? [String: Any])
         #expect(message["token"] as? String == "fcm-token-123")
@@ -115,7 +116,7 @@ import Testing
         let response = await transport.perform([request])[0]
         #expect(setup.provider.verdict(for: response) == .delivered)
         // An answer that echoes the access token does not carry it into a reason.
-        #expect(setup.provider.verdict(for: HTTPResponse(id: 1, status: 418, body: "echo Bearer ya29.test"))
+        #expect(setup.provider.verdict(for: HTTPResponse(id: 1, status: 418, body: "echo Bearer ya29.pwsecret"))
             == .dead(reason: "HTTP 418: echo Bearer ****", suppress: false))
     }
 

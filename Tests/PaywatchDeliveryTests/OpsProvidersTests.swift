@@ -15,11 +15,11 @@ import Testing
     @Test func slackGetsTheSubjectInBoldAndTheTextEscaped() async throws {
         let gateway = try FakeGateway()
         defer { gateway.stop() }
-        let provider = SlackProvider(url: gateway.baseURL + "/services/T000/B000/slack-s3cret")
+        let provider = SlackProvider(url: gateway.baseURL + "/services/T000/B000/slack-pwsecret")
         let (request, verdict) = try await exchange(provider, Self.stalled, gateway: gateway, answer: .init(status: 200, body: "ok"))
         #expect(verdict == .delivered)
         #expect(request.method == "POST")
-        #expect(request.path == "/services/T000/B000/slack-s3cret")
+        #expect(request.path == "/services/T000/B000/slack-pwsecret")
         #expect(request.headers["content-type"] == "application/json")
         #expect(request.headers["authorization"] == nil)
         #expect(jsonBody(request) as? [String: String]
@@ -44,7 +44,7 @@ import Testing
     @Test func pagerDutyGetsATriggerPerOrderAndKind() async throws {
         let gateway = try FakeGateway()
         defer { gateway.stop() }
-        let provider = PagerDutyProvider(baseURL: gateway.baseURL, routingKey: "R0123456789abcdef0123456789abcdef")
+        let provider = PagerDutyProvider(baseURL: gateway.baseURL, routingKey: "R0123pwsecret0123456789abcdef0123")
         let accepted = FakeGateway.Response(status: 202, body: #"{"status":"success","message":"Event processed","dedup_key":"paywatch:A1:paying_stalled"}"#)
         let (request, verdict) = try await exchange(provider, Self.stalled, gateway: gateway, answer: accepted)
         #expect(verdict == .delivered)
@@ -52,7 +52,7 @@ import Testing
         #expect(request.path == "/v2/enqueue")
         #expect(request.headers["content-type"] == "application/json")
         let body = jsonBody(request)
-        #expect(body["routing_key"] as? String == "R0123456789abcdef0123456789abcdef")
+        #expect(body["routing_key"] as? String == "R0123pwsecret0123456789abcdef0123")
         #expect(body["event_action"] as? String == "trigger")
         #expect(body["dedup_key"] as? String == "paywatch:A1:paying_stalled")
         let payload = try #require(body["payload"] as? [String: Any])

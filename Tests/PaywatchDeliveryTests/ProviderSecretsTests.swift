@@ -10,13 +10,13 @@ import Testing
     @Test func noSecretAppearsInAnyReasonOrError() async throws {
         let gateway = try FakeGateway()
         defer { gateway.stop() }
-        let twilioToken = "tw-tok-7f3a9c", sendgridKey = "SG.sg-key-41b2e8", slackPath = "/services/T9/B9/sl-hook-5d1c0e"
-        let routingKey = "pd-route-93ae6b"
+        let twilioToken = "tw-pwsecret-7f3a9c", sendgridKey = "SG.sg-pwsecret-41b2e8", slackPath = "/services/T9/B9/sl-pwsecret-5d1c0e"
+        let routingKey = "pd-pwsecret-93ae6b"
         let providers: [(any DeliveryProvider, [String])] = [
             (TwilioProvider(baseURL: gateway.baseURL, accountSID: "AC1", authToken: twilioToken, from: "+15005550006"),
              [twilioToken, Data("AC1:\(twilioToken)".utf8).base64EncodedString()]),
             (SendGridProvider(baseURL: gateway.baseURL, apiKey: sendgridKey, from: "o@shop.example"), [sendgridKey]),
-            (SlackProvider(url: gateway.baseURL + slackPath), [slackPath, "sl-hook-5d1c0e"]),
+            (SlackProvider(url: gateway.baseURL + slackPath), [slackPath, "sl-pwsecret-5d1c0e"]),
             (PagerDutyProvider(baseURL: gateway.baseURL, routingKey: routingKey), [routingKey]),
         ]
         let message = ProviderMessage(id: 1, key: "k", kind: "paying_stalled", channel: "x", orderID: "A1", to: "+15550001111",

@@ -10,12 +10,12 @@ import Testing
         to: "+8613800000000", payload: MessagePayload(subject: "S", text: "T", facts: [.init("amount_due", .number(12900))]))
 
     @Test func theWebhookRequestIsThePayloadAsJSONWithItsKeyAndToken() throws {
-        let request = try WebhookProvider(url: "https://gw.example/sms", token: "s3cret").request(for: Self.message)
+        let request = try WebhookProvider(url: "https://gw.example/sms", token: "s3cret-pwsecret").request(for: Self.message)
         #expect(request.id == 7)
         #expect(request.url == "https://gw.example/sms")
         #expect(request.method == "POST")
         #expect(request.headers.contains { $0 == ("Idempotency-Key", "pw1:A1:unpaid_reminder:1:sms") })
-        #expect(request.headers.contains { $0 == ("Authorization", "Bearer s3cret") })
+        #expect(request.headers.contains { $0 == ("Authorization", "Bearer s3cret-pwsecret") })
         #expect(request.headers.contains { $0 == ("Content-Type", "application/json") })
         let body = String(decoding: request.body, as: UTF8.self)
         #expect(body == Self.message.payload.webhookJSON(key: Self.message.key, kind: "unpaid_reminder", channel: "sms",
@@ -25,8 +25,8 @@ import Testing
     }
 
     @Test func aWebhookAnswerEchoingTheTokenLeavesItOutOfTheReason() {
-        let provider = WebhookProvider(url: "http://127.0.0.1:1/sms", token: "s3cret-token")
-        let verdict = provider.verdict(for: HTTPResponse(id: 1, status: 401, body: "bad Authorization: Bearer s3cret-token"))
+        let provider = WebhookProvider(url: "http://127.0.0.1:1/sms", token: "s3cret-pwsecret-token")
+        let verdict = provider.verdict(for: HTTPResponse(id: 1, status: 401, body: "bad Authorization: Bearer s3cret-pwsecret-token"))
         #expect(verdict == .dead(reason: "HTTP 401: bad Authorization: Bearer ****", suppress: false))
     }
 

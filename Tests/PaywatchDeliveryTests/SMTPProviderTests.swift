@@ -138,14 +138,14 @@ import Testing
     }
 
     @Test func credentialsAreSentWithAUTHAndAWrongPasswordIsDeadWithoutLeakingIt() async throws {
-        let server = try FakeSMTPServer(credentials: ("shop", "s3cret-pass"))
+        let server = try FakeSMTPServer(credentials: ("shop", "s3cret-pwsecret-pass"))
         defer { server.stop() }
-        let (_, verdict) = try await Self.send(try Self.provider(server, username: "shop", password: "s3cret-pass"), Self.message())
+        let (_, verdict) = try await Self.send(try Self.provider(server, username: "shop", password: "s3cret-pwsecret-pass"), Self.message())
         #expect(verdict == .delivered)
-        #expect(server.logins() == [.init(mechanism: "PLAIN", username: "shop", password: "s3cret-pass", accepted: true)])
+        #expect(server.logins() == [.init(mechanism: "PLAIN", username: "shop", password: "s3cret-pwsecret-pass", accepted: true)])
         #expect(server.messages().first?.authenticatedAs == "shop")
 
-        let (response, refused) = try await Self.send(try Self.provider(server, username: "shop", password: "wrong-pass"),
+        let (response, refused) = try await Self.send(try Self.provider(server, username: "shop", password: "wrong-pwsecret-pass"),
                                                       Self.message())
         #expect(response.status == 535)
         #expect(response.mail?.repliedTo == .auth)
@@ -155,7 +155,7 @@ import Testing
         }
         #expect(!suppress)
         #expect(reason.hasPrefix("AUTH answered 535"))
-        #expect(!reason.contains("wrong-pass") && !(response.error ?? "").contains("wrong-pass"))
+        #expect(!reason.contains("wrong-pwsecret-pass") && !(response.error ?? "").contains("wrong-pwsecret-pass"))
         #expect(server.messages().count == 1)
 
         // Without credentials, the server's 530 to MAIL FROM is dead too: a configuration problem.
@@ -190,9 +190,9 @@ import Testing
     }
 
     @Test func requiredSTARTTLSAgainstAServerWithoutItSendsNothingAndIsDead() async throws {
-        let server = try FakeSMTPServer(credentials: ("shop", "s3cret-pass"))
+        let server = try FakeSMTPServer(credentials: ("shop", "s3cret-pwsecret-pass"))
         defer { server.stop() }
-        let provider = try Self.provider(server, username: "shop", password: "s3cret-pass", startTLS: .required)
+        let provider = try Self.provider(server, username: "shop", password: "s3cret-pwsecret-pass", startTLS: .required)
         let (response, verdict) = try await Self.send(provider, Self.message())
         #expect(response.mail?.tlsUnavailable == true)
         guard case .dead(let reason, let suppress) = verdict else {

@@ -22,12 +22,12 @@ import Testing
     @Test func theRequestIsTheV3JSONWithPlainTextFirst() async throws {
         let gateway = try FakeGateway()
         defer { gateway.stop() }
-        let provider = SendGridProvider(baseURL: gateway.baseURL, apiKey: "SG.key-s3cret", from: "orders@shop.example", fromName: "Shop")
+        let provider = SendGridProvider(baseURL: gateway.baseURL, apiKey: "SG.key-pwsecret", from: "orders@shop.example", fromName: "Shop")
         let (request, verdict) = try await exchange(provider, Self.message, gateway: gateway, answer: .init(status: 202, body: ""))
         #expect(verdict == .delivered)
         #expect(request.method == "POST")
         #expect(request.path == "/v3/mail/send")
-        #expect(request.headers["authorization"] == "Bearer SG.key-s3cret")
+        #expect(request.headers["authorization"] == "Bearer SG.key-pwsecret")
         #expect(request.headers["content-type"] == "application/json")
         let body = jsonBody(request)
         let personalizations = try #require(body["personalizations"] as? [[String: Any]])

@@ -20,13 +20,13 @@ import Testing
     @Test func theRequestIsTheFormTwilioDocuments() async throws {
         let gateway = try FakeGateway()
         defer { gateway.stop() }
-        let provider = TwilioProvider(baseURL: gateway.baseURL + "/", accountSID: "AC0123abc", authToken: "tw-s3cret", from: "+15005550006")
+        let provider = TwilioProvider(baseURL: gateway.baseURL + "/", accountSID: "AC0123abc", authToken: "tw-pwsecret", from: "+15005550006")
         let created = FakeGateway.Response(status: 201, body: #"{"sid": "SM1", "status": "queued"}"#)
         let (request, verdict) = try await exchange(provider, Self.message, gateway: gateway, answer: created)
         #expect(verdict == .delivered)
         #expect(request.method == "POST")
         #expect(request.path == "/2010-04-01/Accounts/AC0123abc/Messages.json")
-        #expect(request.headers["authorization"] == "Basic " + Data("AC0123abc:tw-s3cret".utf8).base64EncodedString())
+        #expect(request.headers["authorization"] == "Basic " + Data("AC0123abc:tw-pwsecret".utf8).base64EncodedString())
         #expect(request.headers["content-type"] == "application/x-www-form-urlencoded")
         let fields = formFields(request.bodyString)
         #expect(fields.map(\.0) == ["To", "From", "Body"])
