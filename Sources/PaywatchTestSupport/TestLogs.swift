@@ -15,7 +15,8 @@ import Glibc
 /// The folder is `$PAYWATCH_TEST_LOGS`, else `$TMPDIR/paywatch-test-logs` (`/tmp` without
 /// `TMPDIR`). Each `swift test` gets a sub-folder `run-PID` named after the process that started
 /// the test binary (`swift test` runs it once per test library, both times as its child); the
-/// first log of a run removes the folders of earlier runs.
+/// first log of a run removes the folders of earlier runs whose process is gone (a `swift test`
+/// still running in another worktree keeps its own).
 public enum TestLogs {
     /// The marker every literal secret in the tests contains.
     public static let marker = "pwsecret"
@@ -34,6 +35,7 @@ public enum TestLogs {
         let name = "run-\(getppid())"
         let fm = FileManager.default
         for old in (try? fm.contentsOfDirectory(atPath: base)) ?? [] where old.hasPrefix("run-") && old != name {
+            if let pid = Int32(old.dropFirst(4)), kill(pid, 0) == 0 || errno == EPERM { continue }  // still running
             try? fm.removeItem(atPath: base + "/" + old)
         }
         let dir = base + "/" + name
