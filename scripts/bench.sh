@@ -13,7 +13,10 @@ for i in $(seq "$runs"); do
   for args in "plan 100000" "plan 100000 3ch" "planmix 100000" "plan 1000000" \
               "burst 20000" "burst 20000 ext" "burst 20000 ext slow" "deliver 20000" \
               "cancels 10000 60" "cancels 10000 60 ext" "rss 1000000" \
-              "crash 20000" "crash 20000 ext" "crash 600 ext 30" "idle 100000 60"; do
+              "crash 20000" "crash 20000 ext" "crash 600 ext 30" "idle 100000 60" \
+              "tls-http 20000 1" "tls-http 20000 8" "tls-http 20000 1 plain" "tls-http 20000 8 plain" \
+              "tls-smtp 10000 1" "tls-smtp 10000 8" "tls-smtp 10000 1 starttls" "tls-smtp 10000 8 starttls" \
+              "tls-smtp 10000 1 plain" "tls-smtp 10000 8 plain"; do
     .build/release/paywatch-bench $args | tee -a "$out"
   done
 done
@@ -21,7 +24,7 @@ echo "--- medians of $runs runs"
 python3 - "$out" <<'PY'
 import re, statistics, sys
 # A benchmark is its first word plus the words that say what was measured (not the figures).
-ident = re.compile(r"^(orders|channels|messages|open_orders|spread|sink|slow_tail|answer)=")
+ident = re.compile(r"^(orders|channels|messages|open_orders|spread|sink|slow_tail|answer|mode|n|conc)=")
 groups = {}
 for line in open(sys.argv[1]):
     words = line.split()

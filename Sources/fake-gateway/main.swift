@@ -1,13 +1,19 @@
 // fake-gateway [PORT] [--no-stdin] [--delay-ms N] [--slow-every N --slow-ms M] [--record FILE]
+//              [--tls DIR] [--smtp [--starttls]]
 //
 // Starts a FakeGateway on 127.0.0.1:PORT (ephemeral if omitted), prints the port, and on
 // SIGTERM/SIGINT (or when stdin reaches EOF, unless --no-stdin) prints the number of requests
-// received and exits. A loopback sink in its own process: the quickstart's webhook gateway and
-// the benchmarks' external sink.
+// received (and the connections and TLS handshakes) and exits. A loopback sink in its own
+// process: the quickstart's webhook gateway and the benchmarks' external sink.
 //
 //   --delay-ms N                 every answer waits N ms (a provider's usual latency)
 //   --slow-every N --slow-ms M   every Nth request (the 1st, N+1th, …) is answered after M ms instead
 //   --record FILE                at exit, writes one line per request: "RECEIVED_MS IDEMPOTENCY_KEY"
+//   --tls DIR                    HTTPS (or, with --smtp, smtps://) with the certificate of a test CA
+//                                kept in DIR (DIR/ca.pem is the CA file), made there if missing
+//   --smtp                       an SMTP server (FakeSMTPServer) instead of HTTP; "requests" counts the
+//                                messages taken
+//   --starttls                   with --smtp --tls: plain smtp:// offering STARTTLS instead of smtps://
 import Foundation
 import PaywatchTestSupport
 
@@ -22,10 +28,13 @@ struct Options {
     var slowEvery = 0
     var slowMs = 0
     var record: String?
+    var tlsDirectory: String?
+    var smtp = false
+    var startTLS = false
 }
 
 func fail(_ text: String) -> Never {
-    FileHandle.standardError.write(Data("fake-gateway: \(text)\nusage: fake-gateway [PORT] [--no-stdin] [--delay-ms N] [--slow-every N --slow-ms M] [--record FILE]\n".utf8))
+    FileHandle.standardError.write(Data("fake-gateway: \(text)\nusage: fake-gateway [PORT] [--no-stdin] [--delay-ms N] [--slow-every N --slow-ms M] [--record FILE] [--tls DIR] [--smtp [--starttls]]\n".utf8))
     exit(2)
 }
 
@@ -45,6 +54,11 @@ func parseOptions() -> Options {
         case "--record":
             guard let path = args.popFirst() else { fail("--record takes a file") }
             options.record = path
+        case "--tls":
+            guard let dir = args.popFirst() else { fail("--tls takes a folder") }
+            options.tlsDirectory = dir
+        case "--smtp": options.smtp = true
+        case "--starttls": options.startTLS = true
         default:
             guard let p = Int(arg), (0...65535).contains(p) else { fail("unknown argument \(arg)") }
             options.port = p
@@ -53,37 +67,30 @@ func parseOptions() -> Options {
     return options
 }
 
-func runGateway() -> Never {
-    let options = parseOptions()
-    let gateway: FakeGateway
+/// `--smtp`: an SMTP server until stopped; prints the messages taken, connections and handshakes.
+func runSMTP(_ options: Options, tls: TLSServerContext?) -> Never {
+    let server: FakeSMTPServer
     do {
-        gateway = try FakeGateway(recordBodies: false, recordRequests: options.record != nil, port: options.port)
+        server = try FakeSMTPServer(port: options.port, tls: tls, implicitTLS: !options.startTLS)
     } catch {
         FileHandle.standardError.write(Data("fake-gateway: \(error)\n".utf8))
         exit(1)
     }
-    if options.delayMs > 0 || options.slowEvery > 0 {
-        let counter = Counter()
-        gateway.setResponder { _ in
-            let n = counter.increment()
-            let slow = options.slowEvery > 0 && (n - 1) % options.slowEvery == 0
-            return FakeGateway.Response(status: 200, delayMs: slow ? options.slowMs : options.delayMs)
-        }
-    }
-    print(gateway.port)
+    print(server.port)
     fflush(nil)
-
-    let finish: @Sendable () -> Void = {
-        if let path = options.record {
-            var text = ""
-            for request in gateway.requests() {
-                text += "\(request.receivedAtMs) \(request.headers["idempotency-key"] ?? "-")\n"
-            }
-            FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
-        }
-        print("requests: \(gateway.requestCount)")
+    waitForTheEnd(options) {
+        print("requests: \(server.messages().count)")
+        print("connections: \(server.connectionsAccepted)")
+        if let tls { print("handshakes: \(tls.handshakes) resumed: \(tls.resumedHandshakes) failed: \(tls.failedHandshakes)") }
         fflush(nil)
-        gateway.stop()
+        server.stop()
+    }
+}
+
+/// Runs `finish` and exits on SIGTERM/SIGINT or, unless --no-stdin, at the end of stdin.
+func waitForTheEnd(_ options: Options, _ body: @escaping @Sendable () -> Void) -> Never {
+    let finish: @Sendable () -> Void = {
+        body()
         exit(0)
     }
     var sources: [any DispatchSourceSignal] = []
@@ -107,6 +114,50 @@ func runGateway() -> Never {
     if options.readStdin { stdinReader.start() }
     withExtendedLifetime(sources) {
         dispatchMain()
+    }
+}
+
+func runGateway() -> Never {
+    let options = parseOptions()
+    let tls: TLSServerContext?
+    do {
+        tls = try options.tlsDirectory.map { try TestPKI(directory: $0).serverContext() }
+    } catch {
+        FileHandle.standardError.write(Data("fake-gateway: \(error)\n".utf8))
+        exit(1)
+    }
+    if options.smtp { runSMTP(options, tls: tls) }
+    let gateway: FakeGateway
+    do {
+        gateway = try FakeGateway(recordBodies: false, recordRequests: options.record != nil, port: options.port, tls: tls)
+    } catch {
+        FileHandle.standardError.write(Data("fake-gateway: \(error)\n".utf8))
+        exit(1)
+    }
+    if options.delayMs > 0 || options.slowEvery > 0 {
+        let counter = Counter()
+        gateway.setResponder { _ in
+            let n = counter.increment()
+            let slow = options.slowEvery > 0 && (n - 1) % options.slowEvery == 0
+            return FakeGateway.Response(status: 200, delayMs: slow ? options.slowMs : options.delayMs)
+        }
+    }
+    print(gateway.port)
+    fflush(nil)
+
+    waitForTheEnd(options) {
+        if let path = options.record {
+            var text = ""
+            for request in gateway.requests() {
+                text += "\(request.receivedAtMs) \(request.headers["idempotency-key"] ?? "-")\n"
+            }
+            _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        }
+        print("requests: \(gateway.requestCount)")
+        print("connections: \(gateway.connectionsAccepted)")
+        if let tls { print("handshakes: \(tls.handshakes) resumed: \(tls.resumedHandshakes) failed: \(tls.failedHandshakes)") }
+        fflush(nil)
+        gateway.stop()
     }
 }
 
