@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every paywatch benchmark RUNS times (default 3) in release and prints each run and the
-# median of every figure. About 8 minutes per run on a 2-core machine.
+# median of every figure. About 9 minutes per run on a 2-core machine.
 # Usage: scripts/bench.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,8 @@ for i in $(seq "$runs"); do
               "crash 20000" "crash 20000 ext" "crash 600 ext 30" "idle 100000 60" \
               "tls-http 20000 1" "tls-http 20000 8" "tls-http 20000 1 plain" "tls-http 20000 8 plain" \
               "tls-smtp 10000 1" "tls-smtp 10000 8" "tls-smtp 10000 1 starttls" "tls-smtp 10000 8 starttls" \
-              "tls-smtp 10000 1 plain" "tls-smtp 10000 8 plain"; do
+              "tls-smtp 10000 1 plain" "tls-smtp 10000 8 plain" \
+              "tls-http 2000 1 close" "tls-http 2000 1 plain close" "tls-http 2000 8 close" "tls-http 2000 8 plain close"; do
     .build/release/paywatch-bench $args | tee -a "$out"
   done
 done

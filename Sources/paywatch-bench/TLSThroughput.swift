@@ -3,14 +3,15 @@ import PaywatchCore
 import PaywatchDelivery
 import PaywatchTestSupport
 
-// tls-http N [CONC] [plain] | tls-smtp N [CONC] [plain] [starttls]
+// tls-http N [CONC] [plain] [close] | tls-smtp N [CONC] [plain] [starttls]
 //
 // The transport alone (HTTPTransport, libcurl), as the delivery engine drives it: N messages with
 // CONC transfers in flight, to the `fake-gateway` binary in its own process speaking HTTPS (or
 // smtps://, or with `starttls` smtp:// + STARTTLS) with a certificate of a private test CA, trusted
 // through `caFile` as `ca_file` does. `plain`: the same over plain-text loopback. Prints the
 // throughput and what the server counted: connections and TLS handshakes (keep-alive: one per
-// connection, not one per message).
+// connection, not one per message). `close` (HTTP): every request says `Connection: close`, so each
+// one opens a connection and shakes hands anew: what keep-alive saves.
 
 /// The `fake-gateway` process for one run.
 final class TLSServerProcess {
@@ -53,7 +54,7 @@ final class TLSServerProcess {
     }
 }
 
-func benchTLS(_ count: Int, concurrency: Int, smtp: Bool, plain: Bool, startTLS: Bool) async throws {
+func benchTLS(_ count: Int, concurrency: Int, smtp: Bool, plain: Bool, startTLS: Bool, close: Bool) async throws {
     let dir = tempDirectory("tls")
     defer { removeUnlessKept(dir) }
     let pkiDir = dir.appendingPathComponent("pki").path
@@ -82,7 +83,8 @@ func benchTLS(_ count: Int, concurrency: Int, smtp: Bool, plain: Bool, startTLS:
         for i in 0..<count {
             let body = #"{"idempotency_key":"pw1:B\#(i):unpaid_reminder:1:sms","kind":"unpaid_reminder","order_id":"B\#(i)","to":"+8613800138000","text":"Please pay 129.00 CNY before 21:00."}"#
             requests.append(HTTPRequest(id: Int64(i), url: "\(scheme)://127.0.0.1:\(server.port)/sms",
-                                        headers: [("Content-Type", "application/json"), ("Idempotency-Key", "pw1:B\(i):unpaid_reminder:1:sms")],
+                                        headers: [("Content-Type", "application/json"), ("Idempotency-Key", "pw1:B\(i):unpaid_reminder:1:sms")]
+                                            + (close ? [("Connection", "close")] : []),
                                         body: Array(body.utf8), caFile: caFile))
         }
     }
@@ -95,7 +97,7 @@ func benchTLS(_ count: Int, concurrency: Int, smtp: Bool, plain: Bool, startTLS:
     let counts = server.finish()
     let ok = responses.filter { $0.error == nil && ($0.status.map { (200...299).contains($0) } ?? false) }.count
     let firstError = responses.first { $0.error != nil }?.error ?? "-"
-    let name = smtp ? (plain ? "smtp" : (startTLS ? "smtp+starttls" : "smtps")) : (plain ? "http" : "https")
+    let name = smtp ? (plain ? "smtp" : (startTLS ? "smtp+starttls" : "smtps")) : (plain ? "http" : "https") + (close ? "+close" : "")
     print(String(format: "tls-%@ mode=%@ n=%d conc=%d ok=%d msg_per_s=%.0f seconds=%.3f server_took=%d connections=%d handshakes=%d resumed=%d first_error=%@",
                  smtp ? "smtp" : "http", name, count, concurrency, ok, Double(count) / seconds, seconds,
                  counts["requests"] ?? -1, counts["connections"] ?? -1, counts["handshakes"] ?? 0, counts["resumed"] ?? 0,

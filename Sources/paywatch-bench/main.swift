@@ -22,10 +22,11 @@ import PaywatchTestSupport
 //                                                   NOTIFY_SOCKET, a 30 s watchdog and metrics on)
 //   retention N [EVERY] [prune]                     database size under a steady load until N messages are
 //                                                   delivered, with [retention] keep = 1d (prune) or without
-//   tls-http N [CONC] [plain]                       the transport alone: N HTTPS POSTs (CONC in flight) to
+//   tls-http N [CONC] [plain] [close]               the transport alone: N HTTPS POSTs (CONC in flight) to
 //   tls-smtp N [CONC] [plain] [starttls]            fake-gateway --tls (a private CA, trusted by caFile), or
 //                                                   N e-mails over smtps:// (or STARTTLS); plain: no TLS.
-//                                                   Prints msg/s, connections and TLS handshakes
+//                                                   Prints msg/s, connections and TLS handshakes;
+//                                                   close: a new connection per request (no keep-alive)
 //   all
 // Every run uses a fresh SQLite file in a temp directory and a loopback HTTP sink on 127.0.0.1.
 
@@ -651,7 +652,7 @@ case "reload": try await benchReload(arg(1, 100_000))
 case "idle": try await benchIdle(arg(1, 100_000), seconds: arg(2, 60), systemd: args.contains("systemd"))
 case "tls-http", "tls-smtp":
     try await benchTLS(arg(1, 5_000), concurrency: arg(2, 1), smtp: args.first == "tls-smtp", plain: args.contains("plain"),
-                       startTLS: args.contains("starttls"))
+                       startTLS: args.contains("starttls"), close: args.contains("close"))
 case "retention": try await benchRetention(arg(1, 1_000_000), prune: args.contains("prune"), every: arg(2, 100_000))
 case "all":
     try await benchPlan(100_000)
@@ -668,6 +669,6 @@ case "all":
     try await benchCrash(600, external: true, delayMs: 30)
     try await benchIdle(100_000, seconds: 60)
 default:
-    print("usage: paywatch-bench [plan N | burst N [ext] [slow] | deliver N | cancels N SECONDS [ext] | rss N | crash N [ext] [DELAY_MS] | idle N SECONDS | retention N [EVERY] [prune] | tls-http N [CONC] [plain] | tls-smtp N [CONC] [plain] [starttls] | all]")
+    print("usage: paywatch-bench [plan N | burst N [ext] [slow] | deliver N | cancels N SECONDS [ext] | rss N | crash N [ext] [DELAY_MS] | idle N SECONDS | retention N [EVERY] [prune] | tls-http N [CONC] [plain] [close] | tls-smtp N [CONC] [plain] [starttls] | all]")
     exit(64)
 }
