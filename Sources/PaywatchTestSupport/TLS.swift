@@ -40,13 +40,13 @@ public struct TestPKI: Sendable {
         try Self.issue(directory, "wrong-host", commonName: "elsewhere.invalid", altNames: "DNS:elsewhere.invalid")
     }
 
-    /// One set per test process, in a temporary folder.
+    /// One set per `swift test` run, in `$TMPDIR/paywatch-test-pki/run-PID` (earlier runs' removed).
     public static func shared() throws -> TestPKI {
         try sharedPKI.get()
     }
 
     private static let sharedPKI: Result<TestPKI, FakeGatewayError> = {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-pki-\(getpid())-\(UUID().uuidString)").path
+        let dir = TestLogs.runFolder(in: FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-test-pki").path)
         do {
             return .success(try TestPKI(directory: dir))
         } catch let error as FakeGatewayError {

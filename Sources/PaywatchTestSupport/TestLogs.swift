@@ -30,8 +30,10 @@ public enum TestLogs {
     /// This run's folder, made (and earlier runs' removed) at first use.
     public static var directory: String { runDirectory }
 
-    private static let runDirectory: String = {
-        let base = baseDirectory
+    private static let runDirectory = runFolder(in: baseDirectory)
+
+    /// `base/run-PPID`, made; the `run-*` folders of `swift test` runs that are over are removed.
+    static func runFolder(in base: String) -> String {
         let name = "run-\(getppid())"
         let fm = FileManager.default
         for old in (try? fm.contentsOfDirectory(atPath: base)) ?? [] where old.hasPrefix("run-") && old != name {
@@ -41,7 +43,7 @@ public enum TestLogs {
         let dir = base + "/" + name
         try? fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
-    }()
+    }
 
     /// A new, empty log file's path in this run's folder: `NAME-UNIQUE.log`.
     public static func file(_ name: String) -> String {
