@@ -8,7 +8,7 @@ import Testing
 
 /// Alerts that clear are resolved: PagerDuty gets `resolve` with the dedup_key of its trigger.
 @Suite(.serialized) struct ResolveTests {
-    static let routingKey = "R0123456789abcdef0123456789abcdef"
+    static let routingKey = "R0123pwsecret0123456789abcdef0123"
 
     @Test func aStalledPaymentThatSucceedsResolvesItsPagerDutyIncident() async throws {
         let pagerDuty = try FakeGateway()

@@ -74,7 +74,7 @@ import Testing
     @Test func pagerDutyResolvesTheIncidentItsAlertOpened() async throws {
         let gateway = try FakeGateway()
         defer { gateway.stop() }
-        let provider = PagerDutyProvider(baseURL: gateway.baseURL, routingKey: "R0123456789abcdef0123456789abcdef")
+        let provider = PagerDutyProvider(baseURL: gateway.baseURL, routingKey: "R0123pwsecret0123456789abcdef0123")
         var payload = MessagePayload(subject: "Order A1: paying_stalled resolved", text: "resolved")
         payload.add("resolves", "paying_stalled")
         let resolved = ProviderMessage(id: 9, key: "pw1:A1:situation_resolved:100001:ops", kind: "situation_resolved",
@@ -86,7 +86,7 @@ import Testing
         let body = jsonBody(request)
         #expect(body["event_action"] as? String == "resolve")
         #expect(body["dedup_key"] as? String == "paywatch:A1:paying_stalled")
-        #expect(body["routing_key"] as? String == "R0123456789abcdef0123456789abcdef")
+        #expect(body["routing_key"] as? String == "R0123pwsecret0123456789abcdef0123")
         #expect(body["payload"] == nil)
     }
 
