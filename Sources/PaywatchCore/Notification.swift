@@ -17,13 +17,26 @@ public enum NotificationKind: String, Sendable, Hashable, CaseIterable, Codable 
     case latePayment = "late_payment"
     case installmentEscalated = "installment_escalated"
     case deliveryDead = "delivery_dead"
+    /// A channel's circuit breaker opened: about no order (its `orderID` is empty).
+    case channelPaused = "channel_paused"
 
     public var isOps: Bool {
         switch self {
-        case .payingStalled, .refundStalled, .duplicatePayment, .latePayment, .installmentEscalated, .deliveryDead:
+        case .payingStalled, .refundStalled, .duplicatePayment, .latePayment, .installmentEscalated, .deliveryDead,
+             .channelPaused:
             return true
         default:
             return false
+        }
+    }
+
+    /// A reminder to pay (the unpaid and failed-payment series, balance and installment ones):
+    /// what `[delivery] max_per_order_per_day` holds back. Transactional notices (a confirmation,
+    /// a cancellation, a failed payment, a refund's progress) always go.
+    public var isReminder: Bool {
+        switch self {
+        case .unpaidReminder, .balanceReminder, .installmentDue, .installmentOverdue: return true
+        default: return false
         }
     }
 
@@ -38,7 +51,8 @@ public enum NotificationKind: String, Sendable, Hashable, CaseIterable, Codable 
         case .balanceReminder, .installmentDue, .installmentOverdue: return status == .partiallyPaid
         case .paymentConfirmed: return status == .paid || status == .refunding || status == .refunded
         case .refundProgress: return true
-        case .payingStalled, .refundStalled, .duplicatePayment, .latePayment, .installmentEscalated, .deliveryDead:
+        case .payingStalled, .refundStalled, .duplicatePayment, .latePayment, .installmentEscalated, .deliveryDead,
+             .channelPaused:
             return true
         }
     }

@@ -79,7 +79,7 @@ final class InProcessDaemon: @unchecked Sendable {
     /// - Parameter directory: where the database goes (a fresh temporary folder by default).
     /// - Parameter providers: replace the providers the configuration names, by channel.
     init(busyTimeoutMs: Int64 = 5000, directory: URL? = nil, providers: [String: any DeliveryProvider] = [:],
-         config: (String) -> String) async throws {
+         logger: Logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, config: (String) -> String) async throws {
         self.directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-daemon-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
         dbPath = self.directory.appendingPathComponent("paywatch.db").path
@@ -90,7 +90,7 @@ final class InProcessDaemon: @unchecked Sendable {
         store = try SQLiteOrderStore(path: dbPath, busyTimeoutMs: busyTimeoutMs)
         try await store.migrate()
         var runtime = try Runtime(config: configuration, store: store, clock: clock,
-                                  logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+                                  logger: logger)
         for (channel, provider) in providers { runtime.channels[channel] = ChannelEndpoint(name: channel, provider: provider) }
         service = PaywatchService(runtime: runtime, monitor: monitor)
     }
