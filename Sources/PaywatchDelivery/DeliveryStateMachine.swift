@@ -36,8 +36,9 @@ public protocol DeliveryWork: Sendable {
 /// - **Store failures** keep every outcome and retry the operation after `storeRetryMs`; nothing is dropped.
 /// - **Rate.** A lane with a rate (``LaneLimits/rate``) starts a transfer only with a token from
 ///   its bucket, refilled from each event's `now`; without one it asks for a timer at the instant
-///   the next token is due (never a busy loop), and an idle lane asks for nothing. It claims no
-///   more than its tokens can send within `maxQueueWaitMs`.
+///   the next token is due, at least `tokenTickMs` ahead (never a busy loop: a fast rate sends a
+///   few per wake-up), and an idle lane asks for nothing. It claims no more than its tokens can
+///   send within `maxQueueWaitMs`.
 /// - **Circuit breaker.** A lane with a breaker counts consecutive failed transfers
 ///   (``TransferHealth/failed(reason:)``: transport errors, HTTP 5xx); any answer resets the count.
 ///   At `breakerFailures` it opens: `paused` is returned once, its queued messages are released due
@@ -67,13 +68,18 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         public var finishWhenIdle: Bool
         /// Per lane, its rate and circuit breaker; a lane not listed has neither.
         public var laneLimits: [String: LaneLimits]
+        /// A lane waiting for tokens is looked at again no sooner than this: a fast rate (500/s)
+        /// sends a few messages per wake-up, committed together, instead of one wake-up and one
+        /// commit per token. The bucket still bounds what leaves.
+        public var tokenTickMs: Millis
 
         public init(
             concurrency: Int, laneConcurrency: [String: Int] = [:], knownLanes: [String], recordGroup: Int = 32,
             leaseMs: Millis, maxQueueWaitMs: Millis, pollIntervalMs: Millis, storeRetryMs: Millis = 1000,
-            finishWhenIdle: Bool = false, laneLimits: [String: LaneLimits] = [:]
+            finishWhenIdle: Bool = false, laneLimits: [String: LaneLimits] = [:], tokenTickMs: Millis = 10
         ) {
             self.laneLimits = laneLimits
+            self.tokenTickMs = max(1, tokenTickMs)
             self.concurrency = max(1, concurrency)
             self.laneConcurrency = laneConcurrency.mapValues { max(1, $0) }
             self.knownLanes = knownLanes
@@ -587,8 +593,8 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
                 if case .open(let until, _) = lane.breaker, until > now { deadline = min(deadline, until) }
                 // A lane with messages waiting for a token looks again when the next one is due.
                 if !lane.queue.isEmpty, !lane.isPaused(now: now), lanes[name]!.bucket != nil {
-                    let at = lanes[name]!.bucket!.nextTokenAt(now: now)
-                    if at > now { deadline = min(deadline, at) }
+                    let at = max(lanes[name]!.bucket!.nextTokenAt(now: now), now + configuration.tokenTickMs)
+                    deadline = min(deadline, at)
                 }
             }
             if let at = othersReadyAt, at > now { deadline = min(deadline, at) }

@@ -94,6 +94,26 @@ import Testing
         #expect(timers == 90)
     }
 
+    @Test func aFastRateSendsAFewPerWakeUpStillWithinTheBucket() {
+        // 500/s: a token every 2 ms, but the lane is looked at every 10 ms: five at a time.
+        var m = Self.machine(limits: ["sms": Self.rate(500, burst: 5)])
+        _ = m.start(now: 0)
+        var round = Self.settle(&m, m.stored(.init(works: Self.works("sms", 1...100)), now: 0), now: 0)
+        #expect(round.sent.count == 5)
+        var sent = 5
+        var wakeUps = 0
+        while let at = round.sleep, sent < 100, at <= 1_000 {
+            #expect(at == Millis(wakeUps + 1) * 10)
+            wakeUps += 1
+            round = Self.settle(&m, m.timer(now: at), now: at)
+            #expect(round.sent.count == 5)
+            sent += round.sent.count
+            #expect(Millis(sent) <= 5 + at * 500 / 1_000)
+        }
+        #expect(sent == 100)
+        #expect(wakeUps == 19)
+    }
+
     @Test func burstSetsHowManyLeaveAtOnce() {
         var m = Self.machine(limits: ["sms": Self.rate(10, burst: 3)])
         _ = m.start(now: 0)
