@@ -95,23 +95,23 @@ import Testing
     }
 
     @Test func aFastRateSendsAFewPerWakeUpStillWithinTheBucket() {
-        // 500/s: a token every 2 ms, but the lane is looked at every 10 ms: five at a time.
-        var m = Self.machine(limits: ["sms": Self.rate(500, burst: 5)])
+        // 400/s: a token every 2.5 ms, but the lane is looked at every 25 ms: ten at a time.
+        var m = Self.machine(limits: ["sms": Self.rate(400, burst: 10)])
         _ = m.start(now: 0)
         var round = Self.settle(&m, m.stored(.init(works: Self.works("sms", 1...100)), now: 0), now: 0)
-        #expect(round.sent.count == 5)
-        var sent = 5
+        #expect(round.sent.count == 10)
+        var sent = 10
         var wakeUps = 0
         while let at = round.sleep, sent < 100, at <= 1_000 {
-            #expect(at == Millis(wakeUps + 1) * 10)
+            #expect(at == Millis(wakeUps + 1) * 25)
             wakeUps += 1
             round = Self.settle(&m, m.timer(now: at), now: at)
-            #expect(round.sent.count == 5)
+            #expect(round.sent.count == 10)
             sent += round.sent.count
-            #expect(Millis(sent) <= 5 + at * 500 / 1_000)
+            #expect(Millis(sent) <= 10 + at * 400 / 1_000)
         }
         #expect(sent == 100)
-        #expect(wakeUps == 19)
+        #expect(wakeUps == 9)
     }
 
     @Test func burstSetsHowManyLeaveAtOnce() {
