@@ -133,8 +133,10 @@ final class DeliveryEngine: Sendable {
         var timer = TimerSlot()
         var outage = OutageLog("recording deliveries")
         var pending = machine.start(now: runtime.clock.now())
+        // Ops messages the engine decided (a channel paused), written by the next store operation.
+        var decisions: [OutgoingMessage] = []
         defer { heartbeat?.idle() }
-        while !perform(pending, timer: &timer) {
+        while !perform(pending, timer: &timer, decisions: &decisions) {
             heartbeat?.idle()
             let first = await events.next()
             heartbeat?.busy()
@@ -207,8 +209,10 @@ final class DeliveryEngine: Sendable {
         }
     }
 
-    /// Performs the machine's actions; returns true once it is finished.
-    private func perform(_ actions: [Machine.Action], timer: inout TimerSlot) -> Bool {
+    /// Performs the machine's actions; returns true once it is finished. `decisions` go with the
+    /// next store operation (the completion that paused a channel is recorded by one, so there is
+    /// always a next one).
+    private func perform(_ actions: [Machine.Action], timer: inout TimerSlot, decisions: inout [OutgoingMessage]) -> Bool {
         var sends: [Outbound] = []
         var deadline: Millis?
         var finished = false
@@ -221,6 +225,8 @@ final class DeliveryEngine: Sendable {
                 let clock = runtime.clock
                 let stats = self.stats
                 let events = self.events
+                let decided = decisions
+                decisions.removeAll()
                 var claim = operation.claim
                 claim?.maxPerOrderPerDay = runtime.config.delivery.maxPerOrderPerDay
                 // Paused by their channel's breaker: due at its probe time, attempts untouched.
@@ -236,7 +242,7 @@ final class DeliveryEngine: Sendable {
                     do {
                         result = .stored(try await store.exchangeDeliveries(
                             recording: operation.records + operation.release.map { .released($0.id, at: clock.now()) } + paused,
-                            claiming: claim, now: clock.now()))
+                            deciding: decided, claiming: claim, now: clock.now()))
                     } catch {
                         result = .storeFailed("\(error)")
                     }
@@ -248,7 +254,7 @@ final class DeliveryEngine: Sendable {
             case .finished:
                 finished = true
             case .paused(let pause):
-                channelPaused(pause)
+                if let message = channelPaused(pause) { decisions.append(message) }
             case .resumed(let lane):
                 runtime.metrics?.channelPaused(lane, false)
                 runtime.logger.notice("channel resumed: a probe went through", metadata: [
@@ -267,33 +273,19 @@ final class DeliveryEngine: Sendable {
         return false
     }
 
-    /// A channel's breaker opened: logged once, and ops told once (unless the channel is the ops
-    /// channel itself: then the log line is all there is).
-    private func channelPaused(_ pause: Machine.LanePause) {
+    /// A channel's breaker opened: logged once; returns the one message that tells ops (none when
+    /// the channel is the ops channel itself: then the log line is all there is).
+    private func channelPaused(_ pause: Machine.LanePause) -> OutgoingMessage? {
         runtime.metrics?.channelPaused(pause.lane, true)
         runtime.logger.warning("channel paused: its circuit breaker opened", metadata: [
             "event": "channel_paused", "channel": "\(pause.lane)", "failures": "\(pause.failures)",
             "reason": "\(pause.lastError)", "probe_at": "\(Timestamp.iso8601(pause.probeAt))",
         ])
         let planner = runtime.planner
-        guard pause.lane != planner.policy.opsChannel else { return }
-        let message = planner.channelPausedMessage(
+        guard pause.lane != planner.policy.opsChannel else { return nil }
+        return planner.channelPausedMessage(
             channel: pause.lane, failures: pause.failures, lastError: pause.lastError, openedAt: pause.openedAt,
             probeEveryMs: pause.probeAt - pause.openedAt)
-        let store = runtime.store
-        let logger = runtime.logger
-        let clock = runtime.clock
-        // Its own short write; the ops lane finds it at its next claim (woken at once).
-        Task {
-            do {
-                _ = try await store.decideOpsMessage(message, now: clock.now())
-                self.wake()
-            } catch {
-                logger.error("could not tell ops that a channel is paused", metadata: [
-                    "event": "channel_paused_untold", "channel": "\(pause.lane)", "error": "\(error)",
-                ])
-            }
-        }
     }
 
     private func send(_ works: [Outbound]) {

@@ -337,11 +337,11 @@ public protocol OrderStore: Sendable {
     /// whose lease expired is due again and may be claimed anew). Messages whose order moved on
     /// are marked superseded instead of claimed. With `claim` nil nothing is claimed, but
     /// `nextDueAt` is still reported. Throws on storage errors; then nothing of it was applied.
-    func exchangeDeliveries(recording results: [DeliveryResult], claiming claim: DeliveryClaimRequest?,
-                            now: Millis) async throws -> DeliveryClaim
-    /// Decides an ops message about no order (a channel's circuit breaker opened): a new outbox
-    /// row due at `now`, or nothing if its key was decided before. Returns whether it was inserted.
-    func decideOpsMessage(_ message: OutgoingMessage, now: Millis) async throws -> Bool
+    /// `decisions` are messages delivery decided itself, about no order (`channel_paused` when a
+    /// channel's circuit breaker opens): inserted due at `now` after the results, each at most
+    /// once by its key.
+    func exchangeDeliveries(recording results: [DeliveryResult], deciding decisions: [OutgoingMessage],
+                            claiming claim: DeliveryClaimRequest?, now: Millis) async throws -> DeliveryClaim
     /// Leases up to `limit` reconcile requests that are due (written by `sweep` from
     /// ``Plan/reconciles``) until `now + leaseMs`; one not recorded by then is due again.
     func claimReconciles(now: Millis, limit: Int, leaseMs: Millis) async throws -> [ReconcileTask]
@@ -402,6 +402,12 @@ extension OrderStore {
             await Task.yield()
         }
         return total
+    }
+
+    /// ``exchangeDeliveries(recording:deciding:claiming:now:)`` with no decision of its own.
+    public func exchangeDeliveries(recording results: [DeliveryResult], claiming claim: DeliveryClaimRequest?,
+                                   now: Millis) async throws -> DeliveryClaim {
+        try await exchangeDeliveries(recording: results, deciding: [], claiming: claim, now: now)
     }
 
     /// Claims due messages without recording anything.

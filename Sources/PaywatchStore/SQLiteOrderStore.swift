@@ -587,10 +587,11 @@ public final class SQLiteOrderStore: OrderStore {
         }
     }
 
-    public func exchangeDeliveries(recording results: [DeliveryResult], claiming claim: DeliveryClaimRequest?,
-                                   now: Millis) async throws -> DeliveryClaim {
+    public func exchangeDeliveries(recording results: [DeliveryResult], deciding decisions: [OutgoingMessage],
+                                   claiming claim: DeliveryClaimRequest?, now: Millis) async throws -> DeliveryClaim {
         try await writeImmediate { db in
             try Self.record(results, db: db, now: now)
+            for message in decisions { try Self.insertOutbox(db, message, now: now) }
             var result = DeliveryClaim()
             if let claim {
                 try Self.claim(claim, db: db, now: now, into: &result)
@@ -603,10 +604,6 @@ public final class SQLiteOrderStore: OrderStore {
             }
             return result
         }
-    }
-
-    public func decideOpsMessage(_ message: OutgoingMessage, now: Millis) async throws -> Bool {
-        try await writeImmediate { db in try Self.insertOutbox(db, message, now: now) }
     }
 
     /// The customer kinds, as stored: what the daily cap counts.
