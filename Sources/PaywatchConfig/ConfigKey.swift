@@ -113,6 +113,39 @@ extension ValueKind where Value == Int64 {
     }
 }
 
+/// The most messages a `rate` may name per unit: a million per second is far beyond any provider.
+let maxRateCount = 1_000_000
+
+extension ValueKind where Value == PaywatchConfiguration.Rate {
+    /// `"N/s"`, `"N/m"` or `"N/h"`: N a whole number 1 … 1,000,000.
+    static var rate: ValueKind {
+        ValueKind(
+            type: "rate `N/s`, `N/m` or `N/h`",
+            read: { node in nonEmptyString(node).flatMap(parseRate) },
+            render: { tomlQuoted($0.text) })
+    }
+}
+
+/// Reads `"50/s"`: digits, a slash, one unit.
+func parseRate(_ text: String) -> Result<PaywatchConfiguration.Rate, ValueProblem> {
+    let hint = "expected a rate such as \"50/s\", \"600/m\" or \"1000/h\""
+    let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+    guard parts.count == 2, !parts[0].isEmpty, parts[0].utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else {
+        return .failure(ValueProblem("invalid rate \(tomlQuoted(text)): \(hint)"))
+    }
+    let periods: [Substring: Int64] = ["s": 1_000, "m": 60_000, "h": 3_600_000]
+    guard let period = periods[parts[1]] else {
+        return .failure(ValueProblem("invalid rate \(tomlQuoted(text)): the unit must be s, m or h (\(hint))"))
+    }
+    guard parts[0].count <= 7, let count = Int(parts[0]), count <= maxRateCount else {
+        return .failure(ValueProblem("rate \(tomlQuoted(text)) is too large: at most \(groupedDigits(maxRateCount)) per unit"))
+    }
+    guard count >= 1 else {
+        return .failure(ValueProblem("rate \(tomlQuoted(text)) sends nothing: at least 1 per unit (remove the key for no limit)"))
+    }
+    return .success(PaywatchConfiguration.Rate(count: count, periodMs: period))
+}
+
 extension ValueKind where Value == [String: Int64] {
     /// A table of names to durations (`[unpaid.hold_by_method]`: `bank_transfer = "3d"`), written
     /// back as an inline table.

@@ -50,6 +50,11 @@ extension PaywatchConfiguration {
                     a gateway's `Retry-After` (seconds or date) is honoured within `retry_base` … this, even beyond \
                     `retry_max`; a past date waits `retry_base`
                     """),
+                .optional("max_per_order_per_day", .positiveInt, \.delivery.maxPerOrderPerDay, unset: "no cap", doc: """
+                    customer messages delivered per order over any 24 hours, each decision counted once however many \
+                    channels carried it; a reminder beyond it is not sent (`capped` on the timeline); confirmations, \
+                    cancellations, failures and refund notices always go (and count); ops messages are never capped
+                    """),
             ]),
             ConfigSection("unpaid", [
                 .key("hold", .duration, \.unpaid.holdMs, doc: "hold time after `created_at` when `expires_at` is NULL"),
@@ -208,6 +213,22 @@ extension PaywatchConfiguration.Channel {
                 slots this channel is sure to get while it has messages due (at most `[delivery] concurrency`); it \
                 may borrow idle ones
                 """),
+            .optional("rate", .rate, \.rate, unset: "no limit", doc: """
+                the channel's sending rate (`"50/s"`, `"600/m"`, `"1000/h"`): a token bucket shared by its whole \
+                lane; a message waits for a token, its attempts untouched
+                """),
+            .optional("burst", .positiveInt(max: maxRateCount, because: "a bucket larger than that is no limit"), \.burst,
+                      unset: "one second's worth of `rate`, at least 1",
+                      doc: "tokens the bucket holds at most: how many messages may leave at once after a quiet spell; needs `rate`"),
+            .key("breaker_failures", .positiveInt(max: 1_000_000, because: "a breaker that never opens is no breaker"),
+                 \.breakerFailures, doc: """
+                consecutive transport errors or HTTP 5xx answers that pause the channel (its circuit breaker opens; \
+                ops is told once)
+                """),
+            .key("breaker_probe", .duration, \.breakerProbeMs, doc: """
+                while paused, one message is sent as a probe this often; its success resumes the channel. Paused \
+                messages wait without spending attempts
+                """),
         ]
     }
 }
@@ -227,7 +248,8 @@ extension PaywatchConfiguration {
     ]
 
     /// The keys every `[channels.NAME]` section may hold, whatever its provider.
-    static let commonChannelKeys = ["provider", "allow_inline_secrets", "ca_file", "to", "concurrency"]
+    static let commonChannelKeys = ["provider", "allow_inline_secrets", "ca_file", "to", "concurrency", "rate", "burst",
+                                    "breaker_failures", "breaker_probe"]
 
     /// The credentials a section may write inline with `allow_inline_secrets = true`: the key, and
     /// the `*_file` key it stands for. (A service account's JSON is always a file.)

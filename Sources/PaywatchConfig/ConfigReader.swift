@@ -268,6 +268,10 @@ struct ConfigReader {
                  "\(concurrency) is more than [delivery] concurrency (\(deliveryConcurrency)): a channel's share cannot exceed every slot")
             notAccepted.insert("concurrency")
         }
+        if channel.burst != nil, channel.rate == nil, !notAccepted.contains("burst"), !notAccepted.contains("rate") {
+            fail(section: s, key: "burst", "burst needs a rate: set rate (e.g. rate = \"50/s\") or remove burst")
+            notAccepted.insert("burst")
+        }
         if !notAccepted.contains("provider") {
             notAccepted.formUnion(checkProviderKeys(channel, table, section: s, notAccepted: notAccepted))
         }

@@ -101,11 +101,17 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         /// The longest wait a gateway's `Retry-After` can impose; shorter ones (a date in the past
         /// included) are raised to ``retryBaseMs``.
         public var retryAfterMaxMs: Int64
+        /// At most this many customer messages (distinct decisions, every channel counted once)
+        /// delivered per order over any 24 hours; a reminder beyond it is not sent (`capped`).
+        /// Transactional notices always go, and count. Nil: no cap.
+        public var maxPerOrderPerDay: Int?
 
         public init(
             concurrency: Int = 32, timeoutMs: Int64 = 10_000, maxAttempts: Int = 8,
-            retryBaseMs: Int64 = 1_000, retryMaxMs: Int64 = 3_600_000, retryAfterMaxMs: Int64 = 3_600_000
+            retryBaseMs: Int64 = 1_000, retryMaxMs: Int64 = 3_600_000, retryAfterMaxMs: Int64 = 3_600_000,
+            maxPerOrderPerDay: Int? = nil
         ) {
+            self.maxPerOrderPerDay = maxPerOrderPerDay
             self.concurrency = concurrency
             self.timeoutMs = timeoutMs
             self.maxAttempts = maxAttempts
@@ -297,6 +303,25 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     /// One `[channels.NAME]` section. Which keys a section may hold follows from its ``provider``
     /// (``PaywatchConfiguration/providerKeys``); the others stay nil. Credentials are never held here,
     /// only the paths of the files that hold them (`*_file`), read at start by the daemon.
+    /// A sending rate: `count` messages per `periodMs` (`"50/s"`, `"600/m"`, `"1000/h"`).
+    public struct Rate: Sendable, Equatable {
+        public var count: Int
+        public var periodMs: Int64
+
+        public init(count: Int, periodMs: Int64) {
+            self.count = count
+            self.periodMs = periodMs
+        }
+
+        /// Whole messages per second, at least 1 (the default burst).
+        public var perSecondFloor: Int { max(1, Int(Int64(count) * 1_000 / periodMs)) }
+
+        /// `"50/s"` as written back.
+        public var text: String {
+            "\(count)/" + (periodMs == 1_000 ? "s" : periodMs == 60_000 ? "m" : "h")
+        }
+    }
+
     public struct Channel: Sendable, Equatable {
         /// How `smtp` meets STARTTLS.
         public enum StartTLS: String, Sendable, Equatable, CaseIterable {
@@ -357,6 +382,22 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         /// The delivery slots this channel is sure to get while it has messages due (it may borrow
         /// idle ones beyond it); nil: a fair share of `[delivery] concurrency`.
         public var concurrency: Int?
+        /// The channel's sending rate (`rate = "50/s"`): a token bucket shared by its whole lane.
+        /// Nil: no limit.
+        public var rate: Rate?
+        /// How many tokens the bucket holds at most (a burst sent at once); nil: one second's
+        /// worth of ``rate``, at least 1 (``effectiveBurst``).
+        public var burst: Int?
+        /// Consecutive transport errors or HTTP 5xx answers that open the circuit breaker.
+        public var breakerFailures: Int = 20
+        /// While the breaker is open, one message is sent as a probe every this long.
+        public var breakerProbeMs: Int64 = 30_000
+
+        /// The bucket's capacity: `burst`, else one second's worth of the rate (at least 1).
+        public var effectiveBurst: Int? {
+            guard let rate else { return nil }
+            return burst ?? rate.perSecondFloor
+        }
 
         public init(name: String, provider: String = "webhook", url: String? = nil, tokenFile: String? = nil, to: String? = nil,
                     concurrency: Int? = nil) {

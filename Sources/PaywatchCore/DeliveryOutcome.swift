@@ -47,6 +47,9 @@ public struct DeliveryClaimRequest: Sendable, Hashable {
     public var knownChannels: [String]
     /// How long a claimed message stays leased to the claimer.
     public var leaseMs: Millis
+    /// `[delivery] max_per_order_per_day`: a claimed reminder whose order's customer was already
+    /// sent this many other decisions over the last 24 hours is not sent (`capped`). Nil: no cap.
+    public var maxPerOrderPerDay: Int? = nil
 
     public init(perChannel: [String: Int], others: Int = 0, knownChannels: [String], leaseMs: Millis) {
         self.perChannel = perChannel

@@ -19,14 +19,26 @@ public enum NotificationKind: String, Sendable, Hashable, CaseIterable, Codable 
     case deliveryDead = "delivery_dead"
     /// A situation ops was alerted to cleared (PagerDuty resolves the incident).
     case situationResolved = "situation_resolved"
+    /// A channel's circuit breaker opened: about no order (its `orderID` is empty).
+    case channelPaused = "channel_paused"
 
     public var isOps: Bool {
         switch self {
         case .payingStalled, .refundStalled, .duplicatePayment, .latePayment, .installmentEscalated, .deliveryDead,
-             .situationResolved:
+             .situationResolved, .channelPaused:
             return true
         default:
             return false
+        }
+    }
+
+    /// A reminder to pay (the unpaid and failed-payment series, balance and installment ones):
+    /// what `[delivery] max_per_order_per_day` holds back. Transactional notices (a confirmation,
+    /// a cancellation, a failed payment, a refund's progress) always go.
+    public var isReminder: Bool {
+        switch self {
+        case .unpaidReminder, .balanceReminder, .installmentDue, .installmentOverdue: return true
+        default: return false
         }
     }
 
@@ -42,7 +54,7 @@ public enum NotificationKind: String, Sendable, Hashable, CaseIterable, Codable 
         case .paymentConfirmed: return status == .paid || status == .refunding || status == .refunded
         case .refundProgress: return true
         case .payingStalled, .refundStalled, .duplicatePayment, .latePayment, .installmentEscalated, .deliveryDead,
-             .situationResolved:
+             .situationResolved, .channelPaused:
             return true
         }
     }

@@ -136,4 +136,23 @@ public struct Planner: Sendable {
             recipient: to, payload: payload.encoded()
         )
     }
+
+    /// The ops message sent when `channel`'s circuit breaker opens at `openedAt`: keyed by the
+    /// channel and that instant, so it is decided once per opening. It is about no order.
+    public func channelPausedMessage(channel: String, failures: Int, lastError: String, openedAt: Millis,
+                                     probeEveryMs: Millis) -> OutgoingMessage {
+        let key = "pw1-ops:channel_paused:\(OutgoingMessage.percentEncoded(channel)):\(openedAt)"
+        let to = policy.fixedRecipients[policy.opsChannel] ?? "ops"
+        var payload = MessagePayload(
+            subject: "Channel \(channel) is paused",
+            text: "\(failures) consecutive deliveries on \(channel) failed (last: \(lastError)); its messages wait, "
+                + "their attempts untouched, and one is sent as a probe every \(probeEveryMs / 1_000) s until one goes through.")
+        payload.add("channel", channel)
+        payload.add("failures", failures)
+        payload.add("last_error", lastError)
+        payload.add("opened_at", Timestamp.iso8601(openedAt))
+        return OutgoingMessage(
+            idempotencyKey: key, orderID: "", kind: .channelPaused, step: 0, channel: policy.opsChannel,
+            recipient: to, payload: payload.encoded())
+    }
 }

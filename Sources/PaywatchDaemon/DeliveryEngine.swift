@@ -83,7 +83,8 @@ final class DeliveryEngine: Sendable {
         self.stats = stats
         self.heartbeat = heartbeat
         let room = self.room
-        handOff = DeliveryHandOff(leaseMs: Self.configuration(runtime, finishWhenIdle: false).leaseMs) { room.take($0) }
+        handOff = DeliveryHandOff(leaseMs: Self.configuration(runtime, finishWhenIdle: false).leaseMs,
+                                  claimsReminders: runtime.config.delivery.maxPerOrderPerDay != nil) { room.take($0) }
     }
 
     /// New messages were decided: look for them now.
@@ -110,7 +111,15 @@ final class DeliveryEngine: Sendable {
             maxQueueWaitMs: maxQueueWait,
             pollIntervalMs: runtime.config.daemon.pollIntervalMs,
             storeRetryMs: min(runtime.config.daemon.pollIntervalMs, 1000),
-            finishWhenIdle: finishWhenIdle)
+            finishWhenIdle: finishWhenIdle,
+            laneLimits: runtime.config.channels.mapValues(Self.limits))
+    }
+
+    /// A channel's rate and circuit breaker, as its lane applies them.
+    static func limits(_ channel: PaywatchConfiguration.Channel) -> LaneLimits {
+        LaneLimits(
+            rate: channel.rate.map { TokenBucket(count: $0.count, periodMs: $0.periodMs, burst: channel.effectiveBurst ?? 1) },
+            breakerFailures: channel.breakerFailures, breakerProbeMs: channel.breakerProbeMs)
     }
 
     /// Runs until `shutdown()` (or, with `finishWhenIdle`, until nothing is due) and everything
@@ -124,8 +133,10 @@ final class DeliveryEngine: Sendable {
         var timer = TimerSlot()
         var outage = OutageLog("recording deliveries")
         var pending = machine.start(now: runtime.clock.now())
+        // Ops messages the engine decided (a channel paused), written by the next store operation.
+        var decisions: [OutgoingMessage] = []
         defer { heartbeat?.idle() }
-        while !perform(pending, timer: &timer) {
+        while !perform(pending, timer: &timer, decisions: &decisions) {
             heartbeat?.idle()
             let first = await events.next()
             heartbeat?.busy()
@@ -153,7 +164,10 @@ final class DeliveryEngine: Sendable {
         case .completed(let work, let response):
             let result = self.result(for: work.item, response: response, now: now)
             logDelivery(work.item, result)
-            return machine.completed(id: work.id, record: result, now: now)
+            var health = transferHealth(response)
+            // The reason as the provider put it (secrets and the address scrubbed).
+            if case .failed = health, let reason = result.outcome.reason { health = .failed(reason: reason) }
+            return machine.completed(id: work.id, record: result, health: health, now: now)
         case .deferred(let work, let reason):
             // 2–3 s: soon enough for a token that is on its way, spread so that a lane's
             // messages do not all come back in the same millisecond.
@@ -169,7 +183,7 @@ final class DeliveryEngine: Sendable {
             return machine.completed(id: work.id, record: result, now: now)
         case .stored(let claim):
             outage.succeeded(now: now, logger: runtime.logger)
-            for (items, outcome) in [(claim.superseded, "superseded"), (claim.suppressed, "suppressed")] {
+            for (items, outcome) in [(claim.superseded, "superseded"), (claim.suppressed, "suppressed"), (claim.capped, "capped")] {
                 for item in items {
                     runtime.metrics?.message(kind: item.message.kind.rawValue, channel: item.message.channel, outcome: outcome)
                     runtime.logger.info("message \(outcome)", metadata: [
@@ -195,8 +209,10 @@ final class DeliveryEngine: Sendable {
         }
     }
 
-    /// Performs the machine's actions; returns true once it is finished.
-    private func perform(_ actions: [Machine.Action], timer: inout TimerSlot) -> Bool {
+    /// Performs the machine's actions; returns true once it is finished. `decisions` go with the
+    /// next store operation (the completion that paused a channel is recorded by one, so there is
+    /// always a next one).
+    private func perform(_ actions: [Machine.Action], timer: inout TimerSlot, decisions: inout [OutgoingMessage]) -> Bool {
         var sends: [Outbound] = []
         var deadline: Millis?
         var finished = false
@@ -209,6 +225,15 @@ final class DeliveryEngine: Sendable {
                 let clock = runtime.clock
                 let stats = self.stats
                 let events = self.events
+                let decided = decisions
+                decisions.removeAll()
+                var claim = operation.claim
+                claim?.maxPerOrderPerDay = runtime.config.delivery.maxPerOrderPerDay
+                // Paused by their channel's breaker: due at its probe time, attempts untouched.
+                let paused = operation.pause.map {
+                    DeliveryResult(outboxID: $0.work.id, startedAt: 0, httpStatus: nil, error: nil, durationMs: 0,
+                                   outcome: .deferred(untilMs: $0.until, reason: "channel \($0.work.lane) paused: \($0.reason)"))
+                }
                 // Unstructured, so that a cancelled engine still records what it sent; the machine
                 // finishes only after this operation reported back, so nothing outlives the engine.
                 Task {
@@ -216,8 +241,8 @@ final class DeliveryEngine: Sendable {
                     let result: Event
                     do {
                         result = .stored(try await store.exchangeDeliveries(
-                            recording: operation.records + operation.release.map { .released($0.id, at: clock.now()) },
-                            claiming: operation.claim, now: clock.now()))
+                            recording: operation.records + operation.release.map { .released($0.id, at: clock.now()) } + paused,
+                            deciding: decided, claiming: claim, now: clock.now()))
                     } catch {
                         result = .storeFailed("\(error)")
                     }
@@ -228,12 +253,39 @@ final class DeliveryEngine: Sendable {
                 deadline = at  // the last step's deadline reflects the machine's final state
             case .finished:
                 finished = true
+            case .paused(let pause):
+                if let message = channelPaused(pause) { decisions.append(message) }
+            case .resumed(let lane):
+                runtime.metrics?.channelPaused(lane, false)
+                runtime.logger.notice("channel resumed: a probe went through", metadata: [
+                    "event": "channel_resumed", "channel": "\(lane)",
+                ])
+            case .probeFailed(let lane, let reason, let probeAt):
+                runtime.logger.info("channel still paused: the probe failed", metadata: [
+                    "event": "channel_probe_failed", "channel": "\(lane)", "reason": "\(reason)",
+                    "probe_at": "\(Timestamp.iso8601(probeAt))",
+                ])
             }
         }
         send(sends)
         if finished { return true }
         if let deadline { timer.schedule(deadline, clock: runtime.clock, events: events) }
         return false
+    }
+
+    /// A channel's breaker opened: logged once; returns the one message that tells ops (none when
+    /// the channel is the ops channel itself: then the log line is all there is).
+    private func channelPaused(_ pause: Machine.LanePause) -> OutgoingMessage? {
+        runtime.metrics?.channelPaused(pause.lane, true)
+        runtime.logger.warning("channel paused: its circuit breaker opened", metadata: [
+            "event": "channel_paused", "channel": "\(pause.lane)", "failures": "\(pause.failures)",
+            "reason": "\(pause.lastError)", "probe_at": "\(Timestamp.iso8601(pause.probeAt))",
+        ])
+        let planner = runtime.planner
+        guard pause.lane != planner.policy.opsChannel else { return nil }
+        return planner.channelPausedMessage(
+            channel: pause.lane, failures: pause.failures, lastError: pause.lastError, openedAt: pause.openedAt,
+            probeEveryMs: pause.probeAt - pause.openedAt)
     }
 
     private func send(_ works: [Outbound]) {

@@ -51,9 +51,15 @@ public final class PaywatchMetrics: Sendable {
         backlogGauge.record(Double(lag.dueMessages))
     }
 
-    /// The outbox by state (`pending`, `in_flight`, `delivered`, `dead`, `superseded`).
+    /// Whether a channel is paused by its circuit breaker (1) or sending (0).
+    func channelPaused(_ channel: String, _ paused: Bool) {
+        Metrics.Gauge(label: "paywatch_channel_paused", dimensions: [("channel", channel)], factory: factory)
+            .record(paused ? 1 : 0)
+    }
+
+    /// The outbox by state (`pending`, `in_flight`, `delivered`, `dead`, `superseded`, `suppressed`, `capped`).
     func outbox(_ byState: [String: Int]) {
-        for state in ["pending", "in_flight", "delivered", "dead", "superseded"] {
+        for state in ["pending", "in_flight", "delivered", "dead", "superseded", "suppressed", "capped"] {
             Metrics.Gauge(label: "paywatch_outbox_messages", dimensions: [("state", state)], factory: factory)
                 .record(Double(byState[state] ?? 0))
         }

@@ -34,6 +34,17 @@ public protocol DeliveryWork: Sendable {
 ///   and claimed afresh. A claim that returns a message this machine already holds (its lease ran
 ///   out while queued, in flight or being recorded) is ignored.
 /// - **Store failures** keep every outcome and retry the operation after `storeRetryMs`; nothing is dropped.
+/// - **Rate.** A lane with a rate (``LaneLimits/rate``) starts a transfer only with a token from
+///   its bucket, refilled from each event's `now`; without one it asks for a timer at the instant
+///   the next token is due, at least `tokenTickMs` ahead (never a busy loop: a fast rate sends a
+///   few per wake-up), and an idle lane asks for nothing. It claims no more than its tokens can
+///   send within `maxQueueWaitMs`.
+/// - **Circuit breaker.** A lane with a breaker counts consecutive failed transfers
+///   (``TransferHealth/failed(reason:)``: transport errors, HTTP 5xx); any answer resets the count.
+///   At `breakerFailures` it opens: `paused` is returned once, its queued messages are released due
+///   at the probe time without spending an attempt, and it claims nothing until then. Then exactly
+///   one message goes as a probe: an answer closes the breaker (`resumed`), a failure opens it for
+///   another `breakerProbeMs`. Other lanes are not affected.
 public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendable {
     public struct Configuration: Sendable {
         /// Transfers in flight at most (`[delivery].concurrency`).
@@ -55,12 +66,21 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         public var storeRetryMs: Millis
         /// `paywatch run --once`: finish as soon as nothing is due, in flight or uncommitted.
         public var finishWhenIdle: Bool
+        /// Per lane, its rate and circuit breaker; a lane not listed has neither.
+        public var laneLimits: [String: LaneLimits]
+        /// A lane waiting for tokens is looked at again no sooner than this: a fast rate (500/s)
+        /// sends a dozen messages per wake-up, committed together, instead of one wake-up and one
+        /// commit per token (which cost 2.3 times the CPU at 500/s). The bucket still bounds what
+        /// leaves; a token is at most this late.
+        public var tokenTickMs: Millis
 
         public init(
             concurrency: Int, laneConcurrency: [String: Int] = [:], knownLanes: [String], recordGroup: Int = 32,
             leaseMs: Millis, maxQueueWaitMs: Millis, pollIntervalMs: Millis, storeRetryMs: Millis = 1000,
-            finishWhenIdle: Bool = false
+            finishWhenIdle: Bool = false, laneLimits: [String: LaneLimits] = [:], tokenTickMs: Millis = 25
         ) {
+            self.laneLimits = laneLimits
+            self.tokenTickMs = max(1, tokenTickMs)
             self.concurrency = max(1, concurrency)
             self.laneConcurrency = laneConcurrency.mapValues { max(1, $0) }
             self.knownLanes = knownLanes
@@ -78,7 +98,38 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         public var records: [Record]
         /// Claimed but never sent: due again at once, no attempt counted.
         public var release: [Work]
+        /// Claimed but never sent because their lane paused (its breaker opened): due again at
+        /// `until` (the probe time), no attempt counted.
+        public var pause: [Paused]
         public var claim: DeliveryClaimRequest?
+    }
+
+    /// A message given back unsent until its lane's probe time.
+    public struct Paused: Sendable {
+        public var work: Work
+        public var until: Millis
+        /// Why the lane paused (the failure that opened the breaker).
+        public var reason: String
+    }
+
+    /// A lane's breaker opened, as the `paused` action reports it.
+    public struct LanePause: Sendable, Equatable {
+        public var lane: String
+        /// The consecutive failures that opened it.
+        public var failures: Int
+        /// The last one's reason.
+        public var lastError: String
+        public var openedAt: Millis
+        /// The first probe.
+        public var probeAt: Millis
+
+        public init(lane: String, failures: Int, lastError: String, openedAt: Millis, probeAt: Millis) {
+            self.lane = lane
+            self.failures = failures
+            self.lastError = lastError
+            self.openedAt = openedAt
+            self.probeAt = probeAt
+        }
     }
 
     /// What a claim found, lane by lane.
@@ -109,6 +160,22 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         case sleep(until: Millis)
         /// Nothing is in flight or uncommitted: the caller may return.
         case finished
+        /// A lane's breaker opened (once per opening, not again at each failed probe): tell ops.
+        case paused(LanePause)
+        /// A probe of a paused lane went through: it sends again.
+        case resumed(lane: String)
+        /// A probe failed: the lane stays paused until `probeAt`.
+        case probeFailed(lane: String, reason: String, probeAt: Millis)
+    }
+
+    /// A lane's circuit breaker.
+    private enum Breaker: Sendable {
+        /// Sending; `failures` consecutive failed transfers so far, the last for `lastError`.
+        case closed(failures: Int, lastError: String)
+        /// Paused until `until`; after it, the next message sent is the probe.
+        case open(until: Millis, reason: String)
+        /// The probe `id` is in flight; nothing else is sent.
+        case probing(id: Int64, reason: String)
     }
 
     private struct Queued: Sendable {
@@ -122,9 +189,23 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         /// When the lane may have due messages to claim; nil: none known (the poll looks again).
         var readyAt: Millis?
         var lastServed: UInt64 = 0
+        var bucket: TokenBucket?
+        var breaker = Breaker.closed(failures: 0, lastError: "")
 
-        /// Messages waiting in the lane, or known to be due and not yet claimed.
-        func hasDemand(now: Millis) -> Bool { !queue.isEmpty || (readyAt.map { $0 <= now } ?? false) }
+        /// Paused by its breaker: open and before the probe time, or its probe in flight.
+        func isPaused(now: Millis) -> Bool {
+            switch breaker {
+            case .closed: return false
+            case .open(let until, _): return until > now
+            case .probing: return true
+            }
+        }
+
+        /// Messages waiting in the lane, or known to be due and not yet claimed (a paused lane
+        /// waits for nothing).
+        func hasDemand(now: Millis) -> Bool {
+            !isPaused(now: now) && (!queue.isEmpty || (readyAt.map { $0 <= now } ?? false))
+        }
         func isActive(now: Millis) -> Bool { inFlight > 0 || hasDemand(now: now) }
     }
 
@@ -134,6 +215,7 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
     private struct Commit: Sendable {
         var completed: [(id: Int64, record: Record)]
         var release: [Work]
+        var pause: [Paused]
         var claim: DeliveryClaimRequest?
     }
 
@@ -147,6 +229,9 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
     private var inFlight: [Int64: String] = [:]
     private var completed: [(id: Int64, record: Record)] = []
     private var toRelease: [Work] = []
+    private var toPause: [Paused] = []
+    /// Actions decided outside `step` (a breaker opening), returned by the next one.
+    private var notices: [Action] = []
     private var committing: Commit?
     private var storeRetryAt: Millis?
     private var pollAt: Millis = 0
@@ -157,7 +242,13 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
     public init(configuration: Configuration) {
         self.configuration = configuration
         known = Set(configuration.knownLanes)
-        for name in configuration.knownLanes { lanes[name] = Lane() }
+        for name in configuration.knownLanes { lanes[name] = Self.newLane(name, configuration) }
+    }
+
+    private static func newLane(_ name: String, _ configuration: Configuration) -> Lane {
+        var lane = Lane()
+        lane.bucket = configuration.laneLimits[name]?.rate
+        return lane
     }
 
     // MARK: Introspection (tests, status)
@@ -169,6 +260,10 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
     /// Claimed messages waiting for a slot.
     public var queuedCount: Int { lanes.values.reduce(0) { $0 + $1.queue.count } }
     public var isFinished: Bool { phase == .finished }
+    /// The lanes whose breaker is open or probing now (`paywatch status`, the metrics gauge).
+    public var pausedLanes: [String] {
+        lanes.filter { if case .closed = $0.value.breaker { return false } else { return true } }.keys.sorted()
+    }
 
     /// The share of the slots `lane` gets while it has work (it may borrow idle ones beyond it).
     public func share(of lane: String) -> Int {
@@ -209,12 +304,53 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         return step(now: now)
     }
 
-    /// The transfer of message `id` ended; `record` is what to commit for it.
-    public mutating func completed(id: Int64, record: Record, now: Millis) -> [Action] {
+    /// The transfer of message `id` ended; `record` is what to commit for it, `health` what it
+    /// says about its channel (for the lane's circuit breaker).
+    public mutating func completed(id: Int64, record: Record, health: TransferHealth = .unknown, now: Millis) -> [Action] {
         guard let lane = inFlight.removeValue(forKey: id) else { return step(now: now) }
         lanes[lane]!.inFlight -= 1
         completed.append((id, record))
+        judge(lane: lane, id: id, health: health, now: now)
         return step(now: now)
+    }
+
+    /// The breaker's rules for one completed transfer of `lane`.
+    private mutating func judge(lane name: String, id: Int64, health: TransferHealth, now: Millis) {
+        guard let threshold = configuration.laneLimits[name]?.breakerFailures,
+              let probeMs = configuration.laneLimits[name]?.breakerProbeMs else { return }
+        switch (lanes[name]!.breaker, health) {
+        case (.closed, .answered):
+            lanes[name]!.breaker = .closed(failures: 0, lastError: "")
+        case (.closed(let failures, _), .failed(let reason)):
+            if failures + 1 >= threshold {
+                open(name, until: now.saturatingAdd(probeMs), reason: reason)
+                notices.append(.paused(LanePause(lane: name, failures: failures + 1, lastError: reason, openedAt: now,
+                                                 probeAt: now.saturatingAdd(probeMs))))
+            } else {
+                lanes[name]!.breaker = .closed(failures: failures + 1, lastError: reason)
+            }
+        case (.probing(let probe, _), .answered) where probe == id:
+            lanes[name]!.breaker = .closed(failures: 0, lastError: "")
+            lanes[name]!.readyAt = now
+            notices.append(.resumed(lane: name))
+        case (.probing(let probe, _), .failed(let reason)) where probe == id:
+            open(name, until: now.saturatingAdd(probeMs), reason: reason)
+            notices.append(.probeFailed(lane: name, reason: reason, probeAt: now.saturatingAdd(probeMs)))
+        case (.probing(let probe, let reason), .unknown) where probe == id:
+            // Nothing was sent (no route, a provider not ready): the next message probes.
+            lanes[name]!.breaker = .open(until: now, reason: reason)
+        default:
+            // A transfer that was in flight when the breaker opened: the probe decides.
+            break
+        }
+    }
+
+    /// Opens `lane`'s breaker until `until`: its queued messages go back unsent, due then.
+    private mutating func open(_ name: String, until: Millis, reason: String) {
+        lanes[name]!.breaker = .open(until: until, reason: reason)
+        lanes[name]!.readyAt = until
+        for queued in lanes[name]!.queue { toPause.append(Paused(work: queued.work, until: until, reason: reason)) }
+        lanes[name]!.queue.removeAll()
     }
 
     /// The running store operation committed; `claim` is what its claim found (nil if it had none).
@@ -224,11 +360,12 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         storeRetryAt = nil
         for item in op.completed { held.remove(item.id) }
         for work in op.release { held.remove(work.id) }
+        for paused in op.pause { held.remove(paused.work.id) }
         if let request = op.claim, let claim {
             for work in claim.works where !held.contains(work.id) {
                 held.insert(work.id)
                 if phase == .running {
-                    lanes[work.lane, default: Lane()].queue.append(Queued(work: work, claimedAt: now))
+                    enqueue(work, now: now)
                 } else {
                     // A claim that was running when shutdown came: what it leased goes back unsent
                     // (kept queued, it would stay leased to a process that is gone).
@@ -264,7 +401,7 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         for work in works where !held.contains(work.id) {
             held.insert(work.id)
             if phase == .running || phase == .idle {
-                lanes[work.lane, default: Lane()].queue.append(Queued(work: work, claimedAt: now))
+                enqueue(work, now: now)
             } else {
                 toRelease.append(work)
             }
@@ -272,11 +409,42 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         return phase == .idle ? [] : step(now: now)
     }
 
-    /// How many more messages `lane` would take now: two shares minus what it holds queued.
+    /// Queues `work` in its lane; a paused lane gives it back at once, due at its probe time.
+    private mutating func enqueue(_ work: Work, now: Millis) {
+        if lanes[work.lane] == nil { lanes[work.lane] = Self.newLane(work.lane, configuration) }
+        if case .open(let until, let reason) = lanes[work.lane]!.breaker, until > now {
+            toPause.append(Paused(work: work, until: until, reason: reason))
+        } else if case .probing(_, let reason) = lanes[work.lane]!.breaker {
+            // Due again shortly: the probe's answer decides whether the lane sends.
+            toPause.append(Paused(work: work, until: now.saturatingAdd(configuration.laneLimits[work.lane]?.breakerProbeMs ?? 0),
+                                  reason: reason))
+        } else {
+            lanes[work.lane]!.queue.append(Queued(work: work, claimedAt: now))
+        }
+    }
+
+    /// How many more messages `lane` would take now: its claim target minus what it holds queued.
     /// Planning hands over at most that many.
     public func room(in lane: String) -> Int {
         guard phase == .running else { return 0 }
-        return max(0, 2 * share(of: lane) - (lanes[lane]?.queue.count ?? 0))
+        return max(0, target(of: lane, now: now) - (lanes[lane]?.queue.count ?? 0))
+    }
+
+    /// How many messages `lane` wants to hold queued: two shares (one to keep its slots busy, one
+    /// waiting), no more than its tokens can send within `maxQueueWaitMs` (at least one); one to
+    /// probe with once a paused lane's probe time came; none while paused.
+    private func target(of name: String, now: Millis) -> Int {
+        guard let lane = lanes[name] else { return 2 * share(of: name) }
+        switch lane.breaker {
+        case .probing: return 0
+        case .open(let until, _): return until > now ? 0 : 1
+        case .closed: break
+        }
+        var target = 2 * share(of: name)
+        if var bucket = lane.bucket {
+            target = min(target, max(1, bucket.tokens(within: configuration.maxQueueWaitMs, now: now)))
+        }
+        return target
     }
 
     /// The running store operation failed: everything it carried is kept and tried again after
@@ -286,6 +454,7 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         committing = nil
         completed.insert(contentsOf: op.completed, at: 0)
         toRelease.insert(contentsOf: op.release, at: 0)
+        toPause.insert(contentsOf: op.pause, at: 0)
         storeRetryAt = now + configuration.storeRetryMs
         return step(now: now)
     }
@@ -306,7 +475,8 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
 
     private mutating func step(now: Millis) -> [Action] {
         self.now = max(self.now, now)
-        var actions: [Action] = []
+        var actions: [Action] = notices
+        notices.removeAll()
         if phase == .running {
             fillSlots(now: now, into: &actions)
         }
@@ -315,14 +485,16 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
             // lane stands afterwards (its limits are empty when nothing needs claiming).
             let claim = phase == .running ? claimRequest(now: now) : nil
             let claims = claim.map { !$0.perChannel.isEmpty || $0.others > 0 } ?? false
-            if !completed.isEmpty || !toRelease.isEmpty || claims {
-                committing = Commit(completed: completed, release: toRelease, claim: claim)
-                actions.append(.store(StoreOperation(records: completed.map(\.record), release: toRelease, claim: claim)))
+            if !completed.isEmpty || !toRelease.isEmpty || !toPause.isEmpty || claims {
+                committing = Commit(completed: completed, release: toRelease, pause: toPause, claim: claim)
+                actions.append(.store(StoreOperation(records: completed.map(\.record), release: toRelease, pause: toPause,
+                                                     claim: claim)))
                 completed.removeAll()
                 toRelease.removeAll()
+                toPause.removeAll()
             }
         }
-        let idle = inFlight.isEmpty && completed.isEmpty && toRelease.isEmpty && committing == nil
+        let idle = inFlight.isEmpty && completed.isEmpty && toRelease.isEmpty && toPause.isEmpty && committing == nil
         if phase == .draining && idle {
             phase = .finished
         } else if phase == .running && configuration.finishWhenIdle && idle && queuedCount == 0 && storeRetryAt == nil {
@@ -340,12 +512,17 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
     private mutating func fillSlots(now: Millis, into actions: inout [Action]) {
         let budget = configuration.concurrency + configuration.recordGroup
         while inFlight.count < configuration.concurrency, inFlight.count + uncommittedCount < budget,
-              let name = nextLane() {
+              let name = nextLane(now: now) {
             let queued = lanes[name]!.queue.removeFirst()
             if now - queued.claimedAt > configuration.maxQueueWaitMs {
                 // Its lease may no longer cover a transfer: release it; it is claimed afresh.
                 toRelease.append(queued.work)
                 continue
+            }
+            if lanes[name]!.bucket != nil { _ = lanes[name]!.bucket!.take(now: now) }
+            if case .open(_, let reason) = lanes[name]!.breaker {
+                // The probe time came (a paused lane is never picked before it): this one probes.
+                lanes[name]!.breaker = .probing(id: queued.work.id, reason: reason)
             }
             served += 1
             lanes[name]!.inFlight += 1
@@ -358,9 +535,9 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
     /// The lane with queued work that is furthest below its share. A lane already at its share
     /// borrows a free slot only when no lane below its share is waiting for a claim to return:
     /// otherwise a slow lane would take every slot a fast one frees between two of its claims.
-    private func nextLane() -> String? {
+    private mutating func nextLane(now: Millis) -> String? {
         var best: (name: String, inFlight: Int, share: Int, served: UInt64)?
-        for (name, lane) in lanes where !lane.queue.isEmpty {
+        for (name, lane) in lanes where !lane.queue.isEmpty && canSend(name, now: now) {
             let share = self.share(of: name)
             guard let current = best else {
                 best = (name, lane.inFlight, share, lane.lastServed)
@@ -391,7 +568,7 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         for name in known {
             let lane = lanes[name]!
             guard let readyAt = lane.readyAt, readyAt <= now else { continue }
-            let target = 2 * share(of: name)
+            let target = self.target(of: name, now: now)
             let deficit = target - lane.queue.count
             guard deficit > 0 else { continue }
             if lane.queue.isEmpty || deficit * 2 >= target || !completed.isEmpty || !toRelease.isEmpty {
@@ -409,15 +586,30 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
 
     /// The next instant anything is due: a lane's messages, the poll, a store retry. Always
     /// after `now`: what is due now was done by this step or waits for an event.
-    private func nextDeadline(now: Millis) -> Millis {
+    private mutating func nextDeadline(now: Millis) -> Millis {
         var deadline = pollAt > now ? pollAt : now + configuration.pollIntervalMs
         if phase == .running {
-            for lane in lanes.values {
+            for (name, lane) in lanes {
                 if let at = lane.readyAt, at > now { deadline = min(deadline, at) }
+                if case .open(let until, _) = lane.breaker, until > now { deadline = min(deadline, until) }
+                // A lane with messages waiting for a token looks again when the next one is due.
+                if !lane.queue.isEmpty, !lane.isPaused(now: now), lanes[name]!.bucket != nil {
+                    let at = max(lanes[name]!.bucket!.nextTokenAt(now: now), now + configuration.tokenTickMs)
+                    deadline = min(deadline, at)
+                }
             }
             if let at = othersReadyAt, at > now { deadline = min(deadline, at) }
         }
         if committing == nil, let at = storeRetryAt, at > now { deadline = min(deadline, at) }
         return deadline
+    }
+}
+
+extension DeliveryStateMachine {
+    /// Whether `lane` may start a transfer now: not paused by its breaker, and a token in its bucket.
+    private mutating func canSend(_ name: String, now: Millis) -> Bool {
+        guard let lane = lanes[name], !lane.isPaused(now: now) else { return false }
+        guard lane.bucket != nil else { return true }
+        return lanes[name]!.bucket!.available(now: now) > 0
     }
 }

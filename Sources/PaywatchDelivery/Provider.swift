@@ -32,7 +32,7 @@ public struct ProviderMessage: Sendable {
 
     public init(id: Int64, _ message: OutgoingMessage) {
         self.init(id: id, key: message.idempotencyKey, kind: message.kind.rawValue, channel: message.channel,
-                  orderID: message.orderID, to: message.recipient, payload: message.content)
+                  orderID: message.orderID.isEmpty ? nil : message.orderID, to: message.recipient, payload: message.content)
         if message.payload.hasPrefix("{\"idempotency_key\":") { storedWebhookBody = message.payload }
     }
 }

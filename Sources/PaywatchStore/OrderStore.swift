@@ -58,6 +58,9 @@ public struct DeliveryClaim: Sendable {
     /// Dropped because their address is in `suppressions` (an unsubscribe, a refusal for good):
     /// recorded as suppressed on the timeline, never sent.
     public var suppressed: [OutboxMessage] = []
+    /// Reminders dropped because their order's customer had their daily cap of messages
+    /// (`[delivery] max_per_order_per_day`): recorded as capped on the timeline, never sent.
+    public var capped: [OutboxMessage] = []
     /// Channels whose claim came back full: more may be due now.
     public var saturatedChannels: Set<String>
     /// Whether the claim among unknown channels came back full.
@@ -83,9 +86,13 @@ public struct DeliveryHandOff: Sendable {
     public var leaseMs: Millis
     /// Asked once per new message, inside the sweep's write transaction: true to take it.
     public var take: @Sendable (_ channel: String) -> Bool
+    /// Reminders are never handed over but left to the claim, which applies
+    /// `[delivery] max_per_order_per_day` (set when there is a cap).
+    public var claimsReminders: Bool
 
-    public init(leaseMs: Millis, take: @escaping @Sendable (_ channel: String) -> Bool) {
+    public init(leaseMs: Millis, claimsReminders: Bool = false, take: @escaping @Sendable (_ channel: String) -> Bool) {
         self.leaseMs = leaseMs
+        self.claimsReminders = claimsReminders
         self.take = take
     }
 }
@@ -330,8 +337,11 @@ public protocol OrderStore: Sendable {
     /// whose lease expired is due again and may be claimed anew). Messages whose order moved on
     /// are marked superseded instead of claimed. With `claim` nil nothing is claimed, but
     /// `nextDueAt` is still reported. Throws on storage errors; then nothing of it was applied.
-    func exchangeDeliveries(recording results: [DeliveryResult], claiming claim: DeliveryClaimRequest?,
-                            now: Millis) async throws -> DeliveryClaim
+    /// `decisions` are messages delivery decided itself, about no order (`channel_paused` when a
+    /// channel's circuit breaker opens): inserted due at `now` after the results, each at most
+    /// once by its key.
+    func exchangeDeliveries(recording results: [DeliveryResult], deciding decisions: [OutgoingMessage],
+                            claiming claim: DeliveryClaimRequest?, now: Millis) async throws -> DeliveryClaim
     /// Leases up to `limit` reconcile requests that are due (written by `sweep` from
     /// ``Plan/reconciles``) until `now + leaseMs`; one not recorded by then is due again.
     func claimReconciles(now: Millis, limit: Int, leaseMs: Millis) async throws -> [ReconcileTask]
@@ -392,6 +402,12 @@ extension OrderStore {
             await Task.yield()
         }
         return total
+    }
+
+    /// ``exchangeDeliveries(recording:deciding:claiming:now:)`` with no decision of its own.
+    public func exchangeDeliveries(recording results: [DeliveryResult], claiming claim: DeliveryClaimRequest?,
+                                   now: Millis) async throws -> DeliveryClaim {
+        try await exchangeDeliveries(recording: results, deciding: [], claiming: claim, now: now)
     }
 
     /// Claims due messages without recording anything.

@@ -469,7 +469,9 @@ public final class SQLiteOrderStore: OrderStore {
             let suppressed = try statements.anySuppressed && !message.kind.isOps && (Bool.fetchOne(
                 db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM suppressions WHERE channel = ? AND address = ?)"),
                 arguments: [message.channel, message.recipient]) ?? false)
-            let leased = suppressed ? nil : handOff.flatMap { $0.take(message.channel) ? now + $0.leaseMs : nil }
+            // Nor is a reminder under a daily cap: the claim counts it.
+            let capped = handOff?.claimsReminders == true && message.kind.isReminder
+            let leased = suppressed || capped ? nil : handOff.flatMap { $0.take(message.channel) ? now + $0.leaseMs : nil }
             let inserted = try statements.insertOutbox.execute(
                 .text(message.idempotencyKey), .text(message.orderID), .text(message.kind.rawValue), .int(message.step),
                 .text(message.channel), .text(message.recipient), .text(message.payload), .int(leased == nil ? 0 : 1),
@@ -634,10 +636,11 @@ public final class SQLiteOrderStore: OrderStore {
         }
     }
 
-    public func exchangeDeliveries(recording results: [DeliveryResult], claiming claim: DeliveryClaimRequest?,
-                                   now: Millis) async throws -> DeliveryClaim {
+    public func exchangeDeliveries(recording results: [DeliveryResult], deciding decisions: [OutgoingMessage],
+                                   claiming claim: DeliveryClaimRequest?, now: Millis) async throws -> DeliveryClaim {
         try await writeImmediate { db in
             try Self.record(results, db: db, now: now)
+            for message in decisions { try Self.insertOutbox(db, message, now: now) }
             var result = DeliveryClaim()
             if let claim {
                 try Self.claim(claim, db: db, now: now, into: &result)
@@ -650,6 +653,25 @@ public final class SQLiteOrderStore: OrderStore {
             }
             return result
         }
+    }
+
+    /// The customer kinds, as stored: what the daily cap counts.
+    private static let customerKinds = NotificationKind.allCases.filter { !$0.isOps }.map { "'\($0.rawValue)'" }
+        .joined(separator: ", ")
+
+    /// The rolling window of `max_per_order_per_day`.
+    static let capWindowMs: Millis = 86_400_000
+
+    /// The decisions (`kind:step`) of customer messages this order's customer was sent over the
+    /// 24 hours before `now`, or that are being sent (leased, this claim's included): each decision
+    /// once, however many channels carried it.
+    private static func decisionsSent(_ db: Database, orderID: String, now: Millis) throws -> Set<String> {
+        let rows = try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT DISTINCT kind, step FROM pw_outbox
+            WHERE order_id = ? AND kind IN (\(customerKinds))
+              AND ((state = 'delivered' AND updated_at > ?) OR (state = 'pending' AND in_flight = 1))
+            """), arguments: [orderID, now - capWindowMs])
+        return Set(rows.map { "\($0[0] as String):\($0[1] as Int)" })
     }
 
     /// Claims per channel, earliest due first: leases what is still right to send, supersedes the rest.
@@ -707,6 +729,20 @@ public final class SQLiteOrderStore: OrderStore {
                 result.suppressed.append(message)
                 try fallBack(db, from: message.message, alternates: row[11], why: "\(masked) is suppressed", now: now)
             } else if kind.stillApplies(to: status) {
+                if let cap = request.maxPerOrderPerDay, kind.isReminder {
+                    // A reminder beyond the customer's daily cap is not sent; another channel of a
+                    // decision already sent (or being sent) is the same message and goes.
+                    let sent = try decisionsSent(db, orderID: message.message.orderID, now: now)
+                    if !sent.contains("\(kind.rawValue):\(message.message.step)"), sent.count >= cap {
+                        let why = "daily cap of \(cap) message\(cap == 1 ? "" : "s") reached"
+                        try db.execute(sql: "UPDATE pw_outbox SET state = 'capped', last_error = ?, updated_at = ? WHERE id = ?",
+                                       arguments: [why, now, id])
+                        try insertEvent(db, orderID: message.message.orderID, at: now, event: "capped",
+                                        detail: "\(kind.rawValue) step \(message.message.step) on \(message.message.channel) not sent: \(why)")
+                        result.capped.append(message)
+                        continue
+                    }
+                }
                 try lease.execute(arguments: [leaseUntil, now, id])
                 result.messages.append(message)
             } else {

@@ -90,6 +90,14 @@ func populate(path: String, count: Int, phone: Bool = true, _ times: @escaping @
     try queue.close()
 }
 
+/// `PAYWATCH_BENCH_RATE=500/s` (and `PAYWATCH_BENCH_BURST=N`): the sms lane's `rate` (and `burst`).
+let benchRate: (text: String, perSecond: Double)? = ProcessInfo.processInfo.environment["PAYWATCH_BENCH_RATE"].flatMap { text in
+    let parts = text.split(separator: "/")
+    guard parts.count == 2, let count = Double(parts[0]), let unit = ["s": 1.0, "m": 60.0, "h": 3_600.0][String(parts[1])] else { return nil }
+    return (text, count / unit)
+}
+let benchBurst = ProcessInfo.processInfo.environment["PAYWATCH_BENCH_BURST"].flatMap(Int.init)
+
 func config(db: String, gateway: String, hold: String = "30m", reminders: String = "[\"10m\", \"25m\"]",
             concurrency: Int = 32, poll: String = "1s", logLevel: String = ProcessInfo.processInfo.environment["PAYWATCH_BENCH_LOG"] ?? "info") -> String {
     """
@@ -111,6 +119,8 @@ func config(db: String, gateway: String, hold: String = "30m", reminders: String
     [channels.sms]
     provider = "webhook"
     url = "\(gateway)/sms"
+    \(benchRate.map { "rate = \"\($0.text)\"" } ?? "")
+    \(benchBurst.map { "burst = \($0)" } ?? "")
     [channels.ops]
     provider = "webhook"
     url = "\(gateway)/ops"
@@ -414,6 +424,17 @@ func benchBurst(_ count: Int, external: Bool, slow: Bool) async throws {
                  arrivals.count, external ? "external" : "in-process", slow ? " slow_tail=1%/2s" : "", ok ? "yes" : "NO",
                  Double(arrivals.count) / max(span, 0.001),
                  percentile(arrivals, 0.5), percentile(arrivals, 0.99), arrivals.max() ?? 0, early, cpu))
+    if let rate = benchRate {
+        // A token bucket of `burst` at `rate`: after the burst, (n − burst) / span is the rate
+        // achieved; no prefix of the arrivals may exceed burst + rate × t (t from the first).
+        let burst = Double(benchBurst ?? max(1, Int(rate.perSecond)))
+        let sorted = arrivals.sorted()
+        let first = sorted.first ?? 0
+        var over = 0.0
+        for (i, at) in sorted.enumerated() { over = max(over, Double(i + 1) - (burst + rate.perSecond * Double(at - first) / 1000)) }
+        print(String(format: "rate configured=%@ (%.0f msg/s, burst %.0f) achieved=%.1f msg/s after the burst; most beyond the bucket=%.0f messages",
+                     rate.text, rate.perSecond, burst, (Double(sorted.count) - burst) / max(span, 0.001), over))
+    }
 }
 
 /// `count` cancels spread evenly over `spread` seconds (light load): lateness of the notice.

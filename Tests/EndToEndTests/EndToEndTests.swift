@@ -406,9 +406,10 @@ extension EndToEnd {
 
         @Test func anIdleDaemonUsesNoCPUAfterABurst() throws {
             let h = try Harness { Self.config($0) }
-            // The first 20 answers fail: retries, timers and every wake-up path get used.
+            // The first 15 answers fail: retries, timers and every wake-up path get used (fewer than
+            // the default breaker_failures, 20, which would pause the channel for 30 s).
             let counter = Counter()
-            h.gateway.setResponder { _ in FakeGateway.Response(status: counter.increment() <= 20 ? 503 : 200) }
+            h.gateway.setResponder { _ in FakeGateway.Response(status: counter.increment() <= 15 ? 503 : 200) }
             #expect(try h.run(["migrate", "--config", h.configPath]).code == 0)
             let shop = try h.shop()
             try insertDueOrders(shop, prefix: "B", count: 300)

@@ -203,9 +203,9 @@ private let everyProvider = """
                 String(line.drop { $0 == "#" || $0 == " " }.prefix { $0 != " " })
             }
         }
-        #expect(keys("channels.sms") == ["provider", "base_url", "account_sid", "auth_token_file", "from", "allow_insecure_http", "allow_inline_secrets", "ca_file", "to", "concurrency"])
-        #expect(keys("channels.mail") == ["provider", "url", "from", "from_name", "username", "password_file", "starttls", "allow_inline_secrets", "ca_file", "to", "concurrency"])
-        #expect(keys("channels.ops") == ["provider", "url_file", "allow_insecure_http", "allow_inline_secrets", "ca_file", "to", "concurrency"])
+        #expect(keys("channels.sms") == ["provider", "base_url", "account_sid", "auth_token_file", "from", "allow_insecure_http", "allow_inline_secrets", "ca_file", "to", "concurrency", "rate", "burst", "breaker_failures", "breaker_probe"])
+        #expect(keys("channels.mail") == ["provider", "url", "from", "from_name", "username", "password_file", "starttls", "allow_inline_secrets", "ca_file", "to", "concurrency", "rate", "burst", "breaker_failures", "breaker_probe"])
+        #expect(keys("channels.ops") == ["provider", "url_file", "allow_insecure_http", "allow_inline_secrets", "ca_file", "to", "concurrency", "rate", "burst", "breaker_failures", "breaker_probe"])
         let again = try PaywatchConfiguration.parse(rendered, fileName: "rendered.toml")
         #expect(again.channels == config.channels)
     }

@@ -78,8 +78,9 @@ final class InProcessDaemon: @unchecked Sendable {
 
     /// - Parameter directory: where the database goes (a fresh temporary folder by default).
     /// - Parameter providers: replace the providers the configuration names, by channel.
+    /// - Parameter logger: where the daemon logs; by default a file kept for the secret grep.
     init(busyTimeoutMs: Int64 = 5000, directory: URL? = nil, providers: [String: any DeliveryProvider] = [:],
-         config: (String) -> String) async throws {
+         logger: Logger? = nil, config: (String) -> String) async throws {
         self.directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-daemon-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
         dbPath = self.directory.appendingPathComponent("paywatch.db").path
@@ -90,7 +91,7 @@ final class InProcessDaemon: @unchecked Sendable {
         store = try SQLiteOrderStore(path: dbPath, busyTimeoutMs: busyTimeoutMs)
         try await store.migrate()
         var runtime = try Runtime(config: configuration, store: store, clock: clock,
-                                  logger: TestLogHandler.logger(self.directory.lastPathComponent, clock: clock))
+                                  logger: logger ?? TestLogHandler.logger(self.directory.lastPathComponent, clock: clock))
         for (channel, provider) in providers { runtime.channels[channel] = ChannelEndpoint(name: channel, provider: provider) }
         service = PaywatchService(runtime: runtime, monitor: monitor)
     }
