@@ -316,17 +316,21 @@ public final class SQLiteOrderStore: OrderStore {
                     id: text(row[1]) ?? "", amount: int(row[2]), status: text(row[3]) ?? "", requestedAt: int(row[4])))
             }
         }
-        // The orders' suppressed addresses, for `fallback = true` (most shops suppress nothing: one look).
+        // The orders' suppressed addresses, for `fallback = true` (most shops suppress nothing: one
+        // look). Asked per channel, by the table's key (channel, address): a long list of
+        // unsubscribes is never scanned.
         var suppressed: [String: [Suppression]] = [:]
         if !orders.isEmpty, try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM suppressions)")) ?? false {
-            let addresses = Set(orders.values.flatMap { [$0.email, $0.phone, $0.pushToken].compactMap { $0 } }.filter { !$0.isEmpty })
-            let list = Array(addresses)
-            for start in stride(from: 0, to: list.count, by: 500) {
-                let chunk = Array(list[start..<min(start + 500, list.count)])
-                for row in try Row.fetchAll(db, sql: "SELECT channel, address, reason FROM suppressions WHERE address IN (\(databaseQuestionMarks(count: chunk.count)))",
-                                            arguments: StatementArguments(chunk)) {
-                    guard let channel = text(row[0]), let address = text(row[1]) else { continue }
-                    suppressed[address, default: []].append(Suppression(channel: channel, address: address, reason: text(row[2]) ?? ""))
+            let byChannel: [(String, KeyPath<OrderRecord, String?>)] = [("sms", \.phone), ("email", \.email), ("push", \.pushToken)]
+            for (channel, field) in byChannel {
+                let list = Array(Set(orders.values.compactMap { $0[keyPath: field] }.filter { !$0.isEmpty }))
+                for start in stride(from: 0, to: list.count, by: 500) {
+                    let chunk = Array(list[start..<min(start + 500, list.count)])
+                    for row in try Row.fetchAll(db, sql: "SELECT address, reason FROM suppressions WHERE channel = ? AND address IN (\(databaseQuestionMarks(count: chunk.count)))",
+                                                arguments: StatementArguments([channel] + chunk)) {
+                        guard let address = text(row[0]) else { continue }
+                        suppressed[address, default: []].append(Suppression(channel: channel, address: address, reason: text(row[1]) ?? ""))
+                    }
                 }
             }
         }
