@@ -34,7 +34,9 @@ public enum NotificationKind: String, Sendable, Hashable, CaseIterable, Codable 
 
     /// A reminder to pay (the unpaid and failed-payment series, balance and installment ones):
     /// what `[delivery] max_per_order_per_day` holds back. Transactional notices (a confirmation,
-    /// a cancellation, a failed payment, a refund's progress) always go.
+    /// a cancellation, a failed payment, a refund's progress) always go. Each step of a series
+    /// says the same thing again, so a later step makes an earlier one still held for the quiet
+    /// hours pointless: it is collapsed into the later one (notices never are).
     public var isReminder: Bool {
         switch self {
         case .unpaidReminder, .balanceReminder, .installmentDue, .installmentOverdue: return true
@@ -81,10 +83,17 @@ public struct OutgoingMessage: Sendable, Hashable {
     /// the message only if ops was alerted of that kind for the order (an alert never sent, such
     /// as a stalled payment the provider answered for, needs no resolution).
     public var resolves: NotificationKind?
+    /// Not delivered before this instant (the end of the quiet hours it was decided in); nil: at once.
+    /// Stored as the outbox row's `due_at`.
+    public var notBefore: Millis?
+    /// A step of a reminder series on a channel with quiet hours: writing it supersedes the earlier
+    /// steps of the same kind on the same channel that are still held, never attempted (they are
+    /// collapsed into this one).
+    public var collapsesHeld: Bool
 
     public init(
         idempotencyKey: String, orderID: String, kind: NotificationKind, step: Int, channel: String,
-        recipient: String, payload: String
+        recipient: String, payload: String, notBefore: Millis? = nil, collapsesHeld: Bool = false
     ) {
         self.idempotencyKey = idempotencyKey
         self.orderID = orderID
@@ -93,6 +102,8 @@ public struct OutgoingMessage: Sendable, Hashable {
         self.channel = channel
         self.recipient = recipient
         self.payload = payload
+        self.notBefore = notBefore
+        self.collapsesHeld = collapsesHeld
     }
 
     /// The payload read back; a stored text that is no payload at all reads as its text.

@@ -85,14 +85,25 @@ extension Planner {
                 events.append(PlanEvent(kind.rawValue, "step \(step) decided; \(why)"))
                 return
             }
+            let sent: [OutgoingMessage]
             if channels.fallback {
                 first.alternates = Array(decided.dropFirst())
                 if !skipped.isEmpty {
                     events.append(PlanEvent("fallback", "\(kind.rawValue) step \(step) on \(first.channel): " + skipped.joined(separator: ", ")))
                 }
-                messages.append(first)
+                sent = [first]
             } else {
-                messages += decided
+                sent = decided
+            }
+            messages += sent
+            let held = sent.filter { $0.notBefore != nil }
+            if let heldUntil = held.compactMap(\.notBefore).max() {
+                // One zone per order and one `now` per decision: every held channel waits as long.
+                let zone = planner.timeZone(of: order).name
+                events.append(PlanEvent("quiet_hours", """
+                    \(kind.rawValue) step \(step) on \(held.map(\.channel).joined(separator: ",")) waits for the quiet hours to end: \
+                    held until \(Timestamp.local(heldUntil, timeZone: zone)), \(Timestamp.iso8601(heldUntil))
+                    """))
             }
         }
 
@@ -111,7 +122,8 @@ extension Planner {
             let payload = Messages.payload(kind: kind, channel: channel, context: context, memo: &texts)
             return OutgoingMessage(
                 idempotencyKey: key, orderID: order.id, kind: kind, step: step, channel: channel, recipient: to,
-                payload: payload.encoded())
+                payload: payload.encoded(), notBefore: planner.quietUntil(kind, channel: channel, order: order, at: now),
+                collapsesHeld: kind.isReminder && policy.quietHours?.channels.contains(channel) == true)
         }
 
         /// Sends the latest step of a reminder series whose time has come and that was not decided

@@ -86,6 +86,10 @@ public struct Policy: Sendable, Hashable {
         }
         return Channels(names, fallback: fallback.contains(section))
     }
+    /// `[quiet_hours]`: customer messages on its channels decided inside it wait for its end; nil: none.
+    public var quietHours: QuietHours?
+    /// `[daemon] time_zone`: the zone of orders whose `time_zone` is NULL or not a zone the system knows.
+    public var defaultTimeZone: String
 
     public init(
         unpaidHoldMs: Millis = 30 * 60_000,
@@ -114,7 +118,9 @@ public struct Policy: Sendable, Hashable {
         templates: Templates? = nil,
         fixedRecipients: [String: String] = [:],
         opsChannel: String = "ops",
-        maxClockSkewMs: Millis = 5 * 60_000
+        maxClockSkewMs: Millis = 5 * 60_000,
+        quietHours: QuietHours? = nil,
+        defaultTimeZone: String = "UTC"
     ) {
         self.unpaidHoldMs = unpaidHoldMs
         self.holdByMethodMs = holdByMethodMs
@@ -143,6 +149,8 @@ public struct Policy: Sendable, Hashable {
         self.fixedRecipients = fixedRecipients
         self.opsChannel = opsChannel
         self.maxClockSkewMs = maxClockSkewMs
+        self.quietHours = quietHours
+        self.defaultTimeZone = defaultTimeZone
     }
 
     /// When the balance of a partially paid order without an installment plan is due:

@@ -168,6 +168,11 @@ func makeCase(_ bytes: UnsafeBufferPointer<UInt8>) -> (Policy, OrderSnapshot, In
         opsChannel: ["ops", "pager", "ops_2"][r.below(3)]  // a channel name: [a-z][a-z0-9_]*, checked by the configuration
     )
     policy.holdByMethodMs = r.chance(4) ? ["alipay": r.span(), "bank_transfer": r.span()] : [:]
+    if r.chance(2) {
+        let start = r.below(1440)
+        policy.quietHours = QuietHours(start: start, end: (start + 1 + r.below(1439)) % 1440, channels: ["sms", "push", "webhook"])
+        policy.defaultTimeZone = ["UTC", "Asia/Shanghai", "America/New_York", "Australia/Lord_Howe"][r.below(4)]
+    }
 
     let orderIDs = ["A1", "ORD-1001", "😀", "a\r\nX-Injected: yes", "\u{FFFD}"]
     let orderID = r.id(orderIDs)
@@ -255,6 +260,12 @@ func checkPlanner(_ input: UnsafeBufferPointer<UInt8>) {
         _ = Redact.phone(message.recipient)
         _ = Redact.email(message.recipient)
         _ = Redact.token(message.recipient)
+        // Held for the quiet hours: until a later instant, within a day and a DST hour; ops never.
+        if let notBefore = message.notBefore {
+            if message.kind.isOps || notBefore <= now || notBefore > now.saturatingAdd(25 * 3_600_000) {
+                fatalError("\(message.kind.rawValue) held from \(now) until \(notBefore)")
+            }
+        }
     }
     if let due = plan.nextDueAt {
         _ = Timestamp.iso8601(due)
