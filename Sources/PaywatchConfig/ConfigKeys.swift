@@ -34,6 +34,10 @@ extension PaywatchConfiguration {
                     an action due longer than this (or no sweep for this long) logs a warning and makes \
                     `paywatch status` exit 1; at least twice `poll_interval`
                     """),
+                .key("time_zone", .timeZoneName, \.daemon.timeZone, doc: """
+                    IANA zone name (`Asia/Shanghai`) of orders whose `time_zone` is NULL or not a zone the system \
+                    knows: their quiet hours are in it
+                    """),
             ]),
             ConfigSection("delivery", [
                 .key("concurrency", .positiveInt(max: maxConcurrency, because: "each transfer in flight holds an open file"),
@@ -136,6 +140,19 @@ extension PaywatchConfiguration {
                     a folder of `KIND.CHANNEL.LOCALE.mustache` (and `KIND.email.LOCALE.subject.mustache`) files that \
                     replace the built-in templates of those names (see Templates); a relative path is beside the config file; unset: built-in templates only
                     """),
+            ]),
+            ConfigSection("quiet_hours", [
+                .optional("start", .timeOfDay, \.quietHours.start, unset: "no quiet hours", doc: """
+                    `HH:MM` (24 h), in the order's `time_zone`, else `[daemon] time_zone`: a customer message on \
+                    `channels` decided from then on waits until `end` (a later reminder step decided by then replaces \
+                    it); set with `end`
+                    """),
+                .optional("end", .timeOfDay, \.quietHours.end, unset: "no quiet hours", doc: """
+                    `HH:MM`, when the held messages go; not equal to `start`; earlier than `start`, the window crosses \
+                    midnight (`21:00` to `08:00`)
+                    """),
+                .key("channels", .channelNames, \.quietHours.channels, default: "`[\"sms\", \"push\"]`, those that have a section",
+                     doc: "the channels whose customer messages wait; not `ops` (ops messages are never held)"),
             ]),
             ConfigSection("metrics", [
                 .optional("listen", .loopbackListen, \.metrics.listen, unset: "no endpoint", doc: """

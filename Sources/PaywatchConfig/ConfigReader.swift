@@ -153,6 +153,7 @@ struct ConfigReader {
                                       message: "no channel is configured: add a [channels.NAME] section"))
         }
         resolveChannelLists(&config, defined: defined)
+        checkQuietHours(&config, defined: defined)
         addWarnings(config)
         config.warnings = warnings
         return config
@@ -211,6 +212,36 @@ struct ConfigReader {
         }
         for (section, key, path) in channelLists() where section != "unpaid" && !(written(section, key) && usable(section, key)) {
             config[keyPath: path] = config.unpaid.channels
+        }
+    }
+
+    /// `[quiet_hours]`: `start` and `end` together and different; `channels` written must name
+    /// defined channels other than `ops` (ops messages are never held), and when not written keeps
+    /// the default names that have a section.
+    private mutating func checkQuietHours(_ config: inout PaywatchConfiguration, defined: Set<String>) {
+        let s = ["quiet_hours"]
+        let quiet = config.quietHours
+        if usable("quiet_hours", "start"), usable("quiet_hours", "end"), (quiet.start == nil) != (quiet.end == nil) {
+            fail(section: s, key: quiet.start == nil ? "start" : "end",
+                 "start and end go together: set both for quiet hours, or neither")
+        }
+        if let start = quiet.start, let end = quiet.end, start == end {
+            fail(section: s, key: "end", "end equals start (\(tomlQuoted(formatTimeOfDay(end)))): the quiet hours would be empty, or the whole day")
+        }
+        if written("quiet_hours", "channels") {
+            guard usable("quiet_hours", "channels") else { return }
+            for name in quiet.channels {
+                if name == "ops" {
+                    fail(section: s, key: "channels", "\(tomlQuoted(name)) is the ops channel: ops messages are never held")
+                } else if !defined.contains(name) {
+                    fail(section: s, key: "channels", "channel \(tomlQuoted(name)) has no [channels.\(displayKey(name))] section")
+                }
+            }
+        } else {
+            config.quietHours.channels = PaywatchConfiguration.QuietHours.defaultChannels.filter { config.channels[$0] != nil }
+        }
+        if config.quietHours.isOn, config.quietHours.channels.isEmpty {
+            warnings.append("[quiet_hours] channels is empty: no message is held")
         }
     }
 

@@ -81,14 +81,18 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         /// The lag (age of the oldest action due but not done) past which paywatch logs a warning
         /// and `paywatch status` exits 1; also the longest a sweep may be overdue.
         public var maxLagMs: Int64
+        /// The IANA zone of orders whose `time_zone` is NULL or not a zone the system knows (their
+        /// quiet hours are in it).
+        public var timeZone: String
 
         public init(pollIntervalMs: Int64 = 5_000, batchSize: Int = 2_000, logLevel: String = "info",
-                    maxClockSkewMs: Int64 = 300_000, maxLagMs: Int64 = 60_000) {
+                    maxClockSkewMs: Int64 = 300_000, maxLagMs: Int64 = 60_000, timeZone: String = "UTC") {
             self.pollIntervalMs = pollIntervalMs
             self.batchSize = batchSize
             self.logLevel = logLevel
             self.maxClockSkewMs = maxClockSkewMs
             self.maxLagMs = maxLagMs
+            self.timeZone = timeZone
         }
     }
 
@@ -277,6 +281,29 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         }
     }
 
+    /// `[quiet_hours]`: customer messages on ``channels`` decided between ``start`` and ``end``
+    /// (local time of the order's zone) wait for ``end``. Off unless both times are set.
+    public struct QuietHours: Sendable, Equatable {
+        /// Minutes after local midnight (`"21:00"` is 1260); nil: no quiet hours.
+        public var start: Int?
+        /// Minutes after local midnight, not equal to ``start``; not after it: the window crosses midnight.
+        public var end: Int?
+        /// Channels whose messages wait; never the ops channel. When not written: those of
+        /// ``defaultChannels`` that have a section.
+        public var channels: [String]
+
+        public static let defaultChannels = ["sms", "push"]
+
+        public init(start: Int? = nil, end: Int? = nil, channels: [String] = QuietHours.defaultChannels) {
+            self.start = start
+            self.end = end
+            self.channels = channels
+        }
+
+        /// Whether messages are held at all: both times set.
+        public var isOn: Bool { start != nil && end != nil }
+    }
+
     public struct Metrics: Sendable, Equatable {
         /// `HOST:PORT` on a loopback address where a Prometheus text endpoint answers `GET /metrics`;
         /// nil (the default): no endpoint.
@@ -436,6 +463,7 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     public var refunding: Refunding
     public var cancelled: Cancelled
     public var templates: Templates
+    public var quietHours: QuietHours
     public var metrics: Metrics
     public var retention: Retention
     /// Configured channels by name.
@@ -495,6 +523,7 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         refunding = Refunding()
         cancelled = Cancelled()
         templates = Templates()
+        quietHours = QuietHours()
         metrics = Metrics()
         retention = Retention()
         channels = [:]
@@ -504,7 +533,7 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         lhs.store == rhs.store && lhs.daemon == rhs.daemon && lhs.delivery == rhs.delivery
             && lhs.unpaid == rhs.unpaid && lhs.paying == rhs.paying && lhs.failed == rhs.failed
             && lhs.partiallyPaid == rhs.partiallyPaid && lhs.paid == rhs.paid && lhs.refunding == rhs.refunding
-            && lhs.channels == rhs.channels
+            && lhs.quietHours == rhs.quietHours && lhs.channels == rhs.channels
     }
 }
 

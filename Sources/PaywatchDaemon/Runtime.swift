@@ -65,7 +65,11 @@ extension Policy {
             chineseByDefault: config.templates.defaultLocale.hasPrefix("zh"),
             templates: templates ?? Templates.builtIn.withDefaultLocale(config.templates.defaultLocale),
             fixedRecipients: fixed,
-            maxClockSkewMs: config.daemon.maxClockSkewMs
+            maxClockSkewMs: config.daemon.maxClockSkewMs,
+            quietHours: config.quietHours.start.flatMap { start in
+                config.quietHours.end.map { QuietHours(start: start, end: $0, channels: Set(config.quietHours.channels)) }
+            },
+            defaultTimeZone: config.daemon.timeZone
         )
         let fallback: [(Policy.RuleSection, Bool)] = [
             (.unpaid, config.unpaid.fallback), (.failed, config.failed.fallback), (.partiallyPaid, config.partiallyPaid.fallback),
