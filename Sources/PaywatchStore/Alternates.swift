@@ -2,8 +2,8 @@ import Foundation
 import PaywatchCore
 
 /// `pw_outbox.alternates`: a message's fallback channels (``OutgoingMessage/alternates``), as a
-/// JSON array of `{"key", "channel", "to", "body"}` in the order they are tried. The kind, step
-/// and order are the row's own.
+/// JSON array of `{"key", "channel", "to", "body"}` (and `"not_before"` for one held for the quiet
+/// hours) in the order they are tried. The kind, step and order are the row's own.
 enum Alternates {
     static func encode(_ alternates: [OutgoingMessage]) -> String? {
         guard !alternates.isEmpty else { return nil }
@@ -16,6 +16,7 @@ enum Alternates {
             object.add("channel", message.channel)
             object.add("to", message.recipient)
             object.add("body", message.payload)
+            object.add("not_before", message.notBefore)  // held for the quiet hours: until then
             if index > 0 { text += "," }
             text += object.finish()
         }
@@ -31,7 +32,7 @@ enum Alternates {
             guard let key = entry["key"] as? String, let channel = entry["channel"] as? String,
                   let to = entry["to"] as? String, let body = entry["body"] as? String else { return nil }
             return OutgoingMessage(idempotencyKey: key, orderID: orderID, kind: kind, step: step, channel: channel,
-                                   recipient: to, payload: body)
+                                   recipient: to, payload: body, notBefore: (entry["not_before"] as? NSNumber)?.int64Value)
         }
         return messages.indices.map { index in
             var message = messages[index]

@@ -10,7 +10,8 @@ public struct Lag: Sendable, Hashable, Codable {
     /// Orders the shop changed since they were last planned.
     public var changedOrders: Int
     /// When the oldest message not delivered yet was decided (due now, in flight, or waiting for a
-    /// retry: a gateway that fails for an hour is an hour of lag), nil when none.
+    /// retry: a gateway that fails for an hour is an hour of lag), nil when none. A message held
+    /// for the quiet hours counts from their end (`not_before`), when it became due.
     public var oldestPendingMessageAt: Millis?
     /// Pending messages whose due time has come.
     public var dueMessages: Int

@@ -173,6 +173,8 @@ public struct DeliveryRecord: Sendable, Hashable, Codable {
     public var dueAt: Millis
     public var lastError: String?
     public var attempts: [AttemptRecord]
+    /// Decided inside the quiet hours: not delivered before this instant, their end.
+    public var heldUntil: Millis? = nil
 }
 
 /// Everything `paywatch orders show` prints about one order.

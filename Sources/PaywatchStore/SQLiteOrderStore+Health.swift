@@ -43,9 +43,10 @@ extension SQLiteOrderStore {
         let changed = try Int.fetchOne(db, sql: """
             SELECT COUNT(*) FROM pw_order_state WHERE next_due_at IS NOT NULL AND next_due_at = 0
             """) ?? 0
-        // The pending messages (pw_outbox_pending): few unless delivery is behind.
+        // The pending messages (pw_outbox_pending): few unless delivery is behind, or the quiet
+        // hours hold many (those count from the end of the quiet hours, when they became due).
         let messages = try Row.fetchOne(db, sql: """
-            SELECT COALESCE(SUM(due_at <= ?), 0) AS n, MIN(created_at) AS oldest FROM pw_outbox WHERE state = 'pending'
+            SELECT COALESCE(SUM(due_at <= ?), 0) AS n, MIN(COALESCE(not_before, created_at)) AS oldest FROM pw_outbox WHERE state = 'pending'
             """, arguments: [now])
         return Lag(oldestDueOrderAt: oldestOrder, changedOrders: changed,
                    oldestPendingMessageAt: messages?["oldest"], dueMessages: messages?["n"] ?? 0)

@@ -473,16 +473,23 @@ public final class SQLiteOrderStore: OrderStore {
             let suppressed = try statements.anySuppressed && !message.kind.isOps && (Bool.fetchOne(
                 db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM suppressions WHERE channel = ? AND address = ?)"),
                 arguments: [message.channel, message.recipient]) ?? false)
-            // Nor is a reminder under a daily cap: the claim counts it.
+            // Nor is a reminder under a daily cap: the claim counts it. Nor one held for the quiet
+            // hours: due at their end, so delivery does not take it before.
             let capped = handOff?.claimsReminders == true && message.kind.isReminder
-            let leased = suppressed || capped ? nil : handOff.flatMap { $0.take(message.channel) ? now + $0.leaseMs : nil }
+            let dueAt = max(now, message.notBefore ?? now)
+            let leased = suppressed || capped || dueAt > now ? nil : handOff.flatMap { $0.take(message.channel) ? now + $0.leaseMs : nil }
             let inserted = try statements.insertOutbox.execute(
                 .text(message.idempotencyKey), .text(message.orderID), .text(message.kind.rawValue), .int(message.step),
                 .text(message.channel), .text(message.recipient), .text(message.payload), .int(leased == nil ? 0 : 1),
-                .int(leased ?? now), .int(now), .int(now), Alternates.encode(message.alternates).map { .text($0) } ?? .null)
+                .int(leased ?? dueAt), .int(now), .int(now), Alternates.encode(message.alternates).map { .text($0) } ?? .null,
+                .int(heldUntil(message, now: now)))
             if leased != nil, inserted > 0 {
                 // Leased to delivery from the start: it goes out without being claimed.
                 handed.append(OutboxMessage(id: db.lastInsertedRowID, message: message, attempts: 0))
+            }
+            // (After the hand-off, which reads the row id of the insert.)
+            if inserted > 0, message.collapsesHeld {
+                try collapseHeld(into: message, db: db, now: now)
             }
         }
         for event in plan.events {
@@ -499,6 +506,29 @@ public final class SQLiteOrderStore: OrderStore {
                                          fallback?.recipient, fallback?.payload, now, now, now])
         }
         return handed
+    }
+
+    /// When a message decided at `now` is held until (the end of the quiet hours), nil when it may go at once.
+    private static func heldUntil(_ message: OutgoingMessage, now: Millis) -> Millis? {
+        message.notBefore.flatMap { $0 > now ? $0 : nil }
+    }
+
+    /// `message`, a later step of a reminder series, was just decided: the earlier steps of its
+    /// kind on its channel that are still held for the quiet hours (pending, never attempted nor
+    /// leased, their `not_before` now or later) would only repeat it when the quiet hours end.
+    /// They are superseded, and the timeline says into which step they collapsed.
+    private static func collapseHeld(into message: OutgoingMessage, db: Database, now: Millis) throws {
+        let steps = try Int.fetchAll(db.cachedStatement(sql: """
+            UPDATE pw_outbox SET state = 'superseded', updated_at = ?
+            WHERE order_id = ? AND kind = ? AND channel = ? AND step < ? AND state = 'pending' AND in_flight = 0
+                AND attempts = 0 AND not_before >= ?
+            RETURNING step
+            """), arguments: [now, message.orderID, message.kind.rawValue, message.channel, message.step, now])
+        for step in steps.sorted() {
+            try insertEvent(db, orderID: message.orderID, at: now, event: "collapsed", detail: """
+                \(message.kind.rawValue) step \(step) on \(message.channel), held for the quiet hours, collapsed into step \(message.step)
+                """)
+        }
     }
 
     // MARK: Reconciliation
@@ -583,8 +613,8 @@ public final class SQLiteOrderStore: OrderStore {
 
     static let insertOutboxSQL = """
         INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, in_flight, due_at, created_at, updated_at,
-            alternates)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(order_id, idempotency_key) DO NOTHING
+            alternates, not_before)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(order_id, idempotency_key) DO NOTHING
         """
 
     /// `fallback = true`: `refused` will not reach the customer (dead, or its address suppressed),
@@ -617,7 +647,8 @@ public final class SQLiteOrderStore: OrderStore {
         if try wasPruned(db, message) { return false }
         try db.cachedStatement(sql: insertOutboxSQL).execute(arguments: [message.idempotencyKey, message.orderID, message.kind.rawValue, message.step,
                                      message.channel, message.recipient, message.payload, leasedUntil == nil ? 0 : 1,
-                                     leasedUntil ?? now, now, now, Alternates.encode(message.alternates)])
+                                     leasedUntil ?? max(now, message.notBefore ?? now), now, now, Alternates.encode(message.alternates),
+                                     heldUntil(message, now: now)])
         return db.changesCount > 0
     }
 
@@ -844,7 +875,8 @@ public final class SQLiteOrderStore: OrderStore {
                 return DeliveryRecord(
                     idempotencyKey: row["idempotency_key"], kind: row["kind"], step: row["step"], channel: channel,
                     to: Redact.address(row["recipient"], channel: channel), state: row["state"], createdAt: row["created_at"],
-                    dueAt: row["due_at"], lastError: row["last_error"], attempts: attempts[row["id"]] ?? [])
+                    dueAt: row["due_at"], lastError: row["last_error"], attempts: attempts[row["id"]] ?? [],
+                    heldUntil: row["not_before"])
             }
             let timeline = Self.timeline(events: events, deliveries: deliveries)
             return OrderDetail(

@@ -254,6 +254,12 @@ enum SQLiteSchema {
             // when this row is refused for good (JSON, see `Alternates`).
             try db.execute(sql: "ALTER TABLE pw_outbox ADD COLUMN alternates TEXT")
         }
+        migrator.registerMigration("v12: quiet hours") { db in
+            // A message decided inside the quiet hours is due at their end (`due_at`); `not_before`
+            // keeps that end once `due_at` moves (a lease, a retry): the lag counts from it, and
+            // `orders show` says the message was held.
+            try db.execute(sql: "ALTER TABLE pw_outbox ADD COLUMN not_before INTEGER")
+        }
         return migrator
     }
 
