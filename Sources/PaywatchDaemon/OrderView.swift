@@ -98,6 +98,13 @@ public struct OrderView: Sendable {
         if detail.deliveries.isEmpty { lines.append("  none") }
         for delivery in detail.deliveries {
             lines.append("  \(delivery.kind) step \(delivery.step) \(delivery.channel) → \(delivery.to)  \(delivery.state)  key=\(delivery.idempotencyKey)")
+            if let until = delivery.heldUntil {
+                // In the zone the planner held it in (the order's, else [daemon] time_zone).
+                let zone = snapshot.order.map { Planner(policy: policy).timeZone(of: $0).name } ?? policy.defaultTimeZone
+                let when = "\(Timestamp.local(until, timeZone: zone)), \(Timestamp.iso8601(until))"
+                lines.append(delivery.state == "pending" && delivery.attempts.isEmpty
+                    ? "    waiting for the quiet hours to end: held until \(when)" : "    held for the quiet hours until \(when)")
+            }
             for attempt in delivery.attempts {
                 var line = "    attempt \(attempt.attempt) \(Timestamp.iso8601(attempt.at)) \(attempt.outcome)"
                 if let status = attempt.httpStatus { line += " HTTP \(status)" }
