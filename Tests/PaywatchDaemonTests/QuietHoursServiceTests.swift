@@ -51,6 +51,8 @@ import Testing
         })
 
         // A millisecond before the end: the daemon plans and looks at the outbox, and sends nothing.
+        // (Once the planner is idle, it has read the clock for its sleep: the advance wakes it.)
+        #expect(await InProcessDaemon.eventually(10) { daemon.monitor.planning.busyFor() == nil })
         let passes = daemon.service.stats.planningPasses
         daemon.clock.advance(to: end - 1)
         #expect(await InProcessDaemon.eventually(10) { daemon.service.stats.planningPasses > passes })
