@@ -303,6 +303,12 @@ func benchPlan(_ count: Int, threeChannels: Bool = false) async throws {
         // fallback = true: one channel per decision, the others kept as its alternates.
         policy.fallback = [.unpaid]
     }
+    if ProcessInfo.processInfo.environment["PAYWATCH_BENCH_QUIET"] != nil {
+        // Quiet hours from an hour before now to an hour after, on sms and push: every reminder
+        // on them is held (its zone looked up, the end computed, an event written, a collapse tried).
+        let minute = Int((created / 60_000) % 1440)
+        policy.quietHours = QuietHours(start: (minute + 1380) % 1440, end: (minute + 60) % 1440, channels: ["sms", "push"])
+    }
     let planner = Planner(policy: policy)
 
     // 1. First sight of every order: validated, planned, state and timeline written.
