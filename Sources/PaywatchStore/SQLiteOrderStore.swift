@@ -508,6 +508,17 @@ public final class SQLiteOrderStore: OrderStore {
         return handed
     }
 
+    /// The order's held earlier steps of a kind on a channel, superseded. By the order's rows
+    /// (`pw_outbox_key`): `+channel` keeps SQLite off the channel's pending index, which holds
+    /// every message waiting for the quiet hours (a scan of them per message made a night's
+    /// planning quadratic).
+    static let collapseHeldSQL = """
+        UPDATE pw_outbox SET state = 'superseded', updated_at = ?
+        WHERE order_id = ? AND kind = ? AND +channel = ? AND step < ? AND state = 'pending' AND in_flight = 0
+            AND attempts = 0 AND not_before >= ?
+        RETURNING step
+        """
+
     /// When a message decided at `now` is held until (the end of the quiet hours), nil when it may go at once.
     private static func heldUntil(_ message: OutgoingMessage, now: Millis) -> Millis? {
         message.notBefore.flatMap { $0 > now ? $0 : nil }
@@ -518,12 +529,8 @@ public final class SQLiteOrderStore: OrderStore {
     /// leased, their `not_before` now or later) would only repeat it when the quiet hours end.
     /// They are superseded, and the timeline says into which step they collapsed.
     private static func collapseHeld(into message: OutgoingMessage, db: Database, now: Millis) throws {
-        let steps = try Int.fetchAll(db.cachedStatement(sql: """
-            UPDATE pw_outbox SET state = 'superseded', updated_at = ?
-            WHERE order_id = ? AND kind = ? AND channel = ? AND step < ? AND state = 'pending' AND in_flight = 0
-                AND attempts = 0 AND not_before >= ?
-            RETURNING step
-            """), arguments: [now, message.orderID, message.kind.rawValue, message.channel, message.step, now])
+        let steps = try Int.fetchAll(db.cachedStatement(sql: collapseHeldSQL),
+                                     arguments: [now, message.orderID, message.kind.rawValue, message.channel, message.step, now])
         for step in steps.sorted() {
             try insertEvent(db, orderID: message.orderID, at: now, event: "collapsed", detail: """
                 \(message.kind.rawValue) step \(step) on \(message.channel), held for the quiet hours, collapsed into step \(message.step)

@@ -134,4 +134,15 @@ import Testing
         let tried = try await temp.shop().read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox WHERE step = 1 AND attempts = 1") }
         #expect(tried == 1)
     }
+
+    @Test func theCollapseReadsTheOrdersRowsNotTheChannelsHeldMessages() async throws {
+        let temp = try TempDatabase()
+        let store = try SQLiteOrderStore(path: temp.path)
+        try await store.migrate()
+        let plan = try await temp.shop().read {
+            try Row.fetchAll($0, sql: "EXPLAIN QUERY PLAN " + SQLiteOrderStore.collapseHeldSQL,
+                             arguments: [0, "A1", "unpaid_reminder", "sms", 2, 0]).map { $0["detail"] as String }.joined(separator: " ")
+        }
+        #expect(plan.contains("pw_outbox_key (order_id=?)"), "\(plan)")
+    }
 }
