@@ -515,7 +515,7 @@ public final class SQLiteOrderStore: OrderStore {
     static let collapseHeldSQL = """
         UPDATE pw_outbox SET state = 'superseded', updated_at = ?
         WHERE order_id = ? AND kind = ? AND +channel = ? AND step < ? AND state = 'pending' AND in_flight = 0
-            AND attempts = 0 AND not_before >= ?
+            AND attempts = 0 AND not_before IS NOT NULL
         RETURNING step
         """
 
@@ -525,12 +525,12 @@ public final class SQLiteOrderStore: OrderStore {
     }
 
     /// `message`, a later step of a reminder series, was just decided: the earlier steps of its
-    /// kind on its channel that are still held for the quiet hours (pending, never attempted nor
-    /// leased, their `not_before` now or later) would only repeat it when the quiet hours end.
-    /// They are superseded, and the timeline says into which step they collapsed.
+    /// kind on its channel that were held for the quiet hours and have not gone out (pending, never
+    /// attempted nor leased: still waiting, or due but not claimed yet) would only repeat it. They
+    /// are superseded, and the timeline says into which step they collapsed.
     private static func collapseHeld(into message: OutgoingMessage, db: Database, now: Millis) throws {
         let steps = try Int.fetchAll(db.cachedStatement(sql: collapseHeldSQL),
-                                     arguments: [now, message.orderID, message.kind.rawValue, message.channel, message.step, now])
+                                     arguments: [now, message.orderID, message.kind.rawValue, message.channel, message.step])
         for step in steps.sorted() {
             try insertEvent(db, orderID: message.orderID, at: now, event: "collapsed", detail: """
                 \(message.kind.rawValue) step \(step) on \(message.channel), held for the quiet hours, collapsed into step \(message.step)
