@@ -303,11 +303,14 @@ func benchPlan(_ count: Int, threeChannels: Bool = false) async throws {
         // fallback = true: one channel per decision, the others kept as its alternates.
         policy.fallback = [.unpaid]
     }
-    if ProcessInfo.processInfo.environment["PAYWATCH_BENCH_QUIET"] != nil {
+    if let quiet = ProcessInfo.processInfo.environment["PAYWATCH_BENCH_QUIET"] {
         // Quiet hours from an hour before now to an hour after, on sms and push: every reminder
         // on them is held (its zone looked up, the end computed, an event written, a collapse tried).
+        // `outside`: from two hours after now to three, so nothing is held (the cost of having them).
         let minute = Int((created / 60_000) % 1440)
-        policy.quietHours = QuietHours(start: (minute + 1380) % 1440, end: (minute + 60) % 1440, channels: ["sms", "push"])
+        policy.quietHours = quiet == "outside"
+            ? QuietHours(start: (minute + 120) % 1440, end: (minute + 180) % 1440, channels: ["sms", "push"])
+            : QuietHours(start: (minute + 1380) % 1440, end: (minute + 60) % 1440, channels: ["sms", "push"])
     }
     let planner = Planner(policy: policy)
 
