@@ -406,9 +406,13 @@ public final class SQLiteOrderStore: OrderStore {
         let insertEvent: RawStatement
         /// Whether any address is suppressed: when none is (most of the time), no message needs a look-up.
         let anySuppressed: Bool
+        /// Whether any message held for the quiet hours has not gone out: when none has (outside
+        /// the quiet hours, or without them), no reminder needs to look for one to collapse.
+        let anyHeld: Bool
 
         init(_ db: Database) throws {
             anySuppressed = try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM suppressions)") ?? false
+            anyHeld = try Bool.fetchOne(db, sql: SQLiteOrderStore.anyHeldSQL) ?? false
             updateState = try RawStatement(db, sql: """
                 UPDATE pw_order_state SET status = ?, amount_paid = ?, marks = ?, next_due_at = ?, quarantine = NULL,
                     first_seen_at = COALESCE(first_seen_at, ?), updated_at = ?, needs_refund = ?
@@ -488,7 +492,7 @@ public final class SQLiteOrderStore: OrderStore {
                 handed.append(OutboxMessage(id: db.lastInsertedRowID, message: message, attempts: 0))
             }
             // (After the hand-off, which reads the row id of the insert.)
-            if inserted > 0, message.collapsesHeld {
+            if inserted > 0, message.collapsesHeld, statements.anyHeld {
                 try collapseHeld(into: message, db: db, now: now)
             }
         }
@@ -508,10 +512,13 @@ public final class SQLiteOrderStore: OrderStore {
         return handed
     }
 
+    /// Whether a message held for the quiet hours has not gone out (`pw_outbox_held`: those only).
+    static let anyHeldSQL = "SELECT EXISTS(SELECT 1 FROM pw_outbox WHERE not_before IS NOT NULL AND state = 'pending')"
+
     /// The order's held earlier steps of a kind on a channel, superseded. By the order's rows
-    /// (`pw_outbox_key`): `+channel` keeps SQLite off the channel's pending index, which holds
-    /// every message waiting for the quiet hours (a scan of them per message made a night's
-    /// planning quadratic).
+    /// (`pw_outbox_held` or `pw_outbox_key`): `+channel` keeps SQLite off the channel's pending
+    /// index, which holds every message waiting for the quiet hours (a scan of them per message
+    /// made a night's planning quadratic).
     static let collapseHeldSQL = """
         UPDATE pw_outbox SET state = 'superseded', updated_at = ?
         WHERE order_id = ? AND kind = ? AND +channel = ? AND step < ? AND state = 'pending' AND in_flight = 0

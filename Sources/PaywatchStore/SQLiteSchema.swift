@@ -257,8 +257,12 @@ enum SQLiteSchema {
         migrator.registerMigration("v12: quiet hours") { db in
             // A message decided inside the quiet hours is due at their end (`due_at`); `not_before`
             // keeps that end once `due_at` moves (a lease, a retry): the lag counts from it, and
-            // `orders show` says the message was held.
-            try db.execute(sql: "ALTER TABLE pw_outbox ADD COLUMN not_before INTEGER")
+            // `orders show` says the message was held. The held messages not gone out, by order:
+            // whether there are any, and an order's, when a later step collapses them.
+            try db.execute(sql: """
+                ALTER TABLE pw_outbox ADD COLUMN not_before INTEGER;
+                CREATE INDEX pw_outbox_held ON pw_outbox(order_id) WHERE not_before IS NOT NULL AND state = 'pending';
+                """)
         }
         return migrator
     }

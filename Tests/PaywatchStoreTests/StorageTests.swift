@@ -42,7 +42,7 @@ import Testing
         let indexes = try await shop.read {
             try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'pw_outbox' ORDER BY name")
         }
-        #expect(indexes == ["pw_outbox_channel_due", "pw_outbox_created", "pw_outbox_key"])
+        #expect(indexes == ["pw_outbox_channel_due", "pw_outbox_created", "pw_outbox_held", "pw_outbox_key"])
         // A lookup by order uses the new key, not a scan.
         let plan = try await shop.read {
             try Row.fetchAll($0, sql: "EXPLAIN QUERY PLAN SELECT * FROM pw_outbox WHERE order_id = 'A1'").map { $0["detail"] as String }
