@@ -155,4 +155,20 @@ public struct Planner: Sendable {
             idempotencyKey: key, orderID: "", kind: .channelPaused, step: 0, channel: policy.opsChannel,
             recipient: to, payload: payload.encoded())
     }
+
+    /// The ops message sent when a paused channel's probe went through: `situation_resolved` of
+    /// its `channel_paused` (PagerDuty resolves that incident). Keyed by channel and instant.
+    public func channelResumedMessage(channel: String, resumedAt: Millis) -> OutgoingMessage {
+        let key = "pw1-ops:channel_resumed:\(OutgoingMessage.percentEncoded(channel)):\(resumedAt)"
+        let to = policy.fixedRecipients[policy.opsChannel] ?? "ops"
+        var payload = MessagePayload(
+            subject: "Channel \(channel) resumed",
+            text: "A probe on \(channel) went through: the channel_paused alert is resolved and its waiting messages go out.")
+        payload.add("resolves", NotificationKind.channelPaused.rawValue)
+        payload.add("channel", channel)
+        payload.add("resumed_at", Timestamp.iso8601(resumedAt))
+        return OutgoingMessage(
+            idempotencyKey: key, orderID: "", kind: .situationResolved, step: 0, channel: policy.opsChannel,
+            recipient: to, payload: payload.encoded())
+    }
 }

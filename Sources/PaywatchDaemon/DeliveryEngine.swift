@@ -260,6 +260,9 @@ final class DeliveryEngine: Sendable {
                 runtime.logger.notice("channel resumed: a probe went through", metadata: [
                     "event": "channel_resumed", "channel": "\(lane)",
                 ])
+                if lane != runtime.planner.policy.opsChannel {
+                    decisions.append(runtime.planner.channelResumedMessage(channel: lane, resumedAt: runtime.clock.now()))
+                }
             case .probeFailed(let lane, let reason, let probeAt):
                 runtime.logger.info("channel still paused: the probe failed", metadata: [
                     "event": "channel_probe_failed", "channel": "\(lane)", "reason": "\(reason)",

@@ -87,7 +87,11 @@ public struct PagerDutyProvider: DeliveryProvider {
             alerted = kind
             action = "resolve"
         }
-        let dedupKey = String("paywatch:\(message.orderID ?? message.key):\(alerted)".prefix(255))
+        // Per order and kind; an alert about a channel (`channel_paused`) is per channel.
+        var subject = message.orderID ?? ""
+        if subject.isEmpty, case .text(let channel)? = message.payload.fact("channel") { subject = "channel:" + channel }
+        if subject.isEmpty { subject = message.key }
+        let dedupKey = String("paywatch:\(subject):\(alerted)".prefix(255))
         if action == "resolve" {
             let body = "{\"routing_key\":" + jsonString(routingKey) + ",\"event_action\":\"resolve\",\"dedup_key\":" + jsonString(dedupKey) + "}"
             return HTTPRequest(id: message.id, url: trimmingSlashes(baseURL) + "/v2/enqueue", method: "POST",

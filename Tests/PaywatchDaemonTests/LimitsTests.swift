@@ -77,6 +77,7 @@ import Testing
         daemon.clock.advance(by: 15_000)
         #expect(await InProcessDaemon.eventually(10) {
             (try? daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE kind = 'unpaid_reminder' AND state = 'delivered'")) == 10
+                && (try? daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE kind = 'situation_resolved' AND state = 'delivered'")) == 1
         })
         try await daemon.stop()
         // Every message delivered; the three that failed spent one attempt each on the way, the
@@ -87,7 +88,12 @@ import Testing
         #expect(try daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE kind = 'unpaid_reminder' AND state = 'dead'") == 0)
         // Exactly one ops message, one warning; and one line when it resumed.
         #expect(try daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE kind = 'channel_paused' AND state = 'delivered'") == 1)
-        #expect(gateway.requests().filter { $0.path.hasSuffix("/ops") }.count == 1)
+        // …and one when it resumed: the alert resolved.
+        let opsBodies = gateway.requests().filter { $0.path.hasSuffix("/ops") }.map(\.bodyString)
+        #expect(opsBodies.count == 2)
+        #expect(opsBodies.last?.contains("\"kind\":\"situation_resolved\"") == true)
+        #expect(opsBodies.last?.contains("\"resolves\":\"channel_paused\"") == true)
+        #expect(opsBodies.last?.contains("\"channel\":\"sms\"") == true)
         // (The ops message's own delivery line says event=channel_paused too, at info.)
         let paused = log.entries.filter { $0.metadata["event"] == "channel_paused" && $0.message.hasPrefix("channel paused") }
         #expect(paused.count == 1)

@@ -88,6 +88,15 @@ import Testing
         #expect(body["dedup_key"] as? String == "paywatch:A1:paying_stalled")
         #expect(body["routing_key"] as? String == "R0123pwsecret0123456789abcdef0123")
         #expect(body["payload"] == nil)
+        // About a channel, not an order: one incident per channel, resolved when it resumes.
+        var channelPayload = MessagePayload(subject: "Channel sms resumed", text: "resumed")
+        channelPayload.add("resolves", "channel_paused")
+        channelPayload.add("channel", "sms")
+        let resumed = ProviderMessage(id: 10, key: "pw1-ops:channel_resumed:sms:1", kind: "situation_resolved",
+                                      channel: "ops", orderID: "", to: "oncall", payload: channelPayload)
+        let (again, _) = try await exchange(provider, resumed, gateway: gateway, answer: accepted)
+        #expect(jsonBody(again)["dedup_key"] as? String == "paywatch:channel:sms:channel_paused")
+        #expect(jsonBody(again)["event_action"] as? String == "resolve")
     }
 
     @Test func pagerDutysInvalidEventIsDeadAndItsThrottlingRetried() async throws {
