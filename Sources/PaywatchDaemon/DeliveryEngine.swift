@@ -183,6 +183,14 @@ final class DeliveryEngine: Sendable {
             return machine.completed(id: work.id, record: result, now: now)
         case .stored(let claim):
             outage.succeeded(now: now, logger: runtime.logger)
+            if !claim.staleResults.isEmpty {
+                // Fencing: their leases expired and another owner took them over; its outcome stands.
+                runtime.logger.warning("results dropped: the messages were no longer leased to this instance", metadata: [
+                    "event": "stale_results", "count": "\(claim.staleResults.count)",
+                    "outbox_ids": "\(claim.staleResults.prefix(20).map(String.init).joined(separator: ","))",
+                    "lease_owner": "\(runtime.store.leaseOwner)",
+                ])
+            }
             for (items, outcome) in [(claim.superseded, "superseded"), (claim.suppressed, "suppressed"), (claim.capped, "capped")] {
                 for item in items {
                     runtime.metrics?.message(kind: item.message.kind.rawValue, channel: item.message.channel, outcome: outcome)

@@ -32,14 +32,16 @@ public struct PaywatchService: Service {
     }
 
     public func run() async throws {
-        // One daemon per SQLite file: whatever is leased was leased by a run that ended.
-        let released = try await runtime.store.releaseLeases(now: runtime.clock.now())
+        // Leases of runs that ended: due again at once where the store knows their owners are
+        // gone (SQLite under its run lock: one daemon per file); elsewhere when they expire.
+        let released = try await runtime.store.recoverLeasesOfDeadOwners(now: runtime.clock.now())
         if released > 0 {
             runtime.logger.notice("messages left in flight by an earlier run are due again", metadata: ["count": "\(released)"])
         }
         runtime.logger.notice(announce ? "paywatch started" : "service restarted on the new configuration", metadata: [
             "poll_interval": "\(runtime.config.daemon.pollIntervalMs)ms",
             "channels": "\(runtime.channels.keys.sorted().joined(separator: ","))",
+            "lease_owner": "\(runtime.store.leaseOwner)",
         ])
         let engine = DeliveryEngine(runtime: runtime, stats: stats, heartbeat: monitor.delivery)
         defer {
@@ -81,7 +83,7 @@ public struct PaywatchService: Service {
 
     /// One sweep, then delivery of everything due now, then return (`paywatch run --once`).
     public func runOnce() async throws {
-        _ = try await runtime.store.releaseLeases(now: runtime.clock.now())
+        _ = try await runtime.store.recoverLeasesOfDeadOwners(now: runtime.clock.now())
         let engine = DeliveryEngine(runtime: runtime, stats: stats)
         try await planDue(engine)
         // An answer from the payment provider moves its order on in the same run.

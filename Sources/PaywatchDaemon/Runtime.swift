@@ -350,8 +350,13 @@ public struct Runtime: Sendable {
     /// cannot be created or written; a file that cannot be read (or written, by a writer); a file that
     /// is not an SQLite database; with `?mode=rw`, a missing file. A missing database for
     /// ``StoreIntent/read`` is a ``StoreError`` (run `migrate` first).
+    ///
+    /// With `runLock` (the daemon), the store takes the single-daemon lock as it opens (SQLite:
+    /// `PATH.lock`, see ``SQLiteOrderStore/init(path:busyTimeoutMs:runLock:leaseOwner:)``); a
+    /// ``StoreError`` when another paywatch runs on the database.
     public static func openStore(
-        _ config: PaywatchConfiguration, configPath: String = "paywatch.toml", intent: StoreIntent = .write(command: "run")
+        _ config: PaywatchConfiguration, configPath: String = "paywatch.toml", intent: StoreIntent = .write(command: "run"),
+        runLock: Bool = false
     ) throws -> any OrderStore {
         func failure(_ message: String) -> RuntimeConfigError {
             RuntimeConfigError(description: config.error(file: configPath, section: ["store"], key: "url", message: message).description)
@@ -404,7 +409,7 @@ public struct Runtime: Sendable {
                 throw failure("\(path) \(problem)")
             }
         }
-        return try SQLiteOrderStore(path: path, busyTimeoutMs: config.store.busyTimeoutMs)
+        return try SQLiteOrderStore(path: path, busyTimeoutMs: config.store.busyTimeoutMs, runLock: runLock)
     }
 
     /// Open files paywatch needs besides one per transfer in flight: SQLite (database, WAL, shared

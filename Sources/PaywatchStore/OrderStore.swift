@@ -69,6 +69,10 @@ public struct DeliveryClaim: Sendable {
     /// (leased ones count with their lease expiry); absent when it has none, and not reported for
     /// saturated channels (they have messages due now).
     public var nextDueAt: [String: Millis]
+    /// Outbox ids of recorded results that were dropped, stale: the message was no longer leased
+    /// to this store's ``OrderStore/leaseOwner`` (its lease expired and another owner claimed it,
+    /// or its result was recorded before). The message keeps the other owner's outcome.
+    public var staleResults: [Int64] = []
 
     public init(messages: [OutboxMessage] = [], superseded: [OutboxMessage] = [], saturatedChannels: Set<String> = [],
                 othersSaturated: Bool = false, nextDueAt: [String: Millis] = [:]) {
@@ -321,22 +325,36 @@ public protocol OrderStore: Sendable {
     /// written in several transactions; `applied` is called after each with the plans it wrote,
     /// so that delivery can start before the whole batch is done. Throws on storage errors.
     /// With `handOff`, each new message that `handOff.take` accepts is inserted already leased
-    /// (until `now + handOff.leaseMs`) and passed to `applied` with its outbox id, so delivery can
+    /// (to ``leaseOwner``, until `now + handOff.leaseMs`) and passed to `applied` with its outbox id, so delivery can
     /// send it without claiming it; the others are inserted due now, to be claimed.
     func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan, handOff: DeliveryHandOff?,
                applied: @escaping @Sendable ([Plan], [OutboxMessage]) -> Void) async throws -> SweepResult
     /// The earliest time an order is due for planning (0 when one changed), or nil.
     func nextPlanningAt() async throws -> Millis?
-    /// Makes every leased message due again at once: the messages a run that ended (crash,
-    /// kill -9) had claimed. Only safe while no other process delivers from this store (the
-    /// SQLite store's run lock guarantees it).
+    /// Who this store's leases belong to: written with every lease it takes (a delivery claim, a
+    /// hand-off, a reconcile claim), unique per store opened (per process), readable in logs.
+    var leaseOwner: String { get }
+    /// Releases this store's own leases (``leaseOwner``'s) at once: its claimed messages and
+    /// reconcile requests are due again at `now`. For a clean stop. Never touches another owner's
+    /// lease, so it is safe with other replicas on the same database. Returns the messages released.
     func releaseLeases(now: Millis) async throws -> Int
+    /// At start: makes due again at once the leases of owners known to be gone, and returns the
+    /// messages released. Never a live owner's lease: a store that cannot know (several replicas
+    /// on one database) returns 0, and a dead replica's leases come back when they expire (a
+    /// message whose lease expired is due, and is claimed anew by anyone). The SQLite store knows
+    /// only while it holds the run lock (opened for the daemon): then every other owner is a run
+    /// that ended (a crash, kill -9), and all their leases are released.
+    func recoverLeasesOfDeadOwners(now: Millis) async throws -> Int
     /// One delivery round trip, in one transaction, in this order: record `results` (attempt rows,
     /// new state, follow-ups such as `delivery_dead`; a `.notAttempted` result — a claimed
     /// message released unsent — makes it due again at once without counting an attempt), then
     /// claim what `claim` asks for — per channel the earliest
-    /// due pending messages up to its limit, each leased until `now + claim.leaseMs` (a message
-    /// whose lease expired is due again and may be claimed anew). Messages whose order moved on
+    /// due pending messages up to its limit, each leased to ``leaseOwner`` until
+    /// `now + claim.leaseMs` (a message whose lease expired is due again and may be claimed anew,
+    /// by any owner). Recording is fenced: a result applies only to a message still leased to
+    /// ``leaseOwner``; any other (taken over after its lease expired, or recorded already) is left
+    /// with its current owner's outcome, and its id is returned in
+    /// ``DeliveryClaim/staleResults``. Messages whose order moved on
     /// are marked superseded instead of claimed. With `claim` nil nothing is claimed, but
     /// `nextDueAt` is still reported. Throws on storage errors; then nothing of it was applied.
     /// `decisions` are messages delivery decided itself, about no order (`channel_paused` when a
@@ -345,7 +363,9 @@ public protocol OrderStore: Sendable {
     func exchangeDeliveries(recording results: [DeliveryResult], deciding decisions: [OutgoingMessage],
                             claiming claim: DeliveryClaimRequest?, now: Millis) async throws -> DeliveryClaim
     /// Leases up to `limit` reconcile requests that are due (written by `sweep` from
-    /// ``Plan/reconciles``) until `now + leaseMs`; one not recorded by then is due again.
+    /// ``Plan/reconciles``) to ``leaseOwner`` until `now + leaseMs`; one not recorded by then is
+    /// due again, to any owner. (Recording is not fenced by owner: an answer is the provider's
+    /// whoever asked, and a request is recorded once.)
     func claimReconciles(now: Millis, limit: Int, leaseMs: Millis) async throws -> [ReconcileTask]
     /// Records the provider's answers in one transaction: a definite one updates the payments row
     /// (`status`, and `failure_reason` when failed) if it is still `pending` — the shop's triggers

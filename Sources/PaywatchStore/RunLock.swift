@@ -5,8 +5,9 @@ import Darwin
 #endif
 
 /// An exclusive advisory lock (flock) on a file beside the SQLite database, held for the life of
-/// `paywatch run`: two daemons on one SQLite file would each release the other's in-flight
-/// deliveries at start. (Several replicas share PostgreSQL instead.)
+/// `paywatch run` (taken by the store as it opens, `SQLiteOrderStore(path:runLock: true)`): two
+/// daemons on one SQLite file would each release the other's in-flight deliveries at start
+/// (``SQLiteOrderStore/recoverLeasesOfDeadOwners(now:)``). (Several replicas share PostgreSQL instead.)
 public final class RunLock: Sendable {
     public let path: String
     private let descriptor: Int32

@@ -31,9 +31,24 @@ public final class SQLiteOrderStore: OrderStore {
     private let identity: FileIdentity?
     /// Checkpoints the WAL beside the writer instead of inside its commits.
     private let checkpointer: WALCheckpointer
+    /// Who this store's leases belong to (`pw_outbox.lease_owner`, `pw_reconcile.lease_owner`):
+    /// unique per store opened, with the host and process id for people reading it in logs.
+    public let leaseOwner: String
+    /// The single-daemon lock, held for the life of the store when it was opened with `runLock`.
+    private let runLock: RunLock?
 
-    public init(path: String, busyTimeoutMs: Int64 = 5000) throws {
+    /// Opens the database at `path`.
+    /// - Parameters:
+    ///   - runLock: for the daemon (`paywatch run`): first takes the exclusive lock on
+    ///     `path + ".lock"` (see ``RunLock``) and holds it for the life of the store, so that no
+    ///     other paywatch runs on this file; throws a ``StoreError`` ("another paywatch is already
+    ///     running on this database …") when another process holds it. While it is held,
+    ///     ``recoverLeasesOfDeadOwners(now:)`` takes back every other owner's leases at once.
+    ///   - leaseOwner: the owner written into this store's leases; a new unique one by default.
+    public init(path: String, busyTimeoutMs: Int64 = 5000, runLock: Bool = false, leaseOwner: String? = nil) throws {
         self.path = path
+        self.runLock = runLock ? try RunLock(path: path + ".lock") : nil
+        self.leaseOwner = leaseOwner ?? Self.newLeaseOwner()
         let checkpointer = WALCheckpointer(path: path)
         self.checkpointer = checkpointer
         var config = Configuration()
@@ -88,6 +103,18 @@ public final class SQLiteOrderStore: OrderStore {
             throw StoreError(description: "the database file \(path) was replaced while paywatch was running", isFatal: true)
         }
     }
+
+    /// `host:pid:random`: unique per store opened, readable in logs.
+    static func newLeaseOwner() -> String {
+        var name = [CChar](repeating: 0, count: 256)
+        let host = gethostname(&name, name.count - 1) == 0
+            ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+        let random = (0..<4).map { _ in String(UInt8.random(in: 0...255), radix: 16).leftPadded(2) }.joined()
+        return "\(host):\(getpid()):\(random)"
+    }
+
+    /// Whether this store holds the single-daemon lock (opened with `runLock`).
+    public var holdsRunLock: Bool { runLock != nil }
 
     func writeImmediate<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await pool.writeWithoutTransaction { db in
@@ -187,7 +214,8 @@ public final class SQLiteOrderStore: OrderStore {
     /// the messages handed off, leased, to delivery.
     private func apply(_ decided: [Plan], keys: [String: DueKey], handOff: DeliveryHandOff?,
                        now: Millis) async throws -> ([Plan], [OutboxMessage]) {
-        try await writeImmediate { db -> ([Plan], [OutboxMessage]) in
+        let owner = leaseOwner
+        return try await writeImmediate { db -> ([Plan], [OutboxMessage]) in
             var plans = decided
             var applied = [Bool](repeating: false, count: plans.count)
             var handed: [OutboxMessage] = []
@@ -197,7 +225,7 @@ public final class SQLiteOrderStore: OrderStore {
                 try db.inSavepoint {
                     for index in plans.indices {
                         let taken = try Self.apply(plans[index], key: keys[plans[index].orderID], handOff: handOff,
-                                                   db: db, now: now, statements: statements)
+                                                   owner: owner, db: db, now: now, statements: statements)
                         applied[index] = taken != nil
                         handed += taken ?? []
                     }
@@ -212,8 +240,8 @@ public final class SQLiteOrderStore: OrderStore {
                     let key = keys[plans[index].orderID]
                     do {
                         try db.inSavepoint {
-                            let taken = try Self.apply(plans[index], key: key, handOff: handOff, db: db, now: now,
-                                                       statements: statements)
+                            let taken = try Self.apply(plans[index], key: key, handOff: handOff, owner: owner, db: db,
+                                                       now: now, statements: statements)
                             applied[index] = taken != nil
                             handed += taken ?? []
                             return .commit
@@ -222,8 +250,8 @@ public final class SQLiteOrderStore: OrderStore {
                         plans[index].quarantine = "the plan could not be written: SQLite error \(error.resultCode.rawValue) (\(Validator.display(error.message ?? "no message", limit: 200)))"
                         plans[index].messages = []
                         plans[index].nextDueAt = nil
-                        applied[index] = try Self.apply(plans[index], key: key, handOff: nil, db: db, now: now,
-                                                        statements: statements) != nil
+                        applied[index] = try Self.apply(plans[index], key: key, handOff: nil, owner: owner, db: db,
+                                                        now: now, statements: statements) != nil
                     }
                 }
             }
@@ -425,8 +453,8 @@ public final class SQLiteOrderStore: OrderStore {
     }
 
     /// Applies one plan if the order is still at `version`: nil if not, else the messages handed
-    /// off to delivery (inserted leased).
-    private static func apply(_ plan: Plan, key: DueKey?, handOff: DeliveryHandOff?, db: Database,
+    /// off to delivery (inserted leased, to `owner`).
+    private static func apply(_ plan: Plan, key: DueKey?, handOff: DeliveryHandOff?, owner: String, db: Database,
                               now: Millis, statements: PlanStatements) throws -> [OutboxMessage]? {
         let version = key?.version ?? 0
         if let reason = plan.quarantine {
@@ -486,7 +514,7 @@ public final class SQLiteOrderStore: OrderStore {
                 .text(message.idempotencyKey), .text(message.orderID), .text(message.kind.rawValue), .int(message.step),
                 .text(message.channel), .text(message.recipient), .text(message.payload), .int(leased == nil ? 0 : 1),
                 .int(leased ?? dueAt), .int(now), .int(now), Alternates.encode(message.alternates).map { .text($0) } ?? .null,
-                .int(heldUntil(message, now: now)))
+                .int(heldUntil(message, now: now)), leased == nil ? .null : .text(owner))
             if leased != nil, inserted > 0 {
                 // Leased to delivery from the start: it goes out without being claimed.
                 handed.append(OutboxMessage(id: db.lastInsertedRowID, message: message, attempts: 0))
@@ -548,15 +576,16 @@ public final class SQLiteOrderStore: OrderStore {
     // MARK: Reconciliation
 
     public func claimReconciles(now: Millis, limit: Int, leaseMs: Millis) async throws -> [ReconcileTask] {
-        try await writeImmediate { db in
+        let owner = leaseOwner
+        return try await writeImmediate { db in
             let rows = try Row.fetchAll(db, sql: """
                 SELECT * FROM pw_reconcile WHERE state = 'pending' AND due_at <= ? ORDER BY due_at, id LIMIT ?
                 """, arguments: [now, limit])
             var tasks: [ReconcileTask] = []
             for row in rows {
                 let id: Int64 = row["id"]
-                try db.execute(sql: "UPDATE pw_reconcile SET due_at = ?, updated_at = ? WHERE id = ?",
-                               arguments: [now.saturatingAdd(leaseMs), now, id])
+                try db.execute(sql: "UPDATE pw_reconcile SET due_at = ?, updated_at = ?, lease_owner = ? WHERE id = ?",
+                               arguments: [now.saturatingAdd(leaseMs), now, owner, id])
                 var fallback: OutgoingMessage?
                 if let key: String = row["fallback_key"], let kindText: String = row["fallback_kind"],
                    let kind = NotificationKind(rawValue: kindText) {
@@ -583,7 +612,7 @@ public final class SQLiteOrderStore: OrderStore {
                 case .unresolved: state = "unresolved"
                 }
                 try db.execute(sql: """
-                    UPDATE pw_reconcile SET state = ?, answer = ?, updated_at = ? WHERE id = ? AND state = 'pending'
+                    UPDATE pw_reconcile SET state = ?, answer = ?, updated_at = ?, lease_owner = NULL WHERE id = ? AND state = 'pending'
                     """, arguments: [state, outcome.detail, now, outcome.task.id])
                 // Recorded before (a repeated record): nothing more to do.
                 guard db.changesCount > 0 else { continue }
@@ -627,8 +656,8 @@ public final class SQLiteOrderStore: OrderStore {
 
     static let insertOutboxSQL = """
         INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, in_flight, due_at, created_at, updated_at,
-            alternates, not_before)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(order_id, idempotency_key) DO NOTHING
+            alternates, not_before, lease_owner)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(order_id, idempotency_key) DO NOTHING
         """
 
     /// `fallback = true`: `refused` will not reach the customer (dead, or its address suppressed),
@@ -657,12 +686,12 @@ public final class SQLiteOrderStore: OrderStore {
     /// Decides a message: a new outbox row, or nothing if its key was decided before.
     /// Returns whether a row was inserted (false: the key was decided before).
     @discardableResult
-    private static func insertOutbox(_ db: Database, _ message: OutgoingMessage, now: Millis, leasedUntil: Millis? = nil) throws -> Bool {
+    private static func insertOutbox(_ db: Database, _ message: OutgoingMessage, now: Millis) throws -> Bool {
         if try wasPruned(db, message) { return false }
         try db.cachedStatement(sql: insertOutboxSQL).execute(arguments: [message.idempotencyKey, message.orderID, message.kind.rawValue, message.step,
-                                     message.channel, message.recipient, message.payload, leasedUntil == nil ? 0 : 1,
-                                     leasedUntil ?? max(now, message.notBefore ?? now), now, now, Alternates.encode(message.alternates),
-                                     heldUntil(message, now: now)])
+                                     message.channel, message.recipient, message.payload, 0,
+                                     max(now, message.notBefore ?? now), now, now, Alternates.encode(message.alternates),
+                                     heldUntil(message, now: now), nil as String?])
         return db.changesCount > 0
     }
 
@@ -674,25 +703,47 @@ public final class SQLiteOrderStore: OrderStore {
 
     // MARK: Delivery
 
+    /// This store's own leases (``leaseOwner``) due again at once; other owners' are left alone.
     public func releaseLeases(now: Millis) async throws -> Int {
-        try await writeImmediate { db in
-            try db.execute(sql: "UPDATE pw_outbox SET in_flight = 0, due_at = ? WHERE state = 'pending' AND in_flight = 1",
-                           arguments: [now])
+        try await release(now: now, owner: leaseOwner)
+    }
+
+    /// SQLite only, and only while this store holds the run lock (opened with `runLock`; otherwise
+    /// it does nothing and returns 0): every lease of another owner due again at once. The lock
+    /// proves that no other paywatch runs on this file, so those owners are runs that ended
+    /// (a crash, kill -9): their messages go out now rather than when their leases expire. Leases
+    /// written before owners were recorded (migration v13) count as another owner's.
+    public func recoverLeasesOfDeadOwners(now: Millis) async throws -> Int {
+        guard runLock != nil else { return 0 }
+        return try await release(now: now, owner: nil)
+    }
+
+    /// Leases due again at `now`: `owner`'s, or (nil) every other owner's.
+    private func release(now: Millis, owner: String?) async throws -> Int {
+        let mine = leaseOwner
+        return try await writeImmediate { db in
+            let whose = owner == nil ? "lease_owner IS NOT ?" : "lease_owner = ?"
+            try db.execute(sql: """
+                UPDATE pw_outbox SET in_flight = 0, lease_owner = NULL, due_at = ? WHERE state = 'pending' AND in_flight = 1 AND \(whose)
+                """, arguments: [now, owner ?? mine])
             let released = db.changesCount
-            // Asks a run that ended had claimed: due again (a GET may be repeated, it changes nothing).
-            try db.execute(sql: "UPDATE pw_reconcile SET due_at = ? WHERE state = 'pending' AND due_at > ?", arguments: [now, now])
+            // Asks claimed and not answered: due again (a GET may be repeated, it changes nothing).
+            try db.execute(sql: """
+                UPDATE pw_reconcile SET due_at = ?, lease_owner = NULL WHERE state = 'pending' AND due_at > ? AND \(whose)
+                """, arguments: [now, now, owner ?? mine])
             return released
         }
     }
 
     public func exchangeDeliveries(recording results: [DeliveryResult], deciding decisions: [OutgoingMessage],
                                    claiming claim: DeliveryClaimRequest?, now: Millis) async throws -> DeliveryClaim {
-        try await writeImmediate { db in
-            try Self.record(results, db: db, now: now)
-            for message in decisions { try Self.insertOutbox(db, message, now: now) }
+        let owner = leaseOwner
+        return try await writeImmediate { db in
             var result = DeliveryClaim()
+            result.staleResults = try Self.record(results, owner: owner, db: db, now: now)
+            for message in decisions { try Self.insertOutbox(db, message, now: now) }
             if let claim {
-                try Self.claim(claim, db: db, now: now, into: &result)
+                try Self.claim(claim, owner: owner, db: db, now: now, into: &result)
             }
             // Where each channel stands after this operation: when delivery should look again.
             let next = try db.cachedStatement(sql: "SELECT MIN(due_at) FROM pw_outbox WHERE state = 'pending' AND channel = ?")
@@ -724,7 +775,8 @@ public final class SQLiteOrderStore: OrderStore {
     }
 
     /// Claims per channel, earliest due first: leases what is still right to send, supersedes the rest.
-    private static func claim(_ request: DeliveryClaimRequest, db: Database, now: Millis, into result: inout DeliveryClaim) throws {
+    private static func claim(_ request: DeliveryClaimRequest, owner: String, db: Database, now: Millis,
+                              into result: inout DeliveryClaim) throws {
         let columns = """
             SELECT o.id, o.idempotency_key, o.order_id, o.kind, o.step, o.channel, o.recipient, o.body, o.attempts,
                    s.status AS order_status,
@@ -749,7 +801,8 @@ public final class SQLiteOrderStore: OrderStore {
             result.othersSaturated = found.count == request.others
             rows += found
         }
-        let lease = try db.cachedStatement(sql: "UPDATE pw_outbox SET in_flight = 1, due_at = ?, updated_at = ? WHERE id = ?")
+        // A message whose lease expired is pending and due: claimed anew, under this owner.
+        let lease = try db.cachedStatement(sql: "UPDATE pw_outbox SET in_flight = 1, due_at = ?, updated_at = ?, lease_owner = ? WHERE id = ?")
         let leaseUntil = now.addingReportingOverflow(request.leaseMs).overflow ? Millis.max : now + request.leaseMs
         // Read by position, in the order of `columns`.
         for row in rows {
@@ -792,7 +845,7 @@ public final class SQLiteOrderStore: OrderStore {
                         continue
                     }
                 }
-                try lease.execute(arguments: [leaseUntil, now, id])
+                try lease.execute(arguments: [leaseUntil, now, owner, id])
                 result.messages.append(message)
             } else {
                 try db.execute(sql: "UPDATE pw_outbox SET state = 'superseded', updated_at = ? WHERE id = ?", arguments: [now, id])
@@ -804,17 +857,21 @@ public final class SQLiteOrderStore: OrderStore {
     }
 
     /// Writes one attempt row per counted result and moves each message to its new state.
-    private static func record(_ results: [DeliveryResult], db: Database, now: Millis) throws {
-        guard !results.isEmpty else { return }
+    /// Fenced: a result applies only to a message still leased to `owner`; the others (their
+    /// lease expired and another owner claimed them, or they were recorded already) are left
+    /// as they are and returned.
+    private static func record(_ results: [DeliveryResult], owner: String, db: Database, now: Millis) throws -> [Int64] {
+        guard !results.isEmpty else { return [] }
         let attempt = try db.cachedStatement(sql: """
             INSERT INTO pw_attempts(outbox_id, attempt, at, http_status, error, duration_ms, outcome)
-            SELECT ?, attempts + 1, ?, ?, ?, ?, ? FROM pw_outbox WHERE id = ?
+            SELECT ?, attempts + 1, ?, ?, ?, ?, ? FROM pw_outbox WHERE id = ? AND lease_owner = ?
             """)
         let update = try db.cachedStatement(sql: """
             UPDATE pw_outbox SET state = ?, attempts = attempts + ?, in_flight = 0, due_at = ?, updated_at = ?,
-                last_error = COALESCE(?, last_error)
-            WHERE id = ?
+                last_error = COALESCE(?, last_error), lease_owner = NULL
+            WHERE id = ? AND lease_owner = ?
             """)
+        var stale: [Int64] = []
         for result in results {
             let state: String
             var dueAt = now
@@ -828,9 +885,13 @@ public final class SQLiteOrderStore: OrderStore {
             }
             if counted {
                 try attempt.execute(arguments: [result.outboxID, result.startedAt, result.httpStatus, result.error,
-                                                result.durationMs, result.outcome.name, result.outboxID])
+                                                result.durationMs, result.outcome.name, result.outboxID, owner])
             }
-            try update.execute(arguments: [state, counted ? 1 : 0, dueAt, now, result.outcome.reason, result.outboxID])
+            try update.execute(arguments: [state, counted ? 1 : 0, dueAt, now, result.outcome.reason, result.outboxID, owner])
+            guard db.changesCount > 0 else {
+                stale.append(result.outboxID)
+                continue
+            }
             if case .dead(let reason) = result.outcome,
                let row = try Row.fetchOne(db, sql: "SELECT order_id, channel, recipient, kind, step, alternates FROM pw_outbox WHERE id = ?",
                                           arguments: [result.outboxID]) {
@@ -857,6 +918,7 @@ public final class SQLiteOrderStore: OrderStore {
                 try insertOutbox(db, followUp, now: now)
             }
         }
+        return stale
     }
 
     // MARK: Inspection

@@ -264,6 +264,17 @@ enum SQLiteSchema {
                 CREATE INDEX pw_outbox_held ON pw_outbox(order_id) WHERE not_before IS NOT NULL AND state = 'pending';
                 """)
         }
+        migrator.registerMigration("v13: lease owners") { db in
+            // Who holds a lease (`SQLiteOrderStore.leaseOwner`): set by a claim or a hand-off,
+            // cleared when the result is recorded. A result is recorded only by the owner of the
+            // lease (fencing: a lease that expired and was taken over drops the old owner's
+            // result), and a clean stop releases its own leases only. NULL: not leased, or leased
+            // before v13 (taken back by expiry, or by the run lock's recovery at start).
+            try db.execute(sql: """
+                ALTER TABLE pw_outbox ADD COLUMN lease_owner TEXT;
+                ALTER TABLE pw_reconcile ADD COLUMN lease_owner TEXT;
+                """)
+        }
         return migrator
     }
 

@@ -52,10 +52,11 @@ func makeLogger(_ config: PaywatchConfiguration) -> Logger {
 /// - Parameter intent: `.write(command:)` for `run` and `migrate` (the default: `run`), `.read` for the
 ///   inspection commands (the database must exist).
 func openStore(
-    _ config: PaywatchConfiguration, configPath: String, intent: Runtime.StoreIntent = .write(command: "run")
+    _ config: PaywatchConfiguration, configPath: String, intent: Runtime.StoreIntent = .write(command: "run"),
+    runLock: Bool = false
 ) throws -> any OrderStore {
     do {
-        return try Runtime.openStore(config, configPath: configPath, intent: intent)
+        return try Runtime.openStore(config, configPath: configPath, intent: intent, runLock: runLock)
     } catch let error as RuntimeConfigError {
         printError("paywatch: \(error)")
         throw Exit.config
@@ -113,15 +114,9 @@ struct Run: AsyncParsableCommand {
         for warning in config.warnings {
             logger.warning("\(warning)")
         }
-        let store = try openStore(config, configPath: options.path, intent: .write(command: "run"))
-        // One daemon per SQLite file.
-        let lock: RunLock?
-        do {
-            lock = try (store as? SQLiteOrderStore).map { try RunLock(path: $0.path + ".lock") }
-        } catch {
-            printError("paywatch: \(error)")
-            throw ExitCode.failure
-        }
+        // One daemon per SQLite file: the store takes the run lock as it opens (exit 1 when
+        // another paywatch holds it).
+        let store = try openStore(config, configPath: options.path, intent: .write(command: "run"), runLock: true)
         for change in try await migrate(store) {
             logger.notice("shop schema adapted", metadata: ["change": "\(change)"])
         }
@@ -162,8 +157,11 @@ struct Run: AsyncParsableCommand {
                 throw Exit.storeLost
             }
         }
+        // A clean stop: whatever this process still holds leased is due again at once (delivery
+        // gave back what it had claimed as it drained; this catches the rest, and only its own).
+        // (Best effort: a lease not released comes back when it expires.)
+        _ = try? await store.releaseLeases(now: runtime.clock.now())
         try await store.close()
-        withExtendedLifetime(lock) {}
     }
 }
 

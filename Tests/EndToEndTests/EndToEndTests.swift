@@ -486,6 +486,9 @@ extension EndToEnd {
             // Everything that reached the gateway is recorded as delivered; the rest is due, untouched.
             #expect(rows.filter { $0.0 == "delivered" }.count == received)
             #expect(rows.filter { $0.0 == "pending" }.allSatisfy { $0.1 == 0 && $0.2 == 0 }, "\(rows.filter { $0.0 == "pending" && ($0.1 != 0 || $0.2 != 0) }) \((try? String(contentsOfFile: h.stderrPath, encoding: .utf8)) ?? "")")
+            // A clean stop leaves no lease behind, and the log named the owner of its leases.
+            #expect(try shop.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox WHERE lease_owner IS NOT NULL") } == 0)
+            #expect(((try? String(contentsOfFile: h.stderrPath, encoding: .utf8)) ?? "").contains("lease_owner"))
             try h.start()
             #expect(try h.waitUntilAllDelivered(40))
             #expect(h.stop() == 0)
