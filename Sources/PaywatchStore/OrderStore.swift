@@ -70,10 +70,13 @@ public struct DeliveryClaim: Sendable {
     /// saturated channels (they have messages due now).
     public var nextDueAt: [String: Millis]
 
-    public init(messages: [OutboxMessage] = [], superseded: [OutboxMessage] = [], saturatedChannels: Set<String> = [],
-                othersSaturated: Bool = false, nextDueAt: [String: Millis] = [:]) {
+    public init(messages: [OutboxMessage] = [], superseded: [OutboxMessage] = [], suppressed: [OutboxMessage] = [],
+                capped: [OutboxMessage] = [], saturatedChannels: Set<String> = [], othersSaturated: Bool = false,
+                nextDueAt: [String: Millis] = [:]) {
         self.messages = messages
         self.superseded = superseded
+        self.suppressed = suppressed
+        self.capped = capped
         self.saturatedChannels = saturatedChannels
         self.othersSaturated = othersSaturated
         self.nextDueAt = nextDueAt
@@ -131,6 +134,11 @@ public struct SweepResult: Sendable {
     public var plans: [Plan]
     /// Orders claimed; when it equals the limit there may be more due right now.
     public var claimed: Int
+
+    public init(plans: [Plan] = [], claimed: Int = 0) {
+        self.plans = plans
+        self.claimed = claimed
+    }
 }
 
 /// Summary row for `paywatch orders list`.
@@ -144,23 +152,54 @@ public struct OrderSummary: Sendable, Hashable, Codable {
     public var quarantine: String?
     /// Money the shop must return (minor units of `currency`); 0 when nothing is owed.
     public var needsRefund: Int64
+
+    public init(id: String, status: String, amountDue: Int64?, amountPaid: Int64, currency: String, nextDueAt: Millis? = nil,
+                quarantine: String? = nil, needsRefund: Int64 = 0) {
+        self.id = id
+        self.status = status
+        self.amountDue = amountDue
+        self.amountPaid = amountPaid
+        self.currency = currency
+        self.nextDueAt = nextDueAt
+        self.quarantine = quarantine
+        self.needsRefund = needsRefund
+    }
 }
 
+/// One line of an order's timeline: an event of `pw_events`, or a decision read from the outbox.
 public struct TimelineEntry: Sendable, Hashable, Codable {
     public var at: Millis
     public var event: String
     public var detail: String
+
+    public init(at: Millis, event: String, detail: String) {
+        self.at = at
+        self.event = event
+        self.detail = detail
+    }
 }
 
+/// One recorded delivery attempt of a message (`pw_attempts`), numbered from 1.
 public struct AttemptRecord: Sendable, Hashable, Codable {
     public var attempt: Int
     public var at: Millis
     public var httpStatus: Int?
     public var error: String?
     public var durationMs: Int64
-    public var outcome: String
+    public var outcome: AttemptOutcome
+
+    public init(attempt: Int, at: Millis, httpStatus: Int? = nil, error: String? = nil, durationMs: Int64,
+                outcome: AttemptOutcome) {
+        self.attempt = attempt
+        self.at = at
+        self.httpStatus = httpStatus
+        self.error = error
+        self.durationMs = durationMs
+        self.outcome = outcome
+    }
 }
 
+/// One outbox message of an order, as `paywatch orders show` prints it.
 public struct DeliveryRecord: Sendable, Hashable, Codable {
     public var idempotencyKey: String
     public var kind: String
@@ -168,13 +207,30 @@ public struct DeliveryRecord: Sendable, Hashable, Codable {
     public var channel: String
     /// Masked address.
     public var to: String
-    public var state: String
+    /// As stored: never ``OutboxState/inFlight`` (a leased message is `pending`).
+    public var state: OutboxState
     public var createdAt: Millis
     public var dueAt: Millis
     public var lastError: String?
     public var attempts: [AttemptRecord]
     /// Decided inside the quiet hours: not delivered before this instant, their end.
     public var heldUntil: Millis? = nil
+
+    public init(idempotencyKey: String, kind: String, step: Int, channel: String, to: String, state: OutboxState,
+                createdAt: Millis, dueAt: Millis, lastError: String? = nil, attempts: [AttemptRecord] = [],
+                heldUntil: Millis? = nil) {
+        self.idempotencyKey = idempotencyKey
+        self.kind = kind
+        self.step = step
+        self.channel = channel
+        self.to = to
+        self.state = state
+        self.createdAt = createdAt
+        self.dueAt = dueAt
+        self.lastError = lastError
+        self.attempts = attempts
+        self.heldUntil = heldUntil
+    }
 }
 
 /// Everything `paywatch orders show` prints about one order.
@@ -193,6 +249,22 @@ public struct OrderDetail: Sendable {
     /// then are gone), and under which `[retention] keep`; nil when it never did.
     public var prunedAt: Millis? = nil
     public var prunedKeepMs: Millis? = nil
+
+    public init(orderID: String, snapshot: OrderSnapshot, trackedStatus: OrderStatus? = nil, amountPaid: Int64 = 0,
+                nextDueAt: Millis? = nil, quarantine: String? = nil, needsRefund: Int64 = 0, timeline: [TimelineEntry] = [],
+                deliveries: [DeliveryRecord] = [], prunedAt: Millis? = nil, prunedKeepMs: Millis? = nil) {
+        self.orderID = orderID
+        self.snapshot = snapshot
+        self.trackedStatus = trackedStatus
+        self.amountPaid = amountPaid
+        self.nextDueAt = nextDueAt
+        self.quarantine = quarantine
+        self.needsRefund = needsRefund
+        self.timeline = timeline
+        self.deliveries = deliveries
+        self.prunedAt = prunedAt
+        self.prunedKeepMs = prunedKeepMs
+    }
 }
 
 /// What `paywatch report` shows: the state of the orders and what was sent over a period.
@@ -200,8 +272,16 @@ public struct Report: Sendable, Hashable, Codable {
     public struct MessageCount: Sendable, Hashable, Codable {
         public var kind: String
         public var channel: String
-        public var state: String
+        /// As stored: never ``OutboxState/inFlight``.
+        public var state: OutboxState
         public var count: Int
+
+        public init(kind: String, channel: String, state: OutboxState, count: Int) {
+            self.kind = kind
+            self.channel = channel
+            self.state = state
+            self.count = count
+        }
     }
     public var since: Millis
     public var now: Millis
@@ -213,7 +293,7 @@ public struct Report: Sendable, Hashable, Codable {
     /// Messages decided since `since`, by kind, channel and current state.
     public var messages: [MessageCount]
     /// Delivery attempts since `since`, by outcome (delivered, retry, dead).
-    public var attempts: [String: Int]
+    public var attempts: [AttemptOutcome: Int]
     /// Messages due now and not yet delivered (a backlog), and the oldest due time among them.
     public var backlog: Int
     public var oldestBacklogDueAt: Millis?
@@ -237,12 +317,23 @@ public struct Report: Sendable, Hashable, Codable {
         public var paidOrders: Int
         /// `paidOrders / remindedOrders`; nil when no order was reminded.
         public var rate: Double?
+
+        public init(remindedOrders: Int, paidOrders: Int, rate: Double?) {
+            self.remindedOrders = remindedOrders
+            self.paidOrders = paidOrders
+            self.rate = rate
+        }
     }
     /// Orders whose status became `cancelled` in the period, and how many of them had been sent a
     /// delivered `unpaid_reminder` before.
     public struct Cancellations: Sendable, Hashable, Codable {
         public var orders: Int
         public var reminded: Int
+
+        public init(orders: Int, reminded: Int) {
+            self.orders = orders
+            self.reminded = reminded
+        }
     }
     /// Time from `orders.created_at` to the order's first transition to `paid` in the period.
     public struct TimeToPayment: Sendable, Hashable, Codable {
@@ -250,6 +341,11 @@ public struct Report: Sendable, Hashable, Codable {
         /// cancelled (not back from refunding, not first seen already paid).
         public var orders: Int
         public var medianMs: Millis?
+
+        public init(orders: Int, medianMs: Millis?) {
+            self.orders = orders
+            self.medianMs = medianMs
+        }
     }
 
     public var reminderConversion = ReminderConversion(remindedOrders: 0, paidOrders: 0, rate: nil)
@@ -262,6 +358,30 @@ public struct Report: Sendable, Hashable, Codable {
     /// partially_paid or failed, per currency.
     public var outstanding: [Money] = []
     public var timeToPayment = TimeToPayment(orders: 0, medianMs: nil)
+
+    public init(since: Millis, now: Millis, ordersByStatus: [String: Int] = [:], quarantined: Int = 0, needsRefund: Int = 0,
+                messages: [MessageCount] = [], attempts: [AttemptOutcome: Int] = [:], backlog: Int = 0,
+                oldestBacklogDueAt: Millis? = nil,
+                reminderConversion: ReminderConversion = ReminderConversion(remindedOrders: 0, paidOrders: 0, rate: nil),
+                cancellations: Cancellations = Cancellations(orders: 0, reminded: 0), escalations: [String: Int] = [:],
+                needsRefundByCurrency: [Money] = [], outstanding: [Money] = [],
+                timeToPayment: TimeToPayment = TimeToPayment(orders: 0, medianMs: nil)) {
+        self.since = since
+        self.now = now
+        self.ordersByStatus = ordersByStatus
+        self.quarantined = quarantined
+        self.needsRefund = needsRefund
+        self.messages = messages
+        self.attempts = attempts
+        self.backlog = backlog
+        self.oldestBacklogDueAt = oldestBacklogDueAt
+        self.reminderConversion = reminderConversion
+        self.cancellations = cancellations
+        self.escalations = escalations
+        self.needsRefundByCurrency = needsRefundByCurrency
+        self.outstanding = outstanding
+        self.timeToPayment = timeToPayment
+    }
 
     /// The ops kinds counted as escalations.
     public static let escalationKinds: [NotificationKind] = [

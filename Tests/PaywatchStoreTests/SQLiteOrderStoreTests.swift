@@ -270,10 +270,10 @@ func sweepAll(_ store: SQLiteOrderStore, now: Millis) async throws -> [Plan] {
 
         let detail = try #require(try await store.order(id: "A1"))
         let smsRecord = try #require(detail.deliveries.first { $0.idempotencyKey == sms.message.idempotencyKey })
-        #expect(smsRecord.state == "delivered")
+        #expect(smsRecord.state == .delivered)
         #expect(smsRecord.attempts.map(\.httpStatus) == [200])
         #expect(smsRecord.to == "+86*******0000")
-        #expect(detail.deliveries.first { $0.idempotencyKey == email.message.idempotencyKey }?.state == "superseded")
+        #expect(detail.deliveries.first { $0.idempotencyKey == email.message.idempotencyKey }?.state == .superseded)
         #expect(detail.timeline.contains { $0.event == "superseded" })
         #expect(detail.timeline.contains { $0.event == "status" && $0.detail.contains("paid") })
         // Decisions are shown from the outbox: one entry per decision, naming its channels, after
