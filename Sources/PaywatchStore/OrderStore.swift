@@ -419,23 +419,64 @@ public struct PruneCounts: Sendable, Hashable, Codable {
     }
 }
 
-/// The order store: the only place that knows SQL. The SQLite implementation is the embedded
-/// default; a PostgreSQL one satisfies the same protocol for several replicas on one database.
+/// The order store: the only place that knows SQL. The SQLite implementation
+/// (``SQLiteOrderStore``) is the embedded default; a PostgreSQL one satisfies the same protocol
+/// for several replicas on one database. What follows is the contract a store module implements;
+/// the daemon relies on nothing else.
 ///
-/// Claim semantics: `sweep` takes the orders whose next due time has come or that changed since
-/// they were last planned (writers mark them through triggers), plans each with `plan`, and applies
-/// each plan's status, marks, outbox rows, events and next due time in one transaction.
+/// **Time.** Every time is a ``Millis`` passed in (`now:`, and the due times inside plans and
+/// results); a store never reads a clock of its own for a decision. (A store on a shared server
+/// may compare due times with the server's clock instead, as long as it does so everywhere.)
+///
+/// **Atomicity.** Each requirement that writes says what one transaction holds; a requirement
+/// that throws applied nothing of the transaction it was in (earlier transactions of the same
+/// call, where it makes several, stay committed).
+///
+/// **Idempotency.** An outbox message is identified by (`order_id`, `idempotency_key`): inserting
+/// a key already there (or pruned by retention, see ``prune(now:keepMs:limit:dryRun:)``) changes
+/// nothing, so a decision made twice is sent at most once. A reconcile request is identified by
+/// (`order_id`, `payment_id`, `step`) in the same way. The same key goes to the gateway on every
+/// attempt, so a repeat after a lost lease is recognised by the receiver.
+///
+/// **Claims and leases.** Outbox messages and reconcile requests are claimed by leasing them: a
+/// claimed row stays in its pending state, is marked leased and gets `due = now + lease`. A claim
+/// returns only rows that are pending and due (`due <= now`) — a leased row whose lease expired
+/// is due again and may be claimed anew (at least once delivery: the first claimer's send may have
+/// gone out). Two claims that run at the same time must never return the same row (SQLite: claims
+/// are write transactions, which SQLite runs one at a time; a shared server needs row locks,
+/// `FOR UPDATE SKIP LOCKED`). Rows come earliest due first.
+///
+/// **States.** An outbox row is ``OutboxState/pending`` until it ends ``OutboxState/delivered``,
+/// ``OutboxState/dead``, ``OutboxState/superseded``, ``OutboxState/suppressed`` or
+/// ``OutboxState/capped``, and never leaves a final state; the stored words are those raw values.
+/// A state word a store does not know (a row written by hand or by a newer release) is returned as
+/// ``OutboxState/unknown(_:)``, never trapped on, and such a row is never claimed.
+///
+/// **Errors.** A requirement throws on storage errors; what the caller does depends on the error:
+/// - a ``StoreError`` with `isConfiguration` (the shop's schema does not fit, a newer paywatch's
+///   schema, a bad setting): not passing; the CLI exits 78 and the daemon does not start;
+/// - a ``StoreError`` with `isFatal` (the store this process opened is gone): the daemon exits so
+///   that its supervisor starts it again;
+/// - anything else (busy or locked for too long, disk full, I/O, a server restarting): transient;
+///   the daemon logs it once per outage and retries the same call at its next pass (planning and
+///   delivery after a pause, never at once), and it never crashes on one. A store should map what
+///   it knows to be permanent to `isConfiguration` and leave the rest transient.
+/// Error descriptions never carry SQL arguments, message bodies, addresses or secrets.
 public protocol OrderStore: Sendable {
     /// Creates or upgrades the schema and brings the shop's tables to the contract's shape; safe
-    /// to repeat. Returns what it changed in the shop's tables (added columns, unique indexes).
-    /// Throws a ``StoreError`` with `isConfiguration` when the shop's schema cannot be used
-    /// (a required column missing, repeated keys, a newer paywatch's schema).
+    /// to repeat (it changes nothing when there is nothing to do). Returns what it changed in the shop's tables (added columns, unique
+    /// indexes). Throws a ``StoreError`` with `isConfiguration`, changing nothing, when the shop's
+    /// schema cannot be used (a required column missing, repeated keys) or the store was migrated
+    /// by a newer paywatch (an unknown schema version).
     @discardableResult
     func migrate() async throws -> [String]
-    /// Throws a fatal ``StoreError`` when the store this process opened is gone (the SQLite file
-    /// deleted or replaced): nothing written from now on would reach the shop.
+    /// Throws a fatal ``StoreError`` (`isFatal`) when the store this process opened is gone (the
+    /// SQLite file deleted or replaced): nothing written from now on would reach the shop. Cheap:
+    /// called at every poll. A store on a server has nothing to check here (a lost connection is
+    /// transient, not fatal).
     func verifyStillOpen() throws
-    /// Plans and applies up to `limit` orders that are due (`next_due_at <= now`) or changed.
+    /// **Claims orders for planning.** Plans and applies up to `limit` orders that are due (`next_due_at <= now`) or changed,
+    /// earliest due first (a changed order has due time 0, so it comes first).
     /// An order is applied only if it did not change between reading it and writing its plan
     /// (otherwise it stays marked changed and is planned again at the next sweep). Plans may be
     /// written in several transactions; `applied` is called after each with the plans it wrote,
@@ -443,9 +484,20 @@ public protocol OrderStore: Sendable {
     /// With `handOff`, each new message that `handOff.take` accepts is inserted already leased
     /// (until `now + handOff.leaseMs`) and passed to `applied` with its outbox id, so delivery can
     /// send it without claiming it; the others are inserted due now, to be claimed.
+    ///
+    /// Per plan, in one transaction: the tracked status (and `orders.status` only when it
+    /// changed), marks, `amount_paid`, `needs_refund`, next due time, outbox rows (idempotent by
+    /// key; a message held for the quiet hours is due at `notBefore`), timeline events and
+    /// reconcile requests (idempotent); or, for a quarantined plan, only the quarantine and its
+    /// event. A plan the database refuses (a shop's trigger or constraint) quarantines its order
+    /// instead of failing the batch. The SQLite store sweeps from one process per file and its
+    /// `version` check only guards against the shop's writes; a store shared by replicas must
+    /// also give each due order to one sweep at a time (a lease on the order).
+    /// `plan` runs outside the write transactions, and `handOff.take` inside them.
     func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan, handOff: DeliveryHandOff?,
                applied: @escaping @Sendable ([Plan], [OutboxMessage]) -> Void) async throws -> SweepResult
-    /// The earliest time an order is due for planning (0 when one changed), or nil.
+    /// The earliest time an order is due for planning (0 when one changed), or nil: how long the
+    /// planner may sleep when nothing wakes it. Read only.
     func nextPlanningAt() async throws -> Millis?
     /// Makes every leased message due again at once: the messages a run that ended (crash,
     /// kill -9) had claimed. Only safe while no other process delivers from this store (the
@@ -462,16 +514,34 @@ public protocol OrderStore: Sendable {
     /// `decisions` are messages delivery decided itself, about no order (`channel_paused` when a
     /// channel's circuit breaker opens): inserted due at `now` after the results, each at most
     /// once by its key.
+    ///
+    /// Results: `.delivered` and `.dead` are final; `.retry(atMs:)` leaves it pending, due at
+    /// `atMs`; `.notAttempted` and `.deferred(untilMs:)` leave it pending (due now, or at `untilMs`)
+    /// without an attempt row. Every other result writes one attempt row numbered after the
+    /// message's attempts. A dead message writes a `delivery_dead` event, puts its address into
+    /// `suppressions` with `suppress` (customer messages only), inserts `followUp`, and falls back to its first alternate
+    /// whose address is not suppressed. The SQLite store applies a result whatever the row's
+    /// lease (one process per file: the caller is the one that leased it); a store shared by
+    /// replicas must apply a result only while the caller's lease holds (fencing by lease owner).
+    ///
+    /// Claimed rows that must not be sent are settled in the same transaction instead of being
+    /// returned in ``DeliveryClaim/messages``: order moved on (`superseded`), address in
+    /// `suppressions` (`suppressed`, then its fallback), a reminder past
+    /// ``DeliveryClaimRequest/maxPerOrderPerDay`` (`capped`), a kind this release does not know
+    /// (`dead`, "unknown message kind"). Each appears in the matching list of the result.
     func exchangeDeliveries(recording results: [DeliveryResult], deciding decisions: [OutgoingMessage],
                             claiming claim: DeliveryClaimRequest?, now: Millis) async throws -> DeliveryClaim
     /// Leases up to `limit` reconcile requests that are due (written by `sweep` from
-    /// ``Plan/reconciles``) until `now + leaseMs`; one not recorded by then is due again.
+    /// ``Plan/reconciles``) until `now + leaseMs`, earliest due first, in one transaction; one not
+    /// recorded by then is due again (asking the provider twice changes nothing). The same
+    /// request is never returned to two claims that run at the same time while its lease holds.
     func claimReconciles(now: Millis, limit: Int, leaseMs: Millis) async throws -> [ReconcileTask]
     /// Records the provider's answers in one transaction: a definite one updates the payments row
     /// (`status`, and `failure_reason` when failed) if it is still `pending` — the shop's triggers
     /// then mark the order — and writes a `reconciled` event; any other writes the request's
     /// fallback message to the outbox and a `reconcile_unresolved` event. A request is recorded
-    /// once; recording it again changes nothing.
+    /// once (its state goes from ``ReconcileState/pending`` to ``ReconcileState/reconciled`` or
+    /// ``ReconcileState/unresolved``); recording it again changes nothing.
     func recordReconciles(_ outcomes: [ReconcileOutcome], now: Millis) async throws
     /// The earliest `due_at` of a pending reconcile request, or nil.
     func nextReconcileAt() async throws -> Millis?
@@ -486,8 +556,17 @@ public protocol OrderStore: Sendable {
     /// sent again). With `dryRun`, counts what pruning every batch now would delete, in one read,
     /// deleting nothing (`limit` does not apply).
     func prune(now: Millis, keepMs: Millis, limit: Int, dryRun: Bool) async throws -> PruneCounts
+    /// Everything `paywatch orders show` prints about one order, read in one read transaction;
+    /// nil when neither the shop nor paywatch knows the id. An order in `orders` that paywatch has
+    /// not planned yet is returned with no tracked status. Rows it cannot read as they are (an id
+    /// not UTF-8, a value of the wrong type) come back in the snapshot's `readProblem`, not as an
+    /// error; delivery addresses come back masked.
     func order(id: String) async throws -> OrderDetail?
+    /// Up to `limit` tracked orders by id, for `paywatch orders list`; `status` filters by tracked
+    /// status (an ``OrderStatus`` raw value, not quarantined), or is `quarantined` or
+    /// `needs_refund`. An id that is not text is shown in hex, never trapped on. Read only.
     func orders(status: String?, limit: Int) async throws -> [OrderSummary]
+    /// `paywatch report` over `since … now`, read in one read transaction (a consistent snapshot).
     func report(since: Millis, now: Millis) async throws -> Report
     /// Marks every order that is not final (and every order with anything planned) changed, so
     /// that the next sweep plans it afresh: after a configuration reload, under the new policy.
@@ -495,10 +574,13 @@ public protocol OrderStore: Sendable {
     func replanAll() async throws -> Int
     /// How far behind planning and delivery are at `now` (cheap: run after every pass).
     func lag(now: Millis) async throws -> Lag
-    /// Writes (creates or replaces) this daemon's heartbeat.
+    /// Writes (creates or replaces) this daemon's heartbeat, keyed by its `instance`.
     func writeHeartbeat(_ heartbeat: DaemonHeartbeat) async throws
-    /// Everything `paywatch status` shows.
+    /// Everything `paywatch status` shows, read in one read transaction; cheap enough for each
+    /// `status` call and the metrics scrape, read only, and usable from another process while the
+    /// daemon runs.
     func health(now: Millis) async throws -> Health
+    /// Closes the store's connections; no requirement is called after it.
     func close() async throws
 }
 
