@@ -458,9 +458,10 @@ public struct PruneCounts: Sendable, Hashable, Codable {
 /// - a ``StoreError`` with `isFatal` (the store this process opened is gone): the daemon exits so
 ///   that its supervisor starts it again;
 /// - anything else (busy or locked for too long, disk full, I/O, a server restarting): transient;
-///   the daemon logs it once per outage and retries the same call at its next pass (planning and
-///   delivery after a pause, never at once), and it never crashes on one. A store should map what
-///   it knows to be permanent to `isConfiguration` and leave the rest transient.
+///   the daemon logs the outage and tries again — planning after a pause (never at once),
+///   delivery keeping the results it could not record for its next exchange, so they must be
+///   safe to record late — and never crashes on one. A store should map what it knows to be
+///   permanent to `isConfiguration` and leave the rest transient.
 /// Error descriptions never carry SQL arguments, message bodies, addresses or secrets.
 public protocol OrderStore: Sendable {
     /// Creates or upgrades the schema and brings the shop's tables to the contract's shape; safe
