@@ -563,10 +563,9 @@ public protocol OrderStore: Sendable {
     /// not UTF-8, a value of the wrong type) come back in the snapshot's `readProblem`, not as an
     /// error; delivery addresses come back masked.
     func order(id: String) async throws -> OrderDetail?
-    /// Up to `limit` tracked orders by id, for `paywatch orders list`; `status` filters by tracked
-    /// status (an ``OrderStatus`` raw value, not quarantined), or is `quarantined` or
-    /// `needs_refund`. An id that is not text is shown in hex, never trapped on. Read only.
-    func orders(status: String?, limit: Int) async throws -> [OrderSummary]
+    /// Up to `limit` tracked orders by id, for `paywatch orders list`, all of them or those of
+    /// `filter`. An id that is not text is shown in hex, never trapped on. Read only.
+    func orders(_ filter: OrderFilter?, limit: Int) async throws -> [OrderSummary]
     /// `paywatch report` over `since … now`, read in one read transaction (a consistent snapshot).
     func report(since: Millis, now: Millis) async throws -> Report
     /// Marks every order that is not final (and every order with anything planned) changed, so

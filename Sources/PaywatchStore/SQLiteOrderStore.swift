@@ -901,7 +901,7 @@ public final class SQLiteOrderStore: OrderStore {
         }
     }
 
-    public func orders(status: String?, limit: Int) async throws -> [OrderSummary] {
+    public func orders(_ filter: OrderFilter?, limit: Int) async throws -> [OrderSummary] {
         try await pool.read { db in
             var sql = """
                 SELECT s.order_id, COALESCE(s.status, o.status, '?') AS status, o.amount_due, s.amount_paid,
@@ -909,15 +909,16 @@ public final class SQLiteOrderStore: OrderStore {
                 FROM pw_order_state s LEFT JOIN orders o ON o.id = s.order_id
                 """
             var arguments: StatementArguments = []
-            if let status {
-                if status == "quarantined" {
-                    sql += " WHERE s.quarantine IS NOT NULL"
-                } else if status == "needs_refund" {
-                    sql += " WHERE s.needs_refund > 0"
-                } else {
-                    sql += " WHERE s.status = ? AND s.quarantine IS NULL"
-                    arguments += [status]
-                }
+            switch filter {
+            case .quarantined?:
+                sql += " WHERE s.quarantine IS NOT NULL"
+            case .needsRefund?:
+                sql += " WHERE s.needs_refund > 0"
+            case .status(let status)?:
+                sql += " WHERE s.status = ? AND s.quarantine IS NULL"
+                arguments += [status.rawValue]
+            case nil:
+                break
             }
             sql += " ORDER BY s.order_id LIMIT ?"
             arguments += [limit]

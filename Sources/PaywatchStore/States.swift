@@ -1,3 +1,5 @@
+import PaywatchCore
+
 /// The state of an outbox message, as the store's public API passes it: what `pw_outbox.state`
 /// holds (`pending`, `delivered`, `dead`, `superseded`, `suppressed`, `capped`), plus `in_flight`,
 /// which is derived (a pending message leased to a deliverer) and only ever counted, never stored.
@@ -126,4 +128,32 @@ public enum ReconcileState: String, Sendable, Hashable, CaseIterable, Codable {
     case reconciled
     /// No definite answer: the fallback went to ops.
     case unresolved
+}
+
+/// Which orders `paywatch orders list --status` asks for: a tracked status (quarantined orders
+/// apart), the quarantined ones, or the ones with money to return. The raw value is the word the
+/// CLI takes.
+public enum OrderFilter: Sendable, Hashable {
+    case status(OrderStatus)
+    case quarantined
+    case needsRefund
+
+    /// nil for a word that names no filter.
+    public init?(rawValue: String) {
+        switch rawValue {
+        case "quarantined": self = .quarantined
+        case "needs_refund": self = .needsRefund
+        default:
+            guard let status = OrderStatus(rawValue: rawValue) else { return nil }
+            self = .status(status)
+        }
+    }
+
+    public var rawValue: String {
+        switch self {
+        case .status(let status): return status.rawValue
+        case .quarantined: return "quarantined"
+        case .needsRefund: return "needs_refund"
+        }
+    }
 }

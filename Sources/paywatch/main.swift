@@ -241,7 +241,7 @@ struct Orders: AsyncParsableCommand {
         @Flag(help: "Machine-readable output.") var json = false
 
         func validate() throws {
-            if let status, OrderStatus(rawValue: status) == nil, status != "quarantined", status != "needs_refund" {
+            if let status, OrderFilter(rawValue: status) == nil {
                 throw ValidationError("unknown status \"\(status)\"")
             }
         }
@@ -249,7 +249,7 @@ struct Orders: AsyncParsableCommand {
         func run() async throws {
             let config = try options.load()
             let store = try openStore(config, configPath: options.path, intent: .read)
-            let rows = try await store.orders(status: status, limit: limit)
+            let rows = try await store.orders(status.flatMap(OrderFilter.init(rawValue:)), limit: limit)
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]

@@ -16,6 +16,10 @@ import PaywatchStore
         #expect(AttemptOutcome.allCases.map(\.rawValue) == ["delivered", "retry", "dead"])
         #expect(AttemptOutcome(rawValue: "throttled") == .unknown("throttled"))
         #expect(ReconcileState.allCases.map(\.rawValue) == ["pending", "reconciled", "unresolved"])
+        #expect(OrderFilter(rawValue: "partially_paid") == .status(.partiallyPaid))
+        #expect(OrderFilter(rawValue: "needs_refund") == .needsRefund && OrderFilter(rawValue: "quarantined") == .quarantined)
+        #expect(OrderFilter(rawValue: "new") == nil)
+        #expect(OrderFilter.status(.paid).rawValue == "paid")
     }
 
     /// Keyed by state, the counts encode as the same JSON objects as the string-keyed ones did.
@@ -63,6 +67,9 @@ import PaywatchStore
         let report = try await store.report(since: 0, now: t0)
         #expect(report.messages.contains { $0.state == .unknown("bounced") && $0.count == 1 })
         #expect(report.attempts[.unknown("throttled")] == 1)
+        #expect(try await store.orders(.status(.unpaid), limit: 10).map(\.id) == ["U"])
+        #expect(try await store.orders(.status(.paid), limit: 10).isEmpty)
+        #expect(try await store.orders(nil, limit: 10).map(\.status) == ["unpaid"])
         // Never claimed: only pending rows are.
         let claim = try await store.claimDeliveries(
             DeliveryClaimRequest(perChannel: ["sms": 10], knownChannels: ["sms"], leaseMs: 30_000), now: t0 + 60 * minute)

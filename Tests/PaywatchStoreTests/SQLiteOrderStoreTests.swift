@@ -187,7 +187,7 @@ func sweepAll(_ store: SQLiteOrderStore, now: Millis) async throws -> [Plan] {
         #expect(try await sweepAll(store, now: t0 + 20 * minute).allSatisfy { $0.quarantine == nil })
         let detail = try #require(try await store.order(id: "NEG"))
         #expect(detail.quarantine?.contains("must be positive") == true)
-        #expect(try await store.orders(status: "quarantined", limit: 10).count == 4)
+        #expect(try await store.orders(.quarantined, limit: 10).count == 4)
         // Fixing the row releases it.
         try await temp.shop().write { try $0.execute(sql: "UPDATE orders SET amount_due = 100 WHERE id = 'NEG'") }
         let fixed = try await sweepAll(store, now: t0 + 40 * minute)
