@@ -51,7 +51,9 @@ public struct DeliveryClaimRequest: Sendable, Hashable {
     /// sent this many other decisions over the last 24 hours is not sent (`capped`). Nil: no cap.
     public var maxPerOrderPerDay: Int? = nil
 
-    public init(perChannel: [String: Int], others: Int = 0, knownChannels: [String], leaseMs: Millis) {
+    public init(perChannel: [String: Int], others: Int = 0, knownChannels: [String], leaseMs: Millis,
+                maxPerOrderPerDay: Int? = nil) {
+        self.maxPerOrderPerDay = maxPerOrderPerDay
         self.perChannel = perChannel
         self.others = others
         self.knownChannels = knownChannels

@@ -149,8 +149,10 @@ public struct OrderSnapshot: Sendable, Hashable {
 
     public init(
         orderID: String, order: OrderRecord?, payments: [PaymentRecord] = [], installments: [InstallmentRecord] = [],
-        refunds: [RefundRecord] = [], state: TrackedState = TrackedState(), readProblem: String? = nil
+        refunds: [RefundRecord] = [], state: TrackedState = TrackedState(), readProblem: String? = nil,
+        suppressions: [Suppression] = []
     ) {
+        self.suppressions = suppressions
         self.orderID = orderID
         self.order = order
         self.payments = payments

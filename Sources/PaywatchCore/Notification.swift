@@ -93,8 +93,11 @@ public struct OutgoingMessage: Sendable, Hashable {
 
     public init(
         idempotencyKey: String, orderID: String, kind: NotificationKind, step: Int, channel: String,
-        recipient: String, payload: String, notBefore: Millis? = nil, collapsesHeld: Bool = false
+        recipient: String, payload: String, notBefore: Millis? = nil, collapsesHeld: Bool = false,
+        alternates: [OutgoingMessage] = [], resolves: NotificationKind? = nil
     ) {
+        self.alternates = alternates
+        self.resolves = resolves
         self.idempotencyKey = idempotencyKey
         self.orderID = orderID
         self.kind = kind

@@ -50,6 +50,22 @@ public struct Plan: Sendable, Hashable {
     /// keeps them with the plan; the daemon's reconciler asks and records the answer.
     public var reconciles: [ReconcileRequest] = []
 
+    public init(orderID: String, quarantine: String? = nil, previousStatus: OrderStatus?, status: OrderStatus, amountPaid: Int64,
+                messages: [OutgoingMessage] = [], events: [PlanEvent] = [], marks: [String: Int] = [:], nextDueAt: Millis? = nil,
+                needsRefund: Int64 = 0, reconciles: [ReconcileRequest] = []) {
+        self.orderID = orderID
+        self.quarantine = quarantine
+        self.previousStatus = previousStatus
+        self.status = status
+        self.amountPaid = amountPaid
+        self.messages = messages
+        self.events = events
+        self.marks = marks
+        self.nextDueAt = nextDueAt
+        self.needsRefund = needsRefund
+        self.reconciles = reconciles
+    }
+
     public var statusChanged: Bool { previousStatus != status }
 }
 

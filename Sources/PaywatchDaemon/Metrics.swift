@@ -58,9 +58,9 @@ public final class PaywatchMetrics: Sendable {
     }
 
     /// The outbox by state (`pending`, `in_flight`, `delivered`, `dead`, `superseded`, `suppressed`, `capped`).
-    func outbox(_ byState: [String: Int]) {
-        for state in ["pending", "in_flight", "delivered", "dead", "superseded", "suppressed", "capped"] {
-            Metrics.Gauge(label: "paywatch_outbox_messages", dimensions: [("state", state)], factory: factory)
+    func outbox(_ byState: [OutboxState: Int]) {
+        for state in OutboxState.allCases {
+            Metrics.Gauge(label: "paywatch_outbox_messages", dimensions: [("state", state.rawValue)], factory: factory)
                 .record(Double(byState[state] ?? 0))
         }
     }

@@ -102,7 +102,7 @@ public struct OrderView: Sendable {
                 // In the zone the planner held it in (the order's, else [daemon] time_zone).
                 let zone = snapshot.order.map { Planner(policy: policy).timeZone(of: $0).name } ?? policy.defaultTimeZone
                 let when = "\(Timestamp.local(until, timeZone: zone)), \(Timestamp.iso8601(until))"
-                lines.append(delivery.state == "pending" && delivery.attempts.isEmpty
+                lines.append(delivery.state == .pending && delivery.attempts.isEmpty
                     ? "    waiting for the quiet hours to end: held until \(when)" : "    held for the quiet hours until \(when)")
             }
             for attempt in delivery.attempts {
@@ -112,7 +112,7 @@ public struct OrderView: Sendable {
                 line += " (\(attempt.durationMs) ms)"
                 lines.append(line)
             }
-            if delivery.state != "delivered", let error = delivery.lastError { lines.append("    last error: \(error)") }
+            if delivery.state != .delivered, let error = delivery.lastError { lines.append("    last error: \(error)") }
         }
         return lines.joined(separator: "\n")
     }

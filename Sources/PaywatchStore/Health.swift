@@ -73,8 +73,10 @@ public struct Health: Sendable, Hashable, Codable {
     public var quarantined: Int
     /// Messages due now and not delivered, by kind.
     public var backlog: [String: Int]
-    /// Every outbox message by state: pending (due later or now), in_flight, delivered, dead, superseded.
-    public var outbox: [String: Int]
+    /// Every outbox message by state: pending (due later or now, not leased), in_flight (pending
+    /// and leased), delivered, dead, superseded, suppressed, capped; a state this release does
+    /// not know under its own word.
+    public var outbox: [OutboxState: Int]
     /// Situations ops was told about that are still open, by kind: orders still paying after a
     /// `paying_stalled`, still refunding after `refund_stalled`, still partially paid after
     /// `installment_escalated`; orders with money to return (`needs_refund`); asks to the payment
@@ -82,7 +84,7 @@ public struct Health: Sendable, Hashable, Codable {
     public var escalations: [String: Int]
 
     public init(now: Millis, daemon: DaemonHeartbeat?, lag: Lag, openOrders: Int, quarantined: Int,
-                backlog: [String: Int], outbox: [String: Int], escalations: [String: Int]) {
+                backlog: [String: Int], outbox: [OutboxState: Int], escalations: [String: Int]) {
         self.now = now
         self.daemon = daemon
         self.lag = lag

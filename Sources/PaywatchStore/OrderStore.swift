@@ -74,10 +74,13 @@ public struct DeliveryClaim: Sendable {
     /// or its result was recorded before). The message keeps the other owner's outcome.
     public var staleResults: [Int64] = []
 
-    public init(messages: [OutboxMessage] = [], superseded: [OutboxMessage] = [], saturatedChannels: Set<String> = [],
-                othersSaturated: Bool = false, nextDueAt: [String: Millis] = [:]) {
+    public init(messages: [OutboxMessage] = [], superseded: [OutboxMessage] = [], suppressed: [OutboxMessage] = [],
+                capped: [OutboxMessage] = [], saturatedChannels: Set<String> = [], othersSaturated: Bool = false,
+                nextDueAt: [String: Millis] = [:]) {
         self.messages = messages
         self.superseded = superseded
+        self.suppressed = suppressed
+        self.capped = capped
         self.saturatedChannels = saturatedChannels
         self.othersSaturated = othersSaturated
         self.nextDueAt = nextDueAt
@@ -135,6 +138,11 @@ public struct SweepResult: Sendable {
     public var plans: [Plan]
     /// Orders claimed; when it equals the limit there may be more due right now.
     public var claimed: Int
+
+    public init(plans: [Plan] = [], claimed: Int = 0) {
+        self.plans = plans
+        self.claimed = claimed
+    }
 }
 
 /// Summary row for `paywatch orders list`.
@@ -148,23 +156,54 @@ public struct OrderSummary: Sendable, Hashable, Codable {
     public var quarantine: String?
     /// Money the shop must return (minor units of `currency`); 0 when nothing is owed.
     public var needsRefund: Int64
+
+    public init(id: String, status: String, amountDue: Int64?, amountPaid: Int64, currency: String, nextDueAt: Millis? = nil,
+                quarantine: String? = nil, needsRefund: Int64 = 0) {
+        self.id = id
+        self.status = status
+        self.amountDue = amountDue
+        self.amountPaid = amountPaid
+        self.currency = currency
+        self.nextDueAt = nextDueAt
+        self.quarantine = quarantine
+        self.needsRefund = needsRefund
+    }
 }
 
+/// One line of an order's timeline: an event of `pw_events`, or a decision read from the outbox.
 public struct TimelineEntry: Sendable, Hashable, Codable {
     public var at: Millis
     public var event: String
     public var detail: String
+
+    public init(at: Millis, event: String, detail: String) {
+        self.at = at
+        self.event = event
+        self.detail = detail
+    }
 }
 
+/// One recorded delivery attempt of a message (`pw_attempts`), numbered from 1.
 public struct AttemptRecord: Sendable, Hashable, Codable {
     public var attempt: Int
     public var at: Millis
     public var httpStatus: Int?
     public var error: String?
     public var durationMs: Int64
-    public var outcome: String
+    public var outcome: AttemptOutcome
+
+    public init(attempt: Int, at: Millis, httpStatus: Int? = nil, error: String? = nil, durationMs: Int64,
+                outcome: AttemptOutcome) {
+        self.attempt = attempt
+        self.at = at
+        self.httpStatus = httpStatus
+        self.error = error
+        self.durationMs = durationMs
+        self.outcome = outcome
+    }
 }
 
+/// One outbox message of an order, as `paywatch orders show` prints it.
 public struct DeliveryRecord: Sendable, Hashable, Codable {
     public var idempotencyKey: String
     public var kind: String
@@ -172,13 +211,30 @@ public struct DeliveryRecord: Sendable, Hashable, Codable {
     public var channel: String
     /// Masked address.
     public var to: String
-    public var state: String
+    /// As stored: never ``OutboxState/inFlight`` (a leased message is `pending`).
+    public var state: OutboxState
     public var createdAt: Millis
     public var dueAt: Millis
     public var lastError: String?
     public var attempts: [AttemptRecord]
     /// Decided inside the quiet hours: not delivered before this instant, their end.
     public var heldUntil: Millis? = nil
+
+    public init(idempotencyKey: String, kind: String, step: Int, channel: String, to: String, state: OutboxState,
+                createdAt: Millis, dueAt: Millis, lastError: String? = nil, attempts: [AttemptRecord] = [],
+                heldUntil: Millis? = nil) {
+        self.idempotencyKey = idempotencyKey
+        self.kind = kind
+        self.step = step
+        self.channel = channel
+        self.to = to
+        self.state = state
+        self.createdAt = createdAt
+        self.dueAt = dueAt
+        self.lastError = lastError
+        self.attempts = attempts
+        self.heldUntil = heldUntil
+    }
 }
 
 /// Everything `paywatch orders show` prints about one order.
@@ -197,6 +253,22 @@ public struct OrderDetail: Sendable {
     /// then are gone), and under which `[retention] keep`; nil when it never did.
     public var prunedAt: Millis? = nil
     public var prunedKeepMs: Millis? = nil
+
+    public init(orderID: String, snapshot: OrderSnapshot, trackedStatus: OrderStatus? = nil, amountPaid: Int64 = 0,
+                nextDueAt: Millis? = nil, quarantine: String? = nil, needsRefund: Int64 = 0, timeline: [TimelineEntry] = [],
+                deliveries: [DeliveryRecord] = [], prunedAt: Millis? = nil, prunedKeepMs: Millis? = nil) {
+        self.orderID = orderID
+        self.snapshot = snapshot
+        self.trackedStatus = trackedStatus
+        self.amountPaid = amountPaid
+        self.nextDueAt = nextDueAt
+        self.quarantine = quarantine
+        self.needsRefund = needsRefund
+        self.timeline = timeline
+        self.deliveries = deliveries
+        self.prunedAt = prunedAt
+        self.prunedKeepMs = prunedKeepMs
+    }
 }
 
 /// What `paywatch report` shows: the state of the orders and what was sent over a period.
@@ -204,8 +276,16 @@ public struct Report: Sendable, Hashable, Codable {
     public struct MessageCount: Sendable, Hashable, Codable {
         public var kind: String
         public var channel: String
-        public var state: String
+        /// As stored: never ``OutboxState/inFlight``.
+        public var state: OutboxState
         public var count: Int
+
+        public init(kind: String, channel: String, state: OutboxState, count: Int) {
+            self.kind = kind
+            self.channel = channel
+            self.state = state
+            self.count = count
+        }
     }
     public var since: Millis
     public var now: Millis
@@ -217,7 +297,7 @@ public struct Report: Sendable, Hashable, Codable {
     /// Messages decided since `since`, by kind, channel and current state.
     public var messages: [MessageCount]
     /// Delivery attempts since `since`, by outcome (delivered, retry, dead).
-    public var attempts: [String: Int]
+    public var attempts: [AttemptOutcome: Int]
     /// Messages due now and not yet delivered (a backlog), and the oldest due time among them.
     public var backlog: Int
     public var oldestBacklogDueAt: Millis?
@@ -241,12 +321,23 @@ public struct Report: Sendable, Hashable, Codable {
         public var paidOrders: Int
         /// `paidOrders / remindedOrders`; nil when no order was reminded.
         public var rate: Double?
+
+        public init(remindedOrders: Int, paidOrders: Int, rate: Double?) {
+            self.remindedOrders = remindedOrders
+            self.paidOrders = paidOrders
+            self.rate = rate
+        }
     }
     /// Orders whose status became `cancelled` in the period, and how many of them had been sent a
     /// delivered `unpaid_reminder` before.
     public struct Cancellations: Sendable, Hashable, Codable {
         public var orders: Int
         public var reminded: Int
+
+        public init(orders: Int, reminded: Int) {
+            self.orders = orders
+            self.reminded = reminded
+        }
     }
     /// Time from `orders.created_at` to the order's first transition to `paid` in the period.
     public struct TimeToPayment: Sendable, Hashable, Codable {
@@ -254,6 +345,11 @@ public struct Report: Sendable, Hashable, Codable {
         /// cancelled (not back from refunding, not first seen already paid).
         public var orders: Int
         public var medianMs: Millis?
+
+        public init(orders: Int, medianMs: Millis?) {
+            self.orders = orders
+            self.medianMs = medianMs
+        }
     }
 
     public var reminderConversion = ReminderConversion(remindedOrders: 0, paidOrders: 0, rate: nil)
@@ -266,6 +362,30 @@ public struct Report: Sendable, Hashable, Codable {
     /// partially_paid or failed, per currency.
     public var outstanding: [Money] = []
     public var timeToPayment = TimeToPayment(orders: 0, medianMs: nil)
+
+    public init(since: Millis, now: Millis, ordersByStatus: [String: Int] = [:], quarantined: Int = 0, needsRefund: Int = 0,
+                messages: [MessageCount] = [], attempts: [AttemptOutcome: Int] = [:], backlog: Int = 0,
+                oldestBacklogDueAt: Millis? = nil,
+                reminderConversion: ReminderConversion = ReminderConversion(remindedOrders: 0, paidOrders: 0, rate: nil),
+                cancellations: Cancellations = Cancellations(orders: 0, reminded: 0), escalations: [String: Int] = [:],
+                needsRefundByCurrency: [Money] = [], outstanding: [Money] = [],
+                timeToPayment: TimeToPayment = TimeToPayment(orders: 0, medianMs: nil)) {
+        self.since = since
+        self.now = now
+        self.ordersByStatus = ordersByStatus
+        self.quarantined = quarantined
+        self.needsRefund = needsRefund
+        self.messages = messages
+        self.attempts = attempts
+        self.backlog = backlog
+        self.oldestBacklogDueAt = oldestBacklogDueAt
+        self.reminderConversion = reminderConversion
+        self.cancellations = cancellations
+        self.escalations = escalations
+        self.needsRefundByCurrency = needsRefundByCurrency
+        self.outstanding = outstanding
+        self.timeToPayment = timeToPayment
+    }
 
     /// The ops kinds counted as escalations.
     public static let escalationKinds: [NotificationKind] = [
@@ -303,23 +423,65 @@ public struct PruneCounts: Sendable, Hashable, Codable {
     }
 }
 
-/// The order store: the only place that knows SQL. The SQLite implementation is the embedded
-/// default; a PostgreSQL one satisfies the same protocol for several replicas on one database.
+/// The order store: the only place that knows SQL. The SQLite implementation
+/// (``SQLiteOrderStore``) is the embedded default; a PostgreSQL one satisfies the same protocol
+/// for several replicas on one database. What follows is the contract a store module implements;
+/// the daemon relies on nothing else.
 ///
-/// Claim semantics: `sweep` takes the orders whose next due time has come or that changed since
-/// they were last planned (writers mark them through triggers), plans each with `plan`, and applies
-/// each plan's status, marks, outbox rows, events and next due time in one transaction.
+/// **Time.** Every time is a ``Millis`` passed in (`now:`, and the due times inside plans and
+/// results); a store never reads a clock of its own for a decision. (A store on a shared server
+/// may compare due times with the server's clock instead, as long as it does so everywhere.)
+///
+/// **Atomicity.** Each requirement that writes says what one transaction holds; a requirement
+/// that throws applied nothing of the transaction it was in (earlier transactions of the same
+/// call, where it makes several, stay committed).
+///
+/// **Idempotency.** An outbox message is identified by (`order_id`, `idempotency_key`): inserting
+/// a key already there (or pruned by retention, see ``prune(now:keepMs:limit:dryRun:)``) changes
+/// nothing, so a decision made twice is sent at most once. A reconcile request is identified by
+/// (`order_id`, `payment_id`, `step`) in the same way. The same key goes to the gateway on every
+/// attempt, so a repeat after a lost lease is recognised by the receiver.
+///
+/// **Claims and leases.** Outbox messages and reconcile requests are claimed by leasing them: a
+/// claimed row stays in its pending state, is marked leased and gets `due = now + lease`. A claim
+/// returns only rows that are pending and due (`due <= now`) — a leased row whose lease expired
+/// is due again and may be claimed anew (at least once delivery: the first claimer's send may have
+/// gone out). Two claims that run at the same time must never return the same row (SQLite: claims
+/// are write transactions, which SQLite runs one at a time; a shared server needs row locks,
+/// `FOR UPDATE SKIP LOCKED`). Rows come earliest due first.
+///
+/// **States.** An outbox row is ``OutboxState/pending`` until it ends ``OutboxState/delivered``,
+/// ``OutboxState/dead``, ``OutboxState/superseded``, ``OutboxState/suppressed`` or
+/// ``OutboxState/capped``, and never leaves a final state; the stored words are those raw values.
+/// A state word a store does not know (a row written by hand or by a newer release) is returned as
+/// ``OutboxState/unknown(_:)``, never trapped on, and such a row is never claimed.
+///
+/// **Errors.** A requirement throws on storage errors; what the caller does depends on the error:
+/// - a ``StoreError`` with `isConfiguration` (the shop's schema does not fit, a newer paywatch's
+///   schema, a bad setting): not passing; the CLI exits 78 and the daemon does not start;
+/// - a ``StoreError`` with `isFatal` (the store this process opened is gone): the daemon exits so
+///   that its supervisor starts it again;
+/// - anything else (busy or locked for too long, disk full, I/O, a server restarting): transient;
+///   the daemon logs the outage and tries again — planning after a pause (never at once),
+///   delivery keeping the results it could not record for its next exchange, so they must be
+///   safe to record late — and never crashes on one. A store should map what it knows to be
+///   permanent to `isConfiguration` and leave the rest transient.
+/// Error descriptions never carry SQL arguments, message bodies, addresses or secrets.
 public protocol OrderStore: Sendable {
     /// Creates or upgrades the schema and brings the shop's tables to the contract's shape; safe
-    /// to repeat. Returns what it changed in the shop's tables (added columns, unique indexes).
-    /// Throws a ``StoreError`` with `isConfiguration` when the shop's schema cannot be used
-    /// (a required column missing, repeated keys, a newer paywatch's schema).
+    /// to repeat (it changes nothing when there is nothing to do). Returns what it changed in the shop's tables (added columns, unique
+    /// indexes). Throws a ``StoreError`` with `isConfiguration`, changing nothing, when the shop's
+    /// schema cannot be used (a required column missing, repeated keys) or the store was migrated
+    /// by a newer paywatch (an unknown schema version).
     @discardableResult
     func migrate() async throws -> [String]
-    /// Throws a fatal ``StoreError`` when the store this process opened is gone (the SQLite file
-    /// deleted or replaced): nothing written from now on would reach the shop.
+    /// Throws a fatal ``StoreError`` (`isFatal`) when the store this process opened is gone (the
+    /// SQLite file deleted or replaced): nothing written from now on would reach the shop. Cheap:
+    /// called at every poll. A store on a server has nothing to check here (a lost connection is
+    /// transient, not fatal).
     func verifyStillOpen() throws
-    /// Plans and applies up to `limit` orders that are due (`next_due_at <= now`) or changed.
+    /// **Claims orders for planning.** Plans and applies up to `limit` orders that are due (`next_due_at <= now`) or changed,
+    /// earliest due first (a changed order has due time 0, so it comes first).
     /// An order is applied only if it did not change between reading it and writing its plan
     /// (otherwise it stays marked changed and is planned again at the next sweep). Plans may be
     /// written in several transactions; `applied` is called after each with the plans it wrote,
@@ -327,9 +489,20 @@ public protocol OrderStore: Sendable {
     /// With `handOff`, each new message that `handOff.take` accepts is inserted already leased
     /// (to ``leaseOwner``, until `now + handOff.leaseMs`) and passed to `applied` with its outbox id, so delivery can
     /// send it without claiming it; the others are inserted due now, to be claimed.
+    ///
+    /// Per plan, in one transaction: the tracked status (and `orders.status` only when it
+    /// changed), marks, `amount_paid`, `needs_refund`, next due time, outbox rows (idempotent by
+    /// key; a message held for the quiet hours is due at `notBefore`), timeline events and
+    /// reconcile requests (idempotent); or, for a quarantined plan, only the quarantine and its
+    /// event. A plan the database refuses (a shop's trigger or constraint) quarantines its order
+    /// instead of failing the batch. The SQLite store sweeps from one process per file and its
+    /// `version` check only guards against the shop's writes; a store shared by replicas must
+    /// also give each due order to one sweep at a time (a lease on the order).
+    /// `plan` runs outside the write transactions, and `handOff.take` inside them.
     func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan, handOff: DeliveryHandOff?,
                applied: @escaping @Sendable ([Plan], [OutboxMessage]) -> Void) async throws -> SweepResult
-    /// The earliest time an order is due for planning (0 when one changed), or nil.
+    /// The earliest time an order is due for planning (0 when one changed), or nil: how long the
+    /// planner may sleep when nothing wakes it. Read only.
     func nextPlanningAt() async throws -> Millis?
     /// Who this store's leases belong to: written with every lease it takes (a delivery claim, a
     /// hand-off, a reconcile claim), unique per store opened (per process), readable in logs.
@@ -360,18 +533,36 @@ public protocol OrderStore: Sendable {
     /// `decisions` are messages delivery decided itself, about no order (`channel_paused` when a
     /// channel's circuit breaker opens): inserted due at `now` after the results, each at most
     /// once by its key.
+    ///
+    /// Results: `.delivered` and `.dead` are final; `.retry(atMs:)` leaves it pending, due at
+    /// `atMs`; `.notAttempted` and `.deferred(untilMs:)` leave it pending (due now, or at `untilMs`)
+    /// without an attempt row. Every other result writes one attempt row numbered after the
+    /// message's attempts. A dead message writes a `delivery_dead` event, puts its address into
+    /// `suppressions` with `suppress` (customer messages only), inserts `followUp`, and falls back to its first alternate
+    /// whose address is not suppressed. The SQLite store applies a result whatever the row's
+    /// lease (one process per file: the caller is the one that leased it); a store shared by
+    /// replicas must apply a result only while the caller's lease holds (fencing by lease owner).
+    ///
+    /// Claimed rows that must not be sent are settled in the same transaction instead of being
+    /// returned in ``DeliveryClaim/messages``: order moved on (`superseded`), address in
+    /// `suppressions` (`suppressed`, then its fallback), a reminder past
+    /// ``DeliveryClaimRequest/maxPerOrderPerDay`` (`capped`), a kind this release does not know
+    /// (`dead`, "unknown message kind"). Each appears in the matching list of the result.
     func exchangeDeliveries(recording results: [DeliveryResult], deciding decisions: [OutgoingMessage],
                             claiming claim: DeliveryClaimRequest?, now: Millis) async throws -> DeliveryClaim
     /// Leases up to `limit` reconcile requests that are due (written by `sweep` from
-    /// ``Plan/reconciles``) to ``leaseOwner`` until `now + leaseMs`; one not recorded by then is
-    /// due again, to any owner. (Recording is not fenced by owner: an answer is the provider's
+    /// ``Plan/reconciles``) to ``leaseOwner`` until `now + leaseMs`, earliest due first, in one
+    /// transaction; one not recorded by then is due again, to any owner (asking the provider twice
+    /// changes nothing). The same request is never returned to two claims that run at the same
+    /// time while its lease holds. (Recording is not fenced by owner: an answer is the provider's
     /// whoever asked, and a request is recorded once.)
     func claimReconciles(now: Millis, limit: Int, leaseMs: Millis) async throws -> [ReconcileTask]
     /// Records the provider's answers in one transaction: a definite one updates the payments row
     /// (`status`, and `failure_reason` when failed) if it is still `pending` — the shop's triggers
     /// then mark the order — and writes a `reconciled` event; any other writes the request's
     /// fallback message to the outbox and a `reconcile_unresolved` event. A request is recorded
-    /// once; recording it again changes nothing.
+    /// once (its state goes from ``ReconcileState/pending`` to ``ReconcileState/reconciled`` or
+    /// ``ReconcileState/unresolved``); recording it again changes nothing.
     func recordReconciles(_ outcomes: [ReconcileOutcome], now: Millis) async throws
     /// The earliest `due_at` of a pending reconcile request, or nil.
     func nextReconcileAt() async throws -> Millis?
@@ -386,8 +577,16 @@ public protocol OrderStore: Sendable {
     /// sent again). With `dryRun`, counts what pruning every batch now would delete, in one read,
     /// deleting nothing (`limit` does not apply).
     func prune(now: Millis, keepMs: Millis, limit: Int, dryRun: Bool) async throws -> PruneCounts
+    /// Everything `paywatch orders show` prints about one order, read in one read transaction;
+    /// nil when neither the shop nor paywatch knows the id. An order in `orders` that paywatch has
+    /// not planned yet is returned with no tracked status. Rows it cannot read as they are (an id
+    /// not UTF-8, a value of the wrong type) come back in the snapshot's `readProblem`, not as an
+    /// error; delivery addresses come back masked.
     func order(id: String) async throws -> OrderDetail?
-    func orders(status: String?, limit: Int) async throws -> [OrderSummary]
+    /// Up to `limit` tracked orders by id, for `paywatch orders list`, all of them or those of
+    /// `filter`. An id that is not text is shown in hex, never trapped on. Read only.
+    func orders(_ filter: OrderFilter?, limit: Int) async throws -> [OrderSummary]
+    /// `paywatch report` over `since … now`, read in one read transaction (a consistent snapshot).
     func report(since: Millis, now: Millis) async throws -> Report
     /// Marks every order that is not final (and every order with anything planned) changed, so
     /// that the next sweep plans it afresh: after a configuration reload, under the new policy.
@@ -395,10 +594,13 @@ public protocol OrderStore: Sendable {
     func replanAll() async throws -> Int
     /// How far behind planning and delivery are at `now` (cheap: run after every pass).
     func lag(now: Millis) async throws -> Lag
-    /// Writes (creates or replaces) this daemon's heartbeat.
+    /// Writes (creates or replaces) this daemon's heartbeat, keyed by its `instance`.
     func writeHeartbeat(_ heartbeat: DaemonHeartbeat) async throws
-    /// Everything `paywatch status` shows.
+    /// Everything `paywatch status` shows, read in one read transaction; cheap enough for each
+    /// `status` call and the metrics scrape, read only, and usable from another process while the
+    /// daemon runs.
     func health(now: Millis) async throws -> Health
+    /// Closes the store's connections; no requirement is called after it.
     func close() async throws
 }
 

@@ -91,12 +91,12 @@ extension SQLiteOrderStore {
                 """, arguments: [now]) {
                 backlog[row["kind"]] = row["n"]
             }
-            var outbox: [String: Int] = [:]
+            var outbox: [OutboxState: Int] = [:]
             for row in try Row.fetchAll(db, sql: """
                 SELECT CASE WHEN state = 'pending' AND in_flight = 1 THEN 'in_flight' ELSE state END AS state, COUNT(*) AS n
                 FROM pw_outbox GROUP BY 1
                 """) {
-                outbox[row["state"]] = row["n"]
+                outbox[OutboxState(rawValue: row["state"])] = row["n"]
             }
             var escalations: [String: Int] = [:]
             for kind in ["paying_stalled", "refund_stalled", "installment_escalated", "needs_refund"] {

@@ -606,14 +606,14 @@ public final class SQLiteOrderStore: OrderStore {
         guard !outcomes.isEmpty else { return }
         try await writeImmediate { db in
             for outcome in outcomes {
-                let state: String
+                let state: ReconcileState
                 switch outcome.answer {
-                case .definite: state = "reconciled"
-                case .unresolved: state = "unresolved"
+                case .definite: state = .reconciled
+                case .unresolved: state = .unresolved
                 }
                 try db.execute(sql: """
                     UPDATE pw_reconcile SET state = ?, answer = ?, updated_at = ?, lease_owner = NULL WHERE id = ? AND state = 'pending'
-                    """, arguments: [state, outcome.detail, now, outcome.task.id])
+                    """, arguments: [state.rawValue, outcome.detail, now, outcome.task.id])
                 // Recorded before (a repeated record): nothing more to do.
                 guard db.changesCount > 0 else { continue }
                 let request = outcome.task.request
@@ -873,21 +873,21 @@ public final class SQLiteOrderStore: OrderStore {
             """)
         var stale: [Int64] = []
         for result in results {
-            let state: String
+            let state: OutboxState
             var dueAt = now
             var counted = true
             switch result.outcome {
-            case .delivered: state = "delivered"
-            case .retry(let at, _): state = "pending"; dueAt = at
-            case .dead: state = "dead"
-            case .notAttempted: state = "pending"; counted = false
-            case .deferred(let until, _): state = "pending"; dueAt = until; counted = false
+            case .delivered: state = .delivered
+            case .retry(let at, _): state = .pending; dueAt = at
+            case .dead: state = .dead
+            case .notAttempted: state = .pending; counted = false
+            case .deferred(let until, _): state = .pending; dueAt = until; counted = false
             }
             if counted {
                 try attempt.execute(arguments: [result.outboxID, result.startedAt, result.httpStatus, result.error,
                                                 result.durationMs, result.outcome.name, result.outboxID, owner])
             }
-            try update.execute(arguments: [state, counted ? 1 : 0, dueAt, now, result.outcome.reason, result.outboxID, owner])
+            try update.execute(arguments: [state.rawValue, counted ? 1 : 0, dueAt, now, result.outcome.reason, result.outboxID, owner])
             guard db.changesCount > 0 else {
                 stale.append(result.outboxID)
                 continue
@@ -943,14 +943,14 @@ public final class SQLiteOrderStore: OrderStore {
                 """, arguments: [id]) {
                 attempts[row["outbox_id"], default: []].append(AttemptRecord(
                     attempt: row["attempt"], at: row["at"], httpStatus: row["http_status"], error: row["error"],
-                    durationMs: row["duration_ms"], outcome: row["outcome"]))
+                    durationMs: row["duration_ms"], outcome: AttemptOutcome(rawValue: row["outcome"])))
             }
             let deliveries = try Row.fetchAll(db, sql: "SELECT * FROM pw_outbox WHERE order_id = ? ORDER BY created_at, id",
                                               arguments: [id]).map { row -> DeliveryRecord in
                 let channel: String = row["channel"]
                 return DeliveryRecord(
                     idempotencyKey: row["idempotency_key"], kind: row["kind"], step: row["step"], channel: channel,
-                    to: Redact.address(row["recipient"], channel: channel), state: row["state"], createdAt: row["created_at"],
+                    to: Redact.address(row["recipient"], channel: channel), state: OutboxState(rawValue: row["state"]), createdAt: row["created_at"],
                     dueAt: row["due_at"], lastError: row["last_error"], attempts: attempts[row["id"]] ?? [],
                     heldUntil: row["not_before"])
             }
@@ -963,7 +963,7 @@ public final class SQLiteOrderStore: OrderStore {
         }
     }
 
-    public func orders(status: String?, limit: Int) async throws -> [OrderSummary] {
+    public func orders(_ filter: OrderFilter?, limit: Int) async throws -> [OrderSummary] {
         try await pool.read { db in
             var sql = """
                 SELECT s.order_id, COALESCE(s.status, o.status, '?') AS status, o.amount_due, s.amount_paid,
@@ -971,15 +971,16 @@ public final class SQLiteOrderStore: OrderStore {
                 FROM pw_order_state s LEFT JOIN orders o ON o.id = s.order_id
                 """
             var arguments: StatementArguments = []
-            if let status {
-                if status == "quarantined" {
-                    sql += " WHERE s.quarantine IS NOT NULL"
-                } else if status == "needs_refund" {
-                    sql += " WHERE s.needs_refund > 0"
-                } else {
-                    sql += " WHERE s.status = ? AND s.quarantine IS NULL"
-                    arguments += [status]
-                }
+            switch filter {
+            case .quarantined?:
+                sql += " WHERE s.quarantine IS NOT NULL"
+            case .needsRefund?:
+                sql += " WHERE s.needs_refund > 0"
+            case .status(let status)?:
+                sql += " WHERE s.status = ? AND s.quarantine IS NULL"
+                arguments += [status.rawValue]
+            case nil:
+                break
             }
             sql += " ORDER BY s.order_id LIMIT ?"
             arguments += [limit]
@@ -1057,13 +1058,13 @@ public final class SQLiteOrderStore: OrderStore {
                 SELECT kind, channel, state, COUNT(*) AS n FROM pw_outbox WHERE id >= ? AND +created_at >= ?
                 GROUP BY kind, channel, state ORDER BY kind, channel, state
                 """, arguments: [firstOutbox, since]).map {
-                Report.MessageCount(kind: $0["kind"], channel: $0["channel"], state: $0["state"], count: $0["n"])
+                Report.MessageCount(kind: $0["kind"], channel: $0["channel"], state: OutboxState(rawValue: $0["state"]), count: $0["n"])
             }
-            var attempts: [String: Int] = [:]
+            var attempts: [AttemptOutcome: Int] = [:]
             let firstAttempt = try Self.firstRowID(db, "pw_attempts", "at", since: since)
             for row in try Row.fetchAll(db, sql: "SELECT outcome, COUNT(*) AS n FROM pw_attempts WHERE rowid >= ? AND +at >= ? GROUP BY outcome",
                                         arguments: [firstAttempt, since]) {
-                attempts[row["outcome"]] = row["n"]
+                attempts[AttemptOutcome(rawValue: row["outcome"])] = row["n"]
             }
             let backlog = try Row.fetchOne(db, sql: """
                 SELECT COUNT(*) AS n, MIN(due_at) AS oldest FROM pw_outbox WHERE state = 'pending' AND due_at <= ?

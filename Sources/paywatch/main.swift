@@ -239,7 +239,7 @@ struct Orders: AsyncParsableCommand {
         @Flag(help: "Machine-readable output.") var json = false
 
         func validate() throws {
-            if let status, OrderStatus(rawValue: status) == nil, status != "quarantined", status != "needs_refund" {
+            if let status, OrderFilter(rawValue: status) == nil {
                 throw ValidationError("unknown status \"\(status)\"")
             }
         }
@@ -247,7 +247,7 @@ struct Orders: AsyncParsableCommand {
         func run() async throws {
             let config = try options.load()
             let store = try openStore(config, configPath: options.path, intent: .read)
-            let rows = try await store.orders(status: status, limit: limit)
+            let rows = try await store.orders(status.flatMap(OrderFilter.init(rawValue:)), limit: limit)
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
@@ -318,10 +318,10 @@ struct ReportCommand: AsyncParsableCommand {
         print("Messages decided since \(Timestamp.iso8601(report.since)):")
         if report.messages.isEmpty { print("  none") }
         for row in report.messages {
-            print("  " + pad(row.kind, 22) + pad(row.channel, 10) + pad(row.state, 12) + "\(row.count)")
+            print("  " + pad(row.kind, 22) + pad(row.channel, 10) + pad(row.state.rawValue, 12) + "\(row.count)")
         }
         print("Delivery attempts: " + (report.attempts.isEmpty ? "none" :
-            report.attempts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
+            report.attempts.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
         if let oldest = report.oldestBacklogDueAt {
             print("Backlog: \(report.backlog) message(s) due and not delivered, oldest due \(Timestamp.iso8601(oldest))")
         } else {
@@ -434,7 +434,7 @@ struct StatusCommand: AsyncParsableCommand {
             + (health.lag.changedOrders > 0 ? ", \(health.lag.changedOrders) changed order(s) to plan" : ""))
         lines.append("Open orders: \(health.openOrders)" + (health.quarantined > 0 ? " (and \(health.quarantined) quarantined)" : ""))
         lines.append("Backlog (due, not delivered): " + counts(health.backlog))
-        lines.append("Outbox: " + counts(health.outbox))
+        lines.append("Outbox: " + counts(Dictionary(uniqueKeysWithValues: health.outbox.map { ($0.key.rawValue, $0.value) })))
         lines.append("Open escalations: " + counts(health.escalations))
         return lines.joined(separator: "\n")
     }

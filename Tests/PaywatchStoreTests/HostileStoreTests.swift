@@ -46,7 +46,7 @@ import Testing
         let events = try await temp.shop().read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_events WHERE event = 'quarantined'") }
         #expect(events == 4)
         // Inspection works on all of them.
-        let listed = try await store.orders(status: "quarantined", limit: 10)
+        let listed = try await store.orders(.quarantined, limit: 10)
         #expect(listed.count == 4)
         #expect(listed.contains { $0.id == "x'FF00'" })
         #expect(listed.allSatisfy { !$0.id.contains("\n") })
@@ -148,7 +148,7 @@ import Testing
         }
         _ = try await sweepAll(store, now: t0 + minute)
         #expect(try await store.order(id: "GOOD")?.needsRefund == 100)
-        #expect(try await store.orders(status: "needs_refund", limit: 10).map(\.id) == ["GOOD"])
+        #expect(try await store.orders(.needsRefund, limit: 10).map(\.id) == ["GOOD"])
         #expect(try await store.report(since: 0, now: t0 + minute).needsRefund == 1)
     }
 

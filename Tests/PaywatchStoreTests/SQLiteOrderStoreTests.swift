@@ -187,7 +187,7 @@ func sweepAll(_ store: SQLiteOrderStore, now: Millis) async throws -> [Plan] {
         #expect(try await sweepAll(store, now: t0 + 20 * minute).allSatisfy { $0.quarantine == nil })
         let detail = try #require(try await store.order(id: "NEG"))
         #expect(detail.quarantine?.contains("must be positive") == true)
-        #expect(try await store.orders(status: "quarantined", limit: 10).count == 4)
+        #expect(try await store.orders(.quarantined, limit: 10).count == 4)
         // Fixing the row releases it.
         try await temp.shop().write { try $0.execute(sql: "UPDATE orders SET amount_due = 100 WHERE id = 'NEG'") }
         let fixed = try await sweepAll(store, now: t0 + 40 * minute)
@@ -270,10 +270,10 @@ func sweepAll(_ store: SQLiteOrderStore, now: Millis) async throws -> [Plan] {
 
         let detail = try #require(try await store.order(id: "A1"))
         let smsRecord = try #require(detail.deliveries.first { $0.idempotencyKey == sms.message.idempotencyKey })
-        #expect(smsRecord.state == "delivered")
+        #expect(smsRecord.state == .delivered)
         #expect(smsRecord.attempts.map(\.httpStatus) == [200])
         #expect(smsRecord.to == "+86*******0000")
-        #expect(detail.deliveries.first { $0.idempotencyKey == email.message.idempotencyKey }?.state == "superseded")
+        #expect(detail.deliveries.first { $0.idempotencyKey == email.message.idempotencyKey }?.state == .superseded)
         #expect(detail.timeline.contains { $0.event == "superseded" })
         #expect(detail.timeline.contains { $0.event == "status" && $0.detail.contains("paid") })
         // Decisions are shown from the outbox: one entry per decision, naming its channels, after

@@ -55,7 +55,7 @@ import Testing
         let count = try await shop.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox") }
         #expect(count == 2)
         let detail = try #require(try await store.order(id: "A1"))
-        #expect(detail.deliveries.map(\.state) == ["delivered", "pending"])
+        #expect(detail.deliveries.map(\.state) == [.delivered, .pending])
         try await store.close()
     }
 
