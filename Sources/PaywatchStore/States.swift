@@ -1,5 +1,25 @@
 import PaywatchCore
 
+/// A stored word with a fallback for words this release does not know (`init(rawValue:)` never
+/// fails): shown, encoded and used as a JSON key as the word itself.
+public protocol OpenVocabulary: RawRepresentable, Sendable, Hashable, Codable, CodingKeyRepresentable,
+    CustomStringConvertible where RawValue == String {
+    init(rawValue: String)
+}
+
+extension OpenVocabulary {
+    public var description: String { rawValue }
+
+    public init(from decoder: any Decoder) throws {
+        self.init(rawValue: try decoder.singleValueContainer().decode(String.self))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+}
+
 /// The state of an outbox message, as the store's public API passes it: what `pw_outbox.state`
 /// holds (`pending`, `delivered`, `dead`, `superseded`, `suppressed`, `capped`), plus `in_flight`,
 /// which is derived (a pending message leased to a deliverer) and only ever counted, never stored.
@@ -8,8 +28,7 @@ import PaywatchCore
 /// database) reads as ``unknown(_:)`` with the word as written: shown and counted as it is, never
 /// a crash and never mistaken for a known state. The raw value is the stored word, so the database,
 /// `paywatch status --json`, `orders show` and `report` keep their words.
-public enum OutboxState: RawRepresentable, Sendable, Hashable, CaseIterable, Codable, CodingKeyRepresentable,
-    CustomStringConvertible {
+public enum OutboxState: OpenVocabulary, CaseIterable {
     /// Waiting to be delivered: due now, due later (a retry, quiet hours), or leased.
     case pending
     /// Pending and leased to a deliverer right now (derived: counted by ``Health/outbox``).
@@ -64,23 +83,12 @@ public enum OutboxState: RawRepresentable, Sendable, Hashable, CaseIterable, Cod
         }
     }
 
-    public var description: String { rawValue }
-
-    public init(from decoder: any Decoder) throws {
-        self.init(rawValue: try decoder.singleValueContainer().decode(String.self))
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
 }
 
 /// How a recorded delivery attempt ended, as `pw_attempts.outcome` stores it (the stored subset of
 /// ``DeliveryOutcome/name``: results that are not attempts — not attempted, deferred — write no
 /// attempt row). A word this release does not know reads as ``unknown(_:)``, kept as read.
-public enum AttemptOutcome: RawRepresentable, Sendable, Hashable, CaseIterable, Codable, CodingKeyRepresentable,
-    CustomStringConvertible {
+public enum AttemptOutcome: OpenVocabulary, CaseIterable {
     case delivered
     /// A passing failure: tried again later.
     case retry
@@ -108,16 +116,6 @@ public enum AttemptOutcome: RawRepresentable, Sendable, Hashable, CaseIterable, 
         }
     }
 
-    public var description: String { rawValue }
-
-    public init(from decoder: any Decoder) throws {
-        self.init(rawValue: try decoder.singleValueContainer().decode(String.self))
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
 }
 
 /// The state of a stored reconcile request (`pw_reconcile.state`): due to be asked, or recorded
