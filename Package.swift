@@ -28,6 +28,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
         // RS256 for FCM's OAuth2 service-account assertion (_CryptoExtras: RSA PKCS#1 v1.5 signatures).
         .package(url: "https://github.com/apple/swift-crypto", exact: "3.12.3"),
+        // The PostgreSQL store (several replicas on one database): connection pool, LISTEN/NOTIFY, TLS.
+        .package(url: "https://github.com/vapor/postgres-nio", exact: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", exact: "2.37.6"),
     ],
     targets: [
         // Pure domain: statuses, ledger, planner, message templates (compiled Mustache). No I/O, no clock reads.
@@ -46,6 +49,17 @@ let package = Package(
         .target(
             name: "PaywatchStore",
             dependencies: ["PaywatchCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift")],
+            swiftSettings: strict
+        ),
+        // The same OrderStore on PostgreSQL, for replicas sharing one database (postgres-nio).
+        .target(
+            name: "PaywatchPostgres",
+            dependencies: [
+                "PaywatchCore", "PaywatchStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .systemLibrary(
@@ -123,6 +137,11 @@ let package = Package(
         .testTarget(
             name: "PaywatchStoreTests",
             dependencies: ["PaywatchStore", "PaywatchCore", "PaywatchTestSupport", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .testTarget(
+            // The PostgreSQL store against a real server the tests start (initdb + pg_ctl).
+            name: "PaywatchPostgresTests",
+            dependencies: ["PaywatchPostgres", "PaywatchStore", "PaywatchCore", "PaywatchTestSupport"]
         ),
         .testTarget(
             name: "PaywatchDeliveryTests",

@@ -4,8 +4,8 @@ import PaywatchCore
 /// `pw_outbox.alternates`: a message's fallback channels (``OutgoingMessage/alternates``), as a
 /// JSON array of `{"key", "channel", "to", "body"}` (and `"not_before"` for one held for the quiet
 /// hours) in the order they are tried. The kind, step and order are the row's own.
-enum Alternates {
-    static func encode(_ alternates: [OutgoingMessage]) -> String? {
+package enum Alternates {
+    package static func encode(_ alternates: [OutgoingMessage]) -> String? {
         guard !alternates.isEmpty else { return nil }
         // Written with the webhook body's writer: written for every fallback decision, read back
         // only when one is needed (JSONSerialization here halved the planning rate).
@@ -25,7 +25,7 @@ enum Alternates {
 
     /// The alternates of a row of `kind` and `step` for `orderID`; each one carries the ones after
     /// it. Anything unreadable (a row edited by hand) reads as none.
-    static func decode(_ text: String?, orderID: String, kind: NotificationKind, step: Int) -> [OutgoingMessage] {
+    package static func decode(_ text: String?, orderID: String, kind: NotificationKind, step: Int) -> [OutgoingMessage] {
         guard let text, let data = text.data(using: .utf8),
               let list = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] else { return [] }
         let messages = list.compactMap { entry -> OutgoingMessage? in

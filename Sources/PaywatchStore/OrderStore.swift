@@ -602,9 +602,29 @@ public protocol OrderStore: Sendable {
     func health(now: Millis) async throws -> Health
     /// Closes the store's connections; no requirement is called after it.
     func close() async throws
+    /// Wake-ups from the store: other writers' changes as they commit (the PostgreSQL store
+    /// `LISTEN`s to its triggers' `NOTIFY`), so that planning and delivery need not wait for the
+    /// poll. Nil when the store has none (SQLite: the daemon polls, and its own sweeps wake its
+    /// delivery). A stream is never the only way to learn of work: a notification lost while a
+    /// connection was down is made up for by polling, and the stream says `.reconnected` after a
+    /// gap so the daemon looks at once.
+    func changes() -> AsyncStream<StoreChange>?
+}
+
+/// What a store's wake-up stream (``OrderStore/changes()``) says.
+public enum StoreChange: Sendable, Hashable {
+    /// The shop wrote orders, payments, installments or refunds: planning has work.
+    case ordersChanged
+    /// New outbox rows were written (by any replica): delivery has work.
+    case messagesAdded
+    /// The stream's connection was re-established after a gap: anything may have happened.
+    case reconnected
 }
 
 extension OrderStore {
+    /// No wake-ups: the daemon polls.
+    public func changes() -> AsyncStream<StoreChange>? { nil }
+
     /// A sweep without hand-off or progress reports.
     public func sweep(now: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan) async throws -> SweepResult {
         try await sweep(now: now, limit: limit, plan: plan, handOff: nil, applied: { _, _ in })

@@ -11,8 +11,8 @@ import PaywatchCore
 /// "final for longer than keep" and "nothing of its history is younger than keep". An order the
 /// shop changes again is planned again, and its clock starts over. (The exact transition time is
 /// in the `status` events, but those are what pruning deletes.)
-enum Retention {
-    static let finalStatuses = "('paid', 'refunded', 'cancelled')"
+package enum Retention {
+    package static let finalStatuses = "('paid', 'refunded', 'cancelled')"
 
     /// Settled orders not pruned since their last plan, by the time of that plan. Partial: open
     /// orders and orders already pruned are not in it, so a run reads only what it may prune.
@@ -36,23 +36,23 @@ enum Retention {
 
     /// The cutoff for `keepMs` at `now`: strictly before `now`, so a pruned order's `pruned_at`
     /// (= `now`) is later than the `updated_at` it was selected on.
-    static func cutoff(now: Millis, keepMs: Millis) -> Millis {
+    package static func cutoff(now: Millis, keepMs: Millis) -> Millis {
         now.saturatingSubtract(max(keepMs, 1))
     }
 
     /// The separator of the keys in `pruned_keys` (keys are percent-encoded: never in a key).
-    static let keySeparator: Character = "\n"
+    package static let keySeparator: Character = "\n"
 
     /// A key as `pruned_keys` holds it: without the `pw1:ORDER:` prefix that the keys of the
     /// order's own messages share (the row is the order's), so `unpaid_reminder:1:sms`; other
     /// keys (`pw1-dead:…`) whole. A compact key starts with a kind, never with `pw1`, so the two
     /// forms cannot meet. A third of the record's size, which stays per order.
-    static func compactKey(_ key: String, orderID: String) -> String {
+    package static func compactKey(_ key: String, orderID: String) -> String {
         let prefix = "pw1:" + OutgoingMessage.percentEncoded(orderID) + ":"
         return key.hasPrefix(prefix) ? String(key.dropFirst(prefix.count)) : key
     }
 
-    static func decodeKeys(_ text: String?) -> Set<String>? {
+    package static func decodeKeys(_ text: String?) -> Set<String>? {
         guard let text, !text.isEmpty else { return nil }
         return Set(text.split(separator: keySeparator).map(String.init))
     }

@@ -105,7 +105,7 @@ public final class SQLiteOrderStore: OrderStore {
     }
 
     /// `host:pid:random`: unique per store opened, readable in logs.
-    static func newLeaseOwner() -> String {
+    package static func newLeaseOwner() -> String {
         var name = [CChar](repeating: 0, count: 256)
         let host = gethostname(&name, name.count - 1) == 0
             ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
@@ -1006,7 +1006,7 @@ public final class SQLiteOrderStore: OrderStore {
     /// row is the record of its decision, so none is stored twice): one entry per kind and step
     /// decided at one time, naming its channels, after the events of that time (the transition
     /// that caused it comes first).
-    static func timeline(events: [TimelineEntry], deliveries: [DeliveryRecord]) -> [TimelineEntry] {
+    package static func timeline(events: [TimelineEntry], deliveries: [DeliveryRecord]) -> [TimelineEntry] {
         // Deliveries are in (created_at, id) order: a decision's channels are consecutive.
         var groups: [(first: DeliveryRecord, channels: [String])] = []
         for delivery in deliveries {

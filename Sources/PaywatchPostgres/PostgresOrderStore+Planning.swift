@@ -1,0 +1,502 @@
+import PaywatchCore
+import PaywatchStore
+import PostgresNIO
+
+/// `NULL` in a `bigint[]` bound for `unnest` (postgres-nio arrays have no NULL elements).
+let nullMillis = Millis.min
+
+extension PostgresOrderStore {
+    /// An order a sweep leased: what paywatch tracked, the version it read, and the keys of its
+    /// pruned messages.
+    struct DueOrder: Sendable {
+        var id: String
+        var tracked: TrackedState
+        var version: Int64
+        var prunedKeys: Set<String>?
+    }
+
+    /// Leases up to `limit` due orders to this store (`FOR UPDATE SKIP LOCKED`: replicas sweeping
+    /// at once take different orders; an order leased by another replica whose lease has not
+    /// expired is skipped), then reads, plans and writes them in chunks of ``writeChunk``, one
+    /// transaction each. A plan is written only if the order's version is the one read (the shop
+    /// did not change it since) and the lease is still this store's; either way the lease ends
+    /// with the chunk's transaction.
+    public func sweep(now callerNow: Millis, limit: Int, plan: @escaping @Sendable (OrderSnapshot) -> Plan,
+                      handOff: DeliveryHandOff?,
+                      applied onApplied: @escaping @Sendable ([Plan], [OutboxMessage]) -> Void) async throws -> SweepResult {
+        let owner = leaseOwner
+        let leaseMs = settings.leaseMs
+        let claimed = try await transaction { connection -> (Millis, [DueOrder], ShopSelects)? in
+            let now = try await self.effectiveNow(callerNow, connection)
+            var binds = Binds()
+            let rows = try await self.rows(connection, """
+                WITH due AS (
+                    SELECT order_id FROM pw_order_state
+                    WHERE next_due_at IS NOT NULL AND next_due_at <= \(binds.add(now))
+                      AND (lease_until IS NULL OR lease_until <= $1)
+                    ORDER BY next_due_at LIMIT \(binds.add(Int64(limit)))
+                    FOR UPDATE SKIP LOCKED)
+                UPDATE pw_order_state s SET lease_owner = \(binds.add(owner)), lease_until = \(binds.add(now.saturatingAdd(leaseMs)))
+                FROM due WHERE s.order_id = due.order_id
+                RETURNING s.order_id, s.status, s.marks, s.first_seen_at, s.version, s.pruned_keys, s.next_due_at
+                """, binds)
+            guard !rows.isEmpty else { return nil }
+            var due: [(DueOrder, Millis)] = []
+            for row in rows {
+                let tracked = TrackedState(
+                    status: try row.stringOrNil(1).flatMap(OrderStatus.init(rawValue:)),
+                    marks: MarksCodec.decode(try row.stringOrNil(2)),
+                    firstSeenAt: try row.int64OrNil(3))
+                due.append((DueOrder(id: try row.string(0), tracked: tracked, version: try row.int64(4),
+                                     prunedKeys: Retention.decodeKeys(try row.stringOrNil(5))), try row.int64OrNil(6) ?? 0))
+            }
+            due.sort { ($0.1, $0.0.id) < ($1.1, $1.0.id) }
+            return (now, due.map(\.0), try await ShopSelects(self, connection))
+        }
+        guard let (now, due, selects) = claimed else { return SweepResult(plans: [], claimed: 0) }
+        var applied: [Plan] = []
+        var remaining = due.map(\.id)
+        do {
+            for start in stride(from: 0, to: due.count, by: Self.writeChunk) {
+                let slice = Array(due[start..<min(start + Self.writeChunk, due.count)])
+                let snapshots = try await read { connection in try await self.loadSnapshots(connection, due: slice, selects: selects) }
+                let plans = snapshots.map(plan)
+                let keys = Dictionary(slice.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+                let (written, handed) = try await apply(plans, keys: keys, handOff: handOff, now: now)
+                remaining.removeFirst(slice.count)
+                onApplied(written, handed)
+                applied += written
+            }
+        } catch {
+            // The orders not reached go back at once instead of when their leases expire.
+            if !remaining.isEmpty {
+                let ids = remaining
+                _ = try? await transaction { connection in
+                    var binds = Binds()
+                    try await self.execute(connection, """
+                        UPDATE pw_order_state SET lease_owner = NULL, lease_until = NULL
+                        WHERE order_id = ANY(\(binds.add(ids))) AND lease_owner = \(binds.add(owner))
+                        """, binds)
+                }
+            }
+            throw error
+        }
+        return SweepResult(plans: applied, claimed: due.count)
+    }
+
+    /// Plans applied per write transaction.
+    static let writeChunk = 100
+
+    public func nextPlanningAt() async throws -> Millis? {
+        try await transaction { connection in
+            try await self.first(connection, "SELECT MIN(next_due_at) FROM pw_order_state WHERE next_due_at IS NOT NULL", Binds())
+                .flatMap { try $0.int64OrNil(0) }
+        }
+    }
+
+    // MARK: Reading the shop's rows
+
+    /// How a sweep selects each shop table's rows: the contract's columns converted to what the
+    /// records hold (text; `bigint` for money and for times, from `timestamptz` as milliseconds),
+    /// `NULL` for an optional column the table lacks or a value that cannot be read (the validator
+    /// quarantines it), nothing of the shop's own columns. Made once per sweep from the tables'
+    /// current columns.
+    struct ShopSelects: Sendable {
+        var orders, payments, installments, refunds: String
+
+        /// Throws, naming it, when a table lacks a column a sweep cannot do without.
+        init(_ store: PostgresOrderStore, _ connection: PostgresConnection) async throws {
+            var types: [String: [String: String]] = [:]
+            for table in ["orders", "payments", "installments", "refunds"] {
+                types[table] = try await store.columns(connection, table)
+            }
+            func select(_ table: String, _ key: String, _ wanted: [(String, Kind)]) throws -> String {
+                let present = types[table] ?? [:]
+                let missing = PostgresSchema.requiredWhileRunning(table).filter { present[$0] == nil }
+                if !missing.isEmpty {
+                    throw StoreError(description: "the shop's \(table) table has no column \(missing.joined(separator: ", ")) (the contract requires it): restore it, then run `paywatch migrate`")
+                }
+                let columns = wanted.map { name, kind in Self.expression(name, type: present[name], as: kind) }
+                let keyIsText = Self.isText(present[key])
+                return "SELECT \(columns.joined(separator: ", ")) FROM \(table) WHERE \(keyIsText ? key : "\(key)::text") = ANY($1)"
+            }
+            orders = try select("orders", "id", [
+                ("id", .text), ("amount_due", .integer), ("currency", .text), ("created_at", .integer), ("expires_at", .integer),
+                ("email", .text), ("phone", .text), ("push_token", .text), ("locale", .text), ("time_zone", .text),
+                ("pay_url", .text), ("customer_name", .text), ("payment_method", .text),
+            ])
+            payments = try select("payments", "order_id", [
+                ("id", .text), ("order_id", .text), ("amount", .integer), ("status", .text), ("provider_ref", .text),
+                ("method", .text), ("failure_reason", .text), ("created_at", .integer),
+            ])
+            installments = try select("installments", "order_id", [("order_id", .text), ("seq", .integer), ("amount", .integer), ("due_at", .integer)])
+            refunds = try select("refunds", "order_id", [
+                ("order_id", .text), ("id", .text), ("amount", .integer), ("status", .text), ("requested_at", .integer),
+            ])
+        }
+
+        enum Kind { case text, integer }
+
+        static func isText(_ type: String?) -> Bool {
+            ["text", "character varying", "character"].contains(type ?? "")
+        }
+
+        /// `column` of `type` (its `data_type`, nil when the table lacks it) as text or bigint;
+        /// NULL for what cannot be read as such (never an error: a bad value must not stop a sweep).
+        static func expression(_ column: String, type: String?, as kind: Kind) -> String {
+            guard let type else { return kind == .text ? "NULL::text" : "NULL::bigint" }
+            switch kind {
+            case .text:
+                return type == "text" || type == "character varying" ? column : "\(column)::text"
+            case .integer:
+                switch type {
+                case "smallint", "integer", "bigint":
+                    return "\(column)::bigint"
+                case "numeric", "real", "double precision":
+                    return "CASE WHEN \(column) = trunc(\(column)) AND abs(\(column)) < 9e15 THEN \(column)::bigint END"
+                case "timestamp with time zone", "timestamp without time zone", "date":
+                    return "CASE WHEN isfinite(\(column)) THEN floor(extract(epoch FROM \(column)) * 1000)::bigint END"
+                case "text", "character varying", "character":
+                    return "CASE WHEN \(column) ~ '^-?[0-9]{1,15}$' THEN \(column)::bigint END"
+                default:
+                    return "NULL::bigint"
+                }
+            }
+        }
+    }
+
+    /// The snapshots of `due` orders: their rows in the shop's tables and, when any address is
+    /// suppressed, the orders' suppressed addresses (for `fallback = true`).
+    func loadSnapshots(_ connection: PostgresConnection, due: [DueOrder], selects: ShopSelects) async throws -> [OrderSnapshot] {
+        let ids = due.map(\.id)
+        var orders: [String: OrderRecord] = [:]
+        var payments: [String: [PaymentRecord]] = [:]
+        var installments: [String: [InstallmentRecord]] = [:]
+        var refunds: [String: [RefundRecord]] = [:]
+        func idsBound() -> Binds {
+            var binds = Binds()
+            _ = binds.add(ids)
+            return binds
+        }
+        for row in try await rows(connection, selects.orders, idsBound()) {
+            let record = OrderRecord(
+                id: try row.stringOrNil(0) ?? "", amountDue: try row.int64OrNil(1), currency: try row.stringOrNil(2) ?? "",
+                createdAt: try row.int64OrNil(3), expiresAt: try row.int64OrNil(4), email: try row.stringOrNil(5),
+                phone: try row.stringOrNil(6), pushToken: try row.stringOrNil(7), locale: try row.stringOrNil(8),
+                timeZone: try row.stringOrNil(9), payURL: try row.stringOrNil(10), customerName: try row.stringOrNil(11),
+                paymentMethod: try row.stringOrNil(12))
+            if orders[record.id] == nil { orders[record.id] = record }
+        }
+        for row in try await rows(connection, selects.payments, idsBound()) {
+            let record = PaymentRecord(
+                id: try row.stringOrNil(0) ?? "", orderID: try row.stringOrNil(1) ?? "", amount: try row.int64OrNil(2),
+                status: try row.stringOrNil(3) ?? "", providerRef: try row.stringOrNil(4), method: try row.stringOrNil(5),
+                failureReason: try row.stringOrNil(6), createdAt: try row.int64OrNil(7))
+            payments[record.orderID, default: []].append(record)
+        }
+        for row in try await rows(connection, selects.installments, idsBound()) {
+            installments[try row.stringOrNil(0) ?? "", default: []].append(InstallmentRecord(
+                seq: try row.int64OrNil(1) ?? 0, amount: try row.int64OrNil(2), dueAt: try row.int64OrNil(3)))
+        }
+        for row in try await rows(connection, selects.refunds, idsBound()) {
+            refunds[try row.stringOrNil(0) ?? "", default: []].append(RefundRecord(
+                id: try row.stringOrNil(1) ?? "", amount: try row.int64OrNil(2), status: try row.stringOrNil(3) ?? "",
+                requestedAt: try row.int64OrNil(4)))
+        }
+        var suppressed: [String: [Suppression]] = [:]
+        if !orders.isEmpty, try await first(connection, "SELECT EXISTS(SELECT 1 FROM suppressions)", Binds()).map({ try $0.bool(0) }) ?? false {
+            var channels: [String] = []
+            var addresses: [String] = []
+            for order in orders.values {
+                for (channel, address) in [("sms", order.phone), ("email", order.email), ("push", order.pushToken)] {
+                    if let address, !address.isEmpty {
+                        channels.append(channel)
+                        addresses.append(address)
+                    }
+                }
+            }
+            var binds = Binds()
+            for row in try await rows(connection, """
+                SELECT x.channel, x.address, x.reason FROM suppressions x
+                JOIN unnest(\(binds.add(channels))::text[], \(binds.add(addresses))::text[]) AS u(channel, address)
+                  ON x.channel = u.channel AND x.address = u.address
+                """, binds) {
+                let address = try row.string(1)
+                suppressed[address, default: []].append(Suppression(channel: try row.string(0), address: address,
+                                                                    reason: try row.stringOrNil(2) ?? ""))
+            }
+        }
+        return due.map { entry in
+            var snapshot = OrderSnapshot(
+                orderID: entry.id, order: orders[entry.id], payments: Self.unique(payments[entry.id] ?? []),
+                installments: Self.unique(installments[entry.id] ?? []), refunds: Self.unique(refunds[entry.id] ?? []),
+                state: entry.tracked, readProblem: nil)
+            if !suppressed.isEmpty, let order = orders[entry.id] {
+                snapshot.suppressions = [order.email, order.phone, order.pushToken].compactMap { $0 }.flatMap { suppressed[$0] ?? [] }
+            }
+            return snapshot
+        }
+    }
+
+    /// The rows without exact repeats (a shop table without a unique key may hold a row twice).
+    static func unique<T: Hashable>(_ rows: [T]) -> [T] {
+        guard rows.count > 1 else { return rows }
+        var seen: Set<T> = []
+        return rows.filter { seen.insert($0).inserted }
+    }
+
+    // MARK: Writing plans
+
+    /// Applies `decided` in one transaction, all at once; when the database refuses something
+    /// (a shop trigger or constraint), again plan by plan, each in a savepoint, quarantining the
+    /// ones refused. Returns the plans applied and the messages handed off, leased, to delivery.
+    func apply(_ decided: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, now: Millis) async throws -> ([Plan], [OutboxMessage]) {
+        do {
+            return try await rawTransaction { connection in
+                try await self.applyPlans(decided, keys: keys, handOff: handOff, now: now, connection)
+            }
+        } catch {
+            guard Self.isDataRefusal(error) else { throw Self.mapError(error, settings: settings) }
+            return try await transaction { connection in
+                var applied: [Plan] = []
+                var handed: [OutboxMessage] = []
+                for plan in decided {
+                    try await self.execute(connection, "SAVEPOINT pw_plan")
+                    do {
+                        let (written, taken) = try await self.applyPlans([plan], keys: keys, handOff: handOff, now: now, connection)
+                        try await self.execute(connection, "RELEASE SAVEPOINT pw_plan")
+                        applied += written
+                        handed += taken
+                    } catch {
+                        guard Self.isDataRefusal(error) else { throw error }
+                        try await self.execute(connection, "ROLLBACK TO SAVEPOINT pw_plan")
+                        let server = (error as? PSQLError)?.serverInfo
+                        var quarantined = plan
+                        quarantined.quarantine = "the plan could not be written: PostgreSQL error \(server?[.sqlState] ?? "?") (\(Validator.display(server?[.message] ?? "no message", limit: 200)))"
+                        quarantined.messages = []
+                        quarantined.nextDueAt = nil
+                        applied += try await self.applyPlans([quarantined], keys: keys, handOff: nil, now: now, connection).0
+                    }
+                }
+                return (applied, handed)
+            }
+        }
+    }
+
+    /// Writes `plans` inside the caller's transaction: each only if its order is still at the
+    /// version read and leased to this store. Set-wise: one statement per kind of row for the
+    /// whole chunk (`unnest` of arrays), so a chunk of 100 orders costs a handful of round trips.
+    func applyPlans(_ plans: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, now: Millis,
+                    _ connection: PostgresConnection) async throws -> ([Plan], [OutboxMessage]) {
+        let owner = leaseOwner
+        var appliedIDs: Set<String> = []
+        // Quarantines, one by one (rare).
+        for plan in plans {
+            guard let reason = plan.quarantine else { continue }
+            var binds = Binds()
+            let changed = try await rows(connection, """
+                UPDATE pw_order_state SET quarantine = \(binds.add(reason)), next_due_at = \(binds.add(plan.nextDueAt)),
+                    updated_at = \(binds.add(now)), lease_owner = NULL, lease_until = NULL
+                WHERE order_id = \(binds.add(plan.orderID)) AND version = \(binds.add(keys[plan.orderID]?.version ?? 0))
+                  AND lease_owner = \(binds.add(owner))
+                RETURNING 1
+                """, binds)
+            if !changed.isEmpty {
+                appliedIDs.insert(plan.orderID)
+                try await insertEvents(connection, [(plan.orderID, "quarantined", reason)], at: now)
+            }
+        }
+        let normal = plans.filter { $0.quarantine == nil }
+        if !normal.isEmpty {
+            var binds = Binds()
+            let ids = binds.add(normal.map(\.orderID))
+            let statuses = binds.add(normal.map(\.status.rawValue))
+            let paid = binds.add(normal.map(\.amountPaid))
+            let marks = binds.add(normal.map { MarksCodec.encode($0.marks) })
+            let due = binds.add(normal.map { $0.nextDueAt ?? nullMillis })
+            let refund = binds.add(normal.map(\.needsRefund))
+            let versions = binds.add(normal.map { keys[$0.orderID]?.version ?? 0 })
+            let nowBind = binds.add(now)
+            let ownerBind = binds.add(owner)
+            let updated = try await rows(connection, """
+                UPDATE pw_order_state s SET status = u.status, amount_paid = u.amount_paid, marks = u.marks,
+                    next_due_at = NULLIF(u.next_due_at, \(nullMillis)), quarantine = NULL,
+                    first_seen_at = COALESCE(s.first_seen_at, \(nowBind)), updated_at = \(nowBind), needs_refund = u.needs_refund,
+                    lease_owner = NULL, lease_until = NULL
+                FROM unnest(\(ids)::text[], \(statuses)::text[], \(paid)::bigint[], \(marks)::text[], \(due)::bigint[],
+                            \(refund)::bigint[], \(versions)::bigint[])
+                     AS u(order_id, status, amount_paid, marks, next_due_at, needs_refund, version)
+                WHERE s.order_id = u.order_id AND s.version = u.version AND s.lease_owner = \(ownerBind)
+                RETURNING s.order_id
+                """, binds)
+            for row in updated { appliedIDs.insert(try row.string(0)) }
+        }
+        // The leases of orders not applied (changed by the shop meanwhile: planned again next sweep).
+        let notApplied = plans.map(\.orderID).filter { !appliedIDs.contains($0) }
+        if !notApplied.isEmpty {
+            var binds = Binds()
+            try await execute(connection, """
+                UPDATE pw_order_state SET lease_owner = NULL, lease_until = NULL
+                WHERE order_id = ANY(\(binds.add(notApplied))) AND lease_owner = \(binds.add(owner))
+                """, binds)
+        }
+        let applied = normal.filter { appliedIDs.contains($0.orderID) }
+        // The shop's view: only where the status changed.
+        let changedStatus = applied.filter(\.statusChanged)
+        if !changedStatus.isEmpty {
+            var binds = Binds()
+            try await execute(connection, """
+                UPDATE orders o SET status = u.status
+                FROM unnest(\(binds.add(changedStatus.map(\.orderID)))::text[], \(binds.add(changedStatus.map(\.status.rawValue)))::text[]) AS u(id, status)
+                WHERE o.id::text = u.id AND o.status IS DISTINCT FROM u.status
+                """, binds)
+        }
+        let handed = try await insertPlanned(applied, keys: keys, handOff: handOff, now: now, connection)
+        var events: [(String, String, String)] = []
+        for plan in applied {
+            for event in plan.events { events.append((plan.orderID, event.event, event.detail)) }
+        }
+        try await insertEvents(connection, events, at: now)
+        for plan in applied {
+            for request in plan.reconciles { try await insertReconcile(connection, request, now: now) }
+        }
+        let quarantinedApplied = plans.filter { $0.quarantine != nil && appliedIDs.contains($0.orderID) }
+        let order = Dictionary(plans.enumerated().map { ($1.orderID, $0) }, uniquingKeysWith: { first, _ in first })
+        return ((applied + quarantinedApplied).sorted { (order[$0.orderID] ?? 0) < (order[$1.orderID] ?? 0) }, handed)
+    }
+
+    /// The applied plans' messages: inserted in one statement (idempotent by key), leased to
+    /// delivery where `handOff` takes them; then the held earlier steps they collapse.
+    func insertPlanned(_ plans: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, now: Millis,
+                       _ connection: PostgresConnection) async throws -> [OutboxMessage] {
+        var candidates: [OutgoingMessage] = []
+        for plan in plans {
+            let pruned = keys[plan.orderID]?.prunedKeys
+            for message in plan.messages {
+                if let pruned, pruned.contains(Retention.compactKey(message.idempotencyKey, orderID: plan.orderID)) { continue }
+                candidates.append(message)
+            }
+        }
+        guard !candidates.isEmpty else { return [] }
+        let flags = try await first(connection, """
+            SELECT EXISTS(SELECT 1 FROM suppressions),
+                   EXISTS(SELECT 1 FROM pw_outbox WHERE not_before IS NOT NULL AND state = 'pending')
+            """, Binds())
+        let anySuppressed = try flags?.bool(0) ?? false
+        let anyHeld = try flags?.bool(1) ?? false
+        // A resolution of an alert ops never got resolves nothing: not written.
+        var messages: [OutgoingMessage] = []
+        for message in candidates {
+            if let resolved = message.resolves {
+                var binds = Binds()
+                let exists = try await first(connection, """
+                    SELECT EXISTS(SELECT 1 FROM pw_outbox WHERE order_id = \(binds.add(message.orderID))
+                        AND kind = \(binds.add(resolved.rawValue)) AND state IN ('pending', 'delivered'))
+                    """, binds).map { try $0.bool(0) } ?? false
+                if !exists { continue }
+            }
+            messages.append(message)
+        }
+        var suppressed: Set<String> = []
+        if anySuppressed {
+            let customer = messages.filter { !$0.kind.isOps }
+            var binds = Binds()
+            for row in try await rows(connection, """
+                SELECT x.channel, x.address FROM suppressions x
+                JOIN unnest(\(binds.add(customer.map(\.channel)))::text[], \(binds.add(customer.map(\.recipient)))::text[]) AS u(channel, address)
+                  ON x.channel = u.channel AND x.address = u.address
+                """, binds) {
+                suppressed.insert(try row.string(0) + "\u{1}" + row.string(1))
+            }
+        }
+        var leasedFlags: [Bool] = []
+        var dueTimes: [Millis] = []
+        for message in messages {
+            // A suppressed address, a reminder under a daily cap, a message held for the quiet
+            // hours: never handed over (the claim settles them, or takes them when due).
+            let isSuppressed = !message.kind.isOps && suppressed.contains(message.channel + "\u{1}" + message.recipient)
+            let capped = handOff?.claimsReminders == true && message.kind.isReminder
+            let dueAt = max(now, message.notBefore ?? now)
+            let leased = isSuppressed || capped || dueAt > now ? nil : handOff.flatMap { $0.take(message.channel) ? now.saturatingAdd($0.leaseMs) : nil }
+            leasedFlags.append(leased != nil)
+            dueTimes.append(leased ?? dueAt)
+        }
+        var binds = Binds()
+        let nowBind = binds.add(now)
+        let rows = try await self.rows(connection, """
+            INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, in_flight, due_at, created_at,
+                                  updated_at, alternates, not_before, lease_owner)
+            SELECT u.key, u.order_id, u.kind, u.step, u.channel, u.recipient, u.body, u.leased, u.due_at, \(nowBind), \(nowBind),
+                   NULLIF(u.alternates, ''), NULLIF(u.not_before, \(nullMillis)), CASE WHEN u.leased THEN \(binds.add(leaseOwner)) END
+            FROM unnest(\(binds.add(messages.map(\.idempotencyKey)))::text[], \(binds.add(messages.map(\.orderID)))::text[],
+                        \(binds.add(messages.map(\.kind.rawValue)))::text[], \(binds.add(messages.map { Int64($0.step) }))::bigint[],
+                        \(binds.add(messages.map(\.channel)))::text[], \(binds.add(messages.map(\.recipient)))::text[],
+                        \(binds.add(messages.map(\.payload)))::text[], \(binds.add(leasedFlags))::boolean[],
+                        \(binds.add(dueTimes))::bigint[], \(binds.add(messages.map { Alternates.encode($0.alternates) ?? "" }))::text[],
+                        \(binds.add(messages.map { Self.heldUntil($0, now: now) ?? nullMillis }))::bigint[])
+                 AS u(key, order_id, kind, step, channel, recipient, body, leased, due_at, alternates, not_before)
+            ON CONFLICT (order_id, idempotency_key) DO NOTHING
+            RETURNING id, order_id, idempotency_key, in_flight
+            """, binds)
+        var inserted: [String: (id: Int64, leased: Bool)] = [:]
+        for row in rows {
+            inserted[try row.string(1) + "\u{1}" + row.string(2)] = (try row.int64(0), try row.bool(3))
+        }
+        var handed: [OutboxMessage] = []
+        for message in messages {
+            guard let row = inserted[message.orderID + "\u{1}" + message.idempotencyKey] else { continue }
+            if row.leased { handed.append(OutboxMessage(id: row.id, message: message, attempts: 0)) }
+            if message.collapsesHeld, anyHeld { try await collapseHeld(into: message, now: now, connection) }
+        }
+        return handed
+    }
+
+    /// When a message decided at `now` is held until (the end of the quiet hours), nil when it may go at once.
+    static func heldUntil(_ message: OutgoingMessage, now: Millis) -> Millis? {
+        message.notBefore.flatMap { $0 > now ? $0 : nil }
+    }
+
+    /// The order's earlier held steps of `message`'s kind on its channel that have not gone out:
+    /// superseded, with a `collapsed` event each.
+    func collapseHeld(into message: OutgoingMessage, now: Millis, _ connection: PostgresConnection) async throws {
+        var binds = Binds()
+        let steps = try await rows(connection, """
+            UPDATE pw_outbox SET state = 'superseded', updated_at = \(binds.add(now))
+            WHERE order_id = \(binds.add(message.orderID)) AND kind = \(binds.add(message.kind.rawValue))
+              AND channel = \(binds.add(message.channel)) AND step < \(binds.add(Int64(message.step))) AND state = 'pending'
+              AND NOT in_flight AND attempts = 0 AND not_before IS NOT NULL
+            RETURNING step
+            """, binds).map { try $0.int(0) }
+        try await insertEvents(connection, steps.sorted().map { step in
+            (message.orderID, "collapsed",
+             "\(message.kind.rawValue) step \(step) on \(message.channel), held for the quiet hours, collapsed into step \(message.step)")
+        }, at: now)
+    }
+
+    /// Timeline events (order id, event, detail), in one statement.
+    func insertEvents(_ connection: PostgresConnection, _ events: [(String, String, String)], at now: Millis) async throws {
+        guard !events.isEmpty else { return }
+        var binds = Binds()
+        try await execute(connection, """
+            INSERT INTO pw_events(order_id, at, event, detail)
+            SELECT u.order_id, \(binds.add(now)), u.event, u.detail
+            FROM unnest(\(binds.add(events.map(\.0)))::text[], \(binds.add(events.map(\.1)))::text[], \(binds.add(events.map(\.2)))::text[])
+                 AS u(order_id, event, detail)
+            """, binds)
+    }
+
+    func insertReconcile(_ connection: PostgresConnection, _ request: ReconcileRequest, now: Millis) async throws {
+        let fallback = request.fallback
+        var binds = Binds()
+        let nowBind = binds.add(now)
+        try await execute(connection, """
+            INSERT INTO pw_reconcile(order_id, payment_id, provider_ref, step, fallback_key, fallback_kind, fallback_step,
+                fallback_channel, fallback_recipient, fallback_body, due_at, created_at, updated_at)
+            VALUES (\(binds.add(request.orderID)), \(binds.add(request.paymentID)), \(binds.add(request.providerRef)),
+                    \(binds.add(Int64(request.step))), \(binds.add(fallback?.idempotencyKey)), \(binds.add(fallback?.kind.rawValue)),
+                    \(binds.add(fallback.map { Int64($0.step) })), \(binds.add(fallback?.channel)), \(binds.add(fallback?.recipient)),
+                    \(binds.add(fallback?.payload)), \(nowBind), \(nowBind), \(nowBind))
+            ON CONFLICT (order_id, payment_id, step) DO NOTHING
+            """, binds)
+    }
+}

@@ -1,0 +1,357 @@
+import Foundation
+import Logging
+import NIOSSL
+import PaywatchCore
+import PaywatchStore
+import PostgresNIO
+
+/// How to reach the PostgreSQL server, and how this store uses it. Plain values: the daemon
+/// builds them from `[store]` (the url, `password_file`, `sslmode`, `pool_size`, `lease`).
+public struct PostgresStoreSettings: Sendable {
+    public enum Endpoint: Sendable, Equatable {
+        case tcp(host: String, port: Int)
+        /// The server's socket file (`/var/run/postgresql/.s.PGSQL.5432`).
+        case unixSocket(path: String)
+    }
+
+    /// libpq's `sslmode`: `prefer` tries TLS and falls back to plain when the server does not
+    /// offer it; `require` insists on TLS without checking the certificate; `verifyCA` checks the
+    /// certificate against `caFile` (or the system's CAs); `verifyFull` also checks the host name.
+    public enum TLSMode: String, Sendable, Equatable, CaseIterable {
+        case disable, prefer, require
+        case verifyCA = "verify-ca"
+        case verifyFull = "verify-full"
+    }
+
+    /// Which clock due times and leases are compared with.
+    public enum Clock: Sendable, Equatable {
+        /// The database server's (the default): replicas whose own clocks disagree still agree on
+        /// what is due. The `now` a caller passes is replaced by the server's time (the host's
+        /// clock plus an offset measured against `clock_timestamp()` at most every 30 s).
+        case database
+        /// The `now` each call passes (tests, with an injected clock).
+        case injected
+    }
+
+    public var endpoint: Endpoint
+    public var username: String
+    public var password: String?
+    public var database: String
+    public var tls: TLSMode
+    /// A CA bundle (PEM) for `verifyCA` / `verifyFull`; the system's trust store when nil.
+    public var caFile: String?
+    /// Connections this replica opens at most (sweeps, delivery and reads share them), plus one
+    /// for `LISTEN`.
+    public var poolSize: Int
+    public var connectTimeoutMs: Int64
+    /// How long a sweep's lease on an order holds before another replica may plan it.
+    public var leaseMs: Millis
+    public var clock: Clock
+    public var applicationName: String
+
+    public init(endpoint: Endpoint, username: String, password: String? = nil, database: String, tls: TLSMode = .prefer,
+                caFile: String? = nil, poolSize: Int = 4, connectTimeoutMs: Int64 = 10_000, leaseMs: Millis = 30_000,
+                clock: Clock = .database, applicationName: String = "paywatch") {
+        self.endpoint = endpoint
+        self.username = username
+        self.password = password
+        self.database = database
+        self.tls = tls
+        self.caFile = caFile
+        self.poolSize = poolSize
+        self.connectTimeoutMs = connectTimeoutMs
+        self.leaseMs = leaseMs
+        self.clock = clock
+        self.applicationName = applicationName
+    }
+
+    /// Where it connects, for messages: never the password.
+    public var displayName: String {
+        switch endpoint {
+        case .tcp(let host, let port): return "postgres://\(username)@\(host.contains(":") ? "[\(host)]" : host):\(port)/\(database)"
+        case .unixSocket(let path): return "postgres://\(username)@/\(database) (socket \(path))"
+        }
+    }
+}
+
+/// The order store on PostgreSQL, for several paywatch replicas on one database. The same
+/// contract as ``SQLiteOrderStore`` (see ``OrderStore``), with what sharing needs:
+/// - **sweeps lease their orders** (`pw_order_state.lease_owner/lease_until`, taken with
+///   `FOR UPDATE SKIP LOCKED`), so that one order is planned by one replica at a time, and a plan
+///   is written only while its lease holds;
+/// - **claims** take rows with `FOR UPDATE SKIP LOCKED` in a CTE bounded by the limit, so
+///   replicas claiming at once never get the same message;
+/// - **recording is fenced** by lease owner and attempt number;
+/// - **due times** compare with the database's clock (``PostgresStoreSettings/Clock/database``);
+/// - **wake-ups**: triggers `NOTIFY` on the shop's writes and on new outbox rows
+///   (``notifications()``), polling stays the fallback.
+///
+/// Errors: a server that cannot be reached, restarts, or refuses for a passing reason (a
+/// serialization failure, a deadlock, too many connections) is transient (the daemon logs and
+/// retries); a wrong password, a missing database, a shop schema that does not fit and a newer
+/// paywatch's schema are configuration errors (`isConfiguration`).
+public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
+    public let settings: PostgresStoreSettings
+    public let leaseOwner: String
+    let client: PostgresClient
+    let logger: Logger
+    private let runTask: Task<Void, Never>
+    private let offset = ClockOffset()
+
+    /// Creates the connection pool (connections open on first use: an unreachable server is not
+    /// an error here, but at the first operation, as a transient ``StoreError``).
+    /// - Parameters:
+    ///   - leaseOwner: written into this store's leases; a new unique one (`host:pid:random`) by default.
+    ///   - logger: postgres-nio's background log (connection failures, at debug level and above).
+    public init(settings: PostgresStoreSettings, leaseOwner: String? = nil, logger: Logger = Logger(label: "paywatch.postgres")) throws {
+        self.settings = settings
+        self.leaseOwner = leaseOwner ?? SQLiteOrderStore.newLeaseOwner()
+        self.logger = logger
+        var configuration: PostgresClient.Configuration
+        switch settings.endpoint {
+        case .tcp(let host, let port):
+            configuration = PostgresClient.Configuration(
+                host: host, port: port, username: settings.username, password: settings.password,
+                database: settings.database, tls: try Self.tls(settings))
+        case .unixSocket(let path):
+            configuration = PostgresClient.Configuration(
+                unixSocketPath: path, username: settings.username, password: settings.password, database: settings.database)
+        }
+        configuration.options.maximumConnections = max(1, settings.poolSize) + 1  // + LISTEN
+        configuration.options.minimumConnections = 0
+        configuration.options.connectTimeout = .milliseconds(settings.connectTimeoutMs)
+        configuration.options.additionalStartupParameters = [("application_name", settings.applicationName)]
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        runTask = Task { await client.run() }
+    }
+
+    static func tls(_ settings: PostgresStoreSettings) throws -> PostgresClient.Configuration.TLS {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        switch settings.tls {
+        case .disable: return .disable
+        case .prefer, .require: tls.certificateVerification = .none
+        case .verifyCA: tls.certificateVerification = .noHostnameVerification
+        case .verifyFull: tls.certificateVerification = .fullVerification
+        }
+        if let caFile = settings.caFile {
+            do {
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+            } catch {
+                throw StoreError(description: "cannot read the CA file \(caFile) ([store] ca_file): \(error)", isConfiguration: true)
+            }
+        }
+        return settings.tls == .prefer ? .prefer(tls) : .require(tls)
+    }
+
+    public func verifyStillOpen() throws {}
+
+    public func close() async throws {
+        runTask.cancel()
+        _ = await runTask.value
+    }
+
+    // MARK: Time
+
+    /// The `now` an operation works with: the caller's, or the database's (see ``PostgresStoreSettings/Clock``).
+    func effectiveNow(_ now: Millis, _ connection: PostgresConnection) async throws -> Millis {
+        guard settings.clock == .database else { return now }
+        let host = Self.hostNow()
+        if let known = offset.current(at: host) { return host + known }
+        let row = try await first(connection, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint", Binds())
+        let server = try row.map { try $0.int64(0) } ?? host
+        let after = Self.hostNow()
+        // The server read its clock about halfway through the round trip.
+        let measured = server - (host + (after - host) / 2)
+        offset.set(measured, at: after)
+        return after + measured
+    }
+
+    static func hostNow() -> Millis {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Millis(spec.tv_sec) * 1000 + Millis(spec.tv_nsec) / 1_000_000
+    }
+
+    // MARK: Connections and transactions
+
+    /// Runs `work` in one transaction (READ COMMITTED) on a pooled connection; errors become
+    /// ``StoreError``s (``mapError(_:)``).
+    func transaction<T: Sendable>(_ work: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            return try await rawTransaction(work)
+        } catch {
+            throw Self.mapError(error, settings: settings)
+        }
+    }
+
+    /// ``transaction(_:)`` with postgres-nio's errors as they are (to look at their SQLSTATE).
+    func rawTransaction<T: Sendable>(_ work: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await client.withConnection { connection in
+            try await connection.query("BEGIN", logger: logger)
+            do {
+                let value = try await work(connection)
+                try await connection.query("COMMIT", logger: logger)
+                return value
+            } catch {
+                _ = try? await connection.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
+    }
+
+    /// Runs read-only `work` on a pooled connection in one REPEATABLE READ transaction (a
+    /// consistent snapshot, as `orders show` and `report` promise).
+    func read<T: Sendable>(_ work: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            return try await client.withConnection { connection in
+                try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+                do {
+                    let value = try await work(connection)
+                    try await connection.query("COMMIT", logger: logger)
+                    return value
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
+                }
+            }
+        } catch {
+            throw Self.mapError(error, settings: settings)
+        }
+    }
+
+    func rows(_ connection: PostgresConnection, _ sql: String, _ binds: Binds) async throws -> [PostgresRandomAccessRow] {
+        do {
+            let sequence = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds.bindings), logger: logger)
+            var result: [PostgresRandomAccessRow] = []
+            for try await row in sequence { result.append(row.makeRandomAccess()) }
+            return result
+        } catch {
+            if ProcessInfo.processInfo.environment["PAYWATCH_PG_DEBUG"] != nil { print("FAILED SQL:", sql, error) }
+            throw error
+        }
+    }
+
+    func first(_ connection: PostgresConnection, _ sql: String, _ binds: Binds) async throws -> PostgresRandomAccessRow? {
+        try await rows(connection, sql, binds).first
+    }
+
+    /// Runs a statement and drains it (use `RETURNING 1` and count the rows when the count matters).
+    func execute(_ connection: PostgresConnection, _ sql: String, _ binds: Binds = Binds()) async throws {
+        _ = try await rows(connection, sql, binds)
+    }
+
+    // MARK: Errors
+
+    /// SQLSTATEs that are the shop's data or triggers refusing a plan: the order is quarantined.
+    static func isDataRefusal(_ error: any Error) -> Bool {
+        guard let state = sqlState(error) else { return false }
+        // 22: data exception; 23: integrity constraint; P0: PL/pgSQL raise; 42: a shop trigger's
+        // own broken SQL; 2F/38/39: routine exceptions.
+        return ["22", "23", "P0", "42", "2F", "38", "39"].contains(String(state.prefix(2)))
+    }
+
+    static func sqlState(_ error: any Error) -> String? {
+        if let error = error as? PSQLError { return error.serverInfo?[.sqlState] }
+        return nil
+    }
+
+    /// A ``StoreError`` for `error`: free of SQL arguments and personal data. Authentication and
+    /// a missing database or role are configuration errors (exit 78); the rest is transient.
+    static func mapError(_ error: any Error, settings: PostgresStoreSettings) -> any Error {
+        if error is StoreError { return error }
+        if let error = error as? PSQLError {
+            let where_ = settings.displayName
+            if let info = error.serverInfo {
+                let state = info[.sqlState] ?? "?"
+                let message = Validator.display(info[.message] ?? "no message", limit: 200)
+                switch state {
+                case "28P01", "28000":
+                    return StoreError(description: "PostgreSQL refused the login to \(where_): \(message) (check the user, [store] password_file, PGPASSFILE, or pg_hba.conf)",
+                                      isConfiguration: true)
+                case "3D000":
+                    return StoreError(description: "PostgreSQL at \(where_): \(message) (create it, or fix the database in [store] url)",
+                                      isConfiguration: true)
+                case "42501":
+                    return StoreError(description: "PostgreSQL at \(where_): \(message) (grant paywatch's role the rights it needs)",
+                                      isConfiguration: true)
+                default:
+                    return StoreError(description: "PostgreSQL error \(state) at \(where_): \(message)")
+                }
+            }
+            switch error.code {
+            case .sslUnsupported:
+                return StoreError(description: "PostgreSQL at \(where_) does not offer TLS, and [store] sslmode requires it", isConfiguration: true)
+            case .authMechanismRequiresPassword:
+                return StoreError(description: "PostgreSQL at \(where_) asks for a password and none was given ([store] password_file, the url, or PGPASSFILE)",
+                                  isConfiguration: true)
+            case .unsupportedAuthMechanism:
+                return StoreError(description: "PostgreSQL at \(where_) asks for an authentication method paywatch does not support (use scram-sha-256, md5 or trust)",
+                                  isConfiguration: true)
+            case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown:
+                let cause = error.underlying.map { Validator.display(String(describing: $0), limit: 200) } ?? "\(error.code)"
+                return StoreError(description: "cannot reach PostgreSQL at \(where_): \(cause)")
+            case .poolClosed:
+                return StoreError(description: "the PostgreSQL store is closed")
+            default:
+                return StoreError(description: "PostgreSQL at \(where_): \(error.code)")
+            }
+        }
+        if let error = error as? NIOSSLError {
+            return StoreError(description: "TLS with PostgreSQL at \(settings.displayName) failed: \(error)")
+        }
+        return StoreError(description: "PostgreSQL at \(settings.displayName): \(Validator.display(String(describing: error), limit: 200))")
+    }
+}
+
+/// The measured offset of the database's clock from the host's, and when it was measured.
+final class ClockOffset: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Millis?
+    private var measuredAt: Millis = 0
+    static let refreshMs: Millis = 30_000
+
+    func current(at now: Millis) -> Millis? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let value, now - measuredAt < Self.refreshMs, now >= measuredAt else { return nil }
+        return value
+    }
+
+    func set(_ offset: Millis, at now: Millis) {
+        lock.lock()
+        value = offset
+        measuredAt = now
+        lock.unlock()
+    }
+}
+
+/// Bind parameters built alongside the SQL: `\(binds.add(value))` appends the value and returns
+/// its `$n` placeholder.
+struct Binds: Sendable {
+    var bindings = PostgresBindings()
+    private var count = 0
+
+    init() {}
+
+    mutating func add<T: PostgresDynamicTypeEncodable>(_ value: T) -> String {
+        bindings.append(value)
+        count += 1
+        return "$\(count)"
+    }
+
+    mutating func add<T: PostgresDynamicTypeEncodable>(_ value: T?) -> String {
+        bindings.append(value)
+        count += 1
+        return "$\(count)"
+    }
+}
+
+extension PostgresRandomAccessRow {
+    func int64(_ index: Int) throws -> Int64 { try self[index].decode(Int64.self) }
+    func int64OrNil(_ index: Int) throws -> Int64? { try self[index].decode(Int64?.self) }
+    func int(_ index: Int) throws -> Int { Int(try self[index].decode(Int64.self)) }
+    func string(_ index: Int) throws -> String { try self[index].decode(String.self) }
+    func stringOrNil(_ index: Int) throws -> String? { try self[index].decode(String?.self) }
+    func bool(_ index: Int) throws -> Bool { try self[index].decode(Bool.self) }
+}
