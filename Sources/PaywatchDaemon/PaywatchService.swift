@@ -44,6 +44,10 @@ public struct PaywatchService: Service {
             "lease_owner": "\(runtime.store.leaseOwner)",
         ])
         let engine = DeliveryEngine(runtime: runtime, stats: stats, heartbeat: monitor.delivery)
+        // A store with wake-ups (PostgreSQL's LISTEN): the shop's writes wake planning, and new
+        // messages (written by any replica) wake delivery, within milliseconds instead of a poll.
+        let changes = runtime.store.changes()
+        let wake = changes == nil ? nil : WakeSignal()
         defer {
             runtime.transport.shutdown()
             for endpoint in runtime.channels.values { endpoint.provider.shutdown() }
@@ -68,12 +72,26 @@ public struct PaywatchService: Service {
             // did at its start, and the re-planning sweep needs the writer now.
             let announce = self.announce
             group.addTask { await cancelWhenGracefulShutdown { await Pruner(runtime: runtime).run(atOnce: announce) } }
+            if let changes, let wake {
+                let listening = Task {
+                    for await change in changes {
+                        switch change {
+                        case .ordersChanged: wake.signal()
+                        case .messagesAdded: engine.wake()
+                        case .reconnected:
+                            wake.signal()
+                            engine.wake()
+                        }
+                    }
+                }
+                group.addTask { await cancelWhenGracefulShutdown { await withTaskCancellationHandler { await listening.value } onCancel: { listening.cancel() } } }
+            }
             group.addTask {
                 defer { engine.shutdown() }
                 // Planning stops at once: each chunk of a sweep is one transaction, so what an
                 // interrupted sweep wrote stays written and the rest stays due.
                 do {
-                    try await cancelWhenGracefulShutdown { try await self.planningLoop(engine) }
+                    try await cancelWhenGracefulShutdown { try await self.planningLoop(engine, wake: wake) }
                 } catch is CancellationError {
                     return
                 }
@@ -98,7 +116,7 @@ public struct PaywatchService: Service {
     // MARK: Planning
 
     /// Returns when cancelled; throws only a fatal store error (see ``OrderStore/verifyStillOpen()``).
-    func planningLoop(_ engine: DeliveryEngine) async throws {
+    func planningLoop(_ engine: DeliveryEngine, wake: WakeSignal? = nil) async throws {
         let poll = runtime.config.daemon.pollIntervalMs
         var outage = OutageLog("planning")
         defer { monitor.planning.idle() }
@@ -124,7 +142,7 @@ public struct PaywatchService: Service {
                 }
                 monitor.passed(at: now, nanoseconds: Int64(DispatchTime.now().uptimeNanoseconds - started))
                 monitor.planning.idle()
-                try await runtime.clock.sleep(until: min(next, now + poll))
+                try await runtime.clock.sleep(until: min(next, now + poll), orUntil: wake)
             } catch is CancellationError {
                 return
             } catch let error as StoreError where error.isFatal {

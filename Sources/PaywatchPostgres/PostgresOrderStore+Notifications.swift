@@ -26,7 +26,7 @@ extension PostgresOrderStore {
                         }
                     }
                 } catch {
-                    if Task.isCancelled { break }
+                    if Task.isCancelled || self.closing.isSet { break }
                     logger.warning("listening for changes failed; polling until it is back", metadata: [
                         "event": "listen_failed", "error": "\(Self.mapError(error, settings: self.settings))",
                     ])

@@ -97,6 +97,8 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
     let logger: Logger
     private let runTask: Task<Void, Never>
     private let offset = ClockOffset()
+    /// Set by ``close()``: the listener then ends without reporting its connection's end.
+    let closing = LeaseStarted()
 
     /// Creates the connection pool (connections open on first use: an unreachable server is not
     /// an error here, but at the first operation, as a transient ``StoreError``).
@@ -121,7 +123,10 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
         configuration.options.minimumConnections = 0
         configuration.options.connectTimeout = .milliseconds(settings.connectTimeoutMs)
         configuration.options.additionalStartupParameters = [("application_name", settings.applicationName)]
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        // postgres-nio's own log: errors only (this store reports outages itself, once each).
+        var background = logger
+        background.logLevel = max(logger.logLevel, .error)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: background)
         self.client = client
         runTask = Task { await client.run() }
     }
@@ -147,6 +152,7 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
     public func verifyStillOpen() throws {}
 
     public func close() async throws {
+        closing.set()
         runTask.cancel()
         _ = await runTask.value
     }
@@ -177,7 +183,7 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
 
     /// Runs `work` in one transaction (READ COMMITTED) on a pooled connection; errors become
     /// ``StoreError``s (``mapError(_:)``).
-    func transaction<T: Sendable>(_ work: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         do {
             return try await rawTransaction(work)
         } catch {
@@ -186,15 +192,15 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
     }
 
     /// ``transaction(_:)`` with postgres-nio's errors as they are (to look at their SQLSTATE).
-    func rawTransaction<T: Sendable>(_ work: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await client.withConnection { connection in
-            try await connection.query("BEGIN", logger: logger)
+    func rawTransaction<T: Sendable>(_ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await leased { connection in
+            try await connection.query("BEGIN", logger: self.logger)
             do {
                 let value = try await work(connection)
-                try await connection.query("COMMIT", logger: logger)
+                try await connection.query("COMMIT", logger: self.logger)
                 return value
             } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger)
+                _ = try? await connection.query("ROLLBACK", logger: self.logger)
                 throw error
             }
         }
@@ -202,21 +208,49 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
 
     /// Runs read-only `work` on a pooled connection in one REPEATABLE READ transaction (a
     /// consistent snapshot, as `orders show` and `report` promise).
-    func read<T: Sendable>(_ work: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func read<T: Sendable>(_ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         do {
-            return try await client.withConnection { connection in
-                try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+            return try await leased { connection in
+                try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: self.logger)
                 do {
                     let value = try await work(connection)
-                    try await connection.query("COMMIT", logger: logger)
+                    try await connection.query("COMMIT", logger: self.logger)
                     return value
                 } catch {
-                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    _ = try? await connection.query("ROLLBACK", logger: self.logger)
                     throw error
                 }
             }
         } catch {
             throw Self.mapError(error, settings: settings)
+        }
+    }
+
+    /// `work` on a pooled connection, waiting for one at most `connect_timeout` + 5 s: while the
+    /// server cannot be reached, an operation fails with a transient error after that (the pool
+    /// itself would keep a caller waiting a minute), and the daemon logs the outage and retries.
+    func leased<T: Sendable>(_ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let started = LeaseStarted()
+        let waitMs = settings.connectTimeoutMs + 5_000
+        let client = self.client
+        let display = settings.displayName
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await client.withConnection { connection in
+                    started.set()
+                    return try await work(connection)
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(waitMs))
+                if started.isSet { try await Task.sleep(for: .seconds(86_400 * 365)) }
+                throw StoreError(description: "cannot reach PostgreSQL at \(display): no connection within \(waitMs / 1000) s")
+            }
+            defer { group.cancelAll() }
+            while let next = try await group.next() {
+                if let value = next { return value }
+            }
+            throw CancellationError()
         }
     }
 
@@ -297,11 +331,22 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
                 return StoreError(description: "PostgreSQL at \(where_): \(error.code)")
             }
         }
+        if String(describing: error).contains("CircuitBreakerTripped") {
+            return StoreError(description: "cannot reach PostgreSQL at \(settings.displayName): every connection attempt failed")
+        }
         if let error = error as? NIOSSLError {
             return StoreError(description: "TLS with PostgreSQL at \(settings.displayName) failed: \(error)")
         }
         return StoreError(description: "PostgreSQL at \(settings.displayName): \(Validator.display(String(describing: error), limit: 200))")
     }
+}
+
+/// Whether a pooled operation got its connection.
+final class LeaseStarted: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
 }
 
 /// The measured offset of the database's clock from the host's, and when it was measured.

@@ -121,7 +121,7 @@ final class LoopbackListener: @unchecked Sendable {
 ///   - port: TCP port, 0 for an ephemeral one.
 ///   - error: makes the server's own error type from a description.
 /// - Returns: the socket and the port it is bound to.
-func listenOnLoopback<E: Error>(port requestedPort: Int, error: (String) -> E) throws(E) -> (fd: Int32, port: Int) {
+public func listenOnLoopback<E: Error>(port requestedPort: Int, error: (String) -> E) throws(E) -> (fd: Int32, port: Int) {
     guard (0...65535).contains(requestedPort) else { throw error("invalid port \(requestedPort)") }
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw error("socket() failed: errno \(errno)") }

@@ -1,0 +1,189 @@
+import Foundation
+import PaywatchCore
+import PaywatchPostgres
+import PaywatchStore
+import PaywatchTestSupport
+import Testing
+
+/// What sharing one database needs (issue 10, items 3–5), on a real server: replicas sweeping and
+/// claiming at once never plan an order or claim a message twice, a dead replica's lease on an
+/// order is taken over when it expires, due times follow the database's clock, and `LISTEN`
+/// wakes a replica within milliseconds of another writer's commit.
+@Suite(.serialized) struct PostgresReplicaTests {
+    func insertOrders(_ server: PostgresServer, count: Int, createdAt: Millis = t0) throws {
+        try server.psql("""
+            INSERT INTO orders(id, amount_due, created_at, phone, email)
+            SELECT 'R' || lpad(n::text, 6, '0'), 100, \(ts(createdAt)), '+86138' || lpad(n::text, 8, '0'), 'c' || n || '@shop.example'
+            FROM generate_series(1, \(count)) AS n
+            """)
+    }
+
+    func value(_ server: PostgresServer, _ sql: String) throws -> String {
+        try server.psql(sql).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test func threeReplicasSweepingAtOncePlanEachOrderOnce() async throws {
+        let server = try PostgresServer()
+        defer { server.stop() }
+        let stores = try (1...3).map { try makeStore(server, owner: "replica-\($0)") }
+        try await stores[0].migrate()
+        try insertOrders(server, count: 3000)
+        let now = t0 + 10 * minute
+        let planned = try await withThrowingTaskGroup(of: [String].self) { group in
+            for store in stores {
+                group.addTask {
+                    var mine: [String] = []
+                    while true {
+                        let result = try await store.sweep(now: now, limit: 250) { planner.plan($0, now: now) }
+                        mine += result.plans.map(\.orderID)
+                        if result.claimed == 0 { return mine }
+                    }
+                }
+            }
+            var all: [[String]] = []
+            for try await ids in group { all.append(ids) }
+            return all
+        }
+        let flat = planned.flatMap { $0 }
+        #expect(flat.count == 3000)
+        #expect(Set(flat).count == 3000)
+        // Every replica took a share (they ran at the same time, not one after the other).
+        #expect(planned.allSatisfy { !$0.isEmpty })
+        // One `status` event per order, and the two reminders of step 1 each once.
+        #expect(try value(server, "SELECT COUNT(*) FROM pw_events WHERE event = 'status'") == "3000")
+        #expect(try value(server, "SELECT COUNT(*) FROM pw_outbox") == "6000")
+        #expect(try value(server, "SELECT COUNT(*) FROM pw_order_state WHERE lease_owner IS NOT NULL") == "0")
+
+        // Claims at once: every message to exactly one replica.
+        let request = DeliveryClaimRequest(perChannel: ["sms": 100, "email": 100], knownChannels: ["sms", "email"], leaseMs: 60_000)
+        let claimed = try await withThrowingTaskGroup(of: [Int64].self) { group in
+            for store in stores {
+                group.addTask {
+                    var ids: [Int64] = []
+                    while true {
+                        let claim = try await store.claimDeliveries(request, now: now)
+                        if claim.messages.isEmpty { return ids }
+                        ids += claim.messages.map(\.id)
+                        let results = claim.messages.map {
+                            DeliveryResult(outboxID: $0.id, startedAt: now, httpStatus: 200, error: nil, durationMs: 1, outcome: .delivered)
+                        }
+                        let recorded = try await store.exchangeDeliveries(recording: results, claiming: nil, now: now)
+                        #expect(recorded.staleResults.isEmpty)
+                    }
+                }
+            }
+            var all: [Int64] = []
+            for try await ids in group { all += ids }
+            return all
+        }
+        #expect(claimed.count == 6000)
+        #expect(Set(claimed).count == 6000)
+        #expect(try value(server, "SELECT COUNT(*) FROM pw_outbox WHERE state = 'delivered'") == "6000")
+        #expect(try value(server, "SELECT COUNT(*) FROM pw_attempts") == "6000")
+        for store in stores { try await store.close() }
+    }
+
+    @Test func aDeadReplicasLeaseOnAnOrderIsTakenOverWhenItExpires() async throws {
+        let server = try PostgresServer()
+        defer { server.stop() }
+        let store = try makeStore(server, owner: "alive")
+        try await store.migrate()
+        try insertOrders(server, count: 2)
+        let now = t0 + 10 * minute
+        // A replica leased R000001 for a sweep and died (kill -9) before writing its plan.
+        try server.psql("UPDATE pw_order_state SET lease_owner = 'dead', lease_until = \(now + 30_000) WHERE order_id = 'R000001'")
+        let first = try await store.sweep(now: now, limit: 10) { planner.plan($0, now: now) }
+        #expect(first.plans.map(\.orderID) == ["R000002"])
+        #expect(try await store.sweep(now: now + 29_999, limit: 10) { planner.plan($0, now: now) }.plans.isEmpty)
+        let later = try await store.sweep(now: now + 30_000, limit: 10) { planner.plan($0, now: now + 30_000) }
+        #expect(later.plans.map(\.orderID) == ["R000001"])
+        try await store.close()
+    }
+
+    @Test func aResultFromALeaseThatExpiredAndWasTakenOverIsStale() async throws {
+        let server = try PostgresServer()
+        defer { server.stop() }
+        let first = try makeStore(server, owner: "first")
+        let second = try makeStore(server, owner: "second")
+        try await first.migrate()
+        try insertOrders(server, count: 1)
+        let now = t0 + 10 * minute
+        _ = try await first.sweep(now: now, limit: 10) { planner.plan($0, now: now) }
+        let request = DeliveryClaimRequest(perChannel: ["sms": 10], knownChannels: ["sms"], leaseMs: 1_000)
+        let taken = try #require(try await first.claimDeliveries(request, now: now).messages.first)
+        #expect(try await second.claimDeliveries(request, now: now + 999).messages.isEmpty)
+        let again = try #require(try await second.claimDeliveries(request, now: now + 1_000).messages.first)
+        #expect(again.id == taken.id)
+        let late = DeliveryResult(outboxID: taken.id, startedAt: now, httpStatus: 500, error: "HTTP 500", durationMs: 1,
+                                  outcome: .retry(atMs: now + 5_000, reason: "HTTP 500"))
+        #expect(try await first.exchangeDeliveries(recording: [late], claiming: nil, now: now + 1_001).staleResults == [taken.id])
+        let done = DeliveryResult(outboxID: again.id, startedAt: now + 1_000, httpStatus: 200, error: nil, durationMs: 1, outcome: .delivered)
+        #expect(try await second.exchangeDeliveries(recording: [done], claiming: nil, now: now + 1_002).staleResults.isEmpty)
+        #expect(try value(server, "SELECT state || ' ' || attempts FROM pw_outbox WHERE id = \(taken.id)") == "delivered 1")
+        // A clean stop of the first releases nothing of the second's.
+        #expect(try await first.releaseLeases(now: now + 2_000) == 0)
+        try await first.close()
+        try await second.close()
+    }
+
+    @Test func dueTimesFollowTheDatabasesClock() async throws {
+        let server = try PostgresServer()
+        defer { server.stop() }
+        let store = try makeStore(server, clock: .database)
+        try await store.migrate()
+        // An order created an hour ago by the database's clock: its first reminder (10 min) is due.
+        try server.psql("""
+            INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('C1', 100, now() - interval '1 hour', '+8613800000000')
+            """)
+        // A host whose clock is a day behind still plans it (the database says it is due)...
+        let skewed = Millis(Date().timeIntervalSince1970 * 1000) - 86_400_000
+        let plans = try await store.sweep(now: skewed, limit: 10) { planner.plan($0, now: skewed + 86_400_000) }.plans
+        #expect(plans.map(\.orderID) == ["C1"])
+        // ...and what is due is reported on the host's own clock, so it sleeps the right time.
+        let claim = try await store.exchangeDeliveries(
+            recording: [], claiming: DeliveryClaimRequest(perChannel: ["sms": 0], knownChannels: ["sms"], leaseMs: 1_000), now: skewed)
+        let due = try #require(claim.nextDueAt["sms"])
+        #expect(abs(due - skewed) < 5_000)
+        try await store.close()
+    }
+
+    @Test func listenWakesAReplicaWhenTheShopOrAnotherReplicaWrites() async throws {
+        let server = try PostgresServer()
+        defer { server.stop() }
+        let store = try makeStore(server, owner: "listener")
+        let other = try makeStore(server, owner: "writer")
+        try await store.migrate()
+        let changes = try #require(store.changes())
+        var iterator = changes.makeAsyncIterator()
+        // Give LISTEN its moment to register (it runs on a connection of its own).
+        try await Task.sleep(for: .milliseconds(300))
+        let started = ContinuousClock.now
+        try insertOrders(server, count: 1)
+        #expect(await iterator.next() == .ordersChanged)
+        #expect(ContinuousClock.now - started < .seconds(2))
+        _ = try await other.sweep(now: t0 + 10 * minute, limit: 10) { planner.plan($0, now: t0 + 10 * minute) }
+        #expect(await iterator.next() == .messagesAdded)
+        try await store.close()
+        try await other.close()
+    }
+
+    @Test func anUnreachableServerIsATransientErrorNotACrash() async throws {
+        let probe = try listenOnLoopback(port: 0) { StoreError(description: "\($0)") }
+        close(probe.fd)
+        let store = try PostgresOrderStore(settings: PostgresStoreSettings(
+            endpoint: .tcp(host: "127.0.0.1", port: probe.port), username: "paywatch", database: "postgres", tls: .disable,
+            connectTimeoutMs: 1_000, clock: .injected))
+        let result: Result<Int, StoreError> = await {
+            do { return .success(try await store.replanAll()) } catch let error as StoreError { return .failure(error) } catch {
+                return .failure(StoreError(description: "not a StoreError: \(error)"))
+            }
+        }()
+        guard case .failure(let error) = result else {
+            Issue.record("no error")
+            return
+        }
+        #expect(!error.isConfiguration && !error.isFatal)
+        #expect(error.description.contains("cannot reach PostgreSQL at postgres://paywatch@127.0.0.1:\(probe.port)/postgres"))
+        try await store.close()
+    }
+}
