@@ -86,7 +86,7 @@ let package = Package(
         .target(
             name: "PaywatchDaemon",
             dependencies: [
-                "PaywatchCore", "PaywatchConfig", "PaywatchStore", "PaywatchDelivery", "CSystemd",
+                "PaywatchCore", "PaywatchConfig", "PaywatchStore", "PaywatchPostgres", "PaywatchDelivery", "CSystemd",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -119,7 +119,7 @@ let package = Package(
         .executableTarget(
             name: "paywatch-bench",
             dependencies: [
-                "PaywatchDaemon", "PaywatchCore", "PaywatchConfig", "PaywatchStore", "PaywatchDelivery",
+                "PaywatchDaemon", "PaywatchCore", "PaywatchConfig", "PaywatchStore", "PaywatchDelivery", "PaywatchPostgres",
                 "PaywatchTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -32,7 +32,9 @@ public final class PostgresServer: @unchecked Sendable {
         return versions.map { "/usr/lib/postgresql/\($0)/bin" }.first { fm.isExecutableFile(atPath: $0 + "/pg_ctl") }
     }
 
-    public init() throws {
+    /// - Parameter fsync: off by default (tests: faster, and a test never survives a power cut);
+    ///   on for benchmarks, as a shop runs its server.
+    public init(fsync: Bool = false) throws {
         guard let bin = Self.binDirectory() else {
             throw Failure(description: "PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin): apt-get install postgresql")
         }
@@ -50,7 +52,7 @@ public final class PostgresServer: @unchecked Sendable {
         close(probe.fd)
         port = probe.port
         try run(bin + "/initdb", ["-D", data, "-U", "paywatch", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
-        let options = "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1 -c fsync=off"
+        let options = "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1 -c max_connections=200" + (fsync ? "" : " -c fsync=off")
         try run(bin + "/pg_ctl", ["-D", data, "-o", options, "-l", directory.appendingPathComponent("server.log").path, "-w", "-t", "30", "start"])
     }
 

@@ -27,6 +27,7 @@ import PaywatchTestSupport
 //                                                   N e-mails over smtps:// (or STARTTLS); plain: no TLS.
 //                                                   Prints msg/s, connections and TLS handshakes;
 //                                                   close: a new connection per request (no keep-alive)
+//   pg-plan, pg-burst, pg-intake, pg-spread       PostgreSQL with 1–3 replicas: see Postgres.swift
 //   all
 // Every run uses a fresh SQLite file in a temp directory and a loopback HTTP sink on 127.0.0.1.
 
@@ -671,6 +672,10 @@ let external = args.contains("ext")
 let slow = args.contains("slow")
 
 switch args.first ?? "all" {
+case "pg-plan": try await benchPgPlan(arg(1, 100_000), replicas: arg(2, 1))
+case "pg-burst": try await benchPgBurst(arg(1, 20_000), replicas: arg(2, 3), external: external, killOne: args.contains("kill"))
+case "pg-intake": try await benchPgIntake(arg(1, 20_000), replicas: arg(2, 3))
+case "pg-spread": try await benchPgSpread(arg(1, 10_000), seconds: arg(2, 60), replicas: arg(3, 3), external: external)
 case "plan": try await benchPlan(arg(1, 100_000), threeChannels: args.contains("3ch"))
 case "planmix": try await benchPlanMix(arg(1, 100_000))
 case "burst": try await benchBurst(arg(1, 20_000), external: external, slow: slow)

@@ -93,6 +93,26 @@ func migrate(_ store: any OrderStore) async throws -> [String] {
     }
 }
 
+/// ``migrate(_:)`` for the daemon: while the store cannot be reached (a PostgreSQL server down or
+/// restarting, a network outage), it logs and tries again after a pause (1 s, doubling up to 30 s)
+/// instead of exiting; a configuration problem still exits 78, and SIGTERM ends the wait. (The
+/// SQLite store is a local file: an error there is reported and ends the command, as before.)
+func migrateWhenReachable(_ store: any OrderStore, logger: Logger) async throws -> [String] {
+    if store is SQLiteOrderStore { return try await migrate(store) }
+    var pauseMs: UInt64 = 1000
+    while true {
+        do {
+            return try await migrate(store)
+        } catch let error as StoreError where !error.isConfiguration && !error.isFatal {
+            logger.warning("the order store cannot be used yet; trying again", metadata: [
+                "event": "store_unavailable", "error": "\(error)", "retry_in": "\(pauseMs)ms",
+            ])
+            try await Task.sleep(nanoseconds: pauseMs * 1_000_000)
+            pauseMs = min(pauseMs * 2, 30_000)
+        }
+    }
+}
+
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the service (SIGTERM or SIGINT stops it cleanly).")
 
@@ -117,7 +137,7 @@ struct Run: AsyncParsableCommand {
         // One daemon per SQLite file: the store takes the run lock as it opens (exit 1 when
         // another paywatch holds it).
         let store = try openStore(config, configPath: options.path, intent: .write(command: "run"), runLock: true)
-        for change in try await migrate(store) {
+        for change in try await migrateWhenReachable(store, logger: logger) {
             logger.notice("shop schema adapted", metadata: ["change": "\(change)"])
         }
         let metrics = config.metrics.listen.map { _ in PaywatchMetrics() }
