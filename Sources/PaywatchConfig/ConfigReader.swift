@@ -420,8 +420,8 @@ func storeURLProblem(_ url: String) -> String? {
         if case .failure(let problem) = sqliteURLOptions(url) { return problem.message }
         return nil
     }
-    for scheme in ["postgres://", "postgresql://"] where url.hasPrefix(scheme) {
-        if url.count == scheme.count { return "the postgres url has no host or database" }
+    if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+        if case .failure(let problem) = PostgresURL.parse(url) { return problem.message }
         return nil
     }
     return expected
