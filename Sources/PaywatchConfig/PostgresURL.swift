@@ -94,6 +94,7 @@ public struct PostgresURL: Sendable, Equatable {
 
     /// Why a url is not accepted, e.g. `the port must be a number 1 … 65535`. Never holds the password.
     public struct Problem: Error, Sendable, Equatable, CustomStringConvertible {
+        /// What is wrong, naming the part of the url (`the port …`, `the password …`), never its value.
         public let message: String
 
         init(_ message: String) {
@@ -136,6 +137,7 @@ public struct PostgresURL: Sendable, Equatable {
     /// The query parameters accepted, in the order the errors list them.
     public static let parameters = ["sslmode", "sslrootcert", "connect_timeout", "application_name", "host"]
 
+    /// A url's settings as given, unchecked (``parse(_:)`` reads and checks a url's text).
     public init(
         user: String? = nil, password: String? = nil, endpoint: Endpoint, database: String, sslMode: SSLMode? = nil,
         sslRootCert: String? = nil, connectTimeoutMs: Int64? = nil, applicationName: String? = nil
