@@ -294,6 +294,18 @@ extension ValueKind where Value == String {
     }
 }
 
+extension ValueKind where Value == PostgresURL.SSLMode {
+    /// libpq's `sslmode`, `allow` excepted (``PostgresURL/SSLMode``).
+    static var sslMode: ValueKind {
+        ValueKind(
+            type: "one of " + Value.allCases.map { "`\($0.rawValue)`" }.joined(separator: ", "),
+            read: { node in
+                nonEmptyString(node).flatMap { text in Value.named(text).mapError { ValueProblem($0.message) } }
+            },
+            render: { tomlQuoted($0.rawValue) })
+    }
+}
+
 extension ValueKind where Value: RawRepresentable & CaseIterable, Value.RawValue == String {
     /// A string that is one of the enum's raw values.
     static func oneOf(unknown noun: String) -> ValueKind {

@@ -17,9 +17,39 @@ extension PaywatchConfiguration {
                 .key("url", .storeURL, \.store.url, doc: """
                     `sqlite:///absolute.db` or `sqlite://relative.db` (relative to the config file's folder, not the \
                     working directory: systemd starts services in `/`); optional `?mode=rwc` (default), `rw` (must \
-                    exist) or `ro` (refused by `run` and `migrate`; for `orders` and `report`)
+                    exist) or `ro` (refused by `run` and `migrate`; for `orders` and `report`). Or \
+                    `postgres://[user[:password]@][host][:port][/database]` as libpq reads it (percent-encoded; \
+                    `[::1]`; no host: the socket in `/var/run/postgresql`; port `5432`; database: the user), with \
+                    optional `?sslmode=`, `sslrootcert=`, `connect_timeout=` (seconds), `application_name=`, \
+                    `host=/socket/folder`
                     """),
                 .key("busy_timeout", .duration, \.store.busyTimeoutMs, doc: "how long a write waits for the shop's lock"),
+                .optional("password_file", .string, \.store.passwordFile, unset: "the url's password, else `PGPASSFILE` or `~/.pgpass`",
+                          doc: """
+                    PostgreSQL: a file holding the password on one line; never logged; may name \
+                    `$CREDENTIALS_DIRECTORY/NAME`. The password is this file's, else the url's (with a warning: \
+                    whoever reads the configuration reads it), else from `$PGPASSFILE`, else `~/.pgpass` (libpq's format)
+                    """),
+                .key("sslmode", .sslMode, \.store.sslMode, doc: """
+                    PostgreSQL, as libpq: `disable`; `prefer`: TLS when the server offers it, else in the clear; \
+                    `require`: TLS, not verified; `verify-ca`: TLS, the certificate chain verified; `verify-full`: \
+                    and its name too (`allow` is not supported). Or `?sslmode=` in the url (not both, different)
+                    """),
+                .optional("ca_file", .string, \.store.caFile, unset: "the system's certificate authorities", doc: """
+                    PostgreSQL: a PEM file of the certificate authorities the server is verified against \
+                    (`verify-ca`, `verify-full`; with `prefer` or `require` the chain is verified too, as libpq does); \
+                    not with `disable`. Or `?sslrootcert=` in the url (not both, different)
+                    """),
+                .key("pool_size", .positiveInt(max: 100, because: "each connection is a server process"), \.store.poolSize,
+                     doc: """
+                    PostgreSQL: connections per replica, shared by sweeps, delivery and reads; the server's \
+                    `max_connections` must cover replicas × (pool_size + 1: each replica's `LISTEN` connection), \
+                    besides the shop's own
+                    """),
+                .key("connect_timeout", .duration, \.store.connectTimeoutMs, doc: """
+                    PostgreSQL: how long opening one connection (TCP, TLS, login) may take; or \
+                    `?connect_timeout=SECONDS` in the url (not both, different)
+                    """),
             ]),
             ConfigSection("daemon", [
                 .key("poll_interval", .duration, \.daemon.pollIntervalMs,

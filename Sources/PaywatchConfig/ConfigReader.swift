@@ -112,6 +112,7 @@ struct ConfigReader {
                 rejected.insert([declared.name, key])
             }
         }
+        checkStore(&config.store)
         checkRetryDelays(config.delivery)
         checkMaxLag(&config.daemon)
         if let url = config.paying.reconcileURL, !url.contains("{provider_ref}") {
@@ -157,6 +158,55 @@ struct ConfigReader {
         addWarnings(config)
         config.warnings = warnings
         return config
+    }
+
+    /// `[store]`: the PostgreSQL keys only with a `postgres://` url; the url's `?sslmode=`,
+    /// `?sslrootcert=` and `?connect_timeout=` folded into the keys' fields (both written and
+    /// different: an error on the key, naming both places); no CA file with `sslmode = disable`; a
+    /// warning for a password in the url. Not judged while the url itself is not accepted.
+    private mutating func checkStore(_ store: inout PaywatchConfiguration.Store) {
+        let s = ["store"]
+        guard usable("store", "url") else { return }
+        guard let url = store.postgres else {
+            let why = written("store", "url") ? "[store] url is a sqlite:// url" : "[store] url is not set (SQLite by default)"
+            for key in PaywatchConfiguration.Store.postgresKeys where written("store", key) {
+                fail(section: s, key: key, "only a PostgreSQL store (a postgres:// url) reads it, and \(why)")
+            }
+            return
+        }
+        if url.password != nil {
+            warnings.append(store.passwordFile == nil
+                ? "[store] url holds a password: anyone who can read this file, its backups or its copies can take it; "
+                    + "prefer password_file (or ~/.pgpass)"
+                : "[store] url holds a password, which is not used (password_file comes first): remove it from the url")
+        }
+        func fold<Value: Equatable>(_ key: String, _ parameter: String, _ fromURL: Value?, into field: inout Value, shown: (Value) -> String) {
+            guard let fromURL else { return }
+            if !written("store", key) {
+                field = fromURL
+            } else if usable("store", key), field != fromURL {
+                fail(section: s, key: key,
+                     "\(key) \(shown(field)) differs from the url's ?\(parameter)= (\(shown(fromURL))): set it in one place")
+            }
+        }
+        fold("sslmode", "sslmode", url.sslMode, into: &store.sslMode) { tomlQuoted($0.rawValue) }
+        fold("connect_timeout", "connect_timeout", url.connectTimeoutMs, into: &store.connectTimeoutMs) {
+            tomlQuoted(formatDuration($0))
+        }
+        fold("ca_file", "sslrootcert", url.sslRootCert.map { Optional($0) }, into: &store.caFile) { tomlQuoted($0 ?? "") }
+        if store.caFile != nil, store.sslMode == .disable, usable("store", "sslmode"), usable("store", "ca_file") {
+            let blamed = written("store", "ca_file") ? "ca_file" : written("store", "sslmode") ? "sslmode" : "url"
+            fail(section: s, key: blamed, "a CA file (ca_file or ?sslrootcert=) with sslmode disable: nothing is verified without TLS; "
+                + "remove the CA file, or choose verify-full")
+        }
+        if store.caFile != nil, store.sslMode == .prefer {
+            warnings.append("[store] ca_file with sslmode prefer: a server that offers no TLS is still used in the clear; "
+                + "choose verify-full (or verify-ca) to insist on a verified server")
+        }
+        if case .unixSocket = url.endpoint, store.sslMode != .disable, store.sslMode != .prefer {
+            warnings.append("[store] sslmode \(store.sslMode.rawValue): the url names a Unix socket, where (as in libpq) "
+                + "no TLS is used; the socket's own permissions protect the connection")
+        }
     }
 
     /// `retry_base` must not be longer than `retry_max` nor than `retry_after_max` (each as written,
@@ -420,8 +470,8 @@ func storeURLProblem(_ url: String) -> String? {
         if case .failure(let problem) = sqliteURLOptions(url) { return problem.message }
         return nil
     }
-    for scheme in ["postgres://", "postgresql://"] where url.hasPrefix(scheme) {
-        if url.count == scheme.count { return "the postgres url has no host or database" }
+    if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+        if case .failure(let problem) = PostgresURL.parse(url) { return problem.message }
         return nil
     }
     return expected

@@ -14,14 +14,62 @@
 /// default names that have a section (a warning names the others), so after `parse`/`load` every
 /// name in every `channels` list is a key of ``channels``.
 public struct PaywatchConfiguration: Sendable, Equatable {
+    /// `[store]`: where the orders are. A `sqlite://` url is an SQLite file; a `postgres://` url a
+    /// PostgreSQL server (``postgres``), which the other keys describe: they mean nothing for SQLite,
+    /// and `parse`/`load` refuse them with a `sqlite://` url.
+    ///
+    /// After `parse`/`load`, ``sslMode``, ``caFile`` and ``connectTimeoutMs`` are the settings to
+    /// connect with: the url's `?sslmode=`, `?sslrootcert=` and `?connect_timeout=` are folded into
+    /// them (the same setting written both in the url and as a key, with different values, is an
+    /// error). A `Store` built in code should set these fields; its url's parameters are not consulted.
+    ///
+    /// The password comes from, in this order: ``passwordFile``; the url's password (with a warning:
+    /// anyone who can read the configuration can read it); the password file libpq would read,
+    /// `$PGPASSFILE`, else `~/.pgpass` (``PGPassFile``); else none.
     public struct Store: Sendable, Equatable {
         public var url: String
         public var busyTimeoutMs: Int64
+        /// PostgreSQL: a file holding the password on one line (a trailing newline is not part of
+        /// it); it may name a systemd credential, `$CREDENTIALS_DIRECTORY/NAME`. Nil: the url's
+        /// password, else `$PGPASSFILE` or `~/.pgpass`.
+        public var passwordFile: String?
+        /// PostgreSQL: whether and how the connection is encrypted and the server verified
+        /// (`prefer` by default: TLS when the server offers it).
+        public var sslMode: PostgresURL.SSLMode
+        /// PostgreSQL: a PEM file of the certificate authorities the server's certificate is
+        /// verified against (`verify-ca`, `verify-full`; with `prefer` or `require`, as in libpq,
+        /// the chain is verified too when TLS is used). Nil: the system's certificate authorities.
+        /// Never set with `disable`.
+        public var caFile: String?
+        /// PostgreSQL: connections per replica. Sweeps, delivery and reads share them; each replica
+        /// also holds one more for `LISTEN`, so the server's `max_connections` must cover
+        /// replicas × (pool_size + 1), besides the shop's own.
+        public var poolSize: Int
+        /// PostgreSQL: how long opening one connection (TCP, TLS and login) may take.
+        public var connectTimeoutMs: Int64
 
-        public init(url: String = "sqlite:///var/lib/paywatch/paywatch.db", busyTimeoutMs: Int64 = 5_000) {
+        public init(
+            url: String = "sqlite:///var/lib/paywatch/paywatch.db", busyTimeoutMs: Int64 = 5_000, passwordFile: String? = nil,
+            sslMode: PostgresURL.SSLMode = .prefer, caFile: String? = nil, poolSize: Int = 4, connectTimeoutMs: Int64 = 10_000
+        ) {
             self.url = url
             self.busyTimeoutMs = busyTimeoutMs
+            self.passwordFile = passwordFile
+            self.sslMode = sslMode
+            self.caFile = caFile
+            self.poolSize = poolSize
+            self.connectTimeoutMs = connectTimeoutMs
         }
+
+        /// The `postgres://` or `postgresql://` url, read (``PostgresURL``); nil for SQLite (and for
+        /// a url that is not valid, which `parse`/`load` refuse).
+        public var postgres: PostgresURL? {
+            guard sqlitePath == nil, case .success(let parsed) = PostgresURL.parse(url) else { return nil }
+            return parsed
+        }
+
+        /// The keys of `[store]` that only a PostgreSQL store reads.
+        static let postgresKeys = ["password_file", "sslmode", "ca_file", "pool_size", "connect_timeout"]
 
         /// The SQLite database path for a `sqlite://` url, without its `?options`
         /// (`sqlite:///var/x.db` → `/var/x.db`, `sqlite://x.db?mode=ro` → `x.db`), `nil` for PostgreSQL.

@@ -6,24 +6,29 @@ extension PaywatchConfiguration {
     /// password and every query value become `****` (see ``maskURL(_:)``), and the masked URL is still
     /// valid; `*_file` paths are shown (they are not secrets, their content is never read here), and
     /// a credential written inline (`allow_inline_secrets`) shows as `"****"`. A channel shows its provider's
-    /// keys only.
+    /// keys only; with a `sqlite://` store, the PostgreSQL keys of `[store]` are comments.
     /// For a configuration from `parse`/`load` whose URLs hold no password, query value or fragment, and without inline secrets,
     /// parsing the output again gives an equal configuration.
     public func rendered() -> String {
         var out = ["# paywatch effective configuration (defaults filled in, secrets masked)"]
-        func section<Root>(_ header: String, _ keys: [ConfigKey<Root>], of root: Root) {
+        func section<Root>(_ header: String, _ keys: [ConfigKey<Root>], of root: Root, unused: [String: String] = [:]) {
             out.append("")
             out.append("[\(header)]")
             for key in keys {
-                if let value = key.render(root) {
+                if let why = unused[key.name] {
+                    out.append("# \(key.name) is not used: \(why)")
+                } else if let value = key.render(root) {
                     out.append("\(key.name) = \(value)")
                 } else {
                     out.append("# \(key.name) is not set" + (key.unsetMeaning.map { ": " + $0 } ?? ""))
                 }
             }
         }
+        // A SQLite store: the PostgreSQL keys as comments (written, they would be refused).
+        let unusedStoreKeys = store.sqlitePath == nil
+            ? [:] : Dictionary(uniqueKeysWithValues: Store.postgresKeys.map { ($0, "the store is SQLite") })
         for declared in Self.sections {
-            section(declared.name, declared.keys, of: self)
+            section(declared.name, declared.keys, of: self, unused: declared.name == "store" ? unusedStoreKeys : [:])
         }
         for name in channels.keys.sorted() {
             guard let channel = channels[name] else { continue }
