@@ -3,6 +3,7 @@ import Logging
 import PaywatchConfig
 import PaywatchCore
 import PaywatchDelivery
+import PaywatchPostgres
 import PaywatchStore
 
 /// A configured channel as delivery needs it: its provider, credentials read.
@@ -283,6 +284,7 @@ public struct Runtime: Sendable {
                 if let file = channel[keyPath: path] { files.append((["channels", name], key, file)) }
             }
         }
+        if let file = config.store.passwordFile { files.append((["store"], "password_file", file)) }
         if let file = config.paying.tokenFile { files.append((["paying"], "token_file", file)) }
         if let file = config.paying.headersFile { files.append((["paying"], "headers_file", file)) }
         return files
@@ -361,9 +363,12 @@ public struct Runtime: Sendable {
         func failure(_ message: String) -> RuntimeConfigError {
             RuntimeConfigError(description: config.error(file: configPath, section: ["store"], key: "url", message: message).description)
         }
+        if let url = config.store.postgres {
+            return try openPostgres(config, url: url, configPath: configPath)
+        }
         // The configuration allows only sqlite:// and postgres:// URLs.
         guard let path = config.store.sqlitePath, let mode = config.store.sqliteMode else {
-            throw failure("PostgreSQL is not supported by this build yet; use sqlite://")
+            throw failure("expected a sqlite:// or postgres:// url")
         }
         if case .write(let command) = intent, mode == .ro {
             throw failure("the store is opened read-only (mode=ro) but \(command) needs to write")
@@ -410,6 +415,68 @@ public struct Runtime: Sendable {
             }
         }
         return try SQLiteOrderStore(path: path, busyTimeoutMs: config.store.busyTimeoutMs, runLock: runLock)
+    }
+
+    /// The PostgreSQL store for `[store] url = "postgres://…"`: several replicas may share it (no
+    /// run lock). The password comes from `[store] password_file`, else the url, else
+    /// `$PGPASSFILE` (or `~/.pgpass`, ignored when group or others may read it, as libpq does); the
+    /// user from the url, else `$PGUSER`, else the account paywatch runs as. Nothing is connected
+    /// here: a server that cannot be reached is a transient error of the first operation.
+    /// Configuration errors (exit 78): a password file that cannot be read or holds no password, a
+    /// CA file that cannot be read.
+    static func openPostgres(_ config: PaywatchConfiguration, url: PostgresURL, configPath: String) throws -> any OrderStore {
+        let store = config.store
+        func failure(_ key: String, _ message: String) -> RuntimeConfigError {
+            RuntimeConfigError(description: config.error(file: configPath, section: ["store"], key: key, message: message).description)
+        }
+        let environment = ProcessInfo.processInfo.environment
+        let user = url.user ?? environment["PGUSER"].flatMap { $0.isEmpty ? nil : $0 } ?? currentUserName()
+        var password = url.password
+        if let file = store.passwordFile {
+            switch SecretFile.read(file, credentialsDirectory: SecretFile.credentialsDirectory(), as: passwordLine) {
+            case .success(let value): password = value
+            case .failure(let problem): throw failure("password_file", problem.description)
+            }
+        } else if password == nil, let location = PGPassFile.location(pgpassfile: environment["PGPASSFILE"], home: environment["HOME"]) {
+            var info = stat()
+            if stat(location, &info) == 0, info.st_mode & 0o077 == 0, let data = FileManager.default.contents(atPath: location) {
+                password = url.password(fromPassFile: String(decoding: data, as: UTF8.self), user: user)
+            }
+        }
+        let endpoint: PostgresStoreSettings.Endpoint
+        var tls = PostgresStoreSettings.TLSMode(rawValue: store.sslMode.rawValue) ?? .prefer
+        switch url.endpoint {
+        case .tcp(let host, let port): endpoint = .tcp(host: host, port: port)
+        case .unixSocket(let path):
+            endpoint = .unixSocket(path: path)
+            tls = .disable  // as libpq: no TLS over a Unix socket
+        }
+        let settings = PostgresStoreSettings(
+            endpoint: endpoint, username: user, password: password, database: url.database, tls: tls, caFile: store.caFile,
+            poolSize: store.poolSize, connectTimeoutMs: store.connectTimeoutMs, leaseMs: store.leaseMs,
+            applicationName: url.applicationName ?? "paywatch")
+        do {
+            return try PostgresOrderStore(settings: settings)
+        } catch let error as StoreError where error.isConfiguration {
+            throw failure("ca_file", error.description)
+        }
+    }
+
+    /// A password file's content: one line, the trailing newline dropped; not empty.
+    static func passwordLine(_ bytes: [UInt8]) -> Result<String, TokenProblem> {
+        var text = String(decoding: bytes, as: UTF8.self)
+        if text.hasSuffix("\r\n") { text.removeLast(2) } else if text.hasSuffix("\n") { text.removeLast() }
+        if text.isEmpty { return .failure(TokenProblem(description: "is empty: it must hold the password on one line")) }
+        if text.contains("\n") || text.contains("\r") {
+            return .failure(TokenProblem(description: "holds more than one line: the password must be one line"))
+        }
+        return .success(text)
+    }
+
+    /// The name of the account this process runs as (libpq's default user).
+    static func currentUserName() -> String {
+        guard let entry = getpwuid(geteuid()), let name = entry.pointee.pw_name else { return "paywatch" }
+        return String(cString: name)
     }
 
     /// Open files paywatch needs besides one per transfer in flight: SQLite (database, WAL, shared
