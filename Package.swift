@@ -48,6 +48,9 @@ let package = Package(
             dependencies: ["PaywatchCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift")],
             swiftSettings: strict
         ),
+        // The store conformance suite (issue 10): the OrderStore contract's checks written once,
+        // run against every backend through a harness of its own. No Testing: usable from any test target.
+        .target(name: "PaywatchStoreConformance", dependencies: ["PaywatchStore", "PaywatchCore"], swiftSettings: strict),
         .systemLibrary(
             name: "CCurl",
             pkgConfig: "libcurl",
@@ -122,7 +125,8 @@ let package = Package(
         .testTarget(name: "PaywatchConfigTests", dependencies: ["PaywatchConfig"]),
         .testTarget(
             name: "PaywatchStoreTests",
-            dependencies: ["PaywatchStore", "PaywatchCore", "PaywatchTestSupport", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["PaywatchStore", "PaywatchStoreConformance", "PaywatchCore", "PaywatchTestSupport",
+                           .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "PaywatchDeliveryTests",
