@@ -20,6 +20,7 @@ extension StoreConformance {
         Check(name: "messagesOfChannelsNotKnownAreClaimedAmongTheOthers", run: messagesOfChannelsNotKnownAreClaimedAmongTheOthers),
         Check(name: "aDeadMessageFallsBackToItsNextChannel", run: aDeadMessageFallsBackToItsNextChannel),
         Check(name: "aMessageHeldForTheQuietHoursIsDueAtTheirEnd", run: aMessageHeldForTheQuietHoursIsDueAtTheirEnd),
+        Check(name: "opsMessagesAreNeverSuppressed", run: opsMessagesAreNeverSuppressed),
     ]
 
     /// Per channel, due messages come earliest due first, each claim returns a message at most
@@ -300,5 +301,26 @@ extension StoreConformance {
         try expectEqual(held.dueAt, morning, "due at")
         try expectEqual(try await F.claim(store, now: morning - 1, ["sms"]).messages.count, 0, "claimed before the end")
         try expectEqual(F.names(try await F.claim(store, now: morning, ["sms"]).messages), ["Q1 unpaid_reminder 1 sms"], "claimed at the end")
+    }
+
+    /// Suppression is for customers: an ops message goes to a suppressed address, and a dead ops
+    /// message with `suppress` does not put its address into `suppressions`.
+    static func opsMessagesAreNeverSuppressed(_ harness: any ConformanceHarness) async throws {
+        let store = try await F.store(harness)
+        let now = F.t0
+        let paused = F.planner.channelPausedMessage(channel: "sms", failures: 5, lastError: "HTTP 503", openedAt: now, probeEveryMs: 30_000)
+        let first = try await store.exchangeDeliveries(recording: [], deciding: [paused], claiming: F.request(["ops"]), now: now)
+        try expectEqual(first.messages.count, 1, "the ops message claimed")
+        try await store.recordDeliveries([F.result(first.messages[0], .dead(reason: "HTTP 400"), at: now, status: 400, suppress: true)],
+                                         now: now + 1)
+        let resumed = F.planner.channelResumedMessage(channel: "sms", resumedAt: now + 2)
+        let second = try await store.exchangeDeliveries(recording: [], deciding: [resumed], claiming: F.request(["ops"]), now: now + 2)
+        try expectEqual(second.messages.map(\.message.kind), [.situationResolved], "an ops message after a dead one with suppress")
+        try expectEqual(second.suppressed.count, 0, "suppressed")
+        try await harness.insertSuppression(channel: "ops", address: "oncall", reason: "unsubscribed", createdAt: now)
+        let again = F.planner.channelPausedMessage(channel: "sms", failures: 5, lastError: "HTTP 503", openedAt: now + 3, probeEveryMs: 30_000)
+        let third = try await store.exchangeDeliveries(recording: [], deciding: [again], claiming: F.request(["ops"]), now: now + 3)
+        try expectEqual(third.messages.map(\.message.idempotencyKey), [again.idempotencyKey], "an ops message to a suppressed address")
+        try expectEqual(third.suppressed.count, 0, "suppressed")
     }
 }

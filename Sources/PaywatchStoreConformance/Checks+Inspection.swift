@@ -16,6 +16,7 @@ extension StoreConformance {
         Check(name: "pruneDryRunCountsWhatPruneDeletes", run: pruneDryRunCountsWhatPruneDeletes),
         Check(name: "aPrunedDecisionIsNotSentAgain", run: aPrunedDecisionIsNotSentAgain),
         Check(name: "pruneWorksInBatchesOfItsLimit", run: pruneWorksInBatchesOfItsLimit),
+        Check(name: "pruneKeepsSettledOrdersWithWorkOpen", run: pruneKeepsSettledOrdersWithWorkOpen),
         Check(name: "healthCountsOpenEscalationsAndQuarantine", run: healthCountsOpenEscalationsAndQuarantine),
     ]
 
@@ -281,5 +282,26 @@ extension StoreConformance {
         try expectEqual(health.openOrders, 1, "open orders")
         try expectEqual(health.quarantined, 1, "quarantined")
         try expectEqual(health.escalations, ["needs_refund": 1], "open situations")
+    }
+
+    /// A final order with something open is never pruned: a message being retried, money to return.
+    static func pruneKeepsSettledOrdersWithWorkOpen(_ harness: any ConformanceHarness) async throws {
+        let store = try await F.store(harness)
+        try await harness.insertOrder(F.order("RETRYING"))
+        try await harness.insertPayment(ShopPayment(id: "R", orderID: "RETRYING", createdAt: F.t0))
+        try await harness.insertOrder(F.order("DUP"))
+        try await harness.insertPayment(ShopPayment(id: "D1", orderID: "DUP", createdAt: F.t0))
+        try await harness.insertPayment(ShopPayment(id: "D2", orderID: "DUP", createdAt: F.t0))
+        let now = F.t0 + F.minute
+        try await F.sweep(store, now: now)
+        let claimed = try await F.claim(store, now: now).messages
+        try await store.recordDeliveries(claimed.map {
+            $0.message.orderID == "RETRYING" ? F.result($0, .retry(atMs: now + 5 * F.day, reason: "HTTP 503"), at: now, status: 503)
+                : F.result($0, .delivered, at: now)
+        }, now: now)
+        try expectEqual(try await store.prune(now: now + 3 * F.day, keepMs: F.day, limit: 100, dryRun: true), PruneCounts(), "a dry run")
+        try expectEqual(try await store.prune(now: now + 3 * F.day, keepMs: F.day, limit: 100, dryRun: false), PruneCounts(), "pruned")
+        try expectEqual(try await store.order(id: "RETRYING")?.deliveries.count, claimed.filter { $0.message.orderID == "RETRYING" }.count,
+                        "RETRYING's deliveries")
     }
 }

@@ -238,6 +238,13 @@ extension StoreConformance {
         let stale = try await F.record(store, handed.value, .delivered, now: now + 1)
         try expectEqual(stale, [], "stale results of the hand-off's owner")
         try expectEqual(try await F.claim(store, now: now + F.minute).messages.count, 3, "after the leases: only the unrecorded claims")
+        // A sweep that decides nothing new asks nothing.
+        _ = try await store.replanAll()
+        let asked = Shared(0)
+        _ = try await store.sweep(now: now, limit: 10, plan: { F.planner.plan($0, now: now) },
+                                  handOff: DeliveryHandOff(leaseMs: F.minute) { _ in asked.mutate { $0 += 1; return true } },
+                                  applied: { _, _ in })
+        try expectEqual(asked.value, 0, "hand-off asked about messages decided before")
     }
 
     /// `claimsReminders`: reminders are never handed over, they wait for the claim (and its cap).
