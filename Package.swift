@@ -62,6 +62,9 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The store conformance suite (issue 10): the OrderStore contract's checks written once,
+        // run against every backend through a harness of its own. No Testing: usable from any test target.
+        .target(name: "PaywatchStoreConformance", dependencies: ["PaywatchStore", "PaywatchCore"], swiftSettings: strict),
         .systemLibrary(
             name: "CCurl",
             pkgConfig: "libcurl",
@@ -136,12 +139,13 @@ let package = Package(
         .testTarget(name: "PaywatchConfigTests", dependencies: ["PaywatchConfig"]),
         .testTarget(
             name: "PaywatchStoreTests",
-            dependencies: ["PaywatchStore", "PaywatchCore", "PaywatchTestSupport", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["PaywatchStore", "PaywatchStoreConformance", "PaywatchCore", "PaywatchTestSupport",
+                           .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             // The PostgreSQL store against a real server the tests start (initdb + pg_ctl).
             name: "PaywatchPostgresTests",
-            dependencies: ["PaywatchPostgres", "PaywatchStore", "PaywatchCore", "PaywatchTestSupport"]
+            dependencies: ["PaywatchPostgres", "PaywatchStore", "PaywatchStoreConformance", "PaywatchCore", "PaywatchTestSupport"]
         ),
         .testTarget(
             name: "PaywatchDeliveryTests",
