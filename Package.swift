@@ -145,7 +145,8 @@ let package = Package(
         .testTarget(
             // The PostgreSQL store against a real server the tests start (initdb + pg_ctl).
             name: "PaywatchPostgresTests",
-            dependencies: ["PaywatchPostgres", "PaywatchStore", "PaywatchStoreConformance", "PaywatchCore", "PaywatchTestSupport"]
+            dependencies: ["PaywatchPostgres", "PaywatchStore", "PaywatchStoreConformance", "PaywatchCore", "PaywatchTestSupport",
+                           .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "PaywatchDeliveryTests",
