@@ -42,7 +42,7 @@ extension PostgresOrderStore {
             let until = callerUntil.saturatingAdd(now - callerNow)
             var binds = Binds()
             let renewed = Set(try await self.rows(connection, """
-                UPDATE pw_outbox SET due_at = \(binds.add(until)), updated_at = \(binds.add(now))
+                UPDATE pw_outbox SET due_at = GREATEST(due_at, \(binds.add(until))), updated_at = \(binds.add(now))
                 WHERE id = ANY(\(binds.add(ids))) AND lease_owner = \(binds.add(owner)) AND state = 'pending' AND in_flight
                 RETURNING id
                 """, binds).map { try $0.int64(0) })
