@@ -17,10 +17,17 @@ public struct PaywatchConfiguration: Sendable, Equatable {
     public struct Store: Sendable, Equatable {
         public var url: String
         public var busyTimeoutMs: Int64
+        /// `[store] lease`: how long a claim (a message claimed or handed off for delivery, a
+        /// reconcile request, a sweep's lease on an order on PostgreSQL) is held before anyone may
+        /// take it. Delivery renews its leases every third of it while the work runs, so a dead
+        /// replica's claims are taken over within about one lease. 5 s … 1 h, and longer than
+        /// `[delivery] timeout` + 5 s (a transfer must finish inside its lease between renewals).
+        public var leaseMs: Int64
 
-        public init(url: String = "sqlite:///var/lib/paywatch/paywatch.db", busyTimeoutMs: Int64 = 5_000) {
+        public init(url: String = "sqlite:///var/lib/paywatch/paywatch.db", busyTimeoutMs: Int64 = 5_000, leaseMs: Int64 = 30_000) {
             self.url = url
             self.busyTimeoutMs = busyTimeoutMs
+            self.leaseMs = leaseMs
         }
 
         /// The SQLite database path for a `sqlite://` url, without its `?options`
