@@ -111,6 +111,20 @@ extension ValueKind where Value == Int64 {
     static var duration: ValueKind {
         ValueKind(type: "duration", read: { durationValue($0, entry: nil) }, render: { tomlQuoted(formatDuration($0)) })
     }
+
+    /// A duration string held as milliseconds, `low` … `high` (both included).
+    static func duration(atLeast low: Int64, atMost high: Int64) -> ValueKind {
+        ValueKind(
+            type: "duration \(formatDuration(low)) … \(formatDuration(high))",
+            read: { node in
+                durationValue(node, entry: nil).flatMap { ms in
+                    if ms < low { return .failure(ValueProblem("must be at least \(formatDuration(low)), got \(tomlQuoted(formatDuration(ms)))")) }
+                    if ms > high { return .failure(ValueProblem("must be at most \(formatDuration(high)), got \(tomlQuoted(formatDuration(ms)))")) }
+                    return .success(ms)
+                }
+            },
+            render: { tomlQuoted(formatDuration($0)) })
+    }
 }
 
 /// The most messages a `rate` may name per unit: a million per second is far beyond any provider.

@@ -50,6 +50,11 @@ extension PaywatchConfiguration {
                     PostgreSQL: how long opening one connection (TCP, TLS, login) may take; or \
                     `?connect_timeout=SECONDS` in the url (not both, different)
                     """),
+                .key("lease", .duration(atLeast: minLeaseMs, atMost: maxLeaseMs), \.store.leaseMs, doc: """
+                    how long a claim (a message being delivered, a reconcile request, and on PostgreSQL a sweep's \
+                    order) is held before another replica may take it; delivery renews its leases every third of it, \
+                    so a dead replica's claims are taken over within about one lease. Longer than `[delivery] timeout` + 5s
+                    """),
             ]),
             ConfigSection("daemon", [
                 .key("poll_interval", .duration, \.daemon.pollIntervalMs,
@@ -200,6 +205,15 @@ extension PaywatchConfiguration {
             ]),
         ]
     }
+
+    /// The shortest `[store] lease`: renewed every third of it, a shorter one would write more
+    /// renewals than deliveries.
+    static let minLeaseMs: Int64 = 5_000
+    /// The longest `[store] lease`: a dead replica's claims wait up to one lease to be taken over.
+    static let maxLeaseMs: Int64 = 3_600_000
+    /// What `[store] lease` must exceed `[delivery] timeout` by: the margin for a renewal to
+    /// commit while a transfer runs.
+    static let leaseMarginMs: Int64 = 5_000
 
     private static let unpaidChannels = "`[unpaid] channels`"
     private static let fallbackDoc = """

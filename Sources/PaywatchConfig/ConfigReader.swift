@@ -114,6 +114,7 @@ struct ConfigReader {
         }
         checkStore(&config.store)
         checkRetryDelays(config.delivery)
+        checkLease(config)
         checkMaxLag(&config.daemon)
         if let url = config.paying.reconcileURL, !url.contains("{provider_ref}") {
             warnings.append("[paying] reconcile_url has no {provider_ref} placeholder: every stalled payment is looked up at the same URL")
@@ -221,6 +222,21 @@ struct ConfigReader {
             fail(section: s, key: written("delivery", "retry_after_max") ? "retry_after_max" : "retry_base",
                  "retry_after_max (\(formatDuration(delivery.retryAfterMaxMs))) must not be shorter than retry_base (\(formatDuration(delivery.retryBaseMs)))")
         }
+    }
+
+    /// `[store] lease` must be longer than `[delivery] timeout` + 5s: a transfer runs inside its
+    /// lease, renewed every third of it, so a shorter lease could expire (and be taken over by
+    /// another replica) while the transfer is still under way. Blamed on the key written (the
+    /// lease when both are), and not checked when either was not accepted.
+    private mutating func checkLease(_ config: PaywatchConfiguration) {
+        guard usable("store", "lease"), usable("delivery", "timeout") else { return }
+        let margin = PaywatchConfiguration.leaseMarginMs
+        let timeout = config.delivery.timeoutMs
+        guard config.store.leaseMs <= timeout + margin else { return }
+        let blamed = written("store", "lease") || !written("delivery", "timeout") ? (["store"], "lease") : (["delivery"], "timeout")
+        fail(section: blamed.0, key: blamed.1,
+             "[store] lease (\(formatDuration(config.store.leaseMs))) must be longer than [delivery] timeout "
+                + "(\(formatDuration(timeout))) + \(formatDuration(margin)): a transfer must finish inside its lease between renewals")
     }
 
     /// An idle daemon sweeps once per `poll_interval`, so a `max_lag` shorter than two of them would

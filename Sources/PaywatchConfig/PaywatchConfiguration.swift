@@ -47,10 +47,17 @@ public struct PaywatchConfiguration: Sendable, Equatable {
         public var poolSize: Int
         /// PostgreSQL: how long opening one connection (TCP, TLS and login) may take.
         public var connectTimeoutMs: Int64
+        /// `[store] lease`: how long a claim (a message claimed or handed off for delivery, a
+        /// reconcile request, a sweep's lease on an order on PostgreSQL) is held before anyone may
+        /// take it. Delivery renews its leases every third of it while the work runs, so a dead
+        /// replica's claims are taken over within about one lease. 5 s … 1 h, and longer than
+        /// `[delivery] timeout` + 5 s (a transfer must finish inside its lease between renewals).
+        public var leaseMs: Int64
 
         public init(
             url: String = "sqlite:///var/lib/paywatch/paywatch.db", busyTimeoutMs: Int64 = 5_000, passwordFile: String? = nil,
-            sslMode: PostgresURL.SSLMode = .prefer, caFile: String? = nil, poolSize: Int = 4, connectTimeoutMs: Int64 = 10_000
+            sslMode: PostgresURL.SSLMode = .prefer, caFile: String? = nil, poolSize: Int = 4, connectTimeoutMs: Int64 = 10_000,
+            leaseMs: Int64 = 30_000
         ) {
             self.url = url
             self.busyTimeoutMs = busyTimeoutMs
@@ -59,6 +66,7 @@ public struct PaywatchConfiguration: Sendable, Equatable {
             self.caFile = caFile
             self.poolSize = poolSize
             self.connectTimeoutMs = connectTimeoutMs
+            self.leaseMs = leaseMs
         }
 
         /// The `postgres://` or `postgresql://` url, read (``PostgresURL``); nil for SQLite (and for

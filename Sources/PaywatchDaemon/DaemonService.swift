@@ -46,8 +46,10 @@ public final class DaemonMonitor: Sendable {
 /// while the running service goes on. A bad file is logged — file, line, key — and changes
 /// nothing. A good one replaces the service: planning stops, delivery finishes its transfers in
 /// flight, every open order is marked for planning, and a service on the new configuration
-/// starts, so its first sweep re-plans them all under the new policy. Only the store (`[store]`)
-/// and the metrics endpoint (`[metrics]`) keep their start-time settings until a restart.
+/// starts, so its first sweep re-plans them all under the new policy. Only the open store (`[store]
+/// url` and `busy_timeout`) and the metrics endpoint (`[metrics]`) keep their start-time settings
+/// until a restart; `[store] lease` applies to the new service's claims (the old one's were all
+/// recorded or released as it drained).
 public struct DaemonService: Service {
     let initial: Runtime
     /// Reads, checks and wires the configuration file anew; throws what is wrong with it.
@@ -270,13 +272,15 @@ public struct DaemonService: Service {
             ("paid", { $0.paid != $1.paid }), ("refunding", { $0.refunding != $1.refunding }),
             ("cancelled", { $0.cancelled != $1.cancelled }), ("templates", { $0.templates != $1.templates }),
             ("retention", { $0.retention != $1.retention }), ("channels", { $0.channels != $1.channels }),
+            ("store.lease", { $0.store.leaseMs != $1.store.leaseMs }),
         ]
         let changed = sections.filter { $0.1(old, new) }.map(\.0)
         logger.notice("configuration checked", metadata: [
             "event": "reload_checked", "changed": "\(changed.isEmpty ? "none" : changed.joined(separator: ","))",
         ])
-        if old.store != new.store {
-            logger.warning("[store] changed: it takes effect at the next restart; the open store stays in use", metadata: ["event": "reload_needs_restart"])
+        if old.store.url != new.store.url || old.store.busyTimeoutMs != new.store.busyTimeoutMs {
+            logger.warning("[store] url or busy_timeout changed: it takes effect at the next restart; the open store stays in use",
+                           metadata: ["event": "reload_needs_restart"])
         }
         if Runtime.secretFiles(new).contains(where: { $0.file.contains("CREDENTIALS_DIRECTORY") }) {
             logger.notice("credentials ($CREDENTIALS_DIRECTORY) are copied by systemd at start: a rotated one needs a restart",

@@ -28,7 +28,7 @@ public final class LoopStats: @unchecked Sendable {
     public var planningPasses: Int { lock.withLock { planning } }
     /// Events handled by the delivery engine (wake-ups, timers, completions, store results).
     public var deliveryEvents: Int { lock.withLock { delivery } }
-    /// Store operations (claim and/or record) the delivery engine ran.
+    /// Store operations (claim and/or record, lease renewals) the delivery engine ran.
     public var storeOperations: Int { lock.withLock { storeOps } }
     /// Transfers the delivery engine started.
     public var transfersStarted: Int { lock.withLock { sends } }
@@ -49,7 +49,13 @@ public final class LoopStats: @unchecked Sendable {
 /// cancelled engine still drains; completions are pushed into it from the curl thread as each
 /// transfer ends. When nothing happens, nothing runs:
 /// the engine waits for the next event, and the only event it schedules itself is the timer the
-/// machine asks for (the next due message, the poll, a store retry).
+/// machine asks for (the next due message, the poll, a store retry, a lease renewal while messages
+/// are held).
+///
+/// Leases are `[store] lease` long, for claims and hand-offs alike; the machine asks for their
+/// renewal (``OrderStore/renewLeases(_:until:now:)``, one call for every message it holds queued
+/// or in flight) from this same loop, and a lease lost to another owner is logged once
+/// (`event=lease_lost`).
 final class DeliveryEngine: Sendable {
     enum Event: Sendable {
         case wakeup
@@ -60,6 +66,9 @@ final class DeliveryEngine: Sendable {
         case stored(DeliveryClaim)
         case handedOver([OutboxMessage])
         case storeFailed(String)
+        /// A renewal came back: the ids it could not renew.
+        case renewed(lost: [Int64])
+        case renewFailed(String)
         case shutdown
     }
 
@@ -100,15 +109,15 @@ final class DeliveryEngine: Sendable {
 
     static func configuration(_ runtime: Runtime, finishWhenIdle: Bool) -> Machine.Configuration {
         let delivery = runtime.config.delivery
-        // A claimed message starts within two transfer timeouts or is released and claimed again,
-        // so its lease covers that wait, the transfer itself and a margin for recording.
-        let maxQueueWait = delivery.timeoutMs * 2
         return Machine.Configuration(
             concurrency: delivery.concurrency,
             laneConcurrency: runtime.config.channels.compactMapValues(\.concurrency),
             knownLanes: runtime.knownChannels,
-            leaseMs: maxQueueWait + delivery.timeoutMs + 30_000,
-            maxQueueWaitMs: maxQueueWait,
+            // `[store] lease`, renewed every third of it while a message is queued or in flight
+            // (the configuration makes it longer than a transfer's timeout + 5 s).
+            leaseMs: runtime.config.store.leaseMs,
+            // A claimed message starts within two transfer timeouts or is released and claimed again.
+            maxQueueWaitMs: delivery.timeoutMs * 2,
             pollIntervalMs: runtime.config.daemon.pollIntervalMs,
             storeRetryMs: min(runtime.config.daemon.pollIntervalMs, 1000),
             finishWhenIdle: finishWhenIdle,
@@ -131,7 +140,7 @@ final class DeliveryEngine: Sendable {
     func run(finishWhenIdle: Bool) async {
         var machine = Machine(configuration: Self.configuration(runtime, finishWhenIdle: finishWhenIdle))
         var timer = TimerSlot()
-        var outage = OutageLog("recording deliveries")
+        var outage = Outages()
         var pending = machine.start(now: runtime.clock.now())
         // Ops messages the engine decided (a channel paused), written by the next store operation.
         var decisions: [OutgoingMessage] = []
@@ -152,8 +161,14 @@ final class DeliveryEngine: Sendable {
         events.close()
     }
 
+    /// The store outages the engine logs: recording (and claiming), and renewing leases.
+    private struct Outages {
+        var recording = OutageLog("recording deliveries")
+        var renewing = OutageLog("renewing delivery leases")
+    }
+
     private func handle(_ event: Event, machine: inout Machine, timer: inout TimerSlot,
-                        outage: inout OutageLog) -> [Machine.Action] {
+                        outage: inout Outages) -> [Machine.Action] {
         let now = runtime.clock.now()
         switch event {
         case .wakeup:
@@ -173,16 +188,18 @@ final class DeliveryEngine: Sendable {
             // messages do not all come back in the same millisecond.
             let until = now + 2_000 + Millis.random(in: 0..<1_000)
             let result = DeliveryResult(outboxID: work.id, startedAt: now, httpStatus: nil, error: reason, durationMs: 0,
-                                        outcome: .deferred(untilMs: until, reason: reason), followUp: nil)
+                                        outcome: .deferred(untilMs: until, reason: reason), followUp: nil,
+                                        attempts: work.item.attempts)
             logDelivery(work.item, result)
             return machine.completed(id: work.id, record: result, now: now)
         case .unroutable(let work, let reason):
             let result = DeliveryResult(outboxID: work.id, startedAt: now, httpStatus: nil, error: nil, durationMs: 0,
-                                        outcome: .dead(reason: reason), followUp: followUp(for: work.item, reason: reason))
+                                        outcome: .dead(reason: reason), followUp: followUp(for: work.item, reason: reason),
+                                        attempts: work.item.attempts)
             logDelivery(work.item, result)
             return machine.completed(id: work.id, record: result, now: now)
         case .stored(let claim):
-            outage.succeeded(now: now, logger: runtime.logger)
+            outage.recording.succeeded(now: now, logger: runtime.logger)
             if !claim.staleResults.isEmpty {
                 // Fencing: their leases expired and another owner took them over; its outcome stands.
                 runtime.logger.warning("results dropped: the messages were no longer leased to this instance", metadata: [
@@ -208,8 +225,16 @@ final class DeliveryEngine: Sendable {
         case .storeFailed(let error):
             // The store is unavailable (a lock held too long, a full disk): every outcome is kept
             // and recorded on the next try; sending pauses once the commit budget is used up.
-            outage.failed(error, now: now, logger: runtime.logger)
+            outage.recording.failed(error, now: now, logger: runtime.logger)
             return machine.storeFailed(now: now)
+        case .renewed(let lost):
+            outage.renewing.succeeded(now: now, logger: runtime.logger)
+            return machine.renewed(lost: lost, now: now)
+        case .renewFailed(let error):
+            // Logged, never fatal: the leases run on (about two thirds of one are left), and
+            // the renewal is tried again shortly.
+            outage.renewing.failed(error, now: now, logger: runtime.logger)
+            return machine.renewFailed(now: now)
         case .handedOver(let messages):
             return machine.handedOver(messages.map(Outbound.init), now: now)
         case .shutdown:
@@ -240,7 +265,8 @@ final class DeliveryEngine: Sendable {
                 // Paused by their channel's breaker: due at its probe time, attempts untouched.
                 let paused = operation.pause.map {
                     DeliveryResult(outboxID: $0.work.id, startedAt: 0, httpStatus: nil, error: nil, durationMs: 0,
-                                   outcome: .deferred(untilMs: $0.until, reason: "channel \($0.work.lane) paused: \($0.reason)"))
+                                   outcome: .deferred(untilMs: $0.until, reason: "channel \($0.work.lane) paused: \($0.reason)"),
+                                   attempts: $0.work.item.attempts)
                 }
                 // Unstructured, so that a cancelled engine still records what it sent; the machine
                 // finishes only after this operation reported back, so nothing outlives the engine.
@@ -249,7 +275,8 @@ final class DeliveryEngine: Sendable {
                     let result: Event
                     do {
                         result = .stored(try await store.exchangeDeliveries(
-                            recording: operation.records + operation.release.map { .released($0.id, at: clock.now()) } + paused,
+                            recording: operation.records + operation.release.map { .released($0.id, at: clock.now(), attempts: $0.item.attempts) }
+                                + paused,
                             deciding: decided, claiming: claim, now: clock.now()))
                     } catch {
                         result = .storeFailed("\(error)")
@@ -257,6 +284,17 @@ final class DeliveryEngine: Sendable {
                     stats.storeOperation(ns: DispatchTime.now().uptimeNanoseconds - started)
                     events.push(result)
                 }
+            case .renew(let ids, let until):
+                renew(ids, until: until)
+            case .leasesLost(let queued, let inFlight):
+                // Another owner took them over after their leases expired: the queued ones are not
+                // sent; the results of those in flight will be dropped as stale when recorded.
+                let ids = queued.map(\.id) + inFlight
+                runtime.logger.warning("leases lost: the messages were taken over by another instance", metadata: [
+                    "event": "lease_lost", "count": "\(ids.count)", "queued": "\(queued.count)", "in_flight": "\(inFlight.count)",
+                    "outbox_ids": "\(ids.prefix(20).map(String.init).joined(separator: ","))",
+                    "lease_owner": "\(runtime.store.leaseOwner)",
+                ])
             case .sleep(let at):
                 deadline = at  // the last step's deadline reflects the machine's final state
             case .finished:
@@ -282,6 +320,27 @@ final class DeliveryEngine: Sendable {
         if finished { return true }
         if let deadline { timer.schedule(deadline, clock: runtime.clock, events: events) }
         return false
+    }
+
+    /// Renews the leases of `ids` in one store call, off the loop; its answer comes back as an
+    /// event. Unstructured like the store operations: the machine does not finish while a renewal
+    /// runs, so nothing outlives the engine.
+    private func renew(_ ids: [Int64], until: Millis) {
+        let store = runtime.store
+        let clock = runtime.clock
+        let stats = self.stats
+        let events = self.events
+        Task {
+            let started = DispatchTime.now().uptimeNanoseconds
+            let result: Event
+            do {
+                result = .renewed(lost: try await store.renewLeases(ids, until: until, now: clock.now()))
+            } catch {
+                result = .renewFailed("\(error)")
+            }
+            stats.storeOperation(ns: DispatchTime.now().uptimeNanoseconds - started)
+            events.push(result)
+        }
     }
 
     /// A channel's breaker opened: logged once; returns the one message that tells ops (none when
@@ -345,7 +404,7 @@ final class DeliveryEngine: Sendable {
         if case .dead = outcome, case .dead(_, true) = verdict { suppress = true }
         return DeliveryResult(outboxID: item.id, startedAt: now - response.durationMs, httpStatus: response.status,
                               error: response.error, durationMs: response.durationMs, outcome: outcome, followUp: follow,
-                              suppress: suppress)
+                              suppress: suppress, attempts: item.attempts)
     }
 
     private func followUp(for item: OutboxMessage, reason: String) -> OutgoingMessage? {

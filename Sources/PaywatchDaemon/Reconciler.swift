@@ -76,6 +76,8 @@ public struct ReconcileEndpoint: Sendable {
 /// the shop's triggers mark the order, which moves on at its next plan — anything else sends the
 /// request's fallback `paying_stalled`. Runs between planning sweeps; each GET takes at most
 /// `[delivery] timeout`. A crash between asking and recording asks again (a GET changes nothing).
+/// Requests are claimed with a `[store] lease`, never renewed (see ``runDue()``: an ask is short,
+/// and asking twice is harmless).
 struct Reconciler: Sendable {
     let runtime: Runtime
     /// The planning loop's, for the watchdog: idle while the provider is asked (each ask has the
@@ -95,8 +97,12 @@ struct Reconciler: Sendable {
             // A read first: most passes have nothing to ask, and a claim takes the write lock.
             nextDue = try await runtime.store.nextReconcileAt()
             guard let due = nextDue, due <= now else { break }
-            let tasks = try await runtime.store.claimReconciles(
-                now: now, limit: Self.batch, leaseMs: runtime.config.delivery.timeoutMs * 2 + 30_000)
+            // Leased for `[store] lease`, not renewed: the batch's asks are submitted at once, each
+            // over within `[delivery] timeout` of its start, which the lease exceeds by 5 s at least;
+            // and a lease that runs out anyway (asks waiting behind delivery's transfers for a slot)
+            // costs at most one more GET by another replica, which changes nothing: a request is
+            // recorded once, whoever asked.
+            let tasks = try await runtime.store.claimReconciles(now: now, limit: Self.batch, leaseMs: runtime.config.store.leaseMs)
             guard !tasks.isEmpty else { break }  // due, but leased to an ask still under way
             var outcomes: [ReconcileOutcome] = []
             if let endpoint = runtime.reconcile {

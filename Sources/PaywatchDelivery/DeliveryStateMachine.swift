@@ -29,10 +29,20 @@ public protocol DeliveryWork: Sendable {
 ///   stays below `concurrency + recordGroup`: if the store stalls (a held lock, a full disk),
 ///   sending stops instead of piling up results. A crash at any instant can therefore repeat at
 ///   most `concurrency + recordGroup` messages — the ones in flight or not yet committed.
-/// - **Leases.** A claimed message is sent only while its lease still covers a whole transfer
-///   (`maxQueueWaitMs` after the claim); one that waited longer is released, due again at once,
-///   and claimed afresh. A claim that returns a message this machine already holds (its lease ran
-///   out while queued, in flight or being recorded) is ignored.
+/// - **Leases.** A claimed message waits in its lane at most `maxQueueWaitMs` after the claim; one
+///   that waited longer is released, due again at once, and claimed afresh. A claim that returns a
+///   message this machine already holds (its lease ran out while queued, in flight or being
+///   recorded) is ignored.
+/// - **Renewal.** While messages are queued or in flight, their leases are renewed: when the
+///   oldest lease among them is `renewEveryMs` old (a third of the lease by default), one `renew`
+///   action carries every held message leased at least `renewEveryMs / 2` ago (the others are
+///   young enough to wait for the next one), so a lease never gets much below two thirds of its
+///   length, and a burst of short transfers needs no renewal at all. One renewal runs at a time;
+///   a failed one is tried again after `storeRetryMs`. A message whose lease was lost (taken over
+///   by another owner after it expired) is dropped: not sent if still queued, and if in flight
+///   its result will be stale; `leasesLost` reports each such message once. With nothing queued
+///   or in flight there is no renewal and no timer for it. A queued message whose lease ran out by
+///   the machine's reckoning (renewals failing) is released rather than sent.
 /// - **Store failures** keep every outcome and retry the operation after `storeRetryMs`; nothing is dropped.
 /// - **Rate.** A lane with a rate (``LaneLimits/rate``) starts a transfer only with a token from
 ///   its bucket, refilled from each event's `now`; without one it asks for a timer at the instant
@@ -55,11 +65,14 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         public var knownLanes: [String]
         /// How many completed outcomes may wait for their commit before sending pauses.
         public var recordGroup: Int
-        /// The lease asked for with each claim.
+        /// The lease asked for with each claim, and given by each renewal.
         public var leaseMs: Millis
         /// How long a claimed message may wait in its lane before it must be released and
-        /// claimed again (the lease minus a transfer's timeout and a margin for recording).
+        /// claimed again (its lease is renewed meanwhile).
         public var maxQueueWaitMs: Millis
+        /// How old the oldest lease held may get before a renewal: a third of `leaseMs` by default,
+        /// which leaves two thirds of a lease for the renewal to commit.
+        public var renewEveryMs: Millis
         /// The longest sleep: every lane is looked at again after it (changes made by hand).
         public var pollIntervalMs: Millis
         /// The wait before a failed store operation is tried again.
@@ -77,8 +90,10 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         public init(
             concurrency: Int, laneConcurrency: [String: Int] = [:], knownLanes: [String], recordGroup: Int = 32,
             leaseMs: Millis, maxQueueWaitMs: Millis, pollIntervalMs: Millis, storeRetryMs: Millis = 1000,
-            finishWhenIdle: Bool = false, laneLimits: [String: LaneLimits] = [:], tokenTickMs: Millis = 25
+            finishWhenIdle: Bool = false, laneLimits: [String: LaneLimits] = [:], tokenTickMs: Millis = 25,
+            renewEveryMs: Millis? = nil
         ) {
+            self.renewEveryMs = max(1, renewEveryMs ?? leaseMs / 3)
             self.laneLimits = laneLimits
             self.tokenTickMs = max(1, tokenTickMs)
             self.concurrency = max(1, concurrency)
@@ -166,6 +181,13 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         case resumed(lane: String)
         /// A probe failed: the lane stays paused until `probeAt`.
         case probeFailed(lane: String, reason: String, probeAt: Millis)
+        /// Extend the leases of these messages (held queued or in flight) to `until`; report with
+        /// `renewed(lost:now:)` or `renewFailed(now:)`. Never two at once.
+        case renew(ids: [Int64], until: Millis)
+        /// These messages' leases were lost (another owner holds them now): the queued ones were
+        /// dropped, never sent; the in-flight ones' results will come back stale. Each message is
+        /// reported once.
+        case leasesLost(queued: [Work], inFlight: [Int64])
     }
 
     /// A lane's circuit breaker.
@@ -181,6 +203,25 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
     private struct Queued: Sendable {
         var work: Work
         var claimedAt: Millis
+        /// When its lease was taken or last renewed (as this machine knows it: the event's `now`).
+        var leasedAt: Millis
+    }
+
+    /// A message in flight.
+    private struct Flight: Sendable {
+        var lane: String
+        /// As ``Queued/leasedAt``.
+        var leasedAt: Millis
+        /// Its lease was lost: no longer renewed; its result will be stale.
+        var lost = false
+    }
+
+    /// The renewal running now, kept until it reports back.
+    private struct Renewal: Sendable {
+        /// The ids it carries that are still held as they were (an id claimed again meanwhile is
+        /// taken out: the report says nothing about its new lease).
+        var ids: Set<Int64>
+        var at: Millis
     }
 
     private struct Lane: Sendable {
@@ -226,7 +267,7 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
     private var othersReadyAt: Millis?
     /// Every message held: queued, in flight, or awaiting its commit.
     private var held: Set<Int64> = []
-    private var inFlight: [Int64: String] = [:]
+    private var inFlight: [Int64: Flight] = [:]
     private var completed: [(id: Int64, record: Record)] = []
     private var toRelease: [Work] = []
     private var toPause: [Paused] = []
@@ -234,6 +275,10 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
     private var notices: [Action] = []
     private var committing: Commit?
     private var storeRetryAt: Millis?
+    private var renewal: Renewal?
+    /// When to look for leases to renew (no earlier than the oldest held lease is `renewEveryMs`
+    /// old); nil when nothing is held.
+    private var renewAt: Millis?
     private var pollAt: Millis = 0
     private var served: UInt64 = 0
     /// The `now` of the latest event.
@@ -307,7 +352,7 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
     /// The transfer of message `id` ended; `record` is what to commit for it, `health` what it
     /// says about its channel (for the lane's circuit breaker).
     public mutating func completed(id: Int64, record: Record, health: TransferHealth = .unknown, now: Millis) -> [Action] {
-        guard let lane = inFlight.removeValue(forKey: id) else { return step(now: now) }
+        guard let lane = inFlight.removeValue(forKey: id)?.lane else { return step(now: now) }
         lanes[lane]!.inFlight -= 1
         completed.append((id, record))
         judge(lane: lane, id: id, health: health, now: now)
@@ -419,7 +464,9 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
             toPause.append(Paused(work: work, until: now.saturatingAdd(configuration.laneLimits[work.lane]?.breakerProbeMs ?? 0),
                                   reason: reason))
         } else {
-            lanes[work.lane]!.queue.append(Queued(work: work, claimedAt: now))
+            lanes[work.lane]!.queue.append(Queued(work: work, claimedAt: now, leasedAt: now))
+            renewal?.ids.remove(work.id)
+            renewAt = min(renewAt ?? Millis.max, now.saturatingAdd(configuration.renewEveryMs))
         }
     }
 
@@ -459,6 +506,54 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         return step(now: now)
     }
 
+    /// The running renewal committed; `lost` are the ids it could not renew. Lost messages still
+    /// queued are dropped (never sent), lost ones in flight are marked (their result will be
+    /// stale) and both are reported once by `leasesLost`; the others' leases are counted from the
+    /// renewal.
+    public mutating func renewed(lost: [Int64], now: Millis) -> [Action] {
+        guard let done = renewal else { return step(now: now) }
+        renewal = nil
+        let lost = Set(lost).intersection(done.ids)
+        var dropped: [Work] = []
+        var lostInFlight: [Int64] = []
+        for name in lanes.keys where !lanes[name]!.queue.isEmpty {
+            var kept = Deque<Queued>()
+            for var queued in lanes[name]!.queue {
+                if lost.contains(queued.work.id) {
+                    held.remove(queued.work.id)
+                    dropped.append(queued.work)
+                    continue
+                }
+                if done.ids.contains(queued.work.id) { queued.leasedAt = max(queued.leasedAt, done.at) }
+                kept.append(queued)
+            }
+            lanes[name]!.queue = kept
+        }
+        for id in done.ids {
+            guard var flight = inFlight[id], !flight.lost else { continue }
+            if lost.contains(id) {
+                flight.lost = true
+                lostInFlight.append(id)
+            } else {
+                flight.leasedAt = max(flight.leasedAt, done.at)
+            }
+            inFlight[id] = flight
+        }
+        if !dropped.isEmpty || !lostInFlight.isEmpty {
+            notices.append(.leasesLost(queued: dropped, inFlight: lostInFlight.sorted()))
+        }
+        renewAt = oldestLease().map { $0.saturatingAdd(configuration.renewEveryMs) }
+        return step(now: now)
+    }
+
+    /// The running renewal failed: the leases run on; it is tried again after `storeRetryMs`.
+    public mutating func renewFailed(now: Millis) -> [Action] {
+        guard renewal != nil else { return step(now: now) }
+        renewal = nil
+        renewAt = now.saturatingAdd(configuration.storeRetryMs)
+        return step(now: now)
+    }
+
     /// Graceful shutdown: nothing new starts; claimed messages are released; transfers in flight
     /// finish and are committed; then `finished`.
     public mutating func shutdown(now: Millis) -> [Action] {
@@ -494,7 +589,9 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
                 toPause.removeAll()
             }
         }
+        renewLeases(now: now, into: &actions)
         let idle = inFlight.isEmpty && completed.isEmpty && toRelease.isEmpty && toPause.isEmpty && committing == nil
+            && renewal == nil
         if phase == .draining && idle {
             phase = .finished
         } else if phase == .running && configuration.finishWhenIdle && idle && queuedCount == 0 && storeRetryAt == nil {
@@ -514,8 +611,8 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
         while inFlight.count < configuration.concurrency, inFlight.count + uncommittedCount < budget,
               let name = nextLane(now: now) {
             let queued = lanes[name]!.queue.removeFirst()
-            if now - queued.claimedAt > configuration.maxQueueWaitMs {
-                // Its lease may no longer cover a transfer: release it; it is claimed afresh.
+            if now - queued.claimedAt > configuration.maxQueueWaitMs || now - queued.leasedAt >= configuration.leaseMs {
+                // It waited too long, or its lease ran out (renewals failing): released, claimed afresh.
                 toRelease.append(queued.work)
                 continue
             }
@@ -527,7 +624,7 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
             served += 1
             lanes[name]!.inFlight += 1
             lanes[name]!.lastServed = served
-            inFlight[queued.work.id] = name
+            inFlight[queued.work.id] = Flight(lane: name, leasedAt: queued.leasedAt)
             actions.append(.send(queued.work))
         }
     }
@@ -601,7 +698,50 @@ public struct DeliveryStateMachine<Work: DeliveryWork, Record: Sendable>: Sendab
             if let at = othersReadyAt, at > now { deadline = min(deadline, at) }
         }
         if committing == nil, let at = storeRetryAt, at > now { deadline = min(deadline, at) }
+        if renewal == nil, let at = renewAt, at > now { deadline = min(deadline, at) }
         return deadline
+    }
+
+    /// The renewal rule (see the type's documentation): when `renewAt` came and no renewal runs,
+    /// renew every held lease at least half an interval old, and look again when the youngest
+    /// left out reaches a whole one. Nothing held: nothing to renew, no deadline.
+    private mutating func renewLeases(now: Millis, into actions: inout [Action]) {
+        guard renewal == nil, renewAt != nil else { return }
+        if inFlight.isEmpty, lanes.values.allSatisfy({ $0.queue.isEmpty }) {
+            renewAt = nil  // nothing held any more: no timer for it
+            return
+        }
+        guard let at = renewAt, at <= now else { return }
+        let every = configuration.renewEveryMs
+        let cutoff = now - every / 2
+        var due: [Int64] = []
+        var youngest: Millis?
+        func consider(_ id: Int64, _ leasedAt: Millis) {
+            if leasedAt <= cutoff {
+                due.append(id)
+            } else {
+                youngest = min(youngest ?? leasedAt, leasedAt)
+            }
+        }
+        for lane in lanes.values {
+            for queued in lane.queue { consider(queued.work.id, queued.leasedAt) }
+        }
+        for (id, flight) in inFlight where !flight.lost { consider(id, flight.leasedAt) }
+        renewAt = youngest.map { $0.saturatingAdd(every) }
+        guard !due.isEmpty else { return }
+        due.sort()
+        renewal = Renewal(ids: Set(due), at: now)
+        actions.append(.renew(ids: due, until: now.saturatingAdd(configuration.leaseMs)))
+    }
+
+    /// The oldest lease among the messages held queued or in flight (not lost); nil when none.
+    private func oldestLease() -> Millis? {
+        var oldest: Millis?
+        for lane in lanes.values {
+            for queued in lane.queue { oldest = min(oldest ?? queued.leasedAt, queued.leasedAt) }
+        }
+        for flight in inFlight.values where !flight.lost { oldest = min(oldest ?? flight.leasedAt, flight.leasedAt) }
+        return oldest
     }
 }
 

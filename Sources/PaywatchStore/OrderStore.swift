@@ -27,11 +27,18 @@ public struct DeliveryResult: Sendable, Hashable {
     /// A dead outcome that blames the address itself (an invalid number, an unregistered push
     /// token): the address goes into `suppressions`, and nothing more is sent to it on its channel.
     public var suppress: Bool
+    /// The message's ``OutboxMessage/attempts`` when it was claimed or handed off: the attempt
+    /// number of the lease this result belongs to. When set, the result is recorded only if the
+    /// message is still leased to this store's owner *and* its attempts still equal this (a
+    /// fencing token: a late result of an earlier lease of the same owner is stale, see
+    /// ``OrderStore/exchangeDeliveries(recording:deciding:claiming:now:)``); nil fences by owner only.
+    public var attempts: Int?
 
     public init(
         outboxID: Int64, startedAt: Millis, httpStatus: Int?, error: String?, durationMs: Int64,
-        outcome: DeliveryOutcome, followUp: OutgoingMessage? = nil, suppress: Bool = false
+        outcome: DeliveryOutcome, followUp: OutgoingMessage? = nil, suppress: Bool = false, attempts: Int? = nil
     ) {
+        self.attempts = attempts
         self.suppress = suppress
         self.outboxID = outboxID
         self.startedAt = startedAt
@@ -42,9 +49,11 @@ public struct DeliveryResult: Sendable, Hashable {
         self.followUp = followUp
     }
 
-    /// A claimed message given back unsent (shutdown, or it waited past its lease).
-    public static func released(_ outboxID: Int64, at now: Millis) -> DeliveryResult {
-        DeliveryResult(outboxID: outboxID, startedAt: now, httpStatus: nil, error: nil, durationMs: 0, outcome: .notAttempted)
+    /// A claimed message given back unsent (shutdown, or it waited past its lease); `attempts` as
+    /// in ``attempts``: the claim's attempt number, for fencing.
+    public static func released(_ outboxID: Int64, at now: Millis, attempts: Int? = nil) -> DeliveryResult {
+        DeliveryResult(outboxID: outboxID, startedAt: now, httpStatus: nil, error: nil, durationMs: 0, outcome: .notAttempted,
+                       attempts: attempts)
     }
 }
 
@@ -71,7 +80,9 @@ public struct DeliveryClaim: Sendable {
     public var nextDueAt: [String: Millis]
     /// Outbox ids of recorded results that were dropped, stale: the message was no longer leased
     /// to this store's ``OrderStore/leaseOwner`` (its lease expired and another owner claimed it,
-    /// or its result was recorded before). The message keeps the other owner's outcome.
+    /// or its result was recorded before), or its attempts no longer equal the result's
+    /// ``DeliveryResult/attempts`` (a later lease's result was recorded). The message keeps the
+    /// other outcome.
     public var staleResults: [Int64] = []
 
     public init(messages: [OutboxMessage] = [], superseded: [OutboxMessage] = [], suppressed: [OutboxMessage] = [],
@@ -448,7 +459,11 @@ public struct PruneCounts: Sendable, Hashable, Codable {
 /// is due again and may be claimed anew (at least once delivery: the first claimer's send may have
 /// gone out). Two claims that run at the same time must never return the same row (SQLite: claims
 /// are write transactions, which SQLite runs one at a time; a shared server needs row locks,
-/// `FOR UPDATE SKIP LOCKED`). Rows come earliest due first.
+/// `FOR UPDATE SKIP LOCKED`). Rows come earliest due first. The lease is `[store] lease` (30 s by
+/// default, longer than a transfer's timeout): delivery renews the leases of the messages it holds
+/// (``renewLeases(_:until:now:)``) every third of it, so a live replica keeps them and a dead
+/// one's come back within about one lease. A lease is fenced by its owner and its attempt number
+/// (see recording, in ``exchangeDeliveries(recording:deciding:claiming:now:)``).
 ///
 /// **States.** An outbox row is ``OutboxState/pending`` until it ends ``OutboxState/delivered``,
 /// ``OutboxState/dead``, ``OutboxState/superseded``, ``OutboxState/suppressed`` or
@@ -518,6 +533,17 @@ public protocol OrderStore: Sendable {
     /// only while it holds the run lock (opened for the daemon): then every other owner is a run
     /// that ended (a crash, kill -9), and all their leases are released.
     func recoverLeasesOfDeadOwners(now: Millis) async throws -> Int
+    /// **Renews delivery leases.** Extends to `until` (never shortens) the leases, held by
+    /// ``leaseOwner``, of those outbox ids that are still pending and leased to it, in one short
+    /// write transaction, and returns the ids it could *not* renew: lost, because the lease
+    /// expired and another owner claimed the message, or its result was recorded (or it was
+    /// released) meanwhile. A lease that expired but was not taken by anyone is still this
+    /// owner's and is renewed. `ids` empty: a no-op, no transaction. Delivery calls it every third
+    /// of `[store] lease` for the messages it holds queued or in flight, so that a live replica
+    /// keeps its claims however long a message waits or a transfer runs, while a dead one's are
+    /// taken over within about one lease. Throws on storage errors; then nothing was renewed
+    /// (the caller logs it and tries again; the leases run on meanwhile).
+    func renewLeases(_ ids: [Int64], until: Millis, now: Millis) async throws -> [Int64]
     /// One delivery round trip, in one transaction, in this order: record `results` (attempt rows,
     /// new state, follow-ups such as `delivery_dead`; a `.notAttempted` result — a claimed
     /// message released unsent — makes it due again at once without counting an attempt), then
@@ -525,8 +551,11 @@ public protocol OrderStore: Sendable {
     /// due pending messages up to its limit, each leased to ``leaseOwner`` until
     /// `now + claim.leaseMs` (a message whose lease expired is due again and may be claimed anew,
     /// by any owner). Recording is fenced: a result applies only to a message still leased to
-    /// ``leaseOwner``; any other (taken over after its lease expired, or recorded already) is left
-    /// with its current owner's outcome, and its id is returned in
+    /// ``leaseOwner`` and, when the result carries ``DeliveryResult/attempts``, whose `attempts`
+    /// still equal it (the attempt number is the lease's fencing token: the same owner may have
+    /// claimed the message again after its lease expired, and recorded a later attempt); any
+    /// other (taken over after its lease expired, recorded already, or a later attempt recorded)
+    /// is left with its current outcome, and its id is returned in
     /// ``DeliveryClaim/staleResults``. Messages whose order moved on
     /// are marked superseded instead of claimed. With `claim` nil nothing is claimed, but
     /// `nextDueAt` is still reported. Throws on storage errors; then nothing of it was applied.
@@ -539,9 +568,9 @@ public protocol OrderStore: Sendable {
     /// without an attempt row. Every other result writes one attempt row numbered after the
     /// message's attempts. A dead message writes a `delivery_dead` event, puts its address into
     /// `suppressions` with `suppress` (customer messages only), inserts `followUp`, and falls back to its first alternate
-    /// whose address is not suppressed. The SQLite store applies a result whatever the row's
-    /// lease (one process per file: the caller is the one that leased it); a store shared by
-    /// replicas must apply a result only while the caller's lease holds (fencing by lease owner).
+    /// whose address is not suppressed. Every store fences the same way, SQLite included (the
+    /// UPDATE's WHERE checks the owner and, when given, the attempts): a replica whose lease
+    /// expired cannot commit stale work over the outcome of the one that took the message over.
     ///
     /// Claimed rows that must not be sent are settled in the same transaction instead of being
     /// returned in ``DeliveryClaim/messages``: order moved on (`superseded`), address in

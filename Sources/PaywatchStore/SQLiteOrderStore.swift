@@ -718,6 +718,25 @@ public final class SQLiteOrderStore: OrderStore {
         return try await release(now: now, owner: nil)
     }
 
+    /// One `IMMEDIATE` transaction, one indexed UPDATE per id: a row still pending and leased to
+    /// this store's owner gets `due_at = MAX(due_at, until)`; the ids of the others are returned.
+    public func renewLeases(_ ids: [Int64], until: Millis, now: Millis) async throws -> [Int64] {
+        guard !ids.isEmpty else { return [] }
+        let owner = leaseOwner
+        return try await writeImmediate { db in
+            let renew = try db.cachedStatement(sql: """
+                UPDATE pw_outbox SET due_at = MAX(due_at, ?), updated_at = ?
+                WHERE id = ? AND state = 'pending' AND in_flight = 1 AND lease_owner = ?
+                """)
+            var lost: [Int64] = []
+            for id in ids {
+                try renew.execute(arguments: [until, now, id, owner])
+                if db.changesCount == 0 { lost.append(id) }
+            }
+            return lost
+        }
+    }
+
     /// Leases due again at `now`: `owner`'s, or (nil) every other owner's.
     private func release(now: Millis, owner: String?) async throws -> Int {
         let mine = leaseOwner
@@ -857,19 +876,22 @@ public final class SQLiteOrderStore: OrderStore {
     }
 
     /// Writes one attempt row per counted result and moves each message to its new state.
-    /// Fenced: a result applies only to a message still leased to `owner`; the others (their
-    /// lease expired and another owner claimed them, or they were recorded already) are left
-    /// as they are and returned.
+    /// Fenced: a result applies only to a message still leased to `owner` and, when the result
+    /// carries its claim's attempt number, whose `attempts` still equal it; the others (their
+    /// lease expired and another owner claimed them, they were recorded already, or a later
+    /// attempt of the same owner was) are left as they are and returned.
     private static func record(_ results: [DeliveryResult], owner: String, db: Database, now: Millis) throws -> [Int64] {
         guard !results.isEmpty else { return [] }
+        // `?8 IS NULL OR attempts = ?8`: the attempt number fences only when the result has one.
         let attempt = try db.cachedStatement(sql: """
             INSERT INTO pw_attempts(outbox_id, attempt, at, http_status, error, duration_ms, outcome)
-            SELECT ?, attempts + 1, ?, ?, ?, ?, ? FROM pw_outbox WHERE id = ? AND lease_owner = ?
+            SELECT ?1, attempts + 1, ?2, ?3, ?4, ?5, ?6 FROM pw_outbox
+            WHERE id = ?1 AND lease_owner = ?7 AND (?8 IS NULL OR attempts = ?8)
             """)
         let update = try db.cachedStatement(sql: """
-            UPDATE pw_outbox SET state = ?, attempts = attempts + ?, in_flight = 0, due_at = ?, updated_at = ?,
-                last_error = COALESCE(?, last_error), lease_owner = NULL
-            WHERE id = ? AND lease_owner = ?
+            UPDATE pw_outbox SET state = ?1, attempts = attempts + ?2, in_flight = 0, due_at = ?3, updated_at = ?4,
+                last_error = COALESCE(?5, last_error), lease_owner = NULL
+            WHERE id = ?6 AND lease_owner = ?7 AND (?8 IS NULL OR attempts = ?8)
             """)
         var stale: [Int64] = []
         for result in results {
@@ -885,9 +907,10 @@ public final class SQLiteOrderStore: OrderStore {
             }
             if counted {
                 try attempt.execute(arguments: [result.outboxID, result.startedAt, result.httpStatus, result.error,
-                                                result.durationMs, result.outcome.name, result.outboxID, owner])
+                                                result.durationMs, result.outcome.name, owner, result.attempts])
             }
-            try update.execute(arguments: [state.rawValue, counted ? 1 : 0, dueAt, now, result.outcome.reason, result.outboxID, owner])
+            try update.execute(arguments: [state.rawValue, counted ? 1 : 0, dueAt, now, result.outcome.reason, result.outboxID, owner,
+                                           result.attempts])
             guard db.changesCount > 0 else {
                 stale.append(result.outboxID)
                 continue

@@ -51,8 +51,12 @@ import Testing
         #expect(configuration.laneConcurrency == ["fax": 3])
         // Every channel a rule or the configuration names has a lane, ops included.
         #expect(configuration.knownLanes == ["email", "fax", "ops", "sms"])
-        // The lease covers the longest queue wait, a transfer and a margin for recording.
-        #expect(configuration.leaseMs == configuration.maxQueueWaitMs + 10_000 + 30_000)
+        // The lease is `[store] lease` (30 s by default), renewed every third of it; the longest
+        // queue wait is still two transfer timeouts.
+        #expect(configuration.leaseMs == 30_000)
+        #expect(configuration.renewEveryMs == 10_000)
+        #expect(configuration.maxQueueWaitMs == 20_000)
+        #expect(DeliveryEngine(runtime: daemon.service.runtime, stats: LoopStats()).handOff.leaseMs == 30_000)
     }
 
     @Test func anIdleDaemonDoesNothingUntilItsNextDueTime() async throws {
@@ -148,5 +152,49 @@ import Testing
         try await daemon.stop()
         #expect(try daemon.count("SELECT COUNT(*) FROM pw_outbox WHERE state = 'delivered'") == 100)
         #expect(daemon.gateway.requestCount == 100)
+    }
+
+    @Test func aLongTransferHasItsLeaseRenewedAndALeaseLostToAnotherOwnerIsLoggedOnce() async throws {
+        let log = CapturedLog()
+        let daemon = try await InProcessDaemon(logger: log.logger) { Self.config($0, concurrency: 1) }
+        // Each answer takes 4 s of real time: on the manual clock, the transfer lasts as long as
+        // the test wants.
+        daemon.gateway.setResponder { _ in FakeGateway.Response(status: 200, delayMs: 4_000) }
+        try insertOrders(daemon, prefix: "L", count: 1, createdAgoMs: 11 * 60_000)
+        let start = daemon.clock.now()
+        daemon.run()
+        #expect(await InProcessDaemon.eventually(10) { daemon.gateway.requestCount == 1 })
+        let lease = {
+            try daemon.shop().read { db in
+                try Row.fetchOne(db, sql: "SELECT id, due_at, lease_owner, state, attempts FROM pw_outbox WHERE channel = 'sms'")
+            }
+        }
+        #expect(try lease()?["due_at"] as Millis? == start + 30_000)
+        // A third of the lease on, the transfer still running: the lease is renewed for another 30 s.
+        daemon.clock.advance(by: 10_000)
+        #expect(try await InProcessDaemon.eventually(3) { try lease()?["due_at"] as Millis? == start + 40_000 })
+        #expect(log.entries.filter { $0.metadata["event"] == "lease_lost" }.isEmpty)
+
+        // Another replica takes the message over (as if this one had stalled past its lease): the
+        // next renewal finds it lost and logs it once; the transfer's result is then stale.
+        try await daemon.shop().write { try $0.execute(sql: "UPDATE pw_outbox SET lease_owner = 'replica-b' WHERE channel = 'sms'") }
+        daemon.clock.advance(by: 10_000)
+        #expect(await InProcessDaemon.eventually(3) { log.entries.contains { $0.metadata["event"] == "lease_lost" } })
+        #expect(await InProcessDaemon.eventually(10) { log.entries.contains { $0.metadata["event"] == "stale_results" } })
+        daemon.clock.advance(by: 10_000)
+        try await Task.sleep(for: .milliseconds(200))
+        try await daemon.stop()
+        let id = try #require(try lease()?["id"] as Int64?)
+        let lost = log.entries.filter { $0.metadata["event"] == "lease_lost" }
+        #expect(lost.count == 1)
+        #expect(lost.first?.level == .warning)
+        #expect(lost.first?.metadata["outbox_ids"] == "\(id)")
+        #expect(lost.first?.metadata["in_flight"] == "1")
+        // The other owner's lease stands: nothing recorded over it, the message not sent again.
+        let row = try #require(try lease())
+        #expect(row["lease_owner"] as String? == "replica-b")
+        #expect(row["state"] as String == "pending")
+        #expect(row["attempts"] as Int == 0)
+        #expect(daemon.gateway.requestCount == 1)
     }
 }

@@ -41,7 +41,7 @@ import Testing
     }
 
     /// Plays the edge at one instant: each transfer ends at once with `health(id)` (except those
-    /// in `hold`, which stay in flight), each store operation commits; the first claim finds
+    /// in `hold`, which stay in flight), each store operation and renewal commits; the first claim finds
     /// `feed`, later ones nothing.
     static func settle(_ m: inout Machine, _ first: [Machine.Action], now: Millis, feed: [Work] = [], hold: Set<Int64> = [],
                        health: (Int64) -> TransferHealth = { _ in .answered }) -> Round {
@@ -65,6 +65,8 @@ import Testing
                 case .paused(let pause): round.paused.append(pause)
                 case .resumed(let lane): round.resumed.append(lane)
                 case .probeFailed(let lane, _, _): round.probeFailed.append(lane)
+                case .renew: next += m.renewed(lost: [], now: now)  // every lease renewed at once
+                case .leasesLost: break
                 }
             }
             pending = next

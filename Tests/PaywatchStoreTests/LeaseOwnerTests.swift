@@ -4,8 +4,9 @@ import PaywatchCore
 import Testing
 @testable import PaywatchStore
 
-/// Leases with an owner (issue 10, item 1): a store releases only its own leases, an expired lease
-/// is claimed anew by another owner, and a result is recorded only by the lease's current owner.
+/// Leases with an owner (issue 10, items 1 and 3): a store releases only its own leases, an expired
+/// lease is claimed anew by another owner, a result is recorded only by the lease's current owner
+/// and attempt, and a live owner renews its leases.
 @Suite struct LeaseOwnerTests {
     /// Two stores (two "replicas") on one file, and an order with a reminder on sms and email
     /// decided at `t0 + 10 min`.
@@ -95,6 +96,96 @@ import Testing
         #expect(attempts == [200])
         let dead = try await temp.shop().read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pw_outbox WHERE kind = 'delivery_dead'") }
         #expect(dead == 0)
+    }
+
+    func outboxRow(_ temp: TempDatabase, _ id: Int64) async throws -> Row {
+        try #require(try await temp.shop().read { try Row.fetchOne($0, sql: "SELECT * FROM pw_outbox WHERE id = ?", arguments: [id]) })
+    }
+
+    @Test func aLateResultOfTheSameOwnersEarlierLeaseIsStaleByItsAttemptNumber() async throws {
+        let (temp, first, _) = try await twoOwners()
+        let now = t0 + 10 * minute
+        // Claimed; the transfer hangs past the lease.
+        let earlier = try #require(try await claim(first, ["sms"], now: now, leaseMs: 1_000).first)
+        #expect(earlier.attempts == 0)
+        // The same owner claims it again after the lease expired, and records a retry for that claim.
+        let second = try #require(try await claim(first, ["sms"], now: now + 1_000, leaseMs: 60_000).first)
+        #expect(second.id == earlier.id && second.attempts == 0)
+        let retried = try await first.exchangeDeliveries(recording: [
+            DeliveryResult(outboxID: second.id, startedAt: now + 1_000, httpStatus: 503, error: nil, durationMs: 10,
+                           outcome: .retry(atMs: now + 2_000, reason: "HTTP 503"), attempts: second.attempts),
+        ], claiming: nil, now: now + 1_010)
+        #expect(retried.staleResults.isEmpty)
+        // Due again, and claimed again by the same owner for the second attempt.
+        let third = try #require(try await claim(first, ["sms"], now: now + 2_000, leaseMs: 60_000).first)
+        #expect(third.id == earlier.id && third.attempts == 1)
+
+        // The first claim's transfer ends at last: leased to this owner still, but to a later
+        // attempt. Without the attempt number it would be recorded over the third claim's lease.
+        let late = try await first.exchangeDeliveries(recording: [
+            DeliveryResult(outboxID: earlier.id, startedAt: now, httpStatus: 200, error: nil, durationMs: 2_500,
+                           outcome: .delivered, attempts: earlier.attempts),
+        ], claiming: nil, now: now + 2_500)
+        #expect(late.staleResults == [earlier.id])
+        var row = try await outboxRow(temp, earlier.id)
+        #expect(row["state"] as String == "pending")
+        #expect(row["attempts"] as Int == 1)
+        #expect(row["in_flight"] as Int == 1)
+        #expect(row["lease_owner"] as String? == "first")
+        // A release of the earlier lease is stale too: the third claim keeps its lease.
+        let release = try await first.exchangeDeliveries(recording: [.released(earlier.id, at: now + 2_600, attempts: 0)],
+                                                         claiming: nil, now: now + 2_600)
+        #expect(release.staleResults == [earlier.id])
+        #expect(try await outboxRow(temp, earlier.id)["lease_owner"] as String? == "first")
+
+        // The third claim's own result is recorded.
+        let delivered = try await first.exchangeDeliveries(recording: [
+            DeliveryResult(outboxID: third.id, startedAt: now + 2_000, httpStatus: 200, error: nil, durationMs: 20,
+                           outcome: .delivered, attempts: third.attempts),
+        ], claiming: nil, now: now + 2_700)
+        #expect(delivered.staleResults.isEmpty)
+        row = try await outboxRow(temp, earlier.id)
+        #expect(row["state"] as String == "delivered")
+        #expect(row["attempts"] as Int == 2)
+        let attempts = try await temp.shop().read {
+            try Row.fetchAll($0, sql: "SELECT attempt, http_status FROM pw_attempts WHERE outbox_id = ? ORDER BY attempt", arguments: [earlier.id])
+        }
+        #expect(attempts.map { [$0["attempt"] as Int, $0["http_status"] as Int] } == [[1, 503], [2, 200]])
+    }
+
+    @Test func aRenewedLeaseIsNotClaimableAtItsOldExpiryAndALostOneIsReturned() async throws {
+        let (temp, first, second) = try await twoOwners()
+        let now = t0 + 10 * minute
+        let sms = try #require(try await claim(first, ["sms"], now: now, leaseMs: 30_000).first)
+        let email = try #require(try await claim(first, ["email"], now: now, leaseMs: 30_000).first)
+        #expect(try await first.renewLeases([], until: now + 60_000, now: now) == [])
+
+        // Renewed a third of the way in: at the old expiry, nobody else can claim them.
+        #expect(try await first.renewLeases([sms.id, email.id], until: now + 40_000, now: now + 10_000) == [])
+        #expect(try await outboxRow(temp, sms.id)["due_at"] as Millis == now + 40_000)
+        #expect(try await claim(second, ["sms", "email"], now: now + 30_000).isEmpty)
+        // A renewal never shortens a lease.
+        #expect(try await first.renewLeases([sms.id], until: now + 35_000, now: now + 31_000) == [])
+        #expect(try await outboxRow(temp, sms.id)["due_at"] as Millis == now + 40_000)
+
+        // The first stops renewing email (a replica that hung): its lease runs out, another owner
+        // takes it over, and the first's next renewal reports it lost, leaving the new lease alone.
+        #expect(try await first.renewLeases([sms.id], until: now + 70_000, now: now + 39_000) == [])
+        let takenOver = try await claim(second, ["sms", "email"], now: now + 40_000, leaseMs: 30_000)
+        #expect(takenOver.map(\.id) == [email.id])
+        #expect(try await first.renewLeases([sms.id, email.id], until: now + 80_000, now: now + 50_000) == [email.id])
+        #expect(try await owners(temp) == ["sms": "first", "email": "second"])
+        #expect(try await outboxRow(temp, email.id)["due_at"] as Millis == now + 70_000)
+
+        // An expired lease nobody took is still the owner's: renewed.
+        #expect(try await first.renewLeases([sms.id], until: now + 200_000, now: now + 100_000) == [])
+        // A recorded message is no longer leased: lost.
+        try await first.recordDeliveries([
+            DeliveryResult(outboxID: sms.id, startedAt: now, httpStatus: 200, error: nil, durationMs: 5, outcome: .delivered,
+                           attempts: sms.attempts),
+        ], now: now + 100_001)
+        #expect(try await first.renewLeases([sms.id], until: now + 200_000, now: now + 100_002) == [sms.id])
+        #expect(try await outboxRow(temp, sms.id)["state"] as String == "delivered")
     }
 
     @Test func aHandOffIsLeasedToTheSweepingOwner() async throws {
