@@ -453,7 +453,7 @@ public struct Runtime: Sendable {
         }
         let settings = PostgresStoreSettings(
             endpoint: endpoint, username: user, password: password, database: url.database, tls: tls, caFile: store.caFile,
-            poolSize: store.poolSize, connectTimeoutMs: store.connectTimeoutMs,
+            poolSize: store.poolSize, connectTimeoutMs: store.connectTimeoutMs, leaseMs: store.leaseMs,
             applicationName: url.applicationName ?? "paywatch")
         do {
             return try PostgresOrderStore(settings: settings)

@@ -105,7 +105,7 @@ extension PostgresOrderStore {
                 updated_at = \(binds.add(now)), last_error = COALESCE(NULLIF(r.reason, ''), o.last_error), lease_owner = NULL
             FROM unnest(\(binds.add(results.map(\.outboxID)))::bigint[], \(binds.add(states))::text[], \(binds.add(counted))::bigint[],
                         \(binds.add(dueTimes))::bigint[], \(binds.add(reasons))::text[],
-                        \(binds.add(results.map { Int64(Self.claimedAttempts($0) ?? -1) }))::bigint[])
+                        \(binds.add(results.map { Int64($0.attempts ?? -1) }))::bigint[])
                  AS r(id, state, counted, due_at, reason, expect)
             WHERE o.id = r.id AND o.lease_owner = \(binds.add(leaseOwner)) AND (r.expect < 0 OR o.attempts = r.expect)
             RETURNING o.id, o.attempts
@@ -144,12 +144,6 @@ extension PostgresOrderStore {
             if let followUp = result.followUp { try await insertOutbox(connection, followUp, now: now) }
         }
         return stale
-    }
-
-    /// The attempt number a result was claimed at, when the result says (fencing by attempt).
-    static func claimedAttempts(_ result: DeliveryResult) -> Int? {
-        let mirror = Mirror(reflecting: result)
-        return mirror.children.first { $0.label == "attempts" }?.value as? Int
     }
 
     /// A message that died: its `delivery_dead` event, its address suppressed when the result

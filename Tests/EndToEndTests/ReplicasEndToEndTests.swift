@@ -18,7 +18,7 @@ extension EndToEnd {
             url = "\(url)"
             sslmode = "disable"
             pool_size = 4
-            # LEASE
+            lease = "\(leaseSeconds)s"
 
             [daemon]
             poll_interval = "1s"
