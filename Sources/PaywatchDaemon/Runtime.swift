@@ -358,13 +358,13 @@ public struct Runtime: Sendable {
     /// ``StoreError`` when another paywatch runs on the database.
     public static func openStore(
         _ config: PaywatchConfiguration, configPath: String = "paywatch.toml", intent: StoreIntent = .write(command: "run"),
-        runLock: Bool = false
+        runLock: Bool = false, logger: Logger? = nil
     ) throws -> any OrderStore {
         func failure(_ message: String) -> RuntimeConfigError {
             RuntimeConfigError(description: config.error(file: configPath, section: ["store"], key: "url", message: message).description)
         }
         if let url = config.store.postgres {
-            return try openPostgres(config, url: url, configPath: configPath)
+            return try openPostgres(config, url: url, configPath: configPath, logger: logger)
         }
         // The configuration allows only sqlite:// and postgres:// URLs.
         guard let path = config.store.sqlitePath, let mode = config.store.sqliteMode else {
@@ -424,7 +424,7 @@ public struct Runtime: Sendable {
     /// here: a server that cannot be reached is a transient error of the first operation.
     /// Configuration errors (exit 78): a password file that cannot be read or holds no password, a
     /// CA file that cannot be read.
-    static func openPostgres(_ config: PaywatchConfiguration, url: PostgresURL, configPath: String) throws -> any OrderStore {
+    static func openPostgres(_ config: PaywatchConfiguration, url: PostgresURL, configPath: String, logger: Logger?) throws -> any OrderStore {
         let store = config.store
         func failure(_ key: String, _ message: String) -> RuntimeConfigError {
             RuntimeConfigError(description: config.error(file: configPath, section: ["store"], key: key, message: message).description)
@@ -456,7 +456,7 @@ public struct Runtime: Sendable {
             poolSize: store.poolSize, connectTimeoutMs: store.connectTimeoutMs, leaseMs: store.leaseMs,
             applicationName: url.applicationName ?? "paywatch")
         do {
-            return try PostgresOrderStore(settings: settings)
+            return try PostgresOrderStore(settings: settings, logger: logger ?? Logger(label: "paywatch"))
         } catch let error as StoreError where error.isConfiguration {
             throw failure("ca_file", error.description)
         }

@@ -99,6 +99,8 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
     private let offset = ClockOffset()
     /// Set by ``close()``: the listener then ends without reporting its connection's end.
     let closing = LeaseStarted()
+    /// The `LISTEN` connections of ``changes()``.
+    let listeners = Listeners()
 
     /// Creates the connection pool (connections open on first use: an unreachable server is not
     /// an error here, but at the first operation, as a transient ``StoreError``).
@@ -119,7 +121,7 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
             configuration = PostgresClient.Configuration(
                 unixSocketPath: path, username: settings.username, password: settings.password, database: settings.database)
         }
-        configuration.options.maximumConnections = max(1, settings.poolSize) + 1  // + LISTEN
+        configuration.options.maximumConnections = max(1, settings.poolSize)
         configuration.options.minimumConnections = 0
         configuration.options.connectTimeout = .milliseconds(settings.connectTimeoutMs)
         configuration.options.additionalStartupParameters = [("application_name", settings.applicationName)]
@@ -153,6 +155,7 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
 
     public func close() async throws {
         closing.set()
+        listeners.closeAll()
         runTask.cancel()
         _ = await runTask.value
     }
@@ -200,10 +203,18 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
                 try await connection.query("COMMIT", logger: self.logger)
                 return value
             } catch {
-                _ = try? await connection.query("ROLLBACK", logger: self.logger)
+                if Self.connectionUsable(after: error) { _ = try? await connection.query("ROLLBACK", logger: self.logger) }
                 throw error
             }
         }
+    }
+
+    /// Whether a connection may still be used after `error` (to roll back): not after the
+    /// connection itself failed or the server ended it (class 08, 57).
+    static func connectionUsable(after error: any Error) -> Bool {
+        guard let error = error as? PSQLError else { return true }
+        guard let state = error.serverInfo?[.sqlState] else { return false }
+        return !state.hasPrefix("08") && !state.hasPrefix("57")
     }
 
     /// Runs read-only `work` on a pooled connection in one REPEATABLE READ transaction (a
@@ -217,7 +228,7 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
                     try await connection.query("COMMIT", logger: self.logger)
                     return value
                 } catch {
-                    _ = try? await connection.query("ROLLBACK", logger: self.logger)
+                    if Self.connectionUsable(after: error) { _ = try? await connection.query("ROLLBACK", logger: self.logger) }
                     throw error
                 }
             }
@@ -226,33 +237,61 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
         }
     }
 
-    /// `work` on a pooled connection, waiting for one at most `connect_timeout` + 5 s: while the
-    /// server cannot be reached, an operation fails with a transient error after that (the pool
-    /// itself would keep a caller waiting a minute), and the daemon logs the outage and retries.
+    /// `work` on a pooled connection, bounded in time so that no operation of the daemon can wait
+    /// forever: at most `connect_timeout` + 5 s for a connection (while the server cannot be
+    /// reached, the pool itself would keep a caller waiting a minute), then at most
+    /// ``operationTimeoutMs`` for the work, after which its connection is closed (a query on a
+    /// connection that died without a word fails then). Either way the caller gets a transient
+    /// ``StoreError`` and the daemon logs the outage and retries. The work runs in a task of its
+    /// own, so a caller is never held by a wait that does not end; a cancelled caller returns at once.
     func leased<T: Sendable>(_ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let started = LeaseStarted()
+        let lease = LeaseStarted()
         let waitMs = settings.connectTimeoutMs + 5_000
+        let operationMs = operationTimeoutMs
         let client = self.client
         let display = settings.displayName
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask {
-                try await client.withConnection { connection in
-                    started.set()
-                    return try await work(connection)
+        let outcome = Outcome<T>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                outcome.install(continuation)
+                let worker = Task {
+                    do {
+                        let value = try await client.withConnection { connection in
+                            lease.set(connection)
+                            return try await work(connection)
+                        }
+                        outcome.finish(.success(value))
+                    } catch {
+                        outcome.finish(.failure(error))
+                    }
                 }
+                let watchdog = Task {
+                    try? await Task.sleep(for: .milliseconds(waitMs))
+                    guard !Task.isCancelled else { return }
+                    if !lease.isSet {
+                        if outcome.finish(.failure(StoreError(description: "cannot reach PostgreSQL at \(display): no connection within \(waitMs / 1000) s"))) {
+                            worker.cancel()
+                        }
+                        return
+                    }
+                    try? await Task.sleep(for: .milliseconds(operationMs))
+                    guard !Task.isCancelled else { return }
+                    if outcome.finish(.failure(StoreError(description: "PostgreSQL at \(display) did not answer within \(operationMs / 1000) s; the connection was closed"))) {
+                        lease.closeConnection()
+                        worker.cancel()
+                    }
+                }
+                outcome.onFinish { watchdog.cancel() }
+                outcome.onCancel { worker.cancel() }
             }
-            group.addTask {
-                try await Task.sleep(for: .milliseconds(waitMs))
-                if started.isSet { try await Task.sleep(for: .seconds(86_400 * 365)) }
-                throw StoreError(description: "cannot reach PostgreSQL at \(display): no connection within \(waitMs / 1000) s")
-            }
-            defer { group.cancelAll() }
-            while let next = try await group.next() {
-                if let value = next { return value }
-            }
-            throw CancellationError()
+        } onCancel: {
+            outcome.cancel()
         }
     }
+
+    /// How long one operation may hold its connection (``leased(_:)``): far longer than any the
+    /// daemon makes (milliseconds; a report over millions of rows, seconds).
+    var operationTimeoutMs: Int64 { 120_000 }
 
     func rows(_ connection: PostgresConnection, _ sql: String, _ binds: Binds) async throws -> [PostgresRandomAccessRow] {
         do {
@@ -293,7 +332,7 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
     /// A ``StoreError`` for `error`: free of SQL arguments and personal data. Authentication and
     /// a missing database or role are configuration errors (exit 78); the rest is transient.
     static func mapError(_ error: any Error, settings: PostgresStoreSettings) -> any Error {
-        if error is StoreError { return error }
+        if error is StoreError || error is CancellationError { return error }
         if let error = error as? PSQLError {
             let where_ = settings.displayName
             if let info = error.serverInfo {
@@ -341,12 +380,81 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
     }
 }
 
-/// Whether a pooled operation got its connection.
+/// Whether a pooled operation got its connection (and which), or a flag.
 final class LeaseStarted: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
-    func set() { lock.withLock { value = true } }
+    private var connection: PostgresConnection?
+    func set(_ connection: PostgresConnection? = nil) {
+        lock.withLock {
+            value = true
+            self.connection = connection
+        }
+    }
     var isSet: Bool { lock.withLock { value } }
+    /// Closes the connection the operation got (its queries then fail).
+    func closeConnection() {
+        let connection = lock.withLock { self.connection }
+        let closing: EventLoopFuture<Void>? = connection?.close()
+        _ = closing
+    }
+}
+
+/// The one outcome of a ``PostgresOrderStore/leased(_:)`` operation: the first of its result, its
+/// timeout and its caller's cancellation resumes the caller; the others are dropped.
+final class Outcome<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<T, any Error>?
+    private var early: Result<T, any Error>?
+    private var done = false
+    private var finished: [@Sendable () -> Void] = []
+    private var cancelled: [@Sendable () -> Void] = []
+
+    func install(_ continuation: CheckedContinuation<T, any Error>) {
+        let resume: Result<T, any Error>? = lock.withLock {
+            if let early { return early }
+            self.continuation = continuation
+            return nil
+        }
+        if let resume { continuation.resume(with: resume) }
+    }
+
+    /// Resumes the caller with `result` if nothing did yet; returns whether this call did.
+    @discardableResult
+    func finish(_ result: Result<T, any Error>) -> Bool {
+        let (first, continuation, callbacks): (Bool, CheckedContinuation<T, any Error>?, [@Sendable () -> Void]) = lock.withLock {
+            guard !done else { return (false, nil, []) }
+            done = true
+            let waiting = self.continuation
+            self.continuation = nil
+            if waiting == nil { early = result }
+            let callbacks = finished
+            finished = []
+            return (true, waiting, callbacks)
+        }
+        continuation?.resume(with: result)
+        for callback in callbacks { callback() }
+        return first
+    }
+
+    func onFinish(_ callback: @escaping @Sendable () -> Void) {
+        let now = lock.withLock {
+            if done { return true }
+            finished.append(callback)
+            return false
+        }
+        if now { callback() }
+    }
+
+    func onCancel(_ callback: @escaping @Sendable () -> Void) {
+        lock.withLock { cancelled.append(callback) }
+    }
+
+    func cancel() {
+        if finish(.failure(CancellationError())) {
+            for callback in lock.withLock({ cancelled }) { callback() }
+        }
+    }
 }
 
 /// The measured offset of the database's clock from the host's, and when it was measured.

@@ -32,9 +32,12 @@ public final class PostgresServer: @unchecked Sendable {
         return versions.map { "/usr/lib/postgresql/\($0)/bin" }.first { fm.isExecutableFile(atPath: $0 + "/pg_ctl") }
     }
 
-    /// - Parameter fsync: off by default (tests: faster, and a test never survives a power cut);
-    ///   on for benchmarks, as a shop runs its server.
-    public init(fsync: Bool = false) throws {
+    /// - Parameters:
+    ///   - fsync: off by default (tests: faster, and a test never survives a power cut); on for
+    ///     benchmarks, as a shop runs its server.
+    ///   - port: the port to listen on (a client may be waiting for it); a free one by default.
+    ///   - start: false to leave the server stopped after `initdb` (``start()`` starts it).
+    public init(fsync: Bool = false, port requestedPort: Int? = nil, start: Bool = true) throws {
         guard let bin = Self.binDirectory() else {
             throw Failure(description: "PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin): apt-get install postgresql")
         }
@@ -48,12 +51,32 @@ public final class PostgresServer: @unchecked Sendable {
         }
         let data = directory.appendingPathComponent("data").path
         // A port free now (bound, then closed): the server takes it a moment later.
-        let probe = try listenOnLoopback(port: 0) { Failure(description: "no free port: \($0)") }
-        close(probe.fd)
-        port = probe.port
+        if let requestedPort {
+            port = requestedPort
+        } else {
+            let probe = try listenOnLoopback(port: 0) { Failure(description: "no free port: \($0)") }
+            close(probe.fd)
+            port = probe.port
+        }
+        options = "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1 -c max_connections=200" + (fsync ? "" : " -c fsync=off")
         try run(bin + "/initdb", ["-D", data, "-U", "paywatch", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
-        let options = "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1 -c max_connections=200" + (fsync ? "" : " -c fsync=off")
-        try run(bin + "/pg_ctl", ["-D", data, "-o", options, "-l", directory.appendingPathComponent("server.log").path, "-w", "-t", "30", "start"])
+        if start { try self.start() }
+    }
+
+    private let options: String
+
+    /// Starts the server (after `init(start: false)`, or after ``restart(pauseSeconds:)``'s stop).
+    public func start() throws {
+        try run(binDirectory + "/pg_ctl", ["-D", directory.appendingPathComponent("data").path, "-o", options, "-l",
+                                           directory.appendingPathComponent("server.log").path, "-w", "-t", "30", "start"])
+    }
+
+    /// Stops the server (fast: clients are disconnected), waits `pauseSeconds`, starts it again on
+    /// the same port with the same data: a server restart as clients see it.
+    public func restart(pauseSeconds: Double = 0) throws {
+        try run(binDirectory + "/pg_ctl", ["-D", directory.appendingPathComponent("data").path, "-m", "fast", "-w", "stop"])
+        if pauseSeconds > 0 { usleep(UInt32(pauseSeconds * 1_000_000)) }
+        try start()
     }
 
     /// Runs SQL through `psql` against the server (`-v ON_ERROR_STOP=1`); returns its output.

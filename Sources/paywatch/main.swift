@@ -53,10 +53,10 @@ func makeLogger(_ config: PaywatchConfiguration) -> Logger {
 ///   inspection commands (the database must exist).
 func openStore(
     _ config: PaywatchConfiguration, configPath: String, intent: Runtime.StoreIntent = .write(command: "run"),
-    runLock: Bool = false
+    runLock: Bool = false, logger: Logger? = nil
 ) throws -> any OrderStore {
     do {
-        return try Runtime.openStore(config, configPath: configPath, intent: intent, runLock: runLock)
+        return try Runtime.openStore(config, configPath: configPath, intent: intent, runLock: runLock, logger: logger)
     } catch let error as RuntimeConfigError {
         printError("paywatch: \(error)")
         throw Exit.config
@@ -136,7 +136,7 @@ struct Run: AsyncParsableCommand {
         }
         // One daemon per SQLite file: the store takes the run lock as it opens (exit 1 when
         // another paywatch holds it).
-        let store = try openStore(config, configPath: options.path, intent: .write(command: "run"), runLock: true)
+        let store = try openStore(config, configPath: options.path, intent: .write(command: "run"), runLock: true, logger: logger)
         for change in try await migrateWhenReachable(store, logger: logger) {
             logger.notice("shop schema adapted", metadata: ["change": "\(change)"])
         }

@@ -167,3 +167,36 @@ extension EndToEnd {
         }
     }
 }
+
+extension EndToEnd.ReplicasEndToEndTests {
+    /// While the server cannot be reached, `run` waits and says so (never exits, never crashes);
+    /// it starts once the server is up, and rides out a server restart.
+    @Test func runWaitsForTheServerAndRidesOutARestart() throws {
+        let probe = try listenOnLoopback(port: 0) { FakeGatewayError(description: "\($0)") }
+        close(probe.fd)
+        let server = try PostgresServer(port: probe.port, start: false)
+        defer { server.stop() }
+        let gateway = try FakeGateway(recordBodies: true)
+        defer { gateway.stop() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("paywatch-pg-wait-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let configPath = directory.appendingPathComponent("paywatch.toml").path
+        try (Self.config(url: server.url, gateway: gateway.baseURL) + "\n").replacingOccurrences(of: "pool_size = 4", with: "pool_size = 4\nconnect_timeout = \"2s\"")
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        let replica = try Replica(config: configPath, name: "waiting")
+        #expect(Harness.eventually(30) { replica.log.contains("event=store_unavailable") })
+        #expect(replica.process.isRunning)
+        #expect(!replica.log.contains("paywatch started"))
+        try server.start()
+        #expect(Harness.eventually(40) { replica.log.contains("paywatch started") })
+        // A restart of the server under the running daemon: the next order still goes out.
+        try server.restart(pauseSeconds: 1)
+        try server.psql("""
+            INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('W1', 100, now() - interval '2 seconds', '+8613800000000')
+            """)
+        #expect(gateway.waitForRequests(1, timeoutSeconds: 40))
+        #expect(replica.process.isRunning)
+        #expect(replica.stop() == 0)
+    }
+}

@@ -187,3 +187,29 @@ import Testing
         try await store.close()
     }
 }
+
+extension PostgresReplicaTests {
+    /// A server restart under an open store: the operations in between fail (transient), the ones
+    /// after work again on new connections; nothing hangs.
+    @Test func aServerRestartIsRiddenOut() async throws {
+        let server = try PostgresServer()
+        defer { server.stop() }
+        let store = try makeStore(server)
+        try await store.migrate()
+        _ = try await store.replanAll()
+        try server.restart()
+        var succeeded = false
+        for _ in 0..<20 where !succeeded {
+            do {
+                _ = try await store.replanAll()
+                succeeded = true
+            } catch let error as StoreError {
+                #expect(!error.isConfiguration)
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        #expect(succeeded)
+        #expect(try server.psql("SELECT 41 + 1").trimmingCharacters(in: .whitespacesAndNewlines) == "42")
+        try await store.close()
+    }
+}
