@@ -13,6 +13,7 @@ import PaywatchTestSupport
 //   pg-intake N R                  R replicas running; the shop inserts N orders in one statement: orders
 //                                  taken in (first seen and planned) per second
 //   pg-spread N SECONDS R [ext]    N cancellations spread evenly over SECONDS: lateness of the notices
+//   pg-idle N SECONDS R            CPU time of R idle replicas with N open orders, per minute
 
 /// A server for one benchmark run, durable as in production (fsync on).
 func benchServer() throws -> PostgresServer {
@@ -199,4 +200,28 @@ func benchPgSpread(_ count: Int, seconds: Int, replicas: Int, external: Bool) as
     print(String(format: "pg-spread orders=%d spread=%ds replicas=%d sink=%@ delivered=%d lateness p50=%dms p99=%dms max=%dms early=%d",
                  count, seconds, replicas, external ? "external" : "in-process", lateness.count, percentile(lateness, 0.5),
                  percentile(lateness, 0.99), lateness.max() ?? 0, lateness.filter { $0 < 0 }.count))
+}
+
+/// CPU time of idle replicas with `count` open orders (nothing due for a day) over `seconds`,
+/// after their first sweep: what LISTEN, the poll, lease renewal and the pool cost when nothing happens.
+func benchPgIdle(_ count: Int, seconds: Int, replicas: Int) async throws {
+    let dir = tempDirectory("pg-idle")
+    defer { removeUnlessKept(dir) }
+    let server = try benchServer()
+    defer { server.stop() }
+    let sink = try makeSink(true, dir: dir)
+    defer { sink.stop() }
+    try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let daemons = try startReplicas(replicas, dir: dir, configText: pgConfig(url: server.url, gateway: sink.baseURL, hold: "2d",
+                                                                              reminders: "[\"1d\"]", poll: "5s"))
+    defer { for daemon in daemons where daemon.isRunning { daemon.terminate(); daemon.waitUntilExit() } }
+    guard waitStarted(dir, replicas) else { print("pg-idle: the replicas did not start (see \(dir.path))"); return }
+    try pgInsertOrders(server, count: count, createdSQL: "now()", expiresSQL: "NULL")
+    _ = waitUntil(120) { pgValue(server, "SELECT COUNT(*) FROM pw_order_state WHERE status IS NOT NULL") == "\(count)" }
+    sleep(5)
+    let before = daemons.map { cpuSeconds($0.processIdentifier) }
+    sleep(UInt32(seconds))
+    let used = zip(daemons, before).map { cpuSeconds($0.processIdentifier) - $1 }
+    print(String(format: "pg-idle orders=%d replicas=%d seconds=%d cpu_per_replica=%@ CPU-s/min",
+                 count, replicas, seconds, used.map { String(format: "%.2f", $0 * 60 / Double(seconds)) }.joined(separator: ",")))
 }

@@ -131,9 +131,10 @@ extension EndToEnd {
             let outboxKeys = Set(try server.psql("SELECT idempotency_key FROM pw_outbox").split(separator: "\n").map(String.init))
             #expect(outboxKeys.count == count)
             #expect(Set(keys) == outboxKeys)
-            // Sent more often than recorded: only what the dead replica had in flight (its slots) or
-            // had sent and not yet recorded. (A retry, after a timeout on this busy machine, is
-            // recorded: an attempt row per send.)
+            // Sent more often than recorded: only what the dead replica had in flight (its 16 slots)
+            // or had sent and not yet committed (results wait for the commit before theirs: on this
+            // busy machine, up to a few tens of milliseconds of completions). A retry, after a
+            // timeout, is recorded: an attempt row per send.
             var recorded: [String: Int] = [:]
             for line in try server.psql("""
                 SELECT o.idempotency_key || ' ' || COUNT(a.outbox_id) FROM pw_outbox o LEFT JOIN pw_attempts a ON a.outbox_id = o.id
@@ -145,7 +146,7 @@ extension EndToEnd {
             var sent: [String: Int] = [:]
             for key in keys { sent[key, default: 0] += 1 }
             let unrecorded = sent.reduce(0) { $0 + max(0, $1.value - (recorded[$1.key] ?? 0)) }
-            #expect(unrecorded <= 2 * Self.concurrency,
+            #expect(unrecorded <= 4 * Self.concurrency,
                     "\(unrecorded) sends were not recorded (\(keys.count - Set(keys).count) repeats in all, \(stranded) stranded)")
             // No order cancelled twice: one transition each, one notice each.
             #expect(try value(server, "SELECT COUNT(*) FROM pw_events WHERE event = 'status' AND detail LIKE '% → cancelled'") == "\(count / 2)")

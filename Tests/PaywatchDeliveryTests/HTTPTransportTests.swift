@@ -200,8 +200,15 @@ import Testing
     @Test func completionsArriveOneByOneAsEachTransferEnds() async throws {
         let gateway = try FakeGateway()
         defer { gateway.stop() }
-        gateway.setResponder { request in .init(status: 200, delayMs: request.path == "/slow" ? 4_000 : 0) }
-        let transport = HTTPTransport(concurrency: 4, timeoutMs: 10_000)
+        // The slow answer waits until the three fast requests have arrived (at most 20 s), so that
+        // the test does not depend on how fast a loaded machine sends them.
+        gateway.setResponder { [unowned gateway] request in
+            guard request.path == "/slow" else { return .init(status: 200) }
+            let deadline = Date().addingTimeInterval(20)
+            while gateway.requestCount < 4, Date() < deadline { usleep(5_000) }
+            return .init(status: 200, delayMs: 200)
+        }
+        let transport = HTTPTransport(concurrency: 4, timeoutMs: 30_000)
         defer { transport.shutdown() }
         let (stream, continuation) = AsyncStream.makeStream(of: (Int64, Date).self)
         transport.send(HTTPRequest(id: 0, url: gateway.baseURL + "/slow")) { continuation.yield(($0.id, Date())) }
