@@ -65,6 +65,27 @@ extension PostgresOrderStore {
         return result
     }
 
+    /// The columns of each of `tables` (lower-cased names, types as `information_schema` words),
+    /// in one query on the catalog (`information_schema` takes milliseconds per table).
+    func columns(_ connection: PostgresConnection, tables: [String]) async throws -> [String: [String: String]] {
+        var binds = Binds()
+        var result: [String: [String: String]] = [:]
+        for row in try await rows(connection, """
+            SELECT c.relname::text, lower(a.attname::text),
+                   CASE t.typname WHEN 'int2' THEN 'smallint' WHEN 'int4' THEN 'integer' WHEN 'int8' THEN 'bigint'
+                       WHEN 'float4' THEN 'real' WHEN 'float8' THEN 'double precision'
+                       WHEN 'timestamptz' THEN 'timestamp with time zone' WHEN 'timestamp' THEN 'timestamp without time zone'
+                       WHEN 'varchar' THEN 'character varying' WHEN 'bpchar' THEN 'character' ELSE t.typname::text END
+            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_type t ON t.oid = a.atttypid
+            WHERE n.nspname = current_schema() AND c.relname = ANY(\(binds.add(tables))::text[]) AND c.relkind IN ('r', 'p')
+              AND a.attnum > 0 AND NOT a.attisdropped
+            """, binds) {
+            result[try row.string(0), default: [:]][try row.string(1)] = try row.string(2)
+        }
+        return result
+    }
+
     /// `BASE TABLE`, `VIEW`, … for `table` in the current schema, nil when there is none.
     func tableType(_ connection: PostgresConnection, _ table: String) async throws -> String? {
         var binds = Binds()

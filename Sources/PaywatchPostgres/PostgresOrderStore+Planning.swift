@@ -26,7 +26,8 @@ extension PostgresOrderStore {
                       applied onApplied: @escaping @Sendable ([Plan], [OutboxMessage]) -> Void) async throws -> SweepResult {
         let owner = leaseOwner
         let leaseMs = settings.leaseMs
-        let claimed = try await transaction { connection -> (Millis, [DueOrder], ShopSelects)? in
+        // One statement: the lease is taken atomically without a transaction around it.
+        let claimed = try await autocommit { connection -> (Millis, [DueOrder], ShopSelects)? in
             let now = try await self.effectiveNow(callerNow, connection)
             var binds = Binds()
             let rows = try await self.rows(connection, """
@@ -51,15 +52,28 @@ extension PostgresOrderStore {
                                      prunedKeys: Retention.decodeKeys(try row.stringOrNil(5))), try row.int64OrNil(6) ?? 0))
             }
             due.sort { ($0.1, $0.0.id) < ($1.1, $1.0.id) }
-            return (now, due.map(\.0), try await ShopSelects(self, connection))
+            return (now, due.map(\.0), try await self.shopSelects(connection))
         }
         guard let (now, due, selects) = claimed else { return SweepResult(plans: [], claimed: 0) }
         var applied: [Plan] = []
         var remaining = due.map(\.id)
+        // Pipelined: the next chunk's rows are read (on another connection) while this one is
+        // planned and written.
+        let slices = stride(from: 0, to: due.count, by: Self.writeChunk).map { Array(due[$0..<min($0 + Self.writeChunk, due.count)]) }
+        func read(_ index: Int) -> Task<[OrderSnapshot], any Error>? {
+            guard index < slices.count else { return nil }
+            let slice = slices[index]
+            // Without a common snapshot: a row the shop changes between these reads bumps the order's
+            // version, and its plan is not written (planned again next sweep).
+            return Task { try await self.autocommit { connection in try await self.loadSnapshots(connection, due: slice, selects: selects) } }
+        }
+        var reading = read(0)
         do {
-            for start in stride(from: 0, to: due.count, by: Self.writeChunk) {
-                let slice = Array(due[start..<min(start + Self.writeChunk, due.count)])
-                let snapshots = try await read { connection in try await self.loadSnapshots(connection, due: slice, selects: selects) }
+            for index in slices.indices {
+                guard let current = reading else { break }
+                let snapshots = try await current.value
+                reading = read(index + 1)
+                let slice = slices[index]
                 let plans = snapshots.map(plan)
                 let keys = Dictionary(slice.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
                 let (written, handed) = try await apply(plans, keys: keys, handOff: handOff, now: now)
@@ -68,6 +82,8 @@ extension PostgresOrderStore {
                 applied += written
             }
         } catch {
+            selectsCache.value = nil
+            _ = await reading?.result
             // The orders not reached go back at once instead of when their leases expire.
             if !remaining.isEmpty {
                 let ids = remaining
@@ -84,13 +100,32 @@ extension PostgresOrderStore {
         return SweepResult(plans: applied, claimed: due.count)
     }
 
-    /// Plans applied per write transaction.
-    static let writeChunk = 100
+    /// The sweep's ``ShopSelects``, read again from the catalog at most every 5 s (a sweep of one
+    /// order must not pay for reading the tables' shape: a column the shop drops or renames is
+    /// noticed within 5 s, and a sweep that fails on it reads the shape again).
+    func shopSelects(_ connection: PostgresConnection) async throws -> ShopSelects {
+        let now = ContinuousClock.now
+        if let (selects, at) = selectsCache.value, now - at < .seconds(5) { return selects }
+        let selects = try await ShopSelects(self, connection)
+        selectsCache.value = (selects, now)
+        return selects
+    }
 
+    /// Plans applied per write transaction (each kind of row is one statement for the whole chunk,
+    /// so a larger chunk costs few more round trips).
+    static let writeChunk = 250
+
+    /// The earliest due time of an order no sweep holds, and the earliest time a held one comes
+    /// free (its lease ends): a replica does not poll while another's sweep, or a dead replica's
+    /// lease, holds the orders that are due.
     public func nextPlanningAt() async throws -> Millis? {
         try await transaction { connection in
-            try await self.first(connection, "SELECT MIN(next_due_at) FROM pw_order_state WHERE next_due_at IS NOT NULL", Binds())
-                .flatMap { try $0.int64OrNil(0) }
+            try await self.first(connection, """
+                SELECT LEAST(
+                    (SELECT MIN(next_due_at) FROM pw_order_state WHERE next_due_at IS NOT NULL AND lease_until IS NULL),
+                    (SELECT MIN(GREATEST(next_due_at, lease_until)) FROM pw_order_state
+                     WHERE lease_until IS NOT NULL AND next_due_at IS NOT NULL))
+                """, Binds()).flatMap { try $0.int64OrNil(0) }
         }
     }
 
@@ -106,10 +141,7 @@ extension PostgresOrderStore {
 
         /// Throws, naming it, when a table lacks a column a sweep cannot do without.
         init(_ store: PostgresOrderStore, _ connection: PostgresConnection) async throws {
-            var types: [String: [String: String]] = [:]
-            for table in ["orders", "payments", "installments", "refunds"] {
-                types[table] = try await store.columns(connection, table)
-            }
+            let types = try await store.columns(connection, tables: ["orders", "payments", "installments", "refunds"])
             func select(_ table: String, _ key: String, _ wanted: [(String, Kind)]) throws -> String {
                 let present = types[table] ?? [:]
                 let missing = PostgresSchema.requiredWhileRunning(table).filter { present[$0] == nil }
@@ -118,7 +150,9 @@ extension PostgresOrderStore {
                 }
                 let columns = wanted.map { name, kind in Self.expression(name, type: present[name], as: kind) }
                 let keyIsText = Self.isText(present[key])
-                return "SELECT \(columns.joined(separator: ", ")) FROM \(table) WHERE \(keyIsText ? key : "\(key)::text") = ANY($1)"
+                // The orders' select also says whether any address is suppressed (one round trip less).
+                let extra = table == "orders" ? ", EXISTS(SELECT 1 FROM suppressions)" : ""
+                return "SELECT \(columns.joined(separator: ", "))\(extra) FROM \(table) WHERE \(keyIsText ? key : "\(key)::text") = ANY($1)"
             }
             orders = try select("orders", "id", [
                 ("id", .text), ("amount_due", .integer), ("currency", .text), ("created_at", .integer), ("expires_at", .integer),
@@ -178,7 +212,9 @@ extension PostgresOrderStore {
             _ = binds.add(ids)
             return binds
         }
+        var anySuppressed = false
         for row in try await rows(connection, selects.orders, idsBound()) {
+            anySuppressed = try row.bool(13)
             let record = OrderRecord(
                 id: try row.stringOrNil(0) ?? "", amountDue: try row.int64OrNil(1), currency: try row.stringOrNil(2) ?? "",
                 createdAt: try row.int64OrNil(3), expiresAt: try row.int64OrNil(4), email: try row.stringOrNil(5),
@@ -204,7 +240,7 @@ extension PostgresOrderStore {
                 requestedAt: try row.int64OrNil(4)))
         }
         var suppressed: [String: [Suppression]] = [:]
-        if !orders.isEmpty, try await first(connection, "SELECT EXISTS(SELECT 1 FROM suppressions)", Binds()).map({ try $0.bool(0) }) ?? false {
+        if !orders.isEmpty, anySuppressed {
             var channels: [String] = []
             var addresses: [String] = []
             for order in orders.values {

@@ -99,6 +99,8 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
     private let offset = ClockOffset()
     /// Set by ``close()``: the listener then ends without reporting its connection's end.
     let closing = LeaseStarted()
+    /// The shop tables' shape, as a sweep reads them, and when it was read.
+    let selectsCache = Locked<(ShopSelects, ContinuousClock.Instant)?>(nil)
     /// The `LISTEN` connections of ``changes()``.
     let listeners = Listeners()
 
@@ -189,6 +191,17 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
     func transaction<T: Sendable>(_ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         do {
             return try await rawTransaction(work)
+        } catch {
+            throw Self.mapError(error, settings: settings)
+        }
+    }
+
+    /// `work` on a pooled connection without BEGIN and COMMIT: each statement is its own
+    /// transaction (for a single statement, or reads that need no common snapshot). Two round
+    /// trips fewer than ``transaction(_:)``, which a sweep of one order feels.
+    func autocommit<T: Sendable>(_ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            return try await leased(work)
         } catch {
             throw Self.mapError(error, settings: settings)
         }
@@ -377,6 +390,17 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
             return StoreError(description: "TLS with PostgreSQL at \(settings.displayName) failed: \(error)")
         }
         return StoreError(description: "PostgreSQL at \(settings.displayName): \(Validator.display(String(describing: error), limit: 200))")
+    }
+}
+
+/// A value shared between tasks.
+final class Locked<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+    init(_ value: Value) { stored = value }
+    var value: Value {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
     }
 }
 

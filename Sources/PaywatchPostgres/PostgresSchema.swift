@@ -104,6 +104,8 @@ enum PostgresSchema {
             // Due orders (next_due_at = 0: changed by the shop, plan now).
             "CREATE INDEX pw_order_state_due ON pw_order_state(next_due_at) WHERE next_due_at IS NOT NULL",
             "CREATE INDEX pw_order_state_settled ON pw_order_state(updated_at) WHERE \(Retention.settledConditionSQL)",
+            // Orders a sweep holds (few at any time): when they come free, and whose they are.
+            "CREATE INDEX pw_order_state_leased ON pw_order_state(lease_until) WHERE lease_until IS NOT NULL",
             """
             CREATE TABLE pw_outbox (
                 id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -71,6 +71,16 @@ public final class PostgresServer: @unchecked Sendable {
                                            directory.appendingPathComponent("server.log").path, "-w", "-t", "30", "start"])
     }
 
+    /// Requires a password (scram-sha-256) for TCP connections from now on, and sets the role
+    /// `paywatch`'s to `password` (the Unix socket, which `psql` here does not use, stays trusted).
+    public func requirePassword(_ password: String) throws {
+        try psql("ALTER ROLE paywatch PASSWORD '\(password.replacingOccurrences(of: "'", with: "''"))'")
+        let hba = directory.appendingPathComponent("data/pg_hba.conf")
+        try "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n".write(to: hba, atomically: false, encoding: .utf8)
+        try run(binDirectory + "/pg_ctl", ["-D", directory.appendingPathComponent("data").path, "-w", "reload"])
+        usleep(200_000)
+    }
+
     /// Stops the server (fast: clients are disconnected), waits `pauseSeconds`, starts it again on
     /// the same port with the same data: a server restart as clients see it.
     public func restart(pauseSeconds: Double = 0) throws {
@@ -82,7 +92,7 @@ public final class PostgresServer: @unchecked Sendable {
     /// Runs SQL through `psql` against the server (`-v ON_ERROR_STOP=1`); returns its output.
     @discardableResult
     public func psql(_ sql: String) throws -> String {
-        try run(binDirectory + "/psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", "\(port)",
+        try run(binDirectory + "/psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", directory.path, "-p", "\(port)",
                                          "-U", "paywatch", "-d", "postgres", "-c", sql])
     }
 

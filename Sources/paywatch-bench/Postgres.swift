@@ -17,7 +17,8 @@ import PaywatchTestSupport
 
 /// A server for one benchmark run, durable as in production (fsync on).
 func benchServer() throws -> PostgresServer {
-    try PostgresServer(fsync: true)
+    // PAYWATCH_BENCH_FSYNC=0: the server without fsync, to see what the disk's flushes cost.
+    try PostgresServer(fsync: ProcessInfo.processInfo.environment["PAYWATCH_BENCH_FSYNC"] != "0")
 }
 
 func pgValue(_ server: PostgresServer, _ sql: String) -> String {
@@ -30,6 +31,7 @@ func pgConfig(url: String, gateway: String, hold: String = "1h", reminders: Stri
     [store]
     url = "\(url)"
     sslmode = "disable"
+    lease = "\(ProcessInfo.processInfo.environment["PAYWATCH_BENCH_LEASE"] ?? "30s")"
     [daemon]
     poll_interval = "\(poll)"
     batch_size = \(ProcessInfo.processInfo.environment["PAYWATCH_BENCH_BATCH"] ?? "\(PaywatchConfiguration.Daemon().batchSize)")
@@ -224,4 +226,30 @@ func benchPgIdle(_ count: Int, seconds: Int, replicas: Int) async throws {
     let used = zip(daemons, before).map { cpuSeconds($0.processIdentifier) - $1 }
     print(String(format: "pg-idle orders=%d replicas=%d seconds=%d cpu_per_replica=%@ CPU-s/min",
                  count, replicas, seconds, used.map { String(format: "%.2f", $0 * 60 / Double(seconds)) }.joined(separator: ",")))
+}
+
+/// The latency of one sweep of one due order and of one delivery claim, in-process: the fixed
+/// cost a lone expiry pays on PostgreSQL (round trips and commits), beside SQLite's.
+func benchPgSweepLatency(_ count: Int) async throws {
+    let server = try benchServer()
+    defer { server.stop() }
+    let store = try PostgresOrderStore(settings: PostgresStoreSettings(
+        endpoint: .tcp(host: "127.0.0.1", port: server.port), username: "paywatch", database: "postgres", tls: .disable))
+    try await store.migrate()
+    try pgInsertOrders(server, count: count, createdSQL: "now() - interval '2 hours'", expiresSQL: "now() - interval '1 hour'")
+    let planner = Planner(policy: Policy(unpaidChannels: ["sms"]))
+    var sweeps: [Int64] = []
+    var claims: [Int64] = []
+    let request = DeliveryClaimRequest(perChannel: ["sms": 10], knownChannels: ["sms"], leaseMs: 30_000)
+    for _ in 0..<count {
+        let now = nowMs()
+        var start = monotonicSeconds()
+        _ = try await store.sweep(now: now, limit: 1) { planner.plan($0, now: now) }
+        sweeps.append(Int64((monotonicSeconds() - start) * 1_000_000))
+        start = monotonicSeconds()
+        _ = try await store.claimDeliveries(request, now: now)
+        claims.append(Int64((monotonicSeconds() - start) * 1_000_000))
+    }
+    try await store.close()
+    print("pg-sweep1 orders=\(count) sweep of one order p50=\(percentile(sweeps, 0.5))µs p99=\(percentile(sweeps, 0.99))µs claim p50=\(percentile(claims, 0.5))µs p99=\(percentile(claims, 0.99))µs")
 }

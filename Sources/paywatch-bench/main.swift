@@ -675,6 +675,7 @@ switch args.first ?? "all" {
 case "pg-plan": try await benchPgPlan(arg(1, 100_000), replicas: arg(2, 1))
 case "pg-burst": try await benchPgBurst(arg(1, 20_000), replicas: arg(2, 3), external: external, killOne: args.contains("kill"))
 case "pg-intake": try await benchPgIntake(arg(1, 20_000), replicas: arg(2, 3))
+case "pg-sweep1": try await benchPgSweepLatency(arg(1, 500))
 case "pg-idle": try await benchPgIdle(arg(1, 100_000), seconds: arg(2, 60), replicas: arg(3, 1))
 case "pg-spread": try await benchPgSpread(arg(1, 10_000), seconds: arg(2, 60), replicas: arg(3, 3), external: external)
 case "plan": try await benchPlan(arg(1, 100_000), threeChannels: args.contains("3ch"))
