@@ -11,6 +11,12 @@ extension PostgresOrderStore {
     @discardableResult
     public func migrate() async throws -> [String] {
         let display = settings.displayName
+        // First one connection of its own: a refused login or a missing database is said at once
+        // (exit 78), where the pool would retry it until its wait ran out.
+        if let error = await probeError() {
+            let mapped = Self.mapError(error, settings: settings)
+            if (mapped as? StoreError)?.isConfiguration == true { throw mapped }
+        }
         return try await transaction { connection in
             try await self.execute(connection, "SELECT pg_advisory_xact_lock(\(PostgresSchema.migrationLock))")
             try await self.execute(connection, """

@@ -282,9 +282,12 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
                     try? await Task.sleep(for: .milliseconds(waitMs))
                     guard !Task.isCancelled else { return }
                     if !lease.isSet {
-                        if outcome.finish(.failure(StoreError(description: "cannot reach PostgreSQL at \(display): no connection within \(waitMs / 1000) s"))) {
-                            worker.cancel()
-                        }
+                        // Why: one connection of its own says (a refused login is a configuration
+                        // error, not an outage; the pool would only keep retrying it).
+                        let cause = await self.probeError()
+                        let error = cause.map { Self.mapError($0, settings: self.settings) }
+                            ?? StoreError(description: "cannot reach PostgreSQL at \(display): no connection within \(waitMs / 1000) s")
+                        if outcome.finish(.failure(error)) { worker.cancel() }
                         return
                     }
                     try? await Task.sleep(for: .milliseconds(operationMs))
@@ -299,6 +302,19 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
             }
         } onCancel: {
             outcome.cancel()
+        }
+    }
+
+    /// Opens one connection of its own and closes it: nil when that works, else why not (the
+    /// server's answer: a refused login, a missing database; or the connection's failure).
+    func probeError() async -> (any Error)? {
+        do {
+            let connection = try await PostgresConnection.connect(
+                configuration: try Self.connectionConfiguration(settings), id: 0, logger: logger)
+            try? await connection.close()
+            return nil
+        } catch {
+            return error
         }
     }
 
