@@ -48,6 +48,9 @@ public struct PostgresStoreSettings: Sendable {
     public var leaseMs: Millis
     public var clock: Clock
     public var applicationName: String
+    /// How long one of the daemon's operations may hold its connection before it fails and the
+    /// connection is closed (see ``PostgresOrderStore/operationTimeoutMs``).
+    public var operationTimeoutMs: Int64 = PostgresOrderStore.operationTimeoutMs
 
     public init(endpoint: Endpoint, username: String, password: String? = nil, database: String, tls: TLSMode = .prefer,
                 caFile: String? = nil, poolSize: Int = 4, connectTimeoutMs: Int64 = 10_000, leaseMs: Millis = 30_000,
@@ -207,10 +210,12 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
         }
     }
 
-    /// ``transaction(_:)`` with postgres-nio's errors as they are (to look at their SQLSTATE).
-    func rawTransaction<T: Sendable>(_ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await leased { connection in
-            try await connection.query("BEGIN", logger: self.logger)
+    /// ``transaction(_:)`` with postgres-nio's errors as they are (to look at their SQLSTATE);
+    /// `begin` opens the transaction (`BEGIN`, or one with an isolation level).
+    func rawTransaction<T: Sendable>(begin: PostgresQuery = "BEGIN", timeoutMs: Int64? = nil,
+                                     _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await leased(timeoutMs: timeoutMs) { connection in
+            try await connection.query(begin, logger: self.logger)
             do {
                 let value = try await work(connection)
                 try await connection.query("COMMIT", logger: self.logger)
@@ -234,17 +239,7 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
     /// consistent snapshot, as `orders show` and `report` promise).
     func read<T: Sendable>(_ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         do {
-            return try await leased { connection in
-                try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: self.logger)
-                do {
-                    let value = try await work(connection)
-                    try await connection.query("COMMIT", logger: self.logger)
-                    return value
-                } catch {
-                    if Self.connectionUsable(after: error) { _ = try? await connection.query("ROLLBACK", logger: self.logger) }
-                    throw error
-                }
-            }
+            return try await rawTransaction(begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", timeoutMs: Self.readTimeoutMs, work)
         } catch {
             throw Self.mapError(error, settings: settings)
         }
@@ -257,10 +252,11 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
     /// connection that died without a word fails then). Either way the caller gets a transient
     /// ``StoreError`` and the daemon logs the outage and retries. The work runs in a task of its
     /// own, so a caller is never held by a wait that does not end; a cancelled caller returns at once.
-    func leased<T: Sendable>(_ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func leased<T: Sendable>(timeoutMs: Int64? = nil,
+                             _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let operationMs = timeoutMs ?? settings.operationTimeoutMs
         let lease = LeaseStarted()
         let waitMs = settings.connectTimeoutMs + 5_000
-        let operationMs = operationTimeoutMs
         let client = self.client
         let display = settings.displayName
         let outcome = Outcome<T>()
@@ -271,6 +267,15 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
                     do {
                         let value = try await client.withConnection { connection in
                             lease.set(connection)
+                            // From here the work has `operationMs`: then its connection is closed.
+                            let timer = Task {
+                                try? await Task.sleep(for: .milliseconds(operationMs))
+                                guard !Task.isCancelled else { return }
+                                if outcome.finish(.failure(StoreError(description: "PostgreSQL at \(display) did not answer within \(operationMs / 1000) s; the connection was closed"))) {
+                                    lease.closeConnection()
+                                }
+                            }
+                            outcome.onFinish { timer.cancel() }
                             return try await work(connection)
                         }
                         outcome.finish(.success(value))
@@ -280,22 +285,13 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
                 }
                 let watchdog = Task {
                     try? await Task.sleep(for: .milliseconds(waitMs))
-                    guard !Task.isCancelled else { return }
-                    if !lease.isSet {
-                        // Why: one connection of its own says (a refused login is a configuration
-                        // error, not an outage; the pool would only keep retrying it).
-                        let cause = await self.probeError()
-                        let error = cause.map { Self.mapError($0, settings: self.settings) }
-                            ?? StoreError(description: "cannot reach PostgreSQL at \(display): no connection within \(waitMs / 1000) s")
-                        if outcome.finish(.failure(error)) { worker.cancel() }
-                        return
-                    }
-                    try? await Task.sleep(for: .milliseconds(operationMs))
-                    guard !Task.isCancelled else { return }
-                    if outcome.finish(.failure(StoreError(description: "PostgreSQL at \(display) did not answer within \(operationMs / 1000) s; the connection was closed"))) {
-                        lease.closeConnection()
-                        worker.cancel()
-                    }
+                    guard !Task.isCancelled, !lease.isSet else { return }
+                    // Why: one connection of its own says (a refused login is a configuration
+                    // error, not an outage; the pool would only keep retrying it).
+                    let cause = await self.probeError()
+                    let error = cause.map { Self.mapError($0, settings: self.settings) }
+                        ?? StoreError(description: "cannot reach PostgreSQL at \(display): no connection within \(waitMs / 1000) s")
+                    if outcome.finish(.failure(error)) { worker.cancel() }
                 }
                 outcome.onFinish { watchdog.cancel() }
                 outcome.onCancel { worker.cancel() }
@@ -318,9 +314,14 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
         }
     }
 
-    /// How long one operation may hold its connection (``leased(_:)``): far longer than any the
-    /// daemon makes (milliseconds; a report over millions of rows, seconds).
-    var operationTimeoutMs: Int64 { 120_000 }
+    /// How long one of the daemon's operations may hold its connection (``leased(timeoutMs:_:)``):
+    /// each takes milliseconds (a chunk of a sweep, a claim, a batch of results), so 15 s means a
+    /// connection that died without a word, or a lock the shop holds for that long; either way the
+    /// operation fails, its connection is closed, and the daemon tries again. (A connection ended
+    /// by a server restart has been seen to leave its query waiting for ever.)
+    public static let operationTimeoutMs: Int64 = 15_000
+    /// The same for the reads of `orders show`, `report` and `status`, which may scan much more.
+    static let readTimeoutMs: Int64 = 120_000
 
     func rows(_ connection: PostgresConnection, _ sql: String, _ binds: Binds) async throws -> [PostgresRandomAccessRow] {
         do {

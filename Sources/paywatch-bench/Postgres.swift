@@ -25,33 +25,13 @@ func pgValue(_ server: PostgresServer, _ sql: String) -> String {
     ((try? server.psql(sql)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
+/// The benchmark configuration (``config(db:gateway:hold:reminders:concurrency:poll:logLevel:store:)``) on
+/// PostgreSQL at `url`; `PAYWATCH_BENCH_LEASE` sets `[store] lease` (longer than the 10 s timeout + 5 s).
 func pgConfig(url: String, gateway: String, hold: String = "1h", reminders: String = "[\"8s\"]", concurrency: Int = 32,
               poll: String = "1s") -> String {
-    """
-    [store]
-    url = "\(url)"
-    sslmode = "disable"
-    lease = "\(ProcessInfo.processInfo.environment["PAYWATCH_BENCH_LEASE"] ?? "30s")"
-    [daemon]
-    poll_interval = "\(poll)"
-    batch_size = \(ProcessInfo.processInfo.environment["PAYWATCH_BENCH_BATCH"] ?? "\(PaywatchConfiguration.Daemon().batchSize)")
-    log_level = "\(ProcessInfo.processInfo.environment["PAYWATCH_BENCH_LOG"] ?? "info")"
-    [delivery]
-    concurrency = \(concurrency)
-    timeout = "10s"
-    [unpaid]
-    hold = "\(hold)"
-    reminders = \(reminders)
-    channels = ["sms"]
-    [paid]
-    channels = ["sms"]
-    [channels.sms]
-    provider = "webhook"
-    url = "\(gateway)/sms"
-    [channels.ops]
-    provider = "webhook"
-    url = "\(gateway)/ops"
-    """
+    let lease = ProcessInfo.processInfo.environment["PAYWATCH_BENCH_LEASE"] ?? "30s"
+    return config(db: "", gateway: gateway, hold: hold, reminders: reminders, concurrency: concurrency, poll: poll,
+                  store: "url = \"\(url)\"\nsslmode = \"disable\"\nlease = \"\(lease)\"")
 }
 
 /// `count` orders created at `createdSQL` (an SQL expression), expiring at `expiresSQL(n)`.

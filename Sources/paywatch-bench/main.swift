@@ -99,11 +99,13 @@ let benchRate: (text: String, perSecond: Double)? = ProcessInfo.processInfo.envi
 }
 let benchBurst = ProcessInfo.processInfo.environment["PAYWATCH_BENCH_BURST"].flatMap(Int.init)
 
+/// - Parameter store: the `[store]` section's keys; an SQLite file at `db` by default.
 func config(db: String, gateway: String, hold: String = "30m", reminders: String = "[\"10m\", \"25m\"]",
-            concurrency: Int = 32, poll: String = "1s", logLevel: String = ProcessInfo.processInfo.environment["PAYWATCH_BENCH_LOG"] ?? "info") -> String {
+            concurrency: Int = 32, poll: String = "1s", logLevel: String = ProcessInfo.processInfo.environment["PAYWATCH_BENCH_LOG"] ?? "info",
+            store: String? = nil) -> String {
     """
     [store]
-    url = "sqlite://\(db)"
+    \(store ?? "url = \"sqlite://\(db)\"")
     [daemon]
     poll_interval = "\(poll)"
     batch_size = \(ProcessInfo.processInfo.environment["PAYWATCH_BENCH_BATCH"] ?? "\(PaywatchConfiguration.Daemon().batchSize)")

@@ -3,6 +3,8 @@ import PaywatchCore
 import PaywatchPostgres
 import PaywatchStore
 import PaywatchTestSupport
+import Logging
+import PostgresNIO
 import Testing
 
 /// What sharing one database needs (issue 10, items 3–5), on a real server: replicas sweeping and
@@ -210,6 +212,56 @@ extension PostgresReplicaTests {
         }
         #expect(succeeded)
         #expect(try server.psql("SELECT 41 + 1").trimmingCharacters(in: .whitespacesAndNewlines) == "42")
+        try await store.close()
+    }
+}
+
+extension PostgresReplicaTests {
+    /// An operation that cannot finish (here: a lock the shop holds for longer than the operation
+    /// may take) fails after `operationTimeoutMs` with a transient error, its connection closed;
+    /// nothing waits for ever, and the next operation works once the lock is gone.
+    @Test func anOperationThatCannotFinishFailsInsteadOfWaitingForEver() async throws {
+        let server = try PostgresServer()
+        defer { server.stop() }
+        var settings = PostgresStoreSettings(endpoint: .tcp(host: "127.0.0.1", port: server.port), username: "paywatch",
+                                             database: "postgres", tls: .disable, clock: .injected)
+        settings.operationTimeoutMs = 1_000
+        let store = try PostgresOrderStore(settings: settings)
+        try await store.migrate()
+        try server.psql("INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('L1', 100, \(ts(t0)), '+8613800000000')")
+        // The shop holds the order's tracking row locked (a long transaction of its own).
+        let shop = PostgresClient(configuration: PostgresClient.Configuration(
+            host: "127.0.0.1", port: server.port, username: "paywatch", password: nil, database: "postgres", tls: .disable))
+        let running = Task { await shop.run() }
+        let locked = AsyncStream.makeStream(of: Void.self)
+        let holder = Task {
+            try await shop.withConnection { connection in
+                try await connection.query("BEGIN", logger: Logger(label: "test"))
+                try await connection.query("SELECT 1 FROM pw_order_state WHERE order_id = 'L1' FOR UPDATE", logger: Logger(label: "test"))
+                locked.continuation.yield()
+                try await Task.sleep(for: .seconds(4))
+                try await connection.query("ROLLBACK", logger: Logger(label: "test"))
+            }
+        }
+        var iterator = locked.stream.makeAsyncIterator()
+        _ = await iterator.next()
+        let started = ContinuousClock.now
+        let result: Result<Int, StoreError> = await {
+            do { return .success(try await store.replanAll()) } catch let error as StoreError { return .failure(error) } catch {
+                return .failure(StoreError(description: "not a StoreError: \(error)"))
+            }
+        }()
+        let waited = ContinuousClock.now - started
+        guard case .failure(let error) = result else {
+            Issue.record("the operation did not wait for the lock")
+            return
+        }
+        #expect(error.description.contains("did not answer within 1 s"))
+        #expect(!error.isConfiguration && !error.isFatal)
+        #expect(waited < .seconds(3))
+        try await holder.value
+        #expect(try await store.replanAll() == 1)
+        running.cancel()
         try await store.close()
     }
 }
