@@ -324,15 +324,10 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
     static let readTimeoutMs: Int64 = 120_000
 
     func rows(_ connection: PostgresConnection, _ sql: String, _ binds: Binds) async throws -> [PostgresRandomAccessRow] {
-        do {
-            let sequence = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds.bindings), logger: logger)
-            var result: [PostgresRandomAccessRow] = []
-            for try await row in sequence { result.append(row.makeRandomAccess()) }
-            return result
-        } catch {
-            if ProcessInfo.processInfo.environment["PAYWATCH_PG_DEBUG"] != nil { print("FAILED SQL:", sql, error) }
-            throw error
-        }
+        let sequence = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds.bindings), logger: logger)
+        var result: [PostgresRandomAccessRow] = []
+        for try await row in sequence { result.append(row.makeRandomAccess()) }
+        return result
     }
 
     func first(_ connection: PostgresConnection, _ sql: String, _ binds: Binds) async throws -> PostgresRandomAccessRow? {
