@@ -1,4 +1,3 @@
-import Foundation
 import PaywatchCore
 import PaywatchStore
 import PostgresNIO
@@ -126,10 +125,6 @@ extension PostgresOrderStore {
         }
     }
 
-    /// Quoted, comma-separated SQL string literals of `values` (names this code owns, never input).
-    static func sqlList(_ values: [String]) -> String {
-        values.map { "'" + $0.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ")
-    }
 
     /// Reminder conversion, cancellations, escalations, money to return and outstanding per
     /// currency, time to payment (see ``SQLiteOrderStore`` for what each counts).
@@ -172,22 +167,18 @@ extension PostgresOrderStore {
             """)
         report.outstanding = try await money(connection, sum: "GREATEST(\(amountDue) - s.amount_paid, 0)", from: """
             FROM pw_order_state s JOIN orders o ON o.id::text = s.order_id
-            WHERE s.status IN (\(Self.sqlList(Report.outstandingStatuses.map(\.rawValue)))) AND s.quarantine IS NULL
+            WHERE s.status IN (\(SQLiteOrderStore.sqlList(Report.outstandingStatuses.map(\.rawValue)))) AND s.quarantine IS NULL
                 AND \(amountDue) IS NOT NULL
             GROUP BY 1 ORDER BY 1
             """)
         let createdAt = ShopSelects.expression("o.created_at", type: try await columns(connection, "orders")["created_at"], as: .integer)
-        let paidFrom = Self.sqlList(Report.payableStatuses.map { "\($0.rawValue) → paid" })
-        var durations = try await rows(connection, """
+        let paidFrom = SQLiteOrderStore.sqlList(Report.payableStatuses.map { "\($0.rawValue) → paid" })
+        let durations = try await rows(connection, """
             SELECT MIN(e.at) - MIN(\(createdAt)) FROM pw_events e JOIN orders o ON o.id::text = e.order_id
             WHERE e.event = 'status' AND e.at BETWEEN $1 AND $2 AND e.detail IN (\(paidFrom)) AND \(createdAt) IS NOT NULL
             GROUP BY e.order_id
-            """, binds).compactMap { try $0.int64OrNil(0) }.filter { $0 >= 0 }
-        durations.sort()
-        let median: Millis? = durations.isEmpty ? nil
-            : durations.count % 2 == 1 ? durations[durations.count / 2]
-            : durations[durations.count / 2 - 1] / 2 + durations[durations.count / 2] / 2
-        report.timeToPayment = Report.TimeToPayment(orders: durations.count, medianMs: median)
+            """, binds).compactMap { try $0.int64OrNil(0) }
+        report.timeToPayment = Report.TimeToPayment(durations: durations)
     }
 
     /// `SUM(sum)` per `orders.currency` over `from`, with the count of rows; a sum past `bigint`

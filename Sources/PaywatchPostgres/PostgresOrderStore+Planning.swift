@@ -264,21 +264,14 @@ extension PostgresOrderStore {
         }
         return due.map { entry in
             var snapshot = OrderSnapshot(
-                orderID: entry.id, order: orders[entry.id], payments: Self.unique(payments[entry.id] ?? []),
-                installments: Self.unique(installments[entry.id] ?? []), refunds: Self.unique(refunds[entry.id] ?? []),
+                orderID: entry.id, order: orders[entry.id], payments: SQLiteOrderStore.unique(payments[entry.id] ?? []),
+                installments: SQLiteOrderStore.unique(installments[entry.id] ?? []), refunds: SQLiteOrderStore.unique(refunds[entry.id] ?? []),
                 state: entry.tracked, readProblem: nil)
             if !suppressed.isEmpty, let order = orders[entry.id] {
                 snapshot.suppressions = [order.email, order.phone, order.pushToken].compactMap { $0 }.flatMap { suppressed[$0] ?? [] }
             }
             return snapshot
         }
-    }
-
-    /// The rows without exact repeats (a shop table without a unique key may hold a row twice).
-    static func unique<T: Hashable>(_ rows: [T]) -> [T] {
-        guard rows.count > 1 else { return rows }
-        var seen: Set<T> = []
-        return rows.filter { seen.insert($0).inserted }
     }
 
     // MARK: Writing plans

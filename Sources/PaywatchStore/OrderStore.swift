@@ -361,6 +361,15 @@ public struct Report: Sendable, Hashable, Codable {
             self.orders = orders
             self.medianMs = medianMs
         }
+
+        /// From each order's time to payment (negative ones, a clock step back, left out):
+        /// how many, and their median (the mean of the middle two for an even count).
+        package init(durations: [Millis]) {
+            let sorted = durations.filter { $0 >= 0 }.sorted()
+            let middle = sorted.count / 2
+            self.init(orders: sorted.count, medianMs: sorted.isEmpty ? nil
+                      : sorted.count % 2 == 1 ? sorted[middle] : sorted[middle - 1] / 2 + sorted[middle] / 2)
+        }
     }
 
     public var reminderConversion = ReminderConversion(remindedOrders: 0, paidOrders: 0, rate: nil)

@@ -413,7 +413,7 @@ public final class SQLiteOrderStore: OrderStore {
 
     /// The rows without exact repeats (a shop table without a unique key may hold a row twice):
     /// each row counts once. Repeated ids with different contents are left for the validator.
-    private static func unique<T: Hashable>(_ rows: [T]) -> [T] {
+    package static func unique<T: Hashable>(_ rows: [T]) -> [T] {
         guard rows.count > 1 else { return rows }
         var seen: Set<T> = []
         return rows.filter { seen.insert($0).inserted }
@@ -1108,7 +1108,7 @@ public final class SQLiteOrderStore: OrderStore {
     }
 
     /// Quoted, comma-separated SQL string literals of `values` (names this code owns, never input).
-    private static func sqlList(_ values: [String]) -> String {
+    package static func sqlList(_ values: [String]) -> String {
         values.map { "'" + $0.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ")
     }
 
@@ -1168,17 +1168,13 @@ public final class SQLiteOrderStore: OrderStore {
         // Creation to payment, for orders that became paid in the period (their first payment in
         // it): not back from refunding, not first seen already paid (then the time of payment is unknown).
         let paidFrom = sqlList(Report.payableStatuses.map { "\($0.rawValue) → paid" })
-        var durations = try Millis.fetchAll(db, sql: """
+        let durations = try Millis.fetchAll(db, sql: """
             SELECT MIN(e.at) - o.created_at FROM pw_events e JOIN orders o ON o.id = e.order_id
             WHERE e.event = 'status' AND e.at BETWEEN ? AND ? AND e.detail IN (\(paidFrom))
                 AND typeof(o.created_at) = 'integer'
             GROUP BY e.order_id
-            """, arguments: period).filter { $0 >= 0 }
-        durations.sort()
-        let median: Millis? = durations.isEmpty ? nil
-            : durations.count % 2 == 1 ? durations[durations.count / 2]
-            : durations[durations.count / 2 - 1] / 2 + durations[durations.count / 2] / 2
-        report.timeToPayment = Report.TimeToPayment(orders: durations.count, medianMs: median)
+            """, arguments: period)
+        report.timeToPayment = Report.TimeToPayment(durations: durations)
     }
 
     /// `SUM(sum)` per `orders.currency` over `from` (which ends with its GROUP BY), with the
