@@ -37,7 +37,7 @@ extension PostgresOrderStore {
     public func renewLeases(_ ids: [Int64], until callerUntil: Millis, now callerNow: Millis) async throws -> [Int64] {
         guard !ids.isEmpty else { return [] }
         let owner = leaseOwner
-        return try await transaction { connection in
+        return try await autocommit { connection in
             let now = try await self.effectiveNow(callerNow, connection)
             let until = callerUntil.saturatingAdd(now - callerNow)
             var binds = Binds()
@@ -336,7 +336,7 @@ extension PostgresOrderStore {
 
     public func claimReconciles(now callerNow: Millis, limit: Int, leaseMs: Millis) async throws -> [ReconcileTask] {
         let owner = leaseOwner
-        return try await transaction { connection in
+        return try await autocommit { connection in
             let now = try await self.effectiveNow(callerNow, connection)
             var binds = Binds()
             let rows = try await self.rows(connection, """
@@ -407,7 +407,7 @@ extension PostgresOrderStore {
     }
 
     public func nextReconcileAt() async throws -> Millis? {
-        try await transaction { connection in
+        try await autocommit { connection in
             try await self.first(connection, "SELECT MIN(due_at) FROM pw_reconcile WHERE state = 'pending'", Binds())
                 .flatMap { try $0.int64OrNil(0) }
         }

@@ -29,7 +29,7 @@ extension PostgresOrderStore {
             let due = DueOrder(id: id, tracked: TrackedState(
                 status: try state.stringOrNil(1).flatMap(OrderStatus.init(rawValue:)), marks: MarksCodec.decode(try state.stringOrNil(2)),
                 firstSeenAt: try state.int64OrNil(3)), version: try state.int64(4), prunedKeys: nil)
-            guard let snapshot = try await self.loadSnapshots(connection, due: [due], selects: selects).first else { return nil }
+            guard let snapshot = try await self.loadSnapshots(connection, due: [due], selects: selects).snapshots.first else { return nil }
             var eventBinds = Binds()
             let events = try await self.rows(connection, """
                 SELECT at, event, detail FROM pw_events WHERE order_id = \(eventBinds.add(id)) ORDER BY at, id

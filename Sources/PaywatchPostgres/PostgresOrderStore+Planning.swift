@@ -30,16 +30,10 @@ extension PostgresOrderStore {
         let claimed = try await autocommit { connection -> (Millis, [DueOrder], ShopSelects)? in
             let now = try await self.effectiveNow(callerNow, connection)
             var binds = Binds()
+            // pw_lease_due_orders (migration 3): FOR UPDATE SKIP LOCKED in a CTE bounded by the limit.
             let rows = try await self.rows(connection, """
-                WITH due AS (
-                    SELECT order_id FROM pw_order_state
-                    WHERE next_due_at IS NOT NULL AND next_due_at <= \(binds.add(now))
-                      AND (lease_until IS NULL OR lease_until <= $1)
-                    ORDER BY next_due_at LIMIT \(binds.add(Int64(limit)))
-                    FOR UPDATE SKIP LOCKED)
-                UPDATE pw_order_state s SET lease_owner = \(binds.add(owner)), lease_until = \(binds.add(now.saturatingAdd(leaseMs)))
-                FROM due WHERE s.order_id = due.order_id
-                RETURNING s.order_id, s.status, s.marks, s.first_seen_at, s.version, s.pruned_keys, s.next_due_at
+                SELECT * FROM pw_lease_due_orders(\(binds.add(now)), \(binds.add(Int64(limit))), \(binds.add(owner)),
+                                                  \(binds.add(now.saturatingAdd(leaseMs))))
                 """, binds)
             guard !rows.isEmpty else { return nil }
             var due: [(DueOrder, Millis)] = []
@@ -60,7 +54,7 @@ extension PostgresOrderStore {
         // Pipelined: the next chunk's rows are read (on another connection) while this one is
         // planned and written.
         let slices = stride(from: 0, to: due.count, by: Self.writeChunk).map { Array(due[$0..<min($0 + Self.writeChunk, due.count)]) }
-        func read(_ index: Int) -> Task<[OrderSnapshot], any Error>? {
+        func read(_ index: Int) -> Task<(snapshots: [OrderSnapshot], anySuppressed: Bool), any Error>? {
             guard index < slices.count else { return nil }
             let slice = slices[index]
             // Without a common snapshot: a row the shop changes between these reads bumps the order's
@@ -71,12 +65,12 @@ extension PostgresOrderStore {
         do {
             for index in slices.indices {
                 guard let current = reading else { break }
-                let snapshots = try await current.value
+                let (snapshots, anySuppressed) = try await current.value
                 reading = read(index + 1)
                 let slice = slices[index]
                 let plans = snapshots.map(plan)
                 let keys = Dictionary(slice.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-                let (written, handed) = try await apply(plans, keys: keys, handOff: handOff, now: now)
+                let (written, handed) = try await apply(plans, keys: keys, handOff: handOff, anySuppressed: anySuppressed, now: now)
                 remaining.removeFirst(slice.count)
                 onApplied(written, handed)
                 applied += written
@@ -119,54 +113,67 @@ extension PostgresOrderStore {
     /// free (its lease ends): a replica does not poll while another's sweep, or a dead replica's
     /// lease, holds the orders that are due.
     public func nextPlanningAt() async throws -> Millis? {
-        try await transaction { connection in
+        try await autocommit { connection in
+            // pw_next_planning_at (migration 3): the lesser of the first due order no sweep holds
+            // and the first lease end (a held order was due when it was leased).
             try await self.first(connection, """
-                SELECT LEAST(
-                    (SELECT MIN(next_due_at) FROM pw_order_state WHERE next_due_at IS NOT NULL AND lease_until IS NULL),
-                    (SELECT MIN(GREATEST(next_due_at, lease_until)) FROM pw_order_state
-                     WHERE lease_until IS NOT NULL AND next_due_at IS NOT NULL))
+                SELECT pw_next_planning_at()
                 """, Binds()).flatMap { try $0.int64OrNil(0) }
         }
     }
 
     // MARK: Reading the shop's rows
 
-    /// How a sweep selects each shop table's rows: the contract's columns converted to what the
-    /// records hold (text; `bigint` for money and for times, from `timestamptz` as milliseconds),
-    /// `NULL` for an optional column the table lacks or a value that cannot be read (the validator
-    /// quarantines it), nothing of the shop's own columns. Made once per sweep from the tables'
-    /// current columns.
+    /// How a sweep selects the shop's rows of a set of orders, in one statement (one round trip
+    /// for the four tables): the contract's columns of each table as text (money and times as
+    /// the decimal text of a `bigint`, times from `timestamptz` in milliseconds), `NULL` for an
+    /// optional column the table lacks or a value that cannot be read (the validator quarantines
+    /// it), nothing of the shop's own columns. Each row starts with its table's ``Table`` number;
+    /// an orders row ends with whether any address is suppressed. Made from the tables' current
+    /// columns.
     struct ShopSelects: Sendable {
-        var orders, payments, installments, refunds: String
+        var combined: String
+
+        /// The first column of a ``combined`` row: which table it comes from.
+        enum Table: Int64 { case orders = 0, payments, installments, refunds }
+
+        /// The widest table's columns (orders: 13, and the suppressed flag).
+        static let width = 14
 
         /// Throws, naming it, when a table lacks a column a sweep cannot do without.
         init(_ store: PostgresOrderStore, _ connection: PostgresConnection) async throws {
             let types = try await store.columns(connection, tables: ["orders", "payments", "installments", "refunds"])
-            func select(_ table: String, _ key: String, _ wanted: [(String, Kind)]) throws -> String {
+            func select(_ table: String, _ tag: Table, _ key: String, _ wanted: [(String, Kind)]) throws -> String {
                 let present = types[table] ?? [:]
                 let missing = PostgresSchema.requiredWhileRunning(table).filter { present[$0] == nil }
                 if !missing.isEmpty {
                     throw StoreError(description: "the shop's \(table) table has no column \(missing.joined(separator: ", ")) (the contract requires it): restore it, then run `paywatch migrate`")
                 }
-                let columns = wanted.map { name, kind in Self.expression(name, type: present[name], as: kind) }
+                var columns = wanted.map { name, kind in
+                    let expression = Self.expression(name, type: present[name], as: kind)
+                    return kind == .text ? expression : "(\(expression))::text"
+                }
+                // The orders' rows also say whether any address is suppressed (one round trip less).
+                if tag == .orders { columns.append("EXISTS(SELECT 1 FROM suppressions)::text") }
+                columns += Array(repeating: "NULL::text", count: Self.width - columns.count)
                 let keyIsText = Self.isText(present[key])
-                // The orders' select also says whether any address is suppressed (one round trip less).
-                let extra = table == "orders" ? ", EXISTS(SELECT 1 FROM suppressions)" : ""
-                return "SELECT \(columns.joined(separator: ", "))\(extra) FROM \(table) WHERE \(keyIsText ? key : "\(key)::text") = ANY($1)"
+                return "SELECT \(tag.rawValue)::bigint, \(columns.joined(separator: ", ")) FROM \(table) WHERE \(keyIsText ? key : "\(key)::text") = ANY($1)"
             }
-            orders = try select("orders", "id", [
-                ("id", .text), ("amount_due", .integer), ("currency", .text), ("created_at", .integer), ("expires_at", .integer),
-                ("email", .text), ("phone", .text), ("push_token", .text), ("locale", .text), ("time_zone", .text),
-                ("pay_url", .text), ("customer_name", .text), ("payment_method", .text),
-            ])
-            payments = try select("payments", "order_id", [
-                ("id", .text), ("order_id", .text), ("amount", .integer), ("status", .text), ("provider_ref", .text),
-                ("method", .text), ("failure_reason", .text), ("created_at", .integer),
-            ])
-            installments = try select("installments", "order_id", [("order_id", .text), ("seq", .integer), ("amount", .integer), ("due_at", .integer)])
-            refunds = try select("refunds", "order_id", [
-                ("order_id", .text), ("id", .text), ("amount", .integer), ("status", .text), ("requested_at", .integer),
-            ])
+            combined = [
+                try select("orders", .orders, "id", [
+                    ("id", .text), ("amount_due", .integer), ("currency", .text), ("created_at", .integer), ("expires_at", .integer),
+                    ("email", .text), ("phone", .text), ("push_token", .text), ("locale", .text), ("time_zone", .text),
+                    ("pay_url", .text), ("customer_name", .text), ("payment_method", .text),
+                ]),
+                try select("payments", .payments, "order_id", [
+                    ("id", .text), ("order_id", .text), ("amount", .integer), ("status", .text), ("provider_ref", .text),
+                    ("method", .text), ("failure_reason", .text), ("created_at", .integer),
+                ]),
+                try select("installments", .installments, "order_id", [("order_id", .text), ("seq", .integer), ("amount", .integer), ("due_at", .integer)]),
+                try select("refunds", .refunds, "order_id", [
+                    ("order_id", .text), ("id", .text), ("amount", .integer), ("status", .text), ("requested_at", .integer),
+                ]),
+            ].joined(separator: "\nUNION ALL ")
         }
 
         enum Kind { case text, integer }
@@ -200,44 +207,46 @@ extension PostgresOrderStore {
     }
 
     /// The snapshots of `due` orders: their rows in the shop's tables and, when any address is
-    /// suppressed, the orders' suppressed addresses (for `fallback = true`).
-    func loadSnapshots(_ connection: PostgresConnection, due: [DueOrder], selects: ShopSelects) async throws -> [OrderSnapshot] {
-        let ids = due.map(\.id)
+    /// suppressed, the orders' suppressed addresses (for `fallback = true`); and whether any
+    /// address at all is suppressed.
+    func loadSnapshots(_ connection: PostgresConnection, due: [DueOrder], selects: ShopSelects) async throws
+        -> (snapshots: [OrderSnapshot], anySuppressed: Bool) {
         var orders: [String: OrderRecord] = [:]
         var payments: [String: [PaymentRecord]] = [:]
         var installments: [String: [InstallmentRecord]] = [:]
         var refunds: [String: [RefundRecord]] = [:]
-        func idsBound() -> Binds {
-            var binds = Binds()
-            _ = binds.add(ids)
-            return binds
-        }
+        var binds = Binds()
+        _ = binds.add(due.map(\.id))
         var anySuppressed = false
-        for row in try await rows(connection, selects.orders, idsBound()) {
-            anySuppressed = try row.bool(13)
-            let record = OrderRecord(
-                id: try row.stringOrNil(0) ?? "", amountDue: try row.int64OrNil(1), currency: try row.stringOrNil(2) ?? "",
-                createdAt: try row.int64OrNil(3), expiresAt: try row.int64OrNil(4), email: try row.stringOrNil(5),
-                phone: try row.stringOrNil(6), pushToken: try row.stringOrNil(7), locale: try row.stringOrNil(8),
-                timeZone: try row.stringOrNil(9), payURL: try row.stringOrNil(10), customerName: try row.stringOrNil(11),
-                paymentMethod: try row.stringOrNil(12))
-            if orders[record.id] == nil { orders[record.id] = record }
-        }
-        for row in try await rows(connection, selects.payments, idsBound()) {
-            let record = PaymentRecord(
-                id: try row.stringOrNil(0) ?? "", orderID: try row.stringOrNil(1) ?? "", amount: try row.int64OrNil(2),
-                status: try row.stringOrNil(3) ?? "", providerRef: try row.stringOrNil(4), method: try row.stringOrNil(5),
-                failureReason: try row.stringOrNil(6), createdAt: try row.int64OrNil(7))
-            payments[record.orderID, default: []].append(record)
-        }
-        for row in try await rows(connection, selects.installments, idsBound()) {
-            installments[try row.stringOrNil(0) ?? "", default: []].append(InstallmentRecord(
-                seq: try row.int64OrNil(1) ?? 0, amount: try row.int64OrNil(2), dueAt: try row.int64OrNil(3)))
-        }
-        for row in try await rows(connection, selects.refunds, idsBound()) {
-            refunds[try row.stringOrNil(0) ?? "", default: []].append(RefundRecord(
-                id: try row.stringOrNil(1) ?? "", amount: try row.int64OrNil(2), status: try row.stringOrNil(3) ?? "",
-                requestedAt: try row.int64OrNil(4)))
+        for row in try await rows(connection, selects.combined, binds) {
+            // Columns from 1 on, as text (numbers in decimal).
+            func text(_ index: Int) throws -> String? { try row.stringOrNil(index + 1) }
+            func number(_ index: Int) throws -> Int64? { try text(index).flatMap { Int64($0) } }
+            switch ShopSelects.Table(rawValue: try row.int64(0)) {
+            case .orders:
+                anySuppressed = try text(13) == "true"
+                let record = OrderRecord(
+                    id: try text(0) ?? "", amountDue: try number(1), currency: try text(2) ?? "",
+                    createdAt: try number(3), expiresAt: try number(4), email: try text(5),
+                    phone: try text(6), pushToken: try text(7), locale: try text(8),
+                    timeZone: try text(9), payURL: try text(10), customerName: try text(11),
+                    paymentMethod: try text(12))
+                if orders[record.id] == nil { orders[record.id] = record }
+            case .payments:
+                let record = PaymentRecord(
+                    id: try text(0) ?? "", orderID: try text(1) ?? "", amount: try number(2),
+                    status: try text(3) ?? "", providerRef: try text(4), method: try text(5),
+                    failureReason: try text(6), createdAt: try number(7))
+                payments[record.orderID, default: []].append(record)
+            case .installments:
+                installments[try text(0) ?? "", default: []].append(InstallmentRecord(
+                    seq: try number(1) ?? 0, amount: try number(2), dueAt: try number(3)))
+            case .refunds:
+                refunds[try text(0) ?? "", default: []].append(RefundRecord(
+                    id: try text(1) ?? "", amount: try number(2), status: try text(3) ?? "", requestedAt: try number(4)))
+            case nil:
+                continue
+            }
         }
         var suppressed: [String: [Suppression]] = [:]
         if !orders.isEmpty, anySuppressed {
@@ -262,7 +271,7 @@ extension PostgresOrderStore {
                                                                     reason: try row.stringOrNil(2) ?? ""))
             }
         }
-        return due.map { entry in
+        return (due.map { entry in
             var snapshot = OrderSnapshot(
                 orderID: entry.id, order: orders[entry.id], payments: SQLiteOrderStore.unique(payments[entry.id] ?? []),
                 installments: SQLiteOrderStore.unique(installments[entry.id] ?? []), refunds: SQLiteOrderStore.unique(refunds[entry.id] ?? []),
@@ -271,7 +280,7 @@ extension PostgresOrderStore {
                 snapshot.suppressions = [order.email, order.phone, order.pushToken].compactMap { $0 }.flatMap { suppressed[$0] ?? [] }
             }
             return snapshot
-        }
+        }, anySuppressed)
     }
 
     // MARK: Writing plans
@@ -279,10 +288,11 @@ extension PostgresOrderStore {
     /// Applies `decided` in one transaction, all at once; when the database refuses something
     /// (a shop trigger or constraint), again plan by plan, each in a savepoint, quarantining the
     /// ones refused. Returns the plans applied and the messages handed off, leased, to delivery.
-    func apply(_ decided: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, now: Millis) async throws -> ([Plan], [OutboxMessage]) {
+    func apply(_ decided: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, anySuppressed: Bool, now: Millis) async throws
+        -> ([Plan], [OutboxMessage]) {
         do {
             return try await rawTransaction { connection in
-                try await self.applyPlans(decided, keys: keys, handOff: handOff, now: now, connection)
+                try await self.applyPlans(decided, keys: keys, handOff: handOff, anySuppressed: anySuppressed, now: now, connection)
             }
         } catch {
             guard Self.isDataRefusal(error) else { throw Self.mapError(error, settings: settings) }
@@ -292,7 +302,7 @@ extension PostgresOrderStore {
                 for plan in decided {
                     try await self.execute(connection, "SAVEPOINT pw_plan")
                     do {
-                        let (written, taken) = try await self.applyPlans([plan], keys: keys, handOff: handOff, now: now, connection)
+                        let (written, taken) = try await self.applyPlans([plan], keys: keys, handOff: handOff, anySuppressed: anySuppressed, now: now, connection)
                         try await self.execute(connection, "RELEASE SAVEPOINT pw_plan")
                         applied += written
                         handed += taken
@@ -304,7 +314,7 @@ extension PostgresOrderStore {
                         quarantined.quarantine = "the plan could not be written: PostgreSQL error \(server?[.sqlState] ?? "?") (\(Validator.display(server?[.message] ?? "no message", limit: 200)))"
                         quarantined.messages = []
                         quarantined.nextDueAt = nil
-                        applied += try await self.applyPlans([quarantined], keys: keys, handOff: nil, now: now, connection).0
+                        applied += try await self.applyPlans([quarantined], keys: keys, handOff: nil, anySuppressed: anySuppressed, now: now, connection).0
                     }
                 }
                 return (applied, handed)
@@ -315,7 +325,7 @@ extension PostgresOrderStore {
     /// Writes `plans` inside the caller's transaction: each only if its order is still at the
     /// version read and leased to this store. Set-wise: one statement per kind of row for the
     /// whole chunk (`unnest` of arrays), so a chunk of 100 orders costs a handful of round trips.
-    func applyPlans(_ plans: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, now: Millis,
+    func applyPlans(_ plans: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, anySuppressed: Bool, now: Millis,
                     _ connection: PostgresConnection) async throws -> ([Plan], [OutboxMessage]) {
         let owner = leaseOwner
         var appliedIDs: Set<String> = []
@@ -380,7 +390,7 @@ extension PostgresOrderStore {
                 WHERE o.id::text = u.id AND o.status IS DISTINCT FROM u.status
                 """, binds)
         }
-        let handed = try await insertPlanned(applied, keys: keys, handOff: handOff, now: now, connection)
+        let handed = try await insertPlanned(applied, keys: keys, handOff: handOff, anySuppressed: anySuppressed, now: now, connection)
         var events: [(String, String, String)] = []
         for plan in applied {
             for event in plan.events { events.append((plan.orderID, event.event, event.detail)) }
@@ -396,7 +406,9 @@ extension PostgresOrderStore {
 
     /// The applied plans' messages: inserted in one statement (idempotent by key), leased to
     /// delivery where `handOff` takes them; then the held earlier steps they collapse.
-    func insertPlanned(_ plans: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, now: Millis,
+    /// `anySuppressed`: whether any address was suppressed when the orders were read (their
+    /// messages' addresses are looked up only then).
+    func insertPlanned(_ plans: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, anySuppressed: Bool, now: Millis,
                        _ connection: PostgresConnection) async throws -> [OutboxMessage] {
         var candidates: [OutgoingMessage] = []
         for plan in plans {
@@ -407,12 +419,13 @@ extension PostgresOrderStore {
             }
         }
         guard !candidates.isEmpty else { return [] }
-        let flags = try await first(connection, """
-            SELECT EXISTS(SELECT 1 FROM suppressions),
-                   EXISTS(SELECT 1 FROM pw_outbox WHERE not_before IS NOT NULL AND state = 'pending')
-            """, Binds())
-        let anySuppressed = try flags?.bool(0) ?? false
-        let anyHeld = try flags?.bool(1) ?? false
+        // Whether any message is held for the quiet hours: asked only when one of these could collapse it.
+        var anyHeld = false
+        if candidates.contains(where: \.collapsesHeld) {
+            anyHeld = try await first(connection, """
+                SELECT EXISTS(SELECT 1 FROM pw_outbox WHERE not_before IS NOT NULL AND state = 'pending')
+                """, Binds()).map { try $0.bool(0) } ?? false
+        }
         // A resolution of an alert ops never got resolves nothing: not written.
         var messages: [OutgoingMessage] = []
         for message in candidates {

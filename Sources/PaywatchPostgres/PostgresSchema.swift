@@ -202,6 +202,60 @@ enum PostgresSchema {
             """,
             "CREATE TRIGGER pw_outbox_notify AFTER INSERT ON pw_outbox FOR EACH STATEMENT EXECUTE FUNCTION pw_notify_outbox()",
         ]),
+        // New outbox rows wake the replicas' delivery only when one of them is for anyone to
+        // claim: a row a sweep inserts leased to its own replica's delivery (handed over in the
+        // process) wakes nobody. Before, every expiry woke every replica's delivery to claim
+        // nothing: three claims per message on three replicas.
+        (2, [
+            """
+            CREATE OR REPLACE FUNCTION pw_notify_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF EXISTS (SELECT 1 FROM pw_outbox_inserted WHERE NOT in_flight) THEN
+                    PERFORM pg_notify('\(channel)', '\(outboxPayload)');
+                END IF;
+                RETURN NULL;
+            END $$
+            """,
+            "DROP TRIGGER pw_outbox_notify ON pw_outbox",
+            """
+            CREATE TRIGGER pw_outbox_notify AFTER INSERT ON pw_outbox REFERENCING NEW TABLE AS pw_outbox_inserted
+            FOR EACH STATEMENT EXECUTE FUNCTION pw_notify_outbox()
+            """,
+        ]),
+        // The two statements every replica runs on every pass, as functions that plan their
+        // scans on the indexes whatever the statistics say. Without statistics (a table that has
+        // not been analysed since a bulk intake) or with stale ones (due times move on as orders
+        // are planned), the planner took a sequential scan of pw_order_state for "due before
+        // now" and for the leased orders: milliseconds per pass per replica on a table of a few
+        // thousand orders, growing with it, where the index needs microseconds. A held order is
+        // looked at again when its lease ends (it was due when it was leased, and a sweep clears
+        // the lease when it writes the order's next due time): the least lease end is one probe of
+        // pw_order_state_leased.
+        (3, [
+            """
+            CREATE FUNCTION pw_lease_due_orders(due_by bigint, max_orders bigint, owner text, held_until bigint)
+            RETURNS TABLE(order_id text, status text, marks text, first_seen_at bigint, version bigint, pruned_keys text,
+                          next_due_at bigint)
+            LANGUAGE sql SET enable_seqscan = off AS $$
+                WITH due AS (
+                    SELECT d.order_id FROM pw_order_state d
+                    WHERE d.next_due_at IS NOT NULL AND d.next_due_at <= due_by
+                      AND (d.lease_until IS NULL OR d.lease_until <= due_by)
+                    ORDER BY d.next_due_at LIMIT max_orders
+                    FOR UPDATE SKIP LOCKED)
+                UPDATE pw_order_state s SET lease_owner = owner, lease_until = held_until
+                FROM due WHERE s.order_id = due.order_id
+                RETURNING s.order_id, s.status, s.marks, s.first_seen_at, s.version, s.pruned_keys, s.next_due_at
+            $$
+            """,
+            """
+            CREATE FUNCTION pw_next_planning_at() RETURNS bigint LANGUAGE sql STABLE SET enable_seqscan = off AS $$
+                SELECT LEAST(
+                    (SELECT MIN(d.next_due_at) FROM pw_order_state d WHERE d.next_due_at IS NOT NULL AND d.lease_until IS NULL),
+                    (SELECT MIN(l.lease_until) FROM pw_order_state l WHERE l.lease_until IS NOT NULL))
+            $$
+            """,
+        ]),
     ]
 
     /// The functions and triggers by which any write of the shop marks its order changed

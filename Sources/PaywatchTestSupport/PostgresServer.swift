@@ -37,7 +37,8 @@ public final class PostgresServer: @unchecked Sendable {
     ///     benchmarks, as a shop runs its server.
     ///   - port: the port to listen on (a client may be waiting for it); a free one by default.
     ///   - start: false to leave the server stopped after `initdb` (``start()`` starts it).
-    public init(fsync: Bool = false, port requestedPort: Int? = nil, start: Bool = true) throws {
+    ///   - settings: more server settings (`-c name=value` each), e.g. to load `pg_stat_statements`.
+    public init(fsync: Bool = false, port requestedPort: Int? = nil, start: Bool = true, settings: [String] = []) throws {
         guard let bin = Self.binDirectory() else {
             throw Failure(description: "PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin): apt-get install postgresql")
         }
@@ -59,6 +60,7 @@ public final class PostgresServer: @unchecked Sendable {
             port = probe.port
         }
         options = "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1 -c max_connections=200" + (fsync ? "" : " -c fsync=off")
+            + settings.map { " -c \($0)" }.joined()
         try run(bin + "/initdb", ["-D", data, "-U", "paywatch", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
         if start { try self.start() }
     }

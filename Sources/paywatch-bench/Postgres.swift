@@ -18,7 +18,21 @@ import PaywatchTestSupport
 /// A server for one benchmark run, durable as in production (fsync on).
 func benchServer() throws -> PostgresServer {
     // PAYWATCH_BENCH_FSYNC=0: the server without fsync, to see what the disk's flushes cost.
-    try PostgresServer(fsync: ProcessInfo.processInfo.environment["PAYWATCH_BENCH_FSYNC"] != "0")
+    // PAYWATCH_BENCH_STATEMENTS=1: pg_stat_statements loaded, its top statements printed at the end.
+    try PostgresServer(fsync: ProcessInfo.processInfo.environment["PAYWATCH_BENCH_FSYNC"] != "0",
+                       settings: profilingStatements ? ["shared_preload_libraries=pg_stat_statements"] : [])
+}
+
+let profilingStatements = ProcessInfo.processInfo.environment["PAYWATCH_BENCH_STATEMENTS"] == "1"
+
+/// With `PAYWATCH_BENCH_STATEMENTS=1`: the statements the run sent most, with their calls and time.
+func printStatements(_ server: PostgresServer) {
+    guard profilingStatements else { return }
+    _ = try? server.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    print(pgValue(server, """
+        SELECT calls || ' calls ' || round(total_exec_time::numeric, 1) || ' ms  ' || regexp_replace(left(query, 110), '\\s+', ' ', 'g')
+        FROM pg_stat_statements ORDER BY calls DESC LIMIT 30
+        """))
 }
 
 func pgValue(_ server: PostgresServer, _ sql: String) -> String {
@@ -173,11 +187,33 @@ func benchPgSpread(_ count: Int, seconds: Int, replicas: Int, external: Bool) as
     let stepMicros = Int64(seconds) * 1_000_000 / Int64(count)
     try pgInsertOrders(server, count: count, createdSQL: "now() - interval '1 minute'",
                        expiresSQL: "to_timestamp(\(Double(start) / 1000)) + n * interval '\(stepMicros) microseconds'")
-    _ = waitUntil(Double(seconds) + 60) { pgValue(server, "SELECT COUNT(*) FROM pw_outbox WHERE state = 'delivered'") == "\(count)" }
+    // Nothing is asked of the server until a second after the last expiry: a `psql` every 20 ms
+    // (a process each) would take CPU from the replicas during the very window measured.
+    let quietUntil = start + Int64(seconds) * 1000 + 1000
+    if quietUntil > nowMs() { usleep(UInt32((quietUntil - nowMs()) * 1000)) }
+    _ = waitUntil(60) { pgValue(server, "SELECT COUNT(*) FROM pw_outbox WHERE state = 'delivered'") == "\(count)" }
     for daemon in daemons where daemon.isRunning { daemon.terminate(); daemon.waitUntilExit() }
+    printStatements(server)
+    if profilingStatements {
+        // Where the lateness goes: the sweep's `now` (the outbox row's created_at) after the expiry.
+        print("sweep start after expiry (ms) p50 / p99: " + pgValue(server, """
+            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY late) || ' / ' || percentile_cont(0.99) WITHIN GROUP (ORDER BY late)
+            FROM (SELECT o.created_at - floor(extract(epoch FROM r.expires_at) * 1000) AS late
+                  FROM pw_outbox o JOIN orders r ON r.id = o.order_id WHERE o.kind = 'order_cancelled') x
+            """))
+    }
     let lateness = sink.arrivals().compactMap { arrival -> Int64? in
         guard let (order, kind) = orderAndKind(arrival.key), kind == "order_cancelled", let n = Int64(order.dropFirst()) else { return nil }
         return arrival.at - (start + n * stepMicros / 1000)
+    }
+    if profilingStatements {
+        // The latest arrivals: when in the spread (seconds from its start) and how late.
+        let worst = sink.arrivals().compactMap { arrival -> (Int64, Int64)? in
+            guard let (order, kind) = orderAndKind(arrival.key), kind == "order_cancelled", let n = Int64(order.dropFirst()) else { return nil }
+            let due = start + n * stepMicros / 1000
+            return (due - start, arrival.at - due)
+        }.sorted { $0.1 > $1.1 }.prefix(10)
+        print("latest: " + worst.map { "\(Double($0.0) / 1000)s:\($0.1)ms" }.joined(separator: " "))
     }
     print(String(format: "pg-spread orders=%d spread=%ds replicas=%d sink=%@ delivered=%d lateness p50=%dms p99=%dms max=%dms early=%d",
                  count, seconds, replicas, external ? "external" : "in-process", lateness.count, percentile(lateness, 0.5),
@@ -230,6 +266,13 @@ func benchPgSweepLatency(_ count: Int) async throws {
         _ = try await store.claimDeliveries(request, now: now)
         claims.append(Int64((monotonicSeconds() - start) * 1_000_000))
     }
+    // One round trip of a trivial statement (the reconcile queue is empty): the floor of each.
+    var trips: [Int64] = []
+    for _ in 0..<count {
+        let start = monotonicSeconds()
+        _ = try await store.nextReconcileAt()
+        trips.append(Int64((monotonicSeconds() - start) * 1_000_000))
+    }
     try await store.close()
-    print("pg-sweep1 orders=\(count) sweep of one order p50=\(percentile(sweeps, 0.5))µs p99=\(percentile(sweeps, 0.99))µs claim p50=\(percentile(claims, 0.5))µs p99=\(percentile(claims, 0.99))µs")
+    print("pg-sweep1 orders=\(count) sweep of one order p50=\(percentile(sweeps, 0.5))µs p99=\(percentile(sweeps, 0.99))µs claim p50=\(percentile(claims, 0.5))µs p99=\(percentile(claims, 0.99))µs one statement p50=\(percentile(trips, 0.5))µs p99=\(percentile(trips, 0.99))µs")
 }

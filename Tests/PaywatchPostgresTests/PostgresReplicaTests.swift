@@ -169,6 +169,36 @@ import Testing
         try await other.close()
     }
 
+    /// A message a sweep inserts leased to its own replica's delivery (handed over in the process)
+    /// wakes no replica's delivery: nobody else could claim it. One left for a claim wakes them.
+    @Test func aMessageHandedOverInTheProcessWakesNoOtherDelivery() async throws {
+        let server = try PostgresServer()
+        defer { server.stop() }
+        let store = try makeStore(server, owner: "listener")
+        let other = try makeStore(server, owner: "writer")
+        try await store.migrate()
+        let changes = try #require(store.changes())
+        var iterator = changes.makeAsyncIterator()
+        try await Task.sleep(for: .milliseconds(300))
+        try insertOrders(server, count: 1)
+        #expect(await iterator.next() == .ordersChanged)
+        let taken = DeliveryHandOff(leaseMs: 30_000) { _ in true }
+        let handed = try await other.sweep(now: t0 + 10 * minute, limit: 10, plan: { planner.plan($0, now: t0 + 10 * minute) },
+                                           handOff: taken, applied: { _, _ in })
+        #expect(!handed.plans.flatMap(\.messages).isEmpty)
+        // The next wake-up is the shop's next write, not the leased message.
+        try server.psql("""
+            INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('W2', 100, to_timestamp(\(Double(t0) / 1000)), '+8613800000002')
+            """)
+        #expect(await iterator.next() == .ordersChanged)
+        let refused = DeliveryHandOff(leaseMs: 30_000) { _ in false }
+        _ = try await other.sweep(now: t0 + 10 * minute, limit: 10, plan: { planner.plan($0, now: t0 + 10 * minute) },
+                                  handOff: refused, applied: { _, _ in })
+        #expect(await iterator.next() == .messagesAdded)
+        try await store.close()
+        try await other.close()
+    }
+
     @Test func anUnreachableServerIsATransientErrorNotACrash() async throws {
         let probe = try listenOnLoopback(port: 0) { StoreError(description: "\($0)") }
         close(probe.fd)
