@@ -127,13 +127,19 @@ public struct PaywatchService: Service {
             do {
                 try runtime.store.verifyStillOpen()
                 let progress = try await planDue(engine)
+                // A sweep that found nothing may have said when planning and reconciliation are
+                // next due (one round trip for a pass that has nothing to do).
+                let known = progress.nextDue
+                let reconcileDue = known.map { $0.reconcile.map { $0 <= runtime.clock.now() } ?? false } ?? true
                 // Stalled payments decided by this sweep (or left by an earlier run) are asked about
                 // now; a definite answer marks its order, planned at the next pass.
-                let asked = try await Reconciler(runtime: runtime, heartbeat: monitor.planning).runDue()
+                let asked = reconcileDue ? try await Reconciler(runtime: runtime, heartbeat: monitor.planning).runDue()
+                    : (definite: 0, unresolved: 0, nextDue: known?.reconcile)
                 if asked.unresolved > 0 { engine.wake() }
                 outage.succeeded(now: runtime.clock.now(), logger: runtime.logger)
                 let now = runtime.clock.now()
-                var next = try await runtime.store.nextPlanningAt() ?? (now + poll)
+                let planning = reconcileDue ? try await runtime.store.nextPlanningAt() : known?.planning
+                var next = planning ?? (now + poll)
                 if let ask = asked.nextDue { next = min(next, ask) }
                 if progress.claimed > 0 && progress.applied == 0 {
                     // Everything claimed was left due (the shop changed each order meanwhile, or a
@@ -166,9 +172,9 @@ public struct PaywatchService: Service {
     /// Plans every order that is due now, in batches of `batch_size`; wakes delivery when a
     /// batch decided messages. Returns how many orders it claimed and how many plans it applied.
     @discardableResult
-    func planDue(_ engine: DeliveryEngine) async throws -> (claimed: Int, applied: Int) {
+    func planDue(_ engine: DeliveryEngine) async throws -> (claimed: Int, applied: Int, nextDue: NextDueTimes?) {
         let batch = runtime.config.daemon.batchSize
-        var progress = (claimed: 0, applied: 0)
+        var progress: (claimed: Int, applied: Int, nextDue: NextDueTimes?) = (0, 0, nil)
         while !Task.isCancelled {
             let now = runtime.clock.now()
             let planner = runtime.planner
@@ -184,6 +190,8 @@ public struct PaywatchService: Service {
             monitor.planning.progressed()
             progress.claimed += result.claimed
             progress.applied += result.plans.count
+            // Only of a pass that claimed nothing at all (after a write, the times have moved).
+            progress.nextDue = progress.claimed == 0 ? result.nextDue : nil
             // A batch that applied nothing would be claimed again as it is: stop here.
             if result.claimed < batch || result.plans.isEmpty { return progress }
         }

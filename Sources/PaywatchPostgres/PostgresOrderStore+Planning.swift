@@ -27,7 +27,7 @@ extension PostgresOrderStore {
         let owner = leaseOwner
         let leaseMs = settings.leaseMs
         // One statement: the lease is taken atomically without a transaction around it.
-        let claimed = try await autocommit { connection -> (Millis, [DueOrder], ShopSelects)? in
+        let claimed = try await autocommit { connection -> Leased in
             let now = try await self.effectiveNow(callerNow, connection)
             var binds = Binds()
             // pw_lease_due_orders (migration 3): FOR UPDATE SKIP LOCKED in a CTE bounded by the limit.
@@ -35,7 +35,11 @@ extension PostgresOrderStore {
                 SELECT * FROM pw_lease_due_orders(\(binds.add(now)), \(binds.add(Int64(limit))), \(binds.add(owner)),
                                                   \(binds.add(now.saturatingAdd(leaseMs))))
                 """, binds)
-            guard !rows.isEmpty else { return nil }
+            // Nothing due for this store: one row saying when planning and reconciliation are next
+            // due (the sweep's result says it, and the daemon asks neither).
+            if let row = rows.first, try row.stringOrNil(0) == nil {
+                return .nothing(NextDueTimes(planning: try row.int64OrNil(6), reconcile: try row.int64OrNil(7)))
+            }
             var due: [(DueOrder, Millis)] = []
             for row in rows {
                 let tracked = TrackedState(
@@ -46,9 +50,12 @@ extension PostgresOrderStore {
                                      prunedKeys: Retention.decodeKeys(try row.stringOrNil(5))), try row.int64OrNil(6) ?? 0))
             }
             due.sort { ($0.1, $0.0.id) < ($1.1, $1.0.id) }
-            return (now, due.map(\.0), try await self.shopSelects(connection))
+            return .orders(now: now, due: due.map(\.0), selects: try await self.shopSelects(connection))
         }
-        guard let (now, due, selects) = claimed else { return SweepResult(plans: [], claimed: 0) }
+        guard case .orders(let now, let due, let selects) = claimed else {
+            guard case .nothing(let next) = claimed else { return SweepResult() }
+            return SweepResult(plans: [], claimed: 0, nextDue: next)
+        }
         var applied: [Plan] = []
         var remaining = due.map(\.id)
         // Pipelined: the next chunk's rows are read (on another connection) while this one is
@@ -103,6 +110,13 @@ extension PostgresOrderStore {
         let selects = try await ShopSelects(self, connection)
         selectsCache.value = (selects, now)
         return selects
+    }
+
+    /// What a sweep's lease took: orders (read at `now`, on the database's clock), or nothing and
+    /// when planning and reconciliation are next due.
+    enum Leased: Sendable {
+        case orders(now: Millis, due: [DueOrder], selects: ShopSelects)
+        case nothing(NextDueTimes)
     }
 
     /// Plans applied per write transaction (each kind of row is one statement for the whole chunk,

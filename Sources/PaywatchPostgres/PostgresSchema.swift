@@ -230,29 +230,38 @@ enum PostgresSchema {
         // thousand orders, growing with it, where the index needs microseconds. A held order is
         // looked at again when its lease ends (it was due when it was leased, and a sweep clears
         // the lease when it writes the order's next due time): the least lease end is one probe of
-        // pw_order_state_leased.
+        // pw_order_state_leased. A lease that finds nothing due says in the same round trip when
+        // planning and reconciliation are next due (a replica that lost the race for an order
+        // sleeps again after one statement).
         (3, [
+            """
+            CREATE FUNCTION pw_next_planning_at() RETURNS bigint LANGUAGE sql STABLE SET enable_seqscan = off AS $$
+                SELECT LEAST(
+                    (SELECT MIN(d.next_due_at) FROM pw_order_state d WHERE d.next_due_at IS NOT NULL AND d.lease_until IS NULL),
+                    (SELECT MIN(l.lease_until) FROM pw_order_state l WHERE l.lease_until IS NOT NULL))
+            $$
+            """,
             """
             CREATE FUNCTION pw_lease_due_orders(due_by bigint, max_orders bigint, owner text, held_until bigint)
             RETURNS TABLE(order_id text, status text, marks text, first_seen_at bigint, version bigint, pruned_keys text,
-                          next_due_at bigint)
+                          next_due_at bigint, next_reconcile_at bigint)
             LANGUAGE sql SET enable_seqscan = off AS $$
                 WITH due AS (
                     SELECT d.order_id FROM pw_order_state d
                     WHERE d.next_due_at IS NOT NULL AND d.next_due_at <= due_by
                       AND (d.lease_until IS NULL OR d.lease_until <= due_by)
                     ORDER BY d.next_due_at LIMIT max_orders
-                    FOR UPDATE SKIP LOCKED)
-                UPDATE pw_order_state s SET lease_owner = owner, lease_until = held_until
-                FROM due WHERE s.order_id = due.order_id
-                RETURNING s.order_id, s.status, s.marks, s.first_seen_at, s.version, s.pruned_keys, s.next_due_at
-            $$
-            """,
-            """
-            CREATE FUNCTION pw_next_planning_at() RETURNS bigint LANGUAGE sql STABLE SET enable_seqscan = off AS $$
-                SELECT LEAST(
-                    (SELECT MIN(d.next_due_at) FROM pw_order_state d WHERE d.next_due_at IS NOT NULL AND d.lease_until IS NULL),
-                    (SELECT MIN(l.lease_until) FROM pw_order_state l WHERE l.lease_until IS NOT NULL))
+                    FOR UPDATE SKIP LOCKED),
+                leased AS (
+                    UPDATE pw_order_state s SET lease_owner = owner, lease_until = held_until
+                    FROM due WHERE s.order_id = due.order_id
+                    RETURNING s.order_id, s.status, s.marks, s.first_seen_at, s.version, s.pruned_keys, s.next_due_at)
+                SELECT l.order_id, l.status, l.marks, l.first_seen_at, l.version, l.pruned_keys, l.next_due_at, NULL::bigint
+                FROM leased l
+                UNION ALL
+                SELECT NULL, NULL, NULL, NULL, NULL, NULL, pw_next_planning_at(),
+                       (SELECT MIN(r.due_at) FROM pw_reconcile r WHERE r.state = 'pending')
+                WHERE NOT EXISTS (SELECT 1 FROM leased)
             $$
             """,
         ]),

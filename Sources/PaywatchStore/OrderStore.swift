@@ -149,10 +149,26 @@ public struct SweepResult: Sendable {
     public var plans: [Plan]
     /// Orders claimed; when it equals the limit there may be more due right now.
     public var claimed: Int
+    /// Of a sweep that claimed nothing, optionally: what ``OrderStore/nextPlanningAt()`` and
+    /// ``OrderStore/nextReconcileAt()`` would have answered as it looked (a store that learns
+    /// them in the same round trip says so, and the daemon asks neither). Nil: ask.
+    public var nextDue: NextDueTimes?
 
-    public init(plans: [Plan] = [], claimed: Int = 0) {
+    public init(plans: [Plan] = [], claimed: Int = 0, nextDue: NextDueTimes? = nil) {
         self.plans = plans
         self.claimed = claimed
+        self.nextDue = nextDue
+    }
+}
+
+/// When planning and reconciliation are next due (nil: nothing is).
+public struct NextDueTimes: Sendable, Equatable {
+    public var planning: Millis?
+    public var reconcile: Millis?
+
+    public init(planning: Millis?, reconcile: Millis?) {
+        self.planning = planning
+        self.reconcile = reconcile
     }
 }
 

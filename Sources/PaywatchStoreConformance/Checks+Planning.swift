@@ -18,7 +18,26 @@ extension StoreConformance {
         Check(name: "replanAllMarksOpenOrdersOnly", run: replanAllMarksOpenOrdersOnly),
         Check(name: "aHandOffInsertsLeasedMessagesAndLeavesTheRestToClaim", run: aHandOffInsertsLeasedMessagesAndLeavesTheRestToClaim),
         Check(name: "aHandOffLeavesRemindersToTheClaimWhenAsked", run: aHandOffLeavesRemindersToTheClaimWhenAsked),
+        Check(name: "aSweepThatFindsNothingSaysTheNextDueTimesRightOrNotAtAll", run: aSweepThatFindsNothingSaysTheNextDueTimesRightOrNotAtAll),
     ]
+
+    /// A sweep that claims nothing may say when planning and reconciliation are next due (the
+    /// daemon then asks neither): if it does, what `nextPlanningAt` and `nextReconcileAt` answer.
+    /// A sweep that claimed orders says nothing (its own writes moved the times).
+    static func aSweepThatFindsNothingSaysTheNextDueTimesRightOrNotAtAll(_ harness: any ConformanceHarness) async throws {
+        let store = try await F.store(harness)
+        try await harness.insertOrder(F.order("A1"))
+        let first = try await store.sweep(now: F.t0 + 1, limit: 10) { F.planner.plan($0, now: F.t0 + 1) }
+        try expectEqual(first.claimed, 1, "orders the first sweep claimed")
+        try expectEqual(first.nextDue, nil, "next due times said by a sweep that claimed an order")
+        let idle = try await store.sweep(now: F.t0 + 2, limit: 10) { F.planner.plan($0, now: F.t0 + 2) }
+        try expectEqual(idle.claimed, 0, "orders claimed when nothing is due")
+        if let said = idle.nextDue {
+            try expectEqual(said, NextDueTimes(planning: try await store.nextPlanningAt(), reconcile: try await store.nextReconcileAt()),
+                            "the next due times a sweep that found nothing said")
+            try expectEqual(said.planning, F.t0 + 10 * F.minute, "next planning time said: the first reminder")
+        }
+    }
 
     /// `migrate` is safe to repeat, from the same store or another: it changes nothing the second time.
     static func migrateAgainChangesNothing(_ harness: any ConformanceHarness) async throws {

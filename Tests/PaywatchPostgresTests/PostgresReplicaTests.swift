@@ -128,6 +128,24 @@ import Testing
         try await second.close()
     }
 
+    /// A replica that lost the race for a due order (or has nothing due) learns when to look again
+    /// from the lease statement itself: the sweep's result says both next due times.
+    @Test func aSweepThatLeasesNothingSaysWhenPlanningAndReconciliationAreNextDue() async throws {
+        let server = try PostgresServer()
+        defer { server.stop() }
+        let store = try makeStore(server)
+        try await store.migrate()
+        try insertOrders(server, count: 2)
+        let first = try await store.sweep(now: t0, limit: 10) { planner.plan($0, now: t0) }
+        #expect(first.claimed == 2 && first.nextDue == nil)
+        let idle = try await store.sweep(now: t0 + 1, limit: 10) { planner.plan($0, now: t0 + 1) }
+        #expect(idle.claimed == 0)
+        let expected = NextDueTimes(planning: try await store.nextPlanningAt(), reconcile: try await store.nextReconcileAt())
+        #expect(idle.nextDue == expected)
+        #expect(expected.planning == t0 + 10 * minute && expected.reconcile == nil)
+        try await store.close()
+    }
+
     @Test func dueTimesFollowTheDatabasesClock() async throws {
         let server = try PostgresServer()
         defer { server.stop() }
