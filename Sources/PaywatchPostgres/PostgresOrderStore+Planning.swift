@@ -305,6 +305,11 @@ extension PostgresOrderStore {
     func apply(_ decided: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, anySuppressed: Bool, now: Millis) async throws
         -> ([Plan], [OutboxMessage]) {
         do {
+            if Self.writableAtOnce(decided, anySuppressed: anySuppressed) {
+                return try await leased { connection in
+                    try await self.applyAtOnce(decided, keys: keys, handOff: handOff, now: now, connection)
+                }
+            }
             return try await rawTransaction { connection in
                 try await self.applyPlans(decided, keys: keys, handOff: handOff, anySuppressed: anySuppressed, now: now, connection)
             }
@@ -334,6 +339,117 @@ extension PostgresOrderStore {
                 return (applied, handed)
             }
         }
+    }
+
+    /// Whether `plans` are written by ``applyAtOnce(_:keys:handOff:now:_:)``: no quarantine, no
+    /// reconcile request, no message that resolves an alert or collapses held steps, and no
+    /// address suppressed anywhere (each of those asks the database first).
+    static func writableAtOnce(_ plans: [Plan], anySuppressed: Bool) -> Bool {
+        !anySuppressed && plans.allSatisfy { plan in
+            plan.quarantine == nil && plan.reconciles.isEmpty && plan.messages.allSatisfy { $0.resolves == nil && !$0.collapsesHeld }
+        }
+    }
+
+    /// ``applyPlans(_:keys:handOff:anySuppressed:now:_:)`` for plans ``writableAtOnce(_:anySuppressed:)``,
+    /// in one statement (atomic without BEGIN and COMMIT): the tracked states, fenced by version
+    /// and lease as there; then, for the orders written, `orders.status` where it changed, the
+    /// timeline events and the outbox rows (idempotent by key, leased to delivery where `handOff`
+    /// takes them). A sweep of one order is one round trip here instead of six.
+    func applyAtOnce(_ plans: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, now: Millis,
+                     _ connection: PostgresConnection) async throws -> ([Plan], [OutboxMessage]) {
+        let owner = leaseOwner
+        var messages: [OutgoingMessage] = []
+        for plan in plans {
+            let pruned = keys[plan.orderID]?.prunedKeys
+            for message in plan.messages {
+                if let pruned, pruned.contains(Retention.compactKey(message.idempotencyKey, orderID: plan.orderID)) { continue }
+                messages.append(message)
+            }
+        }
+        var leasedFlags: [Bool] = []
+        var dueTimes: [Millis] = []
+        for message in messages {
+            // As in insertPlanned (no address is suppressed here).
+            let capped = handOff?.claimsReminders == true && message.kind.isReminder
+            let dueAt = max(now, message.notBefore ?? now)
+            let leased = capped || dueAt > now ? nil : handOff.flatMap { $0.take(message.channel) ? now.saturatingAdd($0.leaseMs) : nil }
+            leasedFlags.append(leased != nil)
+            dueTimes.append(leased ?? dueAt)
+        }
+        var events: [(String, String, String)] = []
+        for plan in plans {
+            for event in plan.events { events.append((plan.orderID, event.event, event.detail)) }
+        }
+        var binds = Binds()
+        let nowBind = binds.add(now)
+        let ownerBind = binds.add(owner)
+        let rows = try await self.rows(connection, """
+            WITH u AS (
+                SELECT * FROM unnest(\(binds.add(plans.map(\.orderID)))::text[], \(binds.add(plans.map(\.status.rawValue)))::text[],
+                                     \(binds.add(plans.map(\.amountPaid)))::bigint[], \(binds.add(plans.map { MarksCodec.encode($0.marks) }))::text[],
+                                     \(binds.add(plans.map { $0.nextDueAt ?? nullMillis }))::bigint[], \(binds.add(plans.map(\.needsRefund)))::bigint[],
+                                     \(binds.add(plans.map { keys[$0.orderID]?.version ?? 0 }))::bigint[],
+                                     \(binds.add(plans.map(\.statusChanged)))::boolean[])
+                    AS u(order_id, status, amount_paid, marks, next_due_at, needs_refund, version, status_changed)),
+            applied AS (
+                UPDATE pw_order_state s SET status = u.status, amount_paid = u.amount_paid, marks = u.marks,
+                    next_due_at = NULLIF(u.next_due_at, \(nullMillis)), quarantine = NULL,
+                    first_seen_at = COALESCE(s.first_seen_at, \(nowBind)), updated_at = \(nowBind), needs_refund = u.needs_refund,
+                    lease_owner = NULL, lease_until = NULL
+                FROM u WHERE s.order_id = u.order_id AND s.version = u.version AND s.lease_owner = \(ownerBind)
+                RETURNING s.order_id),
+            shop AS (
+                UPDATE orders o SET status = u.status FROM u JOIN applied a ON a.order_id = u.order_id
+                WHERE u.status_changed AND o.id::text = u.order_id AND o.status IS DISTINCT FROM u.status),
+            events AS (
+                INSERT INTO pw_events(order_id, at, event, detail)
+                SELECT e.order_id, \(nowBind), e.event, e.detail
+                FROM unnest(\(binds.add(events.map(\.0)))::text[], \(binds.add(events.map(\.1)))::text[], \(binds.add(events.map(\.2)))::text[])
+                     AS e(order_id, event, detail)
+                WHERE EXISTS (SELECT 1 FROM applied a WHERE a.order_id = e.order_id)),
+            outbox AS (
+                INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, in_flight, due_at, created_at,
+                                      updated_at, alternates, not_before, lease_owner)
+                SELECT m.key, m.order_id, m.kind, m.step, m.channel, m.recipient, m.body, m.leased, m.due_at, \(nowBind), \(nowBind),
+                       NULLIF(m.alternates, ''), NULLIF(m.not_before, \(nullMillis)), CASE WHEN m.leased THEN \(ownerBind) END
+                FROM unnest(\(binds.add(messages.map(\.idempotencyKey)))::text[], \(binds.add(messages.map(\.orderID)))::text[],
+                            \(binds.add(messages.map(\.kind.rawValue)))::text[], \(binds.add(messages.map { Int64($0.step) }))::bigint[],
+                            \(binds.add(messages.map(\.channel)))::text[], \(binds.add(messages.map(\.recipient)))::text[],
+                            \(binds.add(messages.map(\.payload)))::text[], \(binds.add(leasedFlags))::boolean[],
+                            \(binds.add(dueTimes))::bigint[], \(binds.add(messages.map { Alternates.encode($0.alternates) ?? "" }))::text[],
+                            \(binds.add(messages.map { Self.heldUntil($0, now: now) ?? nullMillis }))::bigint[])
+                     AS m(key, order_id, kind, step, channel, recipient, body, leased, due_at, alternates, not_before)
+                WHERE EXISTS (SELECT 1 FROM applied a WHERE a.order_id = m.order_id)
+                ON CONFLICT (order_id, idempotency_key) DO NOTHING
+                RETURNING id, order_id, idempotency_key, in_flight)
+            SELECT a.order_id, NULL::bigint, NULL::text, NULL::boolean FROM applied a
+            UNION ALL
+            SELECT o.order_id, o.id, o.idempotency_key, o.in_flight FROM outbox o
+            """, binds)
+        var appliedIDs: Set<String> = []
+        var inserted: [String: (id: Int64, leased: Bool)] = [:]
+        for row in rows {
+            if let id = try row.int64OrNil(1) {
+                inserted[try row.string(0) + "\u{1}" + row.string(2)] = (id, try row.bool(3))
+            } else {
+                appliedIDs.insert(try row.string(0))
+            }
+        }
+        // The leases of orders not written (changed by the shop meanwhile: planned again next sweep).
+        let notApplied = plans.map(\.orderID).filter { !appliedIDs.contains($0) }
+        if !notApplied.isEmpty {
+            var binds = Binds()
+            try await execute(connection, """
+                UPDATE pw_order_state SET lease_owner = NULL, lease_until = NULL
+                WHERE order_id = ANY(\(binds.add(notApplied))) AND lease_owner = \(binds.add(owner))
+                """, binds)
+        }
+        var handed: [OutboxMessage] = []
+        for message in messages {
+            guard let row = inserted[message.orderID + "\u{1}" + message.idempotencyKey], row.leased else { continue }
+            handed.append(OutboxMessage(id: row.id, message: message, attempts: 0))
+        }
+        return (plans.filter { appliedIDs.contains($0.orderID) }, handed)
     }
 
     /// Writes `plans` inside the caller's transaction: each only if its order is still at the

@@ -146,6 +146,31 @@ import Testing
         try await store.close()
     }
 
+    /// The shop changes an order between a sweep's read and its write: the plan (made from the old
+    /// rows) is not written, nor its messages or events; the lease ends and the order is due at
+    /// once, and the next sweep plans it from the new rows.
+    @Test func aPlanIsNotWrittenWhenTheShopChangedTheOrderMeanwhile() async throws {
+        let server = try PostgresServer()
+        defer { server.stop() }
+        let store = try makeStore(server)
+        try await store.migrate()
+        try insertOrders(server, count: 1)
+        let now = t0 + 10 * minute
+        let first = try await store.sweep(now: now, limit: 10) { snapshot in
+            _ = try? server.psql("UPDATE orders SET amount_due = 200 WHERE id = '\(snapshot.orderID)'")
+            return planner.plan(snapshot, now: now)
+        }
+        #expect(first.claimed == 1 && first.plans.isEmpty)
+        #expect(try value(server, "SELECT (lease_owner IS NULL AND next_due_at = 0)::text FROM pw_order_state") == "true")
+        #expect(try value(server, "SELECT count(*) FROM pw_outbox") == "0")
+        #expect(try value(server, "SELECT count(*) FROM pw_events") == "0")
+        let again = try await store.sweep(now: now + 1, limit: 10) { planner.plan($0, now: now + 1) }
+        #expect(again.plans.count == 1 && !again.plans[0].messages.isEmpty)
+        #expect(try value(server, "SELECT count(*) FROM pw_outbox") == "\(again.plans[0].messages.count)")
+        #expect(try value(server, "SELECT body LIKE '%200%' FROM pw_outbox LIMIT 1") == "t")
+        try await store.close()
+    }
+
     @Test func dueTimesFollowTheDatabasesClock() async throws {
         let server = try PostgresServer()
         defer { server.stop() }
