@@ -104,6 +104,8 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
     let closing = LeaseStarted()
     /// The shop tables' shape, as a sweep reads them, and when it was read.
     let selectsCache = Locked<(ShopSelects, ContinuousClock.Instant)?>(nil)
+    /// The time limits of the operations under way (``leased(timeoutMs:_:)``).
+    let deadlines: Deadlines
     /// The `LISTEN` connections of ``changes()``.
     let listeners = Listeners()
 
@@ -136,6 +138,7 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
         let client = PostgresClient(configuration: configuration, backgroundLogger: background)
         self.client = client
         runTask = Task { await client.run() }
+        deadlines = Deadlines()
     }
 
     static func tls(_ settings: PostgresStoreSettings) throws -> PostgresClient.Configuration.TLS {
@@ -160,6 +163,7 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
 
     public func close() async throws {
         closing.set()
+        deadlines.stop()
         listeners.closeAll()
         runTask.cancel()
         _ = await runTask.value
@@ -263,19 +267,18 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
                 outcome.install(continuation)
+                let deadlines = self.deadlines
                 let worker = Task {
                     do {
                         let value = try await client.withConnection { connection in
                             lease.set(connection)
                             // From here the work has `operationMs`: then its connection is closed.
-                            let timer = Task {
-                                try? await Task.sleep(for: .milliseconds(operationMs))
-                                guard !Task.isCancelled else { return }
+                            let limit = deadlines.add(after: .milliseconds(operationMs)) {
                                 if outcome.finish(.failure(StoreError(description: "PostgreSQL at \(display) did not answer within \(operationMs / 1000) s; the connection was closed"))) {
                                     lease.closeConnection()
                                 }
                             }
-                            outcome.onFinish { timer.cancel() }
+                            outcome.onFinish { deadlines.remove(limit) }
                             return try await work(connection)
                         }
                         outcome.finish(.success(value))
@@ -283,17 +286,18 @@ public final class PostgresOrderStore: OrderStore, @unchecked Sendable {
                         outcome.finish(.failure(error))
                     }
                 }
-                let watchdog = Task {
-                    try? await Task.sleep(for: .milliseconds(waitMs))
-                    guard !Task.isCancelled, !lease.isSet else { return }
+                let wait = deadlines.add(after: .milliseconds(waitMs)) {
+                    guard !lease.isSet else { return }
                     // Why: one connection of its own says (a refused login is a configuration
                     // error, not an outage; the pool would only keep retrying it).
-                    let cause = await self.probeError()
-                    let error = cause.map { Self.mapError($0, settings: self.settings) }
-                        ?? StoreError(description: "cannot reach PostgreSQL at \(display): no connection within \(waitMs / 1000) s")
-                    if outcome.finish(.failure(error)) { worker.cancel() }
+                    Task {
+                        let cause = await self.probeError()
+                        let error = cause.map { Self.mapError($0, settings: self.settings) }
+                            ?? StoreError(description: "cannot reach PostgreSQL at \(display): no connection within \(waitMs / 1000) s")
+                        if outcome.finish(.failure(error)) { worker.cancel() }
+                    }
                 }
-                outcome.onFinish { watchdog.cancel() }
+                outcome.onFinish { deadlines.remove(wait) }
                 outcome.onCancel { worker.cancel() }
             }
         } onCancel: {
@@ -489,6 +493,73 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
     func cancel() {
         if finish(.failure(CancellationError())) {
             for callback in lock.withLock({ cancelled }) { callback() }
+        }
+    }
+}
+
+/// Time limits of operations, checked by one task of the store's every quarter of a second while
+/// any is set (instead of a sleeping task per limit: two task switches fewer per operation,
+/// which a sweep of one order on a busy two-core host feels). A limit fires within 250 ms of its
+/// time; it is for connections that died without a word, not for precision.
+final class Deadlines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [Int: (at: ContinuousClock.Instant, fire: @Sendable () -> Void)] = [:]
+    private var nextID = 0
+    private var sleeper: CheckedContinuation<Void, Never>?
+    private var stopped = false
+    private var task: Task<Void, Never>?
+
+    static let tick: Duration = .milliseconds(250)
+
+    /// Calls `fire` once `duration` from now unless ``remove(_:)`` comes first; returns its id.
+    func add(after duration: Duration, _ fire: @escaping @Sendable () -> Void) -> Int {
+        let (id, wake): (Int, CheckedContinuation<Void, Never>?) = lock.withLock {
+            nextID += 1
+            entries[nextID] = (ContinuousClock.now + duration, fire)
+            if task == nil, !stopped { task = Task { [weak self] in await self?.run() } }
+            let wake = sleeper
+            sleeper = nil
+            return (nextID, wake)
+        }
+        wake?.resume()
+        return id
+    }
+
+    func remove(_ id: Int) {
+        _ = lock.withLock { entries.removeValue(forKey: id) }
+    }
+
+    func stop() {
+        let (task, wake) = lock.withLock { () -> (Task<Void, Never>?, CheckedContinuation<Void, Never>?) in
+            stopped = true
+            let wake = sleeper
+            sleeper = nil
+            return (self.task, wake)
+        }
+        task?.cancel()
+        wake?.resume()
+    }
+
+    private func run() async {
+        while !Task.isCancelled {
+            // Nothing to watch: wait (no wake-ups while idle) until a limit is set.
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resume = lock.withLock {
+                    if !entries.isEmpty || stopped { return true }
+                    sleeper = continuation
+                    return false
+                }
+                if resume { continuation.resume() }
+            }
+            if lock.withLock({ stopped }) { return }
+            try? await Task.sleep(for: Self.tick)
+            let now = ContinuousClock.now
+            let due: [@Sendable () -> Void] = lock.withLock {
+                let expired = entries.filter { $0.value.at <= now }
+                for id in expired.keys { entries.removeValue(forKey: id) }
+                return expired.values.map(\.fire)
+            }
+            for fire in due { fire() }
         }
     }
 }

@@ -20,7 +20,7 @@ func benchServer() throws -> PostgresServer {
     // PAYWATCH_BENCH_FSYNC=0: the server without fsync, to see what the disk's flushes cost.
     // PAYWATCH_BENCH_STATEMENTS=1: pg_stat_statements loaded, its top statements printed at the end.
     try PostgresServer(fsync: ProcessInfo.processInfo.environment["PAYWATCH_BENCH_FSYNC"] != "0",
-                       settings: profilingStatements ? ["shared_preload_libraries=pg_stat_statements"] : [])
+                       settings: profilingStatements ? ["shared_preload_libraries=pg_stat_statements", "log_autovacuum_min_duration=0"] : [])
 }
 
 let profilingStatements = ProcessInfo.processInfo.environment["PAYWATCH_BENCH_STATEMENTS"] == "1"
