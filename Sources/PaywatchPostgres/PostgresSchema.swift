@@ -246,6 +246,10 @@ enum PostgresSchema {
             RETURNS TABLE(order_id text, status text, marks text, first_seen_at bigint, version bigint, pruned_keys text,
                           next_due_at bigint, next_reconcile_at bigint)
             LANGUAGE sql SET enable_seqscan = off AS $$
+                -- A lease need not survive a crash of the server (an order whose lease is lost is
+                -- only due again; the sweep's write checks the lease): its commit does not wait for
+                -- the disk, which a write of the order's plan does a moment later anyway.
+                SELECT set_config('synchronous_commit', 'off', true);
                 WITH due AS (
                     SELECT d.order_id FROM pw_order_state d
                     WHERE d.next_due_at IS NOT NULL AND d.next_due_at <= due_by

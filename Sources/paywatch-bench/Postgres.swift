@@ -20,7 +20,7 @@ func benchServer() throws -> PostgresServer {
     // PAYWATCH_BENCH_FSYNC=0: the server without fsync, to see what the disk's flushes cost.
     // PAYWATCH_BENCH_STATEMENTS=1: pg_stat_statements loaded, its top statements printed at the end.
     try PostgresServer(fsync: ProcessInfo.processInfo.environment["PAYWATCH_BENCH_FSYNC"] != "0",
-                       settings: profilingStatements ? ["shared_preload_libraries=pg_stat_statements", "log_autovacuum_min_duration=0"] : [])
+                       settings: profilingStatements ? ["shared_preload_libraries=pg_stat_statements", "log_autovacuum_min_duration=0", "log_min_duration_statement=40", "log_lock_waits=on", "deadlock_timeout=20ms"] : [])
 }
 
 let profilingStatements = ProcessInfo.processInfo.environment["PAYWATCH_BENCH_STATEMENTS"] == "1"
