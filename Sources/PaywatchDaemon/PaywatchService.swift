@@ -190,8 +190,8 @@ public struct PaywatchService: Service {
             monitor.planning.progressed()
             progress.claimed += result.claimed
             progress.applied += result.plans.count
-            // Only of a pass that claimed nothing at all (after a write, the times have moved).
-            progress.nextDue = progress.claimed == 0 ? result.nextDue : nil
+            // What the last sweep of the pass said (an earlier one's times have moved since).
+            progress.nextDue = result.nextDue
             // A batch that applied nothing would be claimed again as it is: stop here.
             if result.claimed < batch || result.plans.isEmpty { return progress }
         }

@@ -69,6 +69,7 @@ extension PostgresOrderStore {
             return Task { try await self.autocommit { connection in try await self.loadSnapshots(connection, due: slice, selects: selects) } }
         }
         var reading = read(0)
+        var nextDue: NextDueTimes?
         do {
             for index in slices.indices {
                 guard let current = reading else { break }
@@ -77,7 +78,9 @@ extension PostgresOrderStore {
                 let slice = slices[index]
                 let plans = snapshots.map(plan)
                 let keys = Dictionary(slice.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-                let (written, handed) = try await apply(plans, keys: keys, handOff: handOff, anySuppressed: anySuppressed, now: now)
+                let (written, handed, next) = try await apply(plans, keys: keys, handOff: handOff, anySuppressed: anySuppressed, now: now)
+                // Of a sweep of one chunk only (the times of a later chunk's orders are not in an earlier's answer).
+                nextDue = slices.count == 1 ? next : nil
                 remaining.removeFirst(slice.count)
                 onApplied(written, handed)
                 applied += written
@@ -98,7 +101,7 @@ extension PostgresOrderStore {
             }
             throw error
         }
-        return SweepResult(plans: applied, claimed: due.count)
+        return SweepResult(plans: applied, claimed: due.count, nextDue: nextDue)
     }
 
     /// The sweep's ``ShopSelects``, read again from the catalog at most every 5 s (a sweep of one
@@ -301,21 +304,23 @@ extension PostgresOrderStore {
 
     /// Applies `decided` in one transaction, all at once; when the database refuses something
     /// (a shop trigger or constraint), again plan by plan, each in a savepoint, quarantining the
-    /// ones refused. Returns the plans applied and the messages handed off, leased, to delivery.
+    /// ones refused. Returns the plans applied, the messages handed off, leased, to delivery, and
+    /// (written in one statement, every plan applied) the next due times as the write left them.
     func apply(_ decided: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, anySuppressed: Bool, now: Millis) async throws
-        -> ([Plan], [OutboxMessage]) {
+        -> ([Plan], [OutboxMessage], NextDueTimes?) {
         do {
             if Self.writableAtOnce(decided, anySuppressed: anySuppressed) {
                 return try await leased { connection in
                     try await self.applyAtOnce(decided, keys: keys, handOff: handOff, now: now, connection)
                 }
             }
-            return try await rawTransaction { connection in
+            let (written, handed) = try await rawTransaction { connection in
                 try await self.applyPlans(decided, keys: keys, handOff: handOff, anySuppressed: anySuppressed, now: now, connection)
             }
+            return (written, handed, nil)
         } catch {
             guard Self.isDataRefusal(error) else { throw Self.mapError(error, settings: settings) }
-            return try await transaction { connection in
+            let (written, handed) = try await transaction { connection in
                 var applied: [Plan] = []
                 var handed: [OutboxMessage] = []
                 for plan in decided {
@@ -338,6 +343,7 @@ extension PostgresOrderStore {
                 }
                 return (applied, handed)
             }
+            return (written, handed, nil)
         }
     }
 
@@ -355,8 +361,11 @@ extension PostgresOrderStore {
     /// and lease as there; then, for the orders written, `orders.status` where it changed, the
     /// timeline events and the outbox rows (idempotent by key, leased to delivery where `handOff`
     /// takes them). A sweep of one order is one round trip here instead of six.
+    /// The statement also says when planning and reconciliation are next due: as it found them,
+    /// leaving out this store's own leases (the orders it is writing), with the plans' own next
+    /// due times; nil when a plan was not written (its order is due again at once).
     func applyAtOnce(_ plans: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, now: Millis,
-                     _ connection: PostgresConnection) async throws -> ([Plan], [OutboxMessage]) {
+                     _ connection: PostgresConnection) async throws -> ([Plan], [OutboxMessage], NextDueTimes?) {
         let owner = leaseOwner
         var messages: [OutgoingMessage] = []
         for plan in plans {
@@ -425,11 +434,19 @@ extension PostgresOrderStore {
             SELECT a.order_id, NULL::bigint, NULL::text, NULL::boolean FROM applied a
             UNION ALL
             SELECT o.order_id, o.id, o.idempotency_key, o.in_flight FROM outbox o
+            UNION ALL
+            SELECT NULL, pw_next_planning_at(\(ownerBind)), 'planning', NULL
+            UNION ALL
+            SELECT NULL, (SELECT MIN(r.due_at) FROM pw_reconcile r WHERE r.state = 'pending'), 'reconcile', NULL
             """, binds)
         var appliedIDs: Set<String> = []
         var inserted: [String: (id: Int64, leased: Bool)] = [:]
+        var nextPlanning: Millis?
+        var nextReconcile: Millis?
         for row in rows {
-            if let id = try row.int64OrNil(1) {
+            if try row.stringOrNil(0) == nil {
+                if try row.stringOrNil(2) == "planning" { nextPlanning = try row.int64OrNil(1) } else { nextReconcile = try row.int64OrNil(1) }
+            } else if let id = try row.int64OrNil(1) {
                 inserted[try row.string(0) + "\u{1}" + row.string(2)] = (id, try row.bool(3))
             } else {
                 appliedIDs.insert(try row.string(0))
@@ -449,7 +466,9 @@ extension PostgresOrderStore {
             guard let row = inserted[message.orderID + "\u{1}" + message.idempotencyKey], row.leased else { continue }
             handed.append(OutboxMessage(id: row.id, message: message, attempts: 0))
         }
-        return (plans.filter { appliedIDs.contains($0.orderID) }, handed)
+        let next = notApplied.isEmpty
+            ? NextDueTimes(planning: ([nextPlanning] + plans.map(\.nextDueAt)).compactMap { $0 }.min(), reconcile: nextReconcile) : nil
+        return (plans.filter { appliedIDs.contains($0.orderID) }, handed, next)
     }
 
     /// Writes `plans` inside the caller's transaction: each only if its order is still at the

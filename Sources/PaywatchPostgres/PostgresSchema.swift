@@ -235,10 +235,12 @@ enum PostgresSchema {
         // sleeps again after one statement).
         (3, [
             """
-            CREATE FUNCTION pw_next_planning_at() RETURNS bigint LANGUAGE sql STABLE SET enable_seqscan = off AS $$
+            CREATE FUNCTION pw_next_planning_at(excluding_owner text DEFAULT NULL) RETURNS bigint
+            LANGUAGE sql STABLE SET enable_seqscan = off AS $$
                 SELECT LEAST(
                     (SELECT MIN(d.next_due_at) FROM pw_order_state d WHERE d.next_due_at IS NOT NULL AND d.lease_until IS NULL),
-                    (SELECT MIN(l.lease_until) FROM pw_order_state l WHERE l.lease_until IS NOT NULL))
+                    (SELECT MIN(l.lease_until) FROM pw_order_state l
+                     WHERE l.lease_until IS NOT NULL AND l.lease_owner IS DISTINCT FROM excluding_owner))
             $$
             """,
             """

@@ -149,9 +149,11 @@ public struct SweepResult: Sendable {
     public var plans: [Plan]
     /// Orders claimed; when it equals the limit there may be more due right now.
     public var claimed: Int
-    /// Of a sweep that claimed nothing, optionally: what ``OrderStore/nextPlanningAt()`` and
-    /// ``OrderStore/nextReconcileAt()`` would have answered as it looked (a store that learns
-    /// them in the same round trip says so, and the daemon asks neither). Nil: ask.
+    /// Optionally, when planning and reconciliation are next due as the sweep left them: what
+    /// ``OrderStore/nextPlanningAt()`` and ``OrderStore/nextReconcileAt()`` would answer then, or
+    /// earlier times (an earlier time only costs a look that finds nothing), never later ones. A
+    /// store that learns them in the same round trip as its writes says so, and the daemon asks
+    /// neither. Nil: ask.
     public var nextDue: NextDueTimes?
 
     public init(plans: [Plan] = [], claimed: Int = 0, nextDue: NextDueTimes? = nil) {
