@@ -222,8 +222,8 @@ enum PostgresSchema {
             FOR EACH STATEMENT EXECUTE FUNCTION pw_notify_outbox()
             """,
         ]),
-        // The two statements every replica runs on every pass, as functions that plan their
-        // scans on the indexes whatever the statistics say. Without statistics (a table that has
+        // The two statements every replica runs on every pass, as functions (PL/pgSQL: planned
+        // once per connection) that scan the indexes whatever the statistics say. Without statistics (a table that has
         // not been analysed since a bulk intake) or with stale ones (due times move on as orders
         // are planned), the planner took a sequential scan of pw_order_state for "due before
         // now" and for the leased orders: milliseconds per pass per replica on a table of a few
@@ -236,22 +236,26 @@ enum PostgresSchema {
         (3, [
             """
             CREATE FUNCTION pw_next_planning_at(excluding_owner text DEFAULT NULL) RETURNS bigint
-            LANGUAGE sql STABLE SET enable_seqscan = off AS $$
-                SELECT LEAST(
+            LANGUAGE plpgsql STABLE SET enable_seqscan = off SET enable_bitmapscan = off AS $$
+            BEGIN
+                RETURN LEAST(
                     (SELECT MIN(d.next_due_at) FROM pw_order_state d WHERE d.next_due_at IS NOT NULL AND d.lease_until IS NULL),
                     (SELECT MIN(l.lease_until) FROM pw_order_state l
-                     WHERE l.lease_until IS NOT NULL AND l.lease_owner IS DISTINCT FROM excluding_owner))
-            $$
+                     WHERE l.lease_until IS NOT NULL AND l.lease_owner IS DISTINCT FROM excluding_owner));
+            END $$
             """,
             """
             CREATE FUNCTION pw_lease_due_orders(due_by bigint, max_orders bigint, owner text, held_until bigint)
             RETURNS TABLE(order_id text, status text, marks text, first_seen_at bigint, version bigint, pruned_keys text,
                           next_due_at bigint, next_reconcile_at bigint)
-            LANGUAGE sql SET enable_seqscan = off AS $$
+            LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off AS $$
+            #variable_conflict use_column
+            BEGIN
                 -- A lease need not survive a crash of the server (an order whose lease is lost is
                 -- only due again; the sweep's write checks the lease): its commit does not wait for
                 -- the disk, which a write of the order's plan does a moment later anyway.
-                SELECT set_config('synchronous_commit', 'off', true);
+                PERFORM set_config('synchronous_commit', 'off', true);
+                RETURN QUERY
                 WITH due AS (
                     SELECT d.order_id FROM pw_order_state d
                     WHERE d.next_due_at IS NOT NULL AND d.next_due_at <= due_by
@@ -267,8 +271,8 @@ enum PostgresSchema {
                 UNION ALL
                 SELECT NULL, NULL, NULL, NULL, NULL, NULL, pw_next_planning_at(),
                        (SELECT MIN(r.due_at) FROM pw_reconcile r WHERE r.state = 'pending')
-                WHERE NOT EXISTS (SELECT 1 FROM leased)
-            $$
+                WHERE NOT EXISTS (SELECT 1 FROM leased);
+            END $$
             """,
         ]),
     ]
