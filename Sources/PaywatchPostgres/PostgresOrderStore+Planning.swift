@@ -367,24 +367,9 @@ extension PostgresOrderStore {
     func applyAtOnce(_ plans: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, now: Millis,
                      _ connection: PostgresConnection) async throws -> ([Plan], [OutboxMessage], NextDueTimes?) {
         let owner = leaseOwner
-        var messages: [OutgoingMessage] = []
-        for plan in plans {
-            let pruned = keys[plan.orderID]?.prunedKeys
-            for message in plan.messages {
-                if let pruned, pruned.contains(Retention.compactKey(message.idempotencyKey, orderID: plan.orderID)) { continue }
-                messages.append(message)
-            }
-        }
-        var leasedFlags: [Bool] = []
-        var dueTimes: [Millis] = []
-        for message in messages {
-            // As in insertPlanned (no address is suppressed here).
-            let capped = handOff?.claimsReminders == true && message.kind.isReminder
-            let dueAt = max(now, message.notBefore ?? now)
-            let leased = capped || dueAt > now ? nil : handOff.flatMap { $0.take(message.channel) ? now.saturatingAdd($0.leaseMs) : nil }
-            leasedFlags.append(leased != nil)
-            dueTimes.append(leased ?? dueAt)
-        }
+        let messages = Self.unpruned(plans, keys: keys)
+        // No address is suppressed here (writableAtOnce).
+        let (leasedFlags, dueTimes) = Self.handOffDecisions(messages, suppressed: [], handOff: handOff, now: now)
         var events: [(String, String, String)] = []
         for plan in plans {
             for event in plan.events { events.append((plan.orderID, event.event, event.detail)) }
@@ -417,19 +402,8 @@ extension PostgresOrderStore {
                      AS e(order_id, event, detail)
                 WHERE EXISTS (SELECT 1 FROM applied a WHERE a.order_id = e.order_id)),
             outbox AS (
-                INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, in_flight, due_at, created_at,
-                                      updated_at, alternates, not_before, lease_owner)
-                SELECT m.key, m.order_id, m.kind, m.step, m.channel, m.recipient, m.body, m.leased, m.due_at, \(nowBind), \(nowBind),
-                       NULLIF(m.alternates, ''), NULLIF(m.not_before, \(nullMillis)), CASE WHEN m.leased THEN \(ownerBind) END
-                FROM unnest(\(binds.add(messages.map(\.idempotencyKey)))::text[], \(binds.add(messages.map(\.orderID)))::text[],
-                            \(binds.add(messages.map(\.kind.rawValue)))::text[], \(binds.add(messages.map { Int64($0.step) }))::bigint[],
-                            \(binds.add(messages.map(\.channel)))::text[], \(binds.add(messages.map(\.recipient)))::text[],
-                            \(binds.add(messages.map(\.payload)))::text[], \(binds.add(leasedFlags))::boolean[],
-                            \(binds.add(dueTimes))::bigint[], \(binds.add(messages.map { Alternates.encode($0.alternates) ?? "" }))::text[],
-                            \(binds.add(messages.map { Self.heldUntil($0, now: now) ?? nullMillis }))::bigint[])
-                     AS m(key, order_id, kind, step, channel, recipient, body, leased, due_at, alternates, not_before)
-                WHERE EXISTS (SELECT 1 FROM applied a WHERE a.order_id = m.order_id)
-                ON CONFLICT (order_id, idempotency_key) DO NOTHING
+                \(Self.outboxInsert(messages, leased: leasedFlags, dueTimes: dueTimes, now: nowBind, owner: ownerBind, nowMs: now,
+                                    binds: &binds, where: "EXISTS (SELECT 1 FROM applied a WHERE a.order_id = m.order_id)"))
                 RETURNING id, order_id, idempotency_key, in_flight)
             SELECT a.order_id, NULL::bigint, NULL::text, NULL::boolean FROM applied a
             UNION ALL
@@ -559,14 +533,7 @@ extension PostgresOrderStore {
     /// messages' addresses are looked up only then).
     func insertPlanned(_ plans: [Plan], keys: [String: DueOrder], handOff: DeliveryHandOff?, anySuppressed: Bool, now: Millis,
                        _ connection: PostgresConnection) async throws -> [OutboxMessage] {
-        var candidates: [OutgoingMessage] = []
-        for plan in plans {
-            let pruned = keys[plan.orderID]?.prunedKeys
-            for message in plan.messages {
-                if let pruned, pruned.contains(Retention.compactKey(message.idempotencyKey, orderID: plan.orderID)) { continue }
-                candidates.append(message)
-            }
-        }
+        let candidates = Self.unpruned(plans, keys: keys)
         guard !candidates.isEmpty else { return [] }
         // Whether any message is held for the quiet hours: asked only when one of these could collapse it.
         var anyHeld = false
@@ -600,33 +567,12 @@ extension PostgresOrderStore {
                 suppressed.insert(try row.string(0) + "\u{1}" + row.string(1))
             }
         }
-        var leasedFlags: [Bool] = []
-        var dueTimes: [Millis] = []
-        for message in messages {
-            // A suppressed address, a reminder under a daily cap, a message held for the quiet
-            // hours: never handed over (the claim settles them, or takes them when due).
-            let isSuppressed = !message.kind.isOps && suppressed.contains(message.channel + "\u{1}" + message.recipient)
-            let capped = handOff?.claimsReminders == true && message.kind.isReminder
-            let dueAt = max(now, message.notBefore ?? now)
-            let leased = isSuppressed || capped || dueAt > now ? nil : handOff.flatMap { $0.take(message.channel) ? now.saturatingAdd($0.leaseMs) : nil }
-            leasedFlags.append(leased != nil)
-            dueTimes.append(leased ?? dueAt)
-        }
+        let (leasedFlags, dueTimes) = Self.handOffDecisions(messages, suppressed: suppressed, handOff: handOff, now: now)
         var binds = Binds()
         let nowBind = binds.add(now)
+        let ownerBind = binds.add(leaseOwner)
         let rows = try await self.rows(connection, """
-            INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, in_flight, due_at, created_at,
-                                  updated_at, alternates, not_before, lease_owner)
-            SELECT u.key, u.order_id, u.kind, u.step, u.channel, u.recipient, u.body, u.leased, u.due_at, \(nowBind), \(nowBind),
-                   NULLIF(u.alternates, ''), NULLIF(u.not_before, \(nullMillis)), CASE WHEN u.leased THEN \(binds.add(leaseOwner)) END
-            FROM unnest(\(binds.add(messages.map(\.idempotencyKey)))::text[], \(binds.add(messages.map(\.orderID)))::text[],
-                        \(binds.add(messages.map(\.kind.rawValue)))::text[], \(binds.add(messages.map { Int64($0.step) }))::bigint[],
-                        \(binds.add(messages.map(\.channel)))::text[], \(binds.add(messages.map(\.recipient)))::text[],
-                        \(binds.add(messages.map(\.payload)))::text[], \(binds.add(leasedFlags))::boolean[],
-                        \(binds.add(dueTimes))::bigint[], \(binds.add(messages.map { Alternates.encode($0.alternates) ?? "" }))::text[],
-                        \(binds.add(messages.map { Self.heldUntil($0, now: now) ?? nullMillis }))::bigint[])
-                 AS u(key, order_id, kind, step, channel, recipient, body, leased, due_at, alternates, not_before)
-            ON CONFLICT (order_id, idempotency_key) DO NOTHING
+            \(Self.outboxInsert(messages, leased: leasedFlags, dueTimes: dueTimes, now: nowBind, owner: ownerBind, nowMs: now, binds: &binds))
             RETURNING id, order_id, idempotency_key, in_flight
             """, binds)
         var inserted: [String: (id: Int64, leased: Bool)] = [:]
@@ -640,6 +586,57 @@ extension PostgresOrderStore {
             if message.collapsesHeld, anyHeld { try await collapseHeld(into: message, now: now, connection) }
         }
         return handed
+    }
+
+    /// The plans' messages but those whose keys retention pruned (decided and gone before).
+    static func unpruned(_ plans: [Plan], keys: [String: DueOrder]) -> [OutgoingMessage] {
+        plans.flatMap { plan in
+            let pruned = keys[plan.orderID]?.prunedKeys
+            return plan.messages.filter { message in
+                pruned.map { !$0.contains(Retention.compactKey(message.idempotencyKey, orderID: plan.orderID)) } ?? true
+            }
+        }
+    }
+
+    /// Per message: whether delivery takes it now (leased to it, `handOff.take`) and its due time
+    /// (the lease's end, else when it may go). A suppressed address (`channel \u{1} address` in
+    /// `suppressed`), a reminder under a daily cap, a message held for the quiet hours: never
+    /// handed over (the claim settles them, or takes them when due).
+    static func handOffDecisions(_ messages: [OutgoingMessage], suppressed: Set<String>, handOff: DeliveryHandOff?,
+                                 now: Millis) -> (leased: [Bool], dueTimes: [Millis]) {
+        var leasedFlags: [Bool] = []
+        var dueTimes: [Millis] = []
+        for message in messages {
+            let isSuppressed = !message.kind.isOps && suppressed.contains(message.channel + "\u{1}" + message.recipient)
+            let capped = handOff?.claimsReminders == true && message.kind.isReminder
+            let dueAt = max(now, message.notBefore ?? now)
+            let leased = isSuppressed || capped || dueAt > now ? nil : handOff.flatMap { $0.take(message.channel) ? now.saturatingAdd($0.leaseMs) : nil }
+            leasedFlags.append(leased != nil)
+            dueTimes.append(leased ?? dueAt)
+        }
+        return (leasedFlags, dueTimes)
+    }
+
+    /// `INSERT INTO pw_outbox … SELECT … FROM unnest(…) AS m(…) [WHERE condition] ON CONFLICT DO
+    /// NOTHING` for `messages` (idempotent by key), without its RETURNING; `now` and `owner` are
+    /// binds already made.
+    static func outboxInsert(_ messages: [OutgoingMessage], leased: [Bool], dueTimes: [Millis], now: String, owner: String,
+                             nowMs: Millis, binds: inout Binds, where condition: String? = nil) -> String {
+        """
+        INSERT INTO pw_outbox(idempotency_key, order_id, kind, step, channel, recipient, body, in_flight, due_at, created_at,
+                              updated_at, alternates, not_before, lease_owner)
+        SELECT m.key, m.order_id, m.kind, m.step, m.channel, m.recipient, m.body, m.leased, m.due_at, \(now), \(now),
+               NULLIF(m.alternates, ''), NULLIF(m.not_before, \(nullMillis)), CASE WHEN m.leased THEN \(owner) END
+        FROM unnest(\(binds.add(messages.map(\.idempotencyKey)))::text[], \(binds.add(messages.map(\.orderID)))::text[],
+                    \(binds.add(messages.map(\.kind.rawValue)))::text[], \(binds.add(messages.map { Int64($0.step) }))::bigint[],
+                    \(binds.add(messages.map(\.channel)))::text[], \(binds.add(messages.map(\.recipient)))::text[],
+                    \(binds.add(messages.map(\.payload)))::text[], \(binds.add(leased))::boolean[],
+                    \(binds.add(dueTimes))::bigint[], \(binds.add(messages.map { Alternates.encode($0.alternates) ?? "" }))::text[],
+                    \(binds.add(messages.map { heldUntil($0, now: nowMs) ?? nullMillis }))::bigint[])
+             AS m(key, order_id, kind, step, channel, recipient, body, leased, due_at, alternates, not_before)
+        \(condition.map { "WHERE \($0)" } ?? "")
+        ON CONFLICT (order_id, idempotency_key) DO NOTHING
+        """
     }
 
     /// When a message decided at `now` is held until (the end of the quiet hours), nil when it may go at once.
