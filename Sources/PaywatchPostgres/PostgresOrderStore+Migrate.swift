@@ -36,12 +36,15 @@ extension PostgresOrderStore {
             }
             for statement in PostgresSchema.shopTables { try await self.execute(connection, statement) }
             let fresh = applied.isEmpty
+            var upgraded: [Int] = []
             for migration in PostgresSchema.migrations where !applied.contains(migration.version) {
                 for statement in migration.statements { try await self.execute(connection, statement) }
                 var binds = Binds()
                 try await self.execute(connection, "INSERT INTO pw_schema(version) VALUES (\(binds.add(migration.version)))", binds)
+                upgraded.append(migration.version)
             }
-            let done = try await self.conformShopTables(connection)
+            var done = fresh || upgraded.isEmpty ? [] : [SQLiteOrderStore.upgradeLine(upgraded.map(String.init))]
+            done += try await self.conformShopTables(connection)
             let columns = try await self.columns(connection, "orders")
             for statement in PostgresSchema.markTriggers(orderColumns: PostgresSchema.orderColumns.filter { columns[$0] != nil }) {
                 try await self.execute(connection, statement)

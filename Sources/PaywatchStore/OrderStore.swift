@@ -511,8 +511,9 @@ public struct PruneCounts: Sendable, Hashable, Codable {
 /// Error descriptions never carry SQL arguments, message bodies, addresses or secrets.
 public protocol OrderStore: Sendable {
     /// Creates or upgrades the schema and brings the shop's tables to the contract's shape; safe
-    /// to repeat (it changes nothing when there is nothing to do). Returns what it changed in the shop's tables (added columns, unique
-    /// indexes). Throws a ``StoreError`` with `isConfiguration`, changing nothing, when the shop's
+    /// to repeat (it changes nothing when there is nothing to do). Returns what it changed: the
+    /// store's own schema versions it applied to a database that had older ones (one line), then
+    /// the shop's tables (added columns, unique indexes). Throws a ``StoreError`` with `isConfiguration`, changing nothing, when the shop's
     /// schema cannot be used (a required column missing, repeated keys) or the store was migrated
     /// by a newer paywatch (an unknown schema version).
     @discardableResult

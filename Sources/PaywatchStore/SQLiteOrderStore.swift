@@ -73,7 +73,8 @@ public final class SQLiteOrderStore: OrderStore {
     /// Creates or upgrades paywatch's tables and brings the shop's tables to the contract's
     /// shape (missing optional columns, a unique key). Refuses, changing nothing, a database
     /// migrated by a newer paywatch, and shop tables without a required column or with repeated
-    /// keys. Returns what it changed in the shop's tables.
+    /// keys. Returns what it changed: paywatch's schema versions applied to an older database,
+    /// then the shop's tables.
     @discardableResult
     public func migrate() async throws -> [String] {
         let migrator = SQLiteSchema.migrator()
@@ -90,8 +91,16 @@ public final class SQLiteOrderStore: OrderStore {
             throw StoreError(description: "the shop's tables in \(path) do not fit the contract: " + problems.joined(separator: "; "),
                              isConfiguration: true)
         }
+        let before = try await pool.read { try migrator.appliedIdentifiers($0) }
         try migrator.migrate(pool)
-        return try await pool.write { try ShopTables.conform($0) }
+        let upgraded = before.isEmpty ? [] : migrator.migrations.filter { !before.contains($0) }
+        return (upgraded.isEmpty ? [] : [Self.upgradeLine(upgraded)]) + (try await pool.write { try ShopTables.conform($0) })
+    }
+
+    /// What `migrate` says of paywatch's own schema versions it applied to a database that had
+    /// older ones (after an upgrade of paywatch); nothing for a new database.
+    package static func upgradeLine(_ versions: [String]) -> String {
+        "paywatch's schema upgraded: applied \(versions.joined(separator: ", "))"
     }
 
     public func verifyStillOpen() throws {

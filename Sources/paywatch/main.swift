@@ -138,7 +138,7 @@ struct Run: AsyncParsableCommand {
         // another paywatch holds it).
         let store = try openStore(config, configPath: options.path, intent: .write(command: "run"), runLock: true, logger: logger)
         for change in try await migrateWhenReachable(store, logger: logger) {
-            logger.notice("shop schema adapted", metadata: ["change": "\(change)"])
+            logger.notice("schema migrated", metadata: ["change": "\(change)"])
         }
         let metrics = config.metrics.listen.map { _ in PaywatchMetrics() }
         var runtime: Runtime

@@ -21,6 +21,29 @@ func makeStore(_ server: PostgresServer, owner: String = "first", clock: Postgre
 func ts(_ ms: Millis) -> String { "to_timestamp(\(Double(ms) / 1000))" }
 
 @Suite(.serialized) struct PostgresSmokeTests {
+    /// A database migrated by an older paywatch (schema version 1: the outbox trigger without its
+    /// transition table, no planning functions): `migrate` applies 2 and 3, says so, and sweeps work.
+    @Test func migratingAnOlderDatabaseAppliesTheNewerVersionsAndSaysWhich() async throws {
+        let server = try PostgresServer()
+        defer { server.stop() }
+        let store = try makeStore(server)
+        try await store.migrate()
+        try server.psql("""
+            DELETE FROM pw_schema WHERE version > 1;
+            DROP FUNCTION pw_lease_due_orders; DROP FUNCTION pw_next_planning_at;
+            DROP TRIGGER pw_outbox_notify ON pw_outbox;
+            CREATE TRIGGER pw_outbox_notify AFTER INSERT ON pw_outbox FOR EACH STATEMENT EXECUTE FUNCTION pw_notify_outbox()
+            """)
+        #expect(try await store.migrate() == ["paywatch's schema upgraded: applied 2, 3"])
+        #expect(try server.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM pw_schema")
+            .trimmingCharacters(in: .whitespacesAndNewlines) == "1,2,3")
+        try server.psql("INSERT INTO orders(id, amount_due, created_at, phone) VALUES ('U1', 100, \(ts(t0)), '+8613800000000')")
+        let plans = try await store.sweep(now: t0 + 10 * minute, limit: 10) { planner.plan($0, now: t0 + 10 * minute) }.plans
+        #expect(plans.map(\.orderID) == ["U1"])
+        #expect(try await store.migrate().isEmpty)
+        try await store.close()
+    }
+
     @Test func anOrderIsPlannedClaimedAndDelivered() async throws {
         let server = try PostgresServer()
         defer { server.stop() }

@@ -177,6 +177,18 @@ import Testing
         #expect(try await SQLiteOrderStore(path: temp.path).migrate().isEmpty)
     }
 
+    /// A database an older paywatch migrated: `migrate` applies the newer versions and says which.
+    @Test func migratingAnOlderDatabaseSaysWhichVersionsItApplied() async throws {
+        let temp = try TempDatabase()
+        let migrator = SQLiteSchema.migrator()
+        let older = migrator.migrations[migrator.migrations.count - 3]
+        try migrator.migrate(try temp.shop(), upTo: older)
+        let newer = Array(migrator.migrations.suffix(2))
+        let store = try SQLiteOrderStore(path: temp.path)
+        #expect(try await store.migrate() == ["paywatch's schema upgraded: applied " + newer.joined(separator: ", ")])
+        #expect(try await store.migrate().isEmpty)
+    }
+
     @Test func migrateRefusesMissingRequiredColumnsNamingThem() async throws {
         let temp = try TempDatabase()
         try await temp.shop().write { db in
