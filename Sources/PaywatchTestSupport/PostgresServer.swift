@@ -9,7 +9,7 @@ import Foundation
 /// `postgresql` package, which `.ci/run` installs). Starting one takes about a second.
 public final class PostgresServer: @unchecked Sendable {
     public let directory: URL
-    public let port: Int
+    public private(set) var port: Int
     /// `postgres://paywatch@127.0.0.1:PORT/postgres`: the role and database of the server.
     public var url: String { "postgres://paywatch@127.0.0.1:\(port)/postgres" }
     private let binDirectory: String
@@ -52,20 +52,37 @@ public final class PostgresServer: @unchecked Sendable {
         }
         let data = directory.appendingPathComponent("data").path
         // A port free now (bound, then closed): the server takes it a moment later.
-        if let requestedPort {
-            port = requestedPort
-        } else {
-            let probe = try listenOnLoopback(port: 0) { Failure(description: "no free port: \($0)") }
-            close(probe.fd)
-            port = probe.port
-        }
-        options = "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1 -c max_connections=200" + (fsync ? "" : " -c fsync=off")
+        port = try requestedPort ?? Self.freePort()
+        baseOptions = "-k \(directory.path) -c listen_addresses=127.0.0.1 -c max_connections=200" + (fsync ? "" : " -c fsync=off")
             + settings.map { " -c \($0)" }.joined()
         try run(bin + "/initdb", ["-D", data, "-U", "paywatch", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
-        if start { try self.start() }
+        guard start else { return }
+        // The free port may be taken in between (another test's listener, a client's outgoing
+        // connection): then again on another one, unless the caller asked for this port.
+        var attempt = 1
+        while true {
+            do {
+                try self.start()
+                return
+            } catch {
+                let log = (try? String(contentsOf: directory.appendingPathComponent("server.log"), encoding: .utf8)) ?? ""
+                guard requestedPort == nil, attempt < 5, log.contains("could not bind") || log.contains("in use") else {
+                    throw Failure(description: "\(error); the server's log ends: \(log.suffix(600))")
+                }
+                attempt += 1
+                port = try Self.freePort()
+            }
+        }
     }
 
-    private let options: String
+    private static func freePort() throws -> Int {
+        let probe = try listenOnLoopback(port: 0) { Failure(description: "no free port: \($0)") }
+        close(probe.fd)
+        return probe.port
+    }
+
+    private let baseOptions: String
+    private var options: String { "-p \(port) " + baseOptions }
 
     /// Starts the server (after `init(start: false)`, or after ``restart(pauseSeconds:)``'s stop).
     public func start() throws {

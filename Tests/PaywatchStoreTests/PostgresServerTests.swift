@@ -20,4 +20,21 @@ import Testing
         let again = Result { try server.psql("SELECT 1") }
         #expect((try? again.get()) == nil)
     }
+
+    /// A port that is taken: the start fails, and the error carries the server's own words (a
+    /// server on a port of its choosing takes another one instead).
+    @Test func aTakenPortIsSaidWithTheServersLog() throws {
+        let held = try listenOnLoopback(port: 0) { TakenPort(description: "\($0)") }
+        defer { close(held.fd) }
+        let result = Result { try PostgresServer(port: held.port) }
+        guard case .failure(let error) = result else {
+            Issue.record("a server started on a taken port")
+            return
+        }
+        #expect("\(error)".contains("could not bind"))
+    }
+}
+
+private struct TakenPort: Error {
+    let description: String
 }
