@@ -91,13 +91,7 @@ extension PostgresOrderStore {
             // The orders not reached go back at once instead of when their leases expire.
             if !remaining.isEmpty {
                 let ids = remaining
-                _ = try? await transaction { connection in
-                    var binds = Binds()
-                    try await self.execute(connection, """
-                        UPDATE pw_order_state SET lease_owner = NULL, lease_until = NULL
-                        WHERE order_id = ANY(\(binds.add(ids))) AND lease_owner = \(binds.add(owner))
-                        """, binds)
-                }
+                _ = try? await autocommit { connection in try await self.endLeases(of: ids, connection) }
             }
             throw error
         }
@@ -347,6 +341,17 @@ extension PostgresOrderStore {
         }
     }
 
+    /// Ends this store's leases of the orders `ids` (others' leases stay): they are due again as
+    /// they were, at once.
+    func endLeases(of ids: [String], _ connection: PostgresConnection) async throws {
+        guard !ids.isEmpty else { return }
+        var binds = Binds()
+        try await execute(connection, """
+            UPDATE pw_order_state SET lease_owner = NULL, lease_until = NULL
+            WHERE order_id = ANY(\(binds.add(ids))) AND lease_owner = \(binds.add(leaseOwner))
+            """, binds)
+    }
+
     /// Whether `plans` are written by ``applyAtOnce(_:keys:handOff:now:_:)``: no quarantine, no
     /// reconcile request, no message that resolves an alert or collapses held steps, and no
     /// address suppressed anywhere (each of those asks the database first).
@@ -428,13 +433,7 @@ extension PostgresOrderStore {
         }
         // The leases of orders not written (changed by the shop meanwhile: planned again next sweep).
         let notApplied = plans.map(\.orderID).filter { !appliedIDs.contains($0) }
-        if !notApplied.isEmpty {
-            var binds = Binds()
-            try await execute(connection, """
-                UPDATE pw_order_state SET lease_owner = NULL, lease_until = NULL
-                WHERE order_id = ANY(\(binds.add(notApplied))) AND lease_owner = \(binds.add(owner))
-                """, binds)
-        }
+        try await endLeases(of: notApplied, connection)
         var handed: [OutboxMessage] = []
         for message in messages {
             guard let row = inserted[message.orderID + "\u{1}" + message.idempotencyKey], row.leased else { continue }
@@ -494,14 +493,7 @@ extension PostgresOrderStore {
             for row in updated { appliedIDs.insert(try row.string(0)) }
         }
         // The leases of orders not applied (changed by the shop meanwhile: planned again next sweep).
-        let notApplied = plans.map(\.orderID).filter { !appliedIDs.contains($0) }
-        if !notApplied.isEmpty {
-            var binds = Binds()
-            try await execute(connection, """
-                UPDATE pw_order_state SET lease_owner = NULL, lease_until = NULL
-                WHERE order_id = ANY(\(binds.add(notApplied))) AND lease_owner = \(binds.add(owner))
-                """, binds)
-        }
+        try await endLeases(of: plans.map(\.orderID).filter { !appliedIDs.contains($0) }, connection)
         let applied = normal.filter { appliedIDs.contains($0.orderID) }
         // The shop's view: only where the status changed.
         let changedStatus = applied.filter(\.statusChanged)
